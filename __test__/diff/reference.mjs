@@ -1,0 +1,97 @@
+// Reference half of the differential tests: runs scenarios with flowcraft's in-memory
+// FlowRuntime. ESM because flowcraft is ESM-only and jest (CommonJS, no
+// --experimental-vm-modules) cannot `import()` it: the jest test runs this file as a
+// child process.
+//
+//   node __test__/diff/reference.mjs                 print a readable table of every scenario
+//   node __test__/diff/reference.mjs --json [names]  print `__REFERENCE__<json>` (used by the test)
+import { createRequire } from 'node:module'
+import * as fc from 'flowcraft'
+
+const require = createRequire(import.meta.url)
+const { scenarios, byName } = require('./scenarios.js')
+
+/** Every `_outputs.*` key of a context object. */
+export function outputsOf(context) {
+	const out = {}
+	for (const key of Object.keys(context).sort()) if (key.startsWith('_outputs.')) out[key] = context[key]
+	return out
+}
+
+const quietLogger = { debug() {}, info() {}, warn() {}, error() {} }
+
+/** Runs one scenario once; `runTag` keys the in-process retry counters. */
+export async function runScenario(scenario, runTag) {
+	const options = {
+		registry: scenario.registry(fc),
+		blueprints: { [scenario.blueprint.id]: structuredClone(scenario.blueprint) },
+		logger: quietLogger,
+	}
+	if (scenario.evaluator) options.evaluator = scenario.evaluator()
+	if (scenario.middleware) options.middleware = scenario.middleware()
+	const runtime = new fc.FlowRuntime(options)
+	const initial = { ...(scenario.initialContext ?? {}), runTag }
+	const result = await runtime.run(structuredClone(scenario.blueprint), initial)
+	const errors = (result.errors ?? []).map((e) => ({
+		nodeId: e.nodeId,
+		message: e.message,
+		cause: e.originalError?.cause?.message ?? e.originalError?.message ?? null,
+	}))
+	const context = {}
+	for (const key of scenario.compareContext ?? []) if (Object.hasOwn(result.context, key)) context[key] = result.context[key]
+	return { status: result.status, outputs: outputsOf(result.context), context, errors }
+}
+
+/**
+ * Runs each scenario REPEAT times (fresh runtime, fresh runTag) and checks that the
+ * reference is deterministic; returns { [name]: { status, outputs, context, errors } }.
+ */
+export async function runReference(names, repeat = 3) {
+	const out = {}
+	for (const name of names) {
+		const scenario = byName(name)
+		const runs = []
+		for (let i = 0; i < repeat; i++) runs.push(await runScenario(scenario, `ref-${name}-${i}`))
+		const first = JSON.stringify({ ...runs[0], errors: undefined })
+		for (const r of runs.slice(1)) {
+			if (JSON.stringify({ ...r, errors: undefined }) !== first) {
+				throw new Error(`reference result of ${name} is not deterministic:\n${first}\n${JSON.stringify(r)}`)
+			}
+		}
+		out[name] = runs[0]
+	}
+	return out
+}
+
+const isMain = import.meta.url === `file://${process.argv[1]}`
+if (isMain) {
+	const args = process.argv.slice(2)
+	const json = args[0] === '--json'
+	const names = (json ? args.slice(1) : args).length ? (json ? args.slice(1) : args) : scenarios.map((s) => s.name)
+	// FlowRuntime's PropertyEvaluator console.error()s on unsupported expressions; keep stdout clean
+	console.error = () => {}
+	const results = await runReference(names)
+	if (json) {
+		process.stdout.write(`__REFERENCE__${JSON.stringify(results)}\n`)
+	} else {
+		for (const [name, r] of Object.entries(results)) {
+			console.log(`\n=== ${name}: ${r.status}`)
+			for (const [k, v] of Object.entries(r.outputs)) console.log(`  ${k} = ${JSON.stringify(v)}`)
+			for (const [k, v] of Object.entries(r.context)) console.log(`  (ctx) ${k} = ${JSON.stringify(v)}`)
+			for (const e of r.errors) console.log(`  error ${e.nodeId}: ${e.message} <- ${e.cause}`)
+			const intended = byName(name).intended
+			const same =
+				intended &&
+				intended.status === r.status &&
+				JSON.stringify(sortKeys(intended.outputs)) === JSON.stringify(sortKeys(r.outputs)) &&
+				JSON.stringify(sortKeys(intended.context ?? {})) === JSON.stringify(sortKeys(r.context))
+			console.log(`  matches intended: ${same ? 'yes' : 'NO'}`)
+		}
+	}
+}
+
+function sortKeys(v) {
+	if (Array.isArray(v)) return v.map(sortKeys)
+	if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]))
+	return v
+}

@@ -1,0 +1,279 @@
+//! Blueprint model and the graph facts every job needs (predecessors, outgoing
+//! edges, start nodes, fallbacks), computed once when the worker starts.
+
+use crate::error::{CoreError, CoreResult};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeDef {
+    pub id: String,
+    pub uses: String,
+    #[serde(default)]
+    pub params: Option<Value>,
+    #[serde(default)]
+    pub inputs: Option<Inputs>,
+    #[serde(default)]
+    pub config: Option<NodeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Inputs {
+    Key(String),
+    Map(serde_json::Map<String, Value>),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfig {
+    #[serde(default)]
+    pub max_retries: Option<Value>,
+    #[serde(default)]
+    pub retry_delay: Option<Value>,
+    #[serde(default)]
+    pub timeout: Option<Value>,
+    #[serde(default)]
+    pub fallback: Option<String>,
+    #[serde(default)]
+    pub join_strategy: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EdgeDef {
+    pub source: String,
+    pub target: String,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub transform: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawBlueprint {
+    id: String,
+    nodes: Vec<NodeDef>,
+    #[serde(default)]
+    edges: Vec<EdgeDef>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinStrategy {
+    All,
+    Any,
+}
+
+/// A blueprint with its graph analysed.
+#[derive(Debug)]
+pub struct Blueprint {
+    pub id: String,
+    /// `metadata.version`, or null when absent or falsy (as Flowcraft compares it).
+    pub version: Value,
+    pub nodes: Vec<NodeDef>,
+    pub edges: Vec<EdgeDef>,
+    index: HashMap<String, usize>,
+    /// Distinct sources of the edges into each node.
+    predecessors: HashMap<String, BTreeSet<String>>,
+    /// Indices into `edges` of each node's outgoing edges.
+    outgoing: HashMap<String, Vec<usize>>,
+    /// node id -> nodes whose `config.fallback` names it.
+    fallback_for: HashMap<String, Vec<String>>,
+    start_nodes: Vec<String>,
+    /// Nodes reached through at least one edge with a `transform`.
+    transformed_targets: BTreeSet<String>,
+}
+
+impl Blueprint {
+    pub fn from_value(value: Value) -> CoreResult<Blueprint> {
+        let id_hint = value.get("id").and_then(Value::as_str).unwrap_or("<missing id>").to_string();
+        let raw: RawBlueprint = serde_json::from_value(value).map_err(|e| CoreError::InvalidBlueprint {
+            id: id_hint.clone(),
+            reason: format!("{e} (a blueprint is {{ id, nodes: [{{ id, uses, params?, inputs?, config? }}], edges: [{{ source, target, action?, condition?, transform? }}] }})"),
+        })?;
+        Blueprint::analyse(raw)
+    }
+
+    fn analyse(raw: RawBlueprint) -> CoreResult<Blueprint> {
+        let bad = |reason: String| CoreError::InvalidBlueprint { id: raw.id.clone(), reason };
+        let mut index = HashMap::new();
+        for (i, n) in raw.nodes.iter().enumerate() {
+            if index.insert(n.id.clone(), i).is_some() {
+                return Err(bad(format!("node id '{}' appears twice", n.id)));
+            }
+        }
+        let mut predecessors: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut outgoing: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut transformed_targets = BTreeSet::new();
+        for (i, e) in raw.edges.iter().enumerate() {
+            for end in [&e.source, &e.target] {
+                if !index.contains_key(end) {
+                    return Err(bad(format!("edge {} -> {} names node '{}', which is not in the blueprint", e.source, e.target, end)));
+                }
+            }
+            predecessors.entry(e.target.clone()).or_default().insert(e.source.clone());
+            outgoing.entry(e.source.clone()).or_default().push(i);
+            if e.transform.is_some() {
+                transformed_targets.insert(e.target.clone());
+            }
+        }
+        let mut fallback_for: HashMap<String, Vec<String>> = HashMap::new();
+        for n in &raw.nodes {
+            if let Some(f) = n.config.as_ref().and_then(|c| c.fallback.as_ref()) {
+                if index.contains_key(f) {
+                    fallback_for.entry(f.clone()).or_default().push(n.id.clone());
+                }
+            }
+        }
+        let start_nodes: Vec<String> = raw
+            .nodes
+            .iter()
+            .filter(|n| !predecessors.contains_key(&n.id) && !fallback_for.contains_key(&n.id))
+            .map(|n| n.id.clone())
+            .collect();
+        let version = match raw.metadata.as_ref().and_then(|m| m.get("version")) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => Value::Null,
+            Some(Value::String(s)) if s.is_empty() => Value::Null,
+            Some(Value::Number(n)) if n.as_f64() == Some(0.0) => Value::Null,
+            Some(v) => v.clone(),
+        };
+        Ok(Blueprint {
+            id: raw.id,
+            version,
+            nodes: raw.nodes,
+            edges: raw.edges,
+            index,
+            predecessors,
+            outgoing,
+            fallback_for,
+            start_nodes,
+            transformed_targets,
+        })
+    }
+
+    pub fn node(&self, id: &str) -> Option<&NodeDef> {
+        self.index.get(id).map(|&i| &self.nodes[i])
+    }
+
+    pub fn predecessors(&self, id: &str) -> usize {
+        self.predecessors.get(id).map_or(0, BTreeSet::len)
+    }
+
+    pub fn predecessor_ids(&self, id: &str) -> impl Iterator<Item = &String> {
+        self.predecessors.get(id).into_iter().flatten()
+    }
+
+    pub fn start_nodes(&self) -> &[String] {
+        &self.start_nodes
+    }
+
+    pub fn join_strategy(&self, id: &str) -> JoinStrategy {
+        match self.node(id).and_then(|n| n.config.as_ref()).and_then(|c| c.join_strategy.as_deref()) {
+            Some("any") => JoinStrategy::Any,
+            _ => JoinStrategy::All,
+        }
+    }
+
+    /// The edges a completed node may follow: its own, and those of the nodes it
+    /// is the fallback for (Flowcraft lets a fallback continue its owner's path).
+    /// Duplicates (same source, target, action and condition) are dropped.
+    pub fn candidate_edges(&self, id: &str) -> Vec<&EdgeDef> {
+        let mut out: Vec<&EdgeDef> = Vec::new();
+        let owners = self.fallback_for.get(id).into_iter().flatten().map(String::as_str);
+        for source in std::iter::once(id).chain(owners) {
+            for &i in self.outgoing.get(source).into_iter().flatten() {
+                let e = &self.edges[i];
+                let dup = out.iter().any(|o| {
+                    o.source == e.source && o.target == e.target && o.action == e.action && o.condition == e.condition
+                });
+                if !dup {
+                    out.push(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any edge into `id` carries a condition.
+    pub fn has_conditional_inbound(&self, id: &str) -> bool {
+        self.edges.iter().any(|e| e.target == id && e.condition.is_some())
+    }
+
+    pub fn has_transformed_inbound(&self, id: &str) -> bool {
+        self.transformed_targets.contains(id)
+    }
+
+    /// The node to run when `id` fails: a node id of this blueprint (Flowcraft's
+    /// meaning of `config.fallback`).
+    pub fn fallback_node(&self, id: &str) -> Option<&NodeDef> {
+        let f = self.node(id)?.config.as_ref()?.fallback.as_ref()?;
+        self.node(f)
+    }
+
+    pub fn fallback_key(&self, id: &str) -> Option<&str> {
+        self.node(id)?.config.as_ref()?.fallback.as_deref()
+    }
+}
+
+/// All blueprints a worker knows, by id.
+#[derive(Debug, Default)]
+pub struct Blueprints(HashMap<String, std::sync::Arc<Blueprint>>);
+
+impl Blueprints {
+    pub fn from_value(value: Value) -> CoreResult<Blueprints> {
+        let Value::Object(map) = value else {
+            return Err(CoreError::InvalidArgument("runtimeOptions.blueprints must be an object of blueprints keyed by id".into()));
+        };
+        let mut out = HashMap::new();
+        for (key, v) in map {
+            let bp = Blueprint::from_value(v)?;
+            out.insert(key, std::sync::Arc::new(bp));
+        }
+        Ok(Blueprints(out))
+    }
+
+    pub fn get(&self, id: &str) -> Option<std::sync::Arc<Blueprint>> {
+        self.0.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn analyses_a_diamond() {
+        let bp = Blueprint::from_value(json!({
+            "id": "d", "nodes": [
+                {"id": "a", "uses": "x"}, {"id": "b", "uses": "x"}, {"id": "c", "uses": "x"},
+                {"id": "j", "uses": "x", "config": {"joinStrategy": "any"}}, {"id": "fb", "uses": "x"},
+                {"id": "z", "uses": "x", "config": {"fallback": "fb"}}
+            ],
+            "edges": [
+                {"source": "a", "target": "b"}, {"source": "a", "target": "c"},
+                {"source": "b", "target": "j"}, {"source": "c", "target": "j", "transform": "input.v"},
+                {"source": "z", "target": "j"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(bp.start_nodes(), ["a".to_string(), "z".to_string()]);
+        assert_eq!(bp.predecessors("j"), 3);
+        assert_eq!(bp.join_strategy("j"), JoinStrategy::Any);
+        assert!(bp.has_transformed_inbound("j"));
+        assert_eq!(bp.candidate_edges("fb").iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["j"]);
+        assert_eq!(bp.version, Value::Null);
+    }
+
+    #[test]
+    fn rejects_an_edge_to_nowhere() {
+        let err = Blueprint::from_value(json!({"id": "b", "nodes": [{"id": "a", "uses": "x"}], "edges": [{"source": "a", "target": "q"}]}))
+            .unwrap_err();
+        assert_eq!(err.code(), "ERR_INVALID_BLUEPRINT");
+        assert!(err.to_string().contains("'q'"));
+    }
+}

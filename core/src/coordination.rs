@@ -1,0 +1,226 @@
+//! `RedisCoordinationStore` and the worker's fan-in joins. One multiplexed,
+//! self-reconnecting connection per Redis target per process.
+
+use crate::error::{CoreError, CoreResult};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisTarget {
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: Option<i64>,
+    pub tls: Option<bool>,
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl RedisTarget {
+    pub fn from_url(url: &str) -> RedisTarget {
+        RedisTarget { url: Some(url.to_string()), ..Default::default() }
+    }
+
+    fn url(&self) -> CoreResult<String> {
+        if self.tls == Some(true) || self.url.as_deref().is_some_and(|u| u.starts_with("rediss:")) {
+            return Err(CoreError::Unsupported(
+                "TLS connections to Redis are not supported yet: use a redis:// URL (e.g. over a private network or a local TLS proxy)".into(),
+            ));
+        }
+        if let Some(u) = &self.url {
+            return Ok(u.clone());
+        }
+        let auth = match (&self.username, &self.password) {
+            (Some(u), Some(p)) => format!("{}:{}@", encode(u), encode(p)),
+            (None, Some(p)) => format!(":{}@", encode(p)),
+            (Some(u), None) => format!("{}@", encode(u)),
+            (None, None) => String::new(),
+        };
+        let host = self.host.as_deref().unwrap_or("127.0.0.1");
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        Ok(format!("redis://{auth}{host}:{}/{}", self.port.unwrap_or(6379), self.db.unwrap_or(0)))
+    }
+
+    /// `host:port` for messages; never the password.
+    pub fn label(&self) -> String {
+        match self.url() {
+            Ok(u) => {
+                let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+                rest.split('/').next().unwrap_or(rest).to_string()
+            }
+            Err(_) => "<invalid target>".into(),
+        }
+    }
+}
+
+/// The atomic 'all' join: record the arrival of `member`, and once every
+/// predecessor has arrived, elect exactly one firer. Re-running it for the
+/// same member (a redelivered job) returns the same answer.
+const ARRIVE_SCRIPT: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[3])
+end
+return redis.call('GET', KEYS[2])
+"#;
+
+/// The 'any' join: the first arrival wins, and asking again as that arrival
+/// still answers yes.
+const FIRST_SCRIPT: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+return redis.call('GET', KEYS[1])
+"#;
+
+const INCREMENT_SCRIPT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return n
+"#;
+
+#[derive(Clone)]
+pub struct Coordination {
+    target: RedisTarget,
+    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    arrive: Arc<redis::Script>,
+    first: Arc<redis::Script>,
+    increment: Arc<redis::Script>,
+}
+
+pub const JOIN_TTL_SECONDS: u64 = 3600;
+
+impl Coordination {
+    /// The process-wide store for `target`; it connects on first use.
+    pub fn shared(target: &RedisTarget) -> CoreResult<Coordination> {
+        target.url()?;
+        static STORES: OnceLock<Mutex<HashMap<RedisTarget, Coordination>>> = OnceLock::new();
+        let mut stores = STORES.get_or_init(Default::default).lock().unwrap();
+        Ok(stores
+            .entry(target.clone())
+            .or_insert_with(|| Coordination {
+                target: target.clone(),
+                conn: Arc::new(tokio::sync::OnceCell::new()),
+                arrive: Arc::new(redis::Script::new(ARRIVE_SCRIPT)),
+                first: Arc::new(redis::Script::new(FIRST_SCRIPT)),
+                increment: Arc::new(redis::Script::new(INCREMENT_SCRIPT)),
+            })
+            .clone())
+    }
+
+    pub fn label(&self) -> String {
+        self.target.label()
+    }
+
+    async fn conn(&self) -> CoreResult<ConnectionManager> {
+        let target = &self.target;
+        self.conn
+            .get_or_try_init(|| async {
+                let client = redis::Client::open(target.url()?.as_str())
+                    .map_err(|e| CoreError::InvalidArgument(format!("invalid Redis URL: {e}")))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(Duration::from_secs(10)))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(2));
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|source| CoreError::RedisConnect { target: target.label(), source })
+            })
+            .await
+            .cloned()
+    }
+
+    pub async fn increment(&self, key: &str, ttl_seconds: u64) -> CoreResult<i64> {
+        let mut c = self.conn().await?;
+        self.increment
+            .key(key)
+            .arg(ttl_seconds)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| CoreError::redis(format!("incrementing {key:?}"), e))
+    }
+
+    pub async fn set_if_not_exist(&self, key: &str, value: &str, ttl_seconds: u64) -> CoreResult<bool> {
+        let mut c = self.conn().await?;
+        let r: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_seconds)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| CoreError::redis(format!("setting {key:?}"), e))?;
+        Ok(r.is_some())
+    }
+
+    pub async fn delete(&self, key: &str) -> CoreResult<bool> {
+        let mut c = self.conn().await?;
+        let n: i64 = redis::cmd("DEL").arg(key).query_async(&mut c).await.map_err(|e| CoreError::redis(format!("deleting {key:?}"), e))?;
+        Ok(n > 0)
+    }
+
+    pub async fn extend_ttl(&self, key: &str, ttl_seconds: u64) -> CoreResult<bool> {
+        let mut c = self.conn().await?;
+        let n: i64 = redis::cmd("EXPIRE")
+            .arg(key)
+            .arg(ttl_seconds)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| CoreError::redis(format!("extending the TTL of {key:?}"), e))?;
+        Ok(n == 1)
+    }
+
+    pub async fn get(&self, key: &str) -> CoreResult<Option<String>> {
+        let mut c = self.conn().await?;
+        redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(|e| CoreError::redis(format!("reading {key:?}"), e))
+    }
+
+    /// 'all' join: true when `member` is the predecessor elected to enqueue
+    /// `node` (every predecessor has arrived). Idempotent per member.
+    pub async fn arrive_all(&self, run_id: &str, node_id: &str, member: &str, expected: usize) -> CoreResult<bool> {
+        let mut c = self.conn().await?;
+        let firer: Option<String> = self
+            .arrive
+            .key(format!("flowcraft:fanin:{run_id}:{node_id}"))
+            .key(format!("flowcraft:joinlock:{run_id}:{node_id}"))
+            .arg(member)
+            .arg(expected)
+            .arg(JOIN_TTL_SECONDS)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| CoreError::redis(format!("joining node {node_id:?} of run {run_id:?}"), e))?;
+        Ok(firer.as_deref() == Some(member))
+    }
+
+    /// 'any' join: true for the first arrival only (and for that arrival again).
+    pub async fn arrive_any(&self, run_id: &str, node_id: &str, member: &str) -> CoreResult<bool> {
+        let mut c = self.conn().await?;
+        let winner: Option<String> = self
+            .first
+            .key(format!("flowcraft:joinlock:{run_id}:{node_id}"))
+            .arg(member)
+            .arg(JOIN_TTL_SECONDS)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| CoreError::redis(format!("joining node {node_id:?} of run {run_id:?}"), e))?;
+        Ok(winner.as_deref() == Some(member))
+    }
+}

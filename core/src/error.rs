@@ -1,0 +1,101 @@
+//! The core's one error type. Each variant maps to a stable code that the
+//! binding layer hands to JavaScript as `error.code`.
+
+use std::fmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("invalid table name {name:?}: use `name` or `schema.name` made of letters, digits and underscores (not starting with a digit)")]
+    InvalidTableName { name: String },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("cannot connect to PostgreSQL at {target}: {}. Check that the server runs and the host, port, user and database are right", chain(source))]
+    PgConnect { target: String, source: tokio_postgres::Error },
+    #[error("PostgreSQL error while {doing}: {}", chain(source))]
+    Pg { doing: String, source: tokio_postgres::Error },
+    #[error("cannot connect to Redis at {target}: {source}. Check that the server runs and the host, port and password are right")]
+    RedisConnect { target: String, source: redis::RedisError },
+    #[error("Redis error while {doing}: {source}")]
+    Redis { doing: String, source: redis::RedisError },
+    #[error("cannot connect to RabbitMQ at {target}: {source}. Check the URL (amqp://user:pass@host:port/vhost) and that the broker runs")]
+    AmqpConnect { target: String, source: lapin::Error },
+    #[error("RabbitMQ error while {doing}: {}", chain(source))]
+    Amqp { doing: String, source: lapin::Error },
+    #[error("invalid blueprint {id:?}: {reason}")]
+    InvalidBlueprint { id: String, reason: String },
+    #[error("invalid JSON in {what}: {source}")]
+    InvalidJson { what: String, source: serde_json::Error },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    WorkerState(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+impl CoreError {
+    /// The stable code JavaScript sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::InvalidTableName { .. } => "ERR_INVALID_TABLE_NAME",
+            CoreError::InvalidArgument(_) => "ERR_INVALID_ARGUMENT",
+            CoreError::PgConnect { .. } => "ERR_PG_CONNECT",
+            CoreError::Pg { .. } => "ERR_PG",
+            CoreError::RedisConnect { .. } => "ERR_REDIS_CONNECT",
+            CoreError::Redis { .. } => "ERR_REDIS",
+            CoreError::AmqpConnect { .. } => "ERR_AMQP_CONNECT",
+            CoreError::Amqp { .. } => "ERR_AMQP",
+            CoreError::InvalidBlueprint { .. } => "ERR_INVALID_BLUEPRINT",
+            CoreError::InvalidJson { .. } => "ERR_INVALID_JSON",
+            CoreError::Unsupported(_) => "ERR_UNSUPPORTED",
+            CoreError::WorkerState(_) => "ERR_WORKER_STATE",
+            CoreError::Timeout(_) => "ERR_TIMEOUT",
+        }
+    }
+
+    pub fn pg(doing: impl fmt::Display, source: tokio_postgres::Error) -> Self {
+        CoreError::Pg { doing: doing.to_string(), source }
+    }
+    pub fn redis(doing: impl fmt::Display, source: redis::RedisError) -> Self {
+        CoreError::Redis { doing: doing.to_string(), source }
+    }
+    pub fn amqp(doing: impl fmt::Display, source: lapin::Error) -> Self {
+        CoreError::Amqp { doing: doing.to_string(), source }
+    }
+    pub fn json(what: impl fmt::Display, source: serde_json::Error) -> Self {
+        CoreError::InvalidJson { what: what.to_string(), source }
+    }
+
+    /// Connection-level failures are worth retrying (the service may come back);
+    /// everything else is a property of the input.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CoreError::PgConnect { .. } | CoreError::RedisConnect { .. } | CoreError::AmqpConnect { .. } => true,
+            CoreError::Pg { source, .. } => source.is_closed() || source.as_db_error().is_none(),
+            CoreError::Redis { source, .. } => {
+                source.is_io_error() || source.is_connection_dropped() || source.is_connection_refusal() || source.is_timeout()
+            }
+            CoreError::Amqp { .. } => true,
+            CoreError::Timeout(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+/// An error with its causes, `a: b: c`: tokio-postgres keeps the useful part
+/// ("Connection refused", the server's message) in the source.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}

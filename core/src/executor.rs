@@ -1,0 +1,92 @@
+//! How the core reaches node code, a custom evaluator and the user's logger /
+//! event bus. In production these are JavaScript callbacks (the binding layer);
+//! in `cargo test`, Rust closures.
+
+use crate::context_store::PatchOp;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One node execution, as handed to the executor.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRequest {
+    pub run_id: String,
+    pub blueprint_id: String,
+    pub node_id: String,
+    pub uses: String,
+    pub params: Value,
+    pub config: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// The run's whole context, as read for this job.
+    pub context: Box<RawValue>,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NodeResult {
+    #[serde(default)]
+    pub output: Option<Value>,
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NodeError {
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NodeResponse {
+    pub ok: bool,
+    #[serde(default)]
+    pub result: Option<NodeResult>,
+    #[serde(default)]
+    pub writes: Vec<PatchOp>,
+    #[serde(default)]
+    pub error: Option<NodeError>,
+}
+
+impl NodeResponse {
+    pub fn success(output: Option<Value>, action: Option<String>, writes: Vec<PatchOp>) -> NodeResponse {
+        NodeResponse { ok: true, result: Some(NodeResult { output, action }), writes, error: None }
+    }
+    pub fn failure(message: impl Into<String>) -> NodeResponse {
+        NodeResponse { ok: false, result: None, writes: vec![], error: Some(NodeError { message: message.into() }) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+pub trait NodeExecutor: Send + Sync + 'static {
+    /// Runs the node (retries, timeout, middleware and class lifecycle are the
+    /// executor's business). Never fails: a failure is `ok: false`.
+    fn run(&self, request: NodeRequest) -> BoxFuture<'_, NodeResponse>;
+
+    /// Whether the user supplied an evaluator; otherwise the built-in
+    /// property-path evaluator is used and `evaluate` is never called.
+    fn has_evaluator(&self) -> bool {
+        false
+    }
+
+    /// Evaluates with the user's evaluator. `None` is `undefined`.
+    fn evaluate(&self, _expression: &str, _data: Value) -> BoxFuture<'_, Option<Value>> {
+        Box::pin(async { None })
+    }
+
+    fn log(&self, _level: Level, _message: &str, _meta: Value) {}
+
+    fn event(&self, _kind: &str, _payload: Value) {}
+}

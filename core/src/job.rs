@@ -1,0 +1,416 @@
+//! The life of one job: DESIGN.md's "What one job does". Read the run once,
+//! run the node (unless its output is already committed), commit once, join,
+//! publish the successors, and finish the run when nothing of it remains.
+
+use crate::blueprint::{Blueprint, Blueprints, JoinStrategy, NodeDef};
+use crate::context_store::PatchOp;
+use crate::coordination::Coordination;
+use crate::error::{CoreError, CoreResult};
+use crate::evaluator::{evaluate_path, resolve_input, truthy, ConditionScope, TransformScope};
+use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
+use crate::queue::{Broker, JobMessage};
+use crate::run_store::{Commit, RunStore, FINAL_STATUSES};
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// What to do with the message once the job is handled.
+#[derive(Debug)]
+pub enum Disposition {
+    Ack,
+    /// Cannot ever be processed: move it to the dead-letter queue with this reason.
+    DeadLetter(String),
+    /// A service failed (connection lost...): requeue and try again later.
+    Retry(CoreError),
+}
+
+pub struct JobRunner {
+    pub blueprints: Blueprints,
+    pub registry: HashSet<String>,
+    pub store: RunStore,
+    pub coordination: Coordination,
+    pub executor: Arc<dyn NodeExecutor>,
+}
+
+struct Executed {
+    output: Value,
+    action: Option<String>,
+    writes: Vec<PatchOp>,
+}
+
+impl JobRunner {
+    fn log(&self, level: Level, message: &str, meta: Value) {
+        self.executor.log(level, message, meta);
+    }
+
+    /// Handles one delivery. Errors from services become `Retry`; problems of
+    /// the message itself become `DeadLetter`; nothing panics.
+    pub async fn handle(&self, body: &[u8], broker: &Broker) -> Disposition {
+        let job = match JobMessage::parse(body) {
+            Ok(j) => j,
+            Err(reason) => {
+                let reason = format!("Not a Flowcraft job: {reason}");
+                self.log(Level::Error, &reason, json!({ "queue": broker.queue }));
+                return Disposition::DeadLetter(reason);
+            }
+        };
+        match self.process(&job, broker).await {
+            Ok(d) => d,
+            Err(e) if e.is_transient() => Disposition::Retry(e),
+            Err(e) => {
+                let reason = format!("Job for node '{}' of run '{}' failed: {e}", job.node_id, job.run_id);
+                self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id, "code": e.code() }));
+                Disposition::DeadLetter(reason)
+            }
+        }
+    }
+
+    async fn process(&self, job: &JobMessage, broker: &Broker) -> CoreResult<Disposition> {
+        let meta = json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "nodeId": job.node_id });
+        let Some(bp) = self.blueprints.get(&job.blueprint_id) else {
+            let reason = format!(
+                "Blueprint with ID '{}' not found in the worker's runtime registry (runtimeOptions.blueprints).",
+                job.blueprint_id
+            );
+            return self.refuse_run(job, &reason, broker).await;
+        };
+        let Some(node) = bp.node(&job.node_id) else {
+            let reason = format!("Node '{}' is not in blueprint '{}'.", job.node_id, bp.id);
+            return self.refuse_run(job, &reason, broker).await;
+        };
+
+        let snapshot = self.store.load(&job.run_id, &job.node_id).await?;
+        if let Some(status) = snapshot.status.as_deref() {
+            if FINAL_STATUSES.contains(&status) {
+                self.log(Level::Debug, &format!("Run is already {status}; job skipped"), meta);
+                return Ok(Disposition::Ack);
+            }
+        }
+        let mut context = snapshot.context.clone().unwrap_or_default();
+        if let Some(stored) = context.get("blueprintVersion") {
+            if *stored != bp.version {
+                let reason = format!(
+                    "Blueprint version mismatch for run '{}': stored version {}, worker has version {}. Job refused to protect the run's state; run a worker with the matching blueprint.",
+                    job.run_id, stored, bp.version
+                );
+                self.log(Level::Warn, &reason, meta);
+                return Ok(Disposition::DeadLetter(reason));
+            }
+        }
+        let first_sight = !context.contains_key("blueprintId") || !snapshot.tracked;
+        if first_sight {
+            let mut initial = Map::new();
+            initial.insert("blueprintId".into(), Value::String(bp.id.clone()));
+            initial.insert("blueprintVersion".into(), bp.version.clone());
+            let mut queued: Vec<String> = bp.start_nodes().to_vec();
+            if !queued.contains(&job.node_id) {
+                queued.push(job.node_id.clone());
+            }
+            self.store.init_run(&job.run_id, &bp.id, &initial, &queued).await?;
+            for (k, v) in initial {
+                context.entry(k).or_insert(v);
+            }
+        }
+
+        let output_key = format!("_outputs.{}", job.node_id);
+        if context.contains_key(&output_key) {
+            // Redelivered after its commit: redo only what follows the commit.
+            self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
+            let route = snapshot.route.clone().unwrap_or_default();
+            self.settle_and_publish(&bp, job, &route, &context, broker).await?;
+            return Ok(Disposition::Ack);
+        }
+
+        let context_text = if first_sight { Value::Object(context.clone()).to_string() } else { snapshot.context_text.clone().unwrap_or_else(|| "{}".into()) };
+        self.executor.event("node:start", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
+        match self.execute(&bp, node, &node.uses, job, &context, &context_text).await {
+            Ok(done) => self.complete(&bp, job, &node.id, done, context, broker).await,
+            Err(message) => self.node_failed(&bp, job, node, message, context, &context_text, broker).await,
+        }
+    }
+
+    /// Unknown blueprint or node: the run fails with the reason, the message is dead-lettered.
+    async fn refuse_run(&self, job: &JobMessage, reason: &str, _broker: &Broker) -> CoreResult<Disposition> {
+        self.log(Level::Error, reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
+        if self.store.fail_run(&job.run_id, reason).await? {
+            self.executor.event("workflow:finish", json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": "failed", "reason": reason }));
+        }
+        Ok(Disposition::DeadLetter(reason.to_string()))
+    }
+
+    async fn execute(
+        &self,
+        bp: &Blueprint,
+        node: &NodeDef,
+        uses: &str,
+        job: &JobMessage,
+        context: &Map<String, Value>,
+        context_text: &str,
+    ) -> Result<Executed, String> {
+        if !self.registry.contains(uses) {
+            return Err(format!(
+                "No implementation registered for '{uses}' (node '{}' of blueprint '{}'): add it to runtimeOptions.registry.",
+                node.id, bp.id
+            ));
+        }
+        let context_raw = serde_json::value::RawValue::from_string(context_text.to_string())
+            .map_err(|e| format!("the run's context is not valid JSON: {e}"))?;
+        let request = NodeRequest {
+            run_id: job.run_id.clone(),
+            blueprint_id: bp.id.clone(),
+            node_id: node.id.clone(),
+            uses: uses.to_string(),
+            params: node.params.clone().unwrap_or_else(|| json!({})),
+            config: serde_json::to_value(node.config.as_ref().map(config_json)).unwrap_or(Value::Null),
+            input: resolve_input(bp, node, context),
+            context: context_raw,
+            attempt: job.attempt.unwrap_or(1),
+        };
+        let NodeResponse { ok, result, writes, error } = self.executor.run(request).await;
+        if ok {
+            let result = result.unwrap_or_default();
+            Ok(Executed { output: result.output.unwrap_or(Value::Null), action: result.action, writes })
+        } else {
+            Err(error.map(|e| e.message).unwrap_or_else(|| "node failed without an error message".into()))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn node_failed(
+        &self,
+        bp: &Blueprint,
+        job: &JobMessage,
+        node: &NodeDef,
+        message: String,
+        context: Map<String, Value>,
+        context_text: &str,
+        broker: &Broker,
+    ) -> CoreResult<Disposition> {
+        let meta = json!({ "runId": job.run_id, "nodeId": node.id, "error": message });
+        // Flowcraft's `config.fallback` names another node: the failed node
+        // completes with a null output and the fallback runs next.
+        if let Some(fallback) = bp.fallback_node(&node.id) {
+            self.log(Level::Warn, &format!("Node '{}' failed, running fallback '{}': {message}", node.id, fallback.id), meta);
+            self.executor.event("node:fallback", json!({ "runId": job.run_id, "nodeId": node.id, "fallback": fallback.id, "blueprintId": bp.id }));
+            let mut sets = Map::new();
+            sets.insert(format!("_outputs.{}", node.id), Value::Null);
+            sets.insert(node.id.clone(), Value::Null);
+            let route = vec![fallback.id.clone()];
+            if let Commit::Applied { .. } = self.store.commit(&job.run_id, &node.id, &sets, &[], &route, &route, true).await? {
+                broker.publish_jobs(&[JobMessage::new(&job.run_id, &bp.id, &fallback.id)]).await?;
+            }
+            return Ok(Disposition::Ack);
+        }
+        // A fallback that is a registry key rather than a node: run it in place.
+        if let Some(key) = bp.fallback_key(&node.id) {
+            if self.registry.contains(key) {
+                self.executor.event("node:fallback", json!({ "runId": job.run_id, "nodeId": node.id, "fallback": key, "blueprintId": bp.id }));
+                if let Ok(done) = self.execute(bp, node, key, job, &context, context_text).await {
+                    return self.complete(bp, job, &node.id, done, context, broker).await;
+                }
+            }
+        }
+        let reason = format!("Node '{}' failed: {message}", node.id);
+        self.log(Level::Error, &reason, meta);
+        self.executor.event("node:error", json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }));
+        self.executor.event("job:failed", json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }));
+        if self.store.fail_node(&job.run_id, &node.id, &reason).await? {
+            self.finish(job).await?;
+        }
+        Ok(Disposition::Ack)
+    }
+
+    async fn evaluate(&self, expression: &str, scope_data: impl FnOnce() -> Value, scope: &(dyn crate::evaluator::Scope + Sync)) -> Option<Value> {
+        if self.executor.has_evaluator() {
+            self.executor.evaluate(expression, scope_data()).await
+        } else {
+            evaluate_path(expression, scope)
+        }
+    }
+
+    async fn complete(
+        &self,
+        bp: &Blueprint,
+        job: &JobMessage,
+        node_id: &str,
+        done: Executed,
+        mut context: Map<String, Value>,
+        broker: &Broker,
+    ) -> CoreResult<Disposition> {
+        let (mut sets, deletes) = crate::context_store::net_effect(done.writes);
+        for (k, v) in &sets {
+            context.insert(k.clone(), v.clone());
+        }
+        for k in &deletes {
+            context.remove(k);
+        }
+        // Flowcraft records a completed node's output under both keys.
+        sets.insert(format!("_outputs.{node_id}"), done.output.clone());
+        sets.insert(node_id.to_string(), done.output.clone());
+        context.insert(format!("_outputs.{node_id}"), done.output.clone());
+        context.insert(node_id.to_string(), done.output.clone());
+
+        let mut result = Map::new();
+        result.insert("output".into(), done.output.clone());
+        if let Some(a) = &done.action {
+            result.insert("action".into(), Value::String(a.clone()));
+        }
+        let result = Value::Object(result);
+
+        // Routing: edges with the result's action, else edges without one;
+        // a condition must be truthy over { ...context, result }.
+        let candidates = bp.candidate_edges(node_id);
+        let mut matched = Vec::new();
+        if let Some(action) = &done.action {
+            for e in candidates.iter().filter(|e| e.action.as_deref() == Some(action.as_str())) {
+                if self.condition_holds(e.condition.as_deref(), &context, &result).await {
+                    matched.push(*e);
+                }
+            }
+        }
+        if matched.is_empty() {
+            for e in candidates.iter().filter(|e| e.action.is_none()) {
+                if self.condition_holds(e.condition.as_deref(), &context, &result).await {
+                    matched.push(*e);
+                }
+            }
+        }
+        let mut route: Vec<String> = Vec::new();
+        for e in &matched {
+            let input = match &e.transform {
+                Some(t) => {
+                    let context_value = Value::Object(context.clone());
+                    let scope = TransformScope { input: &done.output, context: &context_value };
+                    let data = || json!({ "input": done.output, "context": context_value });
+                    self.evaluate(t, data, &scope).await.unwrap_or(Value::Null)
+                }
+                None => done.output.clone(),
+            };
+            let key = format!("_inputs.{}", e.target);
+            sets.insert(key.clone(), input.clone());
+            context.insert(key, input);
+            if !route.contains(&e.target) {
+                route.push(e.target.clone());
+            }
+        }
+        if matched.is_empty() {
+            // Flowcraft: a node that matched no edge still lets successors run
+            // whose inbound edges carry no condition (once their joins allow).
+            for e in bp.edges.iter().filter(|e| e.source == node_id) {
+                if !route.contains(&e.target) && !bp.has_conditional_inbound(&e.target) {
+                    route.push(e.target.clone());
+                }
+            }
+        }
+
+        let has_join = route.iter().any(|t| bp.predecessors(t) > 1);
+        let ready_now: Vec<String> = route.iter().filter(|t| bp.predecessors(t) <= 1).cloned().collect();
+        let commit = self.store.commit(&job.run_id, node_id, &sets, &deletes, &route, &ready_now, !has_join).await?;
+        self.executor.event("node:finish", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "result": result }));
+        match commit {
+            Commit::AlreadyDone => {
+                // Another delivery of this job committed first; it publishes.
+                self.log(Level::Debug, "Node output was committed by another delivery", json!({ "runId": job.run_id, "nodeId": node_id }));
+            }
+            Commit::Applied { drained } if !has_join => {
+                self.publish(bp, job, &ready_now, &context, broker).await?;
+                if drained {
+                    self.finish(job).await?;
+                }
+            }
+            Commit::Applied { .. } => {
+                self.settle_and_publish(bp, job, &route, &context, broker).await?;
+            }
+        }
+        self.executor.event("job:processed", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "success": true }));
+        Ok(Disposition::Ack)
+    }
+
+    async fn condition_holds(&self, condition: Option<&str>, context: &Map<String, Value>, result: &Value) -> bool {
+        let Some(condition) = condition else { return true };
+        let scope = ConditionScope { context, result };
+        let data = || {
+            let mut d = context.clone();
+            d.insert("result".into(), result.clone());
+            Value::Object(d)
+        };
+        truthy(self.evaluate(condition, data, &scope).await.as_ref())
+    }
+
+    /// Joins, settles and publishes the successors `node` chose. Safe to repeat:
+    /// join elections are idempotent per predecessor and settling is a set update.
+    async fn settle_and_publish(&self, bp: &Blueprint, job: &JobMessage, route: &[String], context: &Map<String, Value>, broker: &Broker) -> CoreResult<()> {
+        let node_id = &job.node_id;
+        let mut ready = Vec::new();
+        for target in route {
+            let preds = bp.predecessors(target);
+            let fire = if preds <= 1 {
+                true
+            } else {
+                // The arriving predecessor is this node, or the node it is the fallback for.
+                let member = if bp.predecessor_ids(target).any(|p| p == node_id) {
+                    node_id.clone()
+                } else {
+                    bp.predecessor_ids(target)
+                        .find(|p| bp.fallback_key(p) == Some(node_id.as_str()))
+                        .cloned()
+                        .unwrap_or_else(|| node_id.clone())
+                };
+                match bp.join_strategy(target) {
+                    JoinStrategy::All => self.coordination.arrive_all(&job.run_id, target, &member, preds).await?,
+                    JoinStrategy::Any => self.coordination.arrive_any(&job.run_id, target, &member).await?,
+                }
+            };
+            if fire {
+                ready.push(target.clone());
+            }
+        }
+        let drained = self.store.settle(&job.run_id, node_id, &ready).await?;
+        self.publish(bp, job, &ready, context, broker).await?;
+        if drained {
+            self.finish(job).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, bp: &Blueprint, job: &JobMessage, ready: &[String], context: &Map<String, Value>, broker: &Broker) -> CoreResult<()> {
+        let jobs: Vec<JobMessage> = ready
+            .iter()
+            .filter(|t| !context.contains_key(&format!("_outputs.{t}")))
+            .map(|t| JobMessage::new(&job.run_id, &bp.id, t))
+            .collect();
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        broker.publish_jobs(&jobs).await?;
+        for j in &jobs {
+            self.executor.event("job:enqueued", json!({ "runId": j.run_id, "blueprintId": j.blueprint_id, "nodeId": j.node_id }));
+        }
+        Ok(())
+    }
+
+    /// Writes the final status of a drained run (once, whoever gets there first).
+    async fn finish(&self, job: &JobMessage) -> CoreResult<()> {
+        if let Some(status) = self.store.finalize(&job.run_id).await? {
+            self.log(Level::Info, &format!("Run {status}"), json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
+            self.executor.event("workflow:finish", json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
+        }
+        Ok(())
+    }
+}
+
+fn config_json(c: &crate::blueprint::NodeConfig) -> Value {
+    let mut m = Map::new();
+    for (k, v) in [("maxRetries", &c.max_retries), ("retryDelay", &c.retry_delay), ("timeout", &c.timeout)] {
+        if let Some(v) = v {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(f) = &c.fallback {
+        m.insert("fallback".into(), Value::String(f.clone()));
+    }
+    if let Some(j) = &c.join_strategy {
+        m.insert("joinStrategy".into(), Value::String(j.clone()));
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,14 @@
+//! Protocol core of the Flowcraft RabbitMQ worker. Knows nothing of napi:
+//! node code is reached through [`executor::NodeExecutor`].
+
+pub mod blueprint;
+pub mod context_store;
+pub mod coordination;
+pub mod error;
+pub mod evaluator;
+pub mod executor;
+pub mod pg;
+pub mod queue;
+pub mod run_store;
+pub mod job;
+pub mod worker;

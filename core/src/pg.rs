@@ -1,0 +1,209 @@
+//! PostgreSQL connection targets and a small shared pool. tokio-postgres
+//! pipelines concurrent queries on one connection, and every statement we run
+//! is a single autocommit statement, so a pool here is a fixed ring of shared
+//! connections (reconnected when closed) with a prepared-statement cache each.
+
+use crate::error::{CoreError, CoreResult};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+
+/// Where a PostgreSQL server is, as read from the user's `pg` object or URL.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct PgTarget {
+    pub connection_string: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    pub ssl: Option<bool>,
+}
+
+impl PgTarget {
+    pub fn from_url(url: &str) -> PgTarget {
+        PgTarget { connection_string: Some(url.to_string()), ..Default::default() }
+    }
+
+    fn config(&self) -> CoreResult<Config> {
+        if self.ssl == Some(true) {
+            return Err(CoreError::Unsupported(
+                "TLS connections to PostgreSQL are not supported yet: connect without `ssl` (e.g. over a private network or a local TLS proxy)".into(),
+            ));
+        }
+        let mut config = match &self.connection_string {
+            Some(s) => {
+                let c: Config = s.parse().map_err(|e| CoreError::InvalidArgument(format!("invalid PostgreSQL connection string: {e}")))?;
+                if c.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                    return Err(CoreError::Unsupported(
+                        "sslmode=require is not supported yet: use sslmode=disable or prefer".into(),
+                    ));
+                }
+                c
+            }
+            None => Config::new(),
+        };
+        if let Some(h) = &self.host {
+            config.host(h);
+        }
+        if config.get_hosts().is_empty() {
+            config.host("localhost");
+        }
+        if let Some(p) = self.port {
+            config.port(p);
+        }
+        if let Some(u) = &self.user {
+            config.user(u);
+        }
+        if config.get_user().is_none() {
+            config.user(std::env::var("USER").as_deref().unwrap_or("postgres"));
+        }
+        if let Some(p) = &self.password {
+            config.password(p);
+        }
+        if let Some(d) = &self.database {
+            config.dbname(d);
+        }
+        config.connect_timeout(Duration::from_secs(10));
+        config.application_name("flowcraft-rabbitmq-adapter");
+        Ok(config)
+    }
+
+    /// `host:port/db` for messages; never the password.
+    pub fn label(&self) -> String {
+        match self.config() {
+            Ok(c) => {
+                let host = match c.get_hosts().first() {
+                    Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                    Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                    None => "localhost".into(),
+                };
+                let port = c.get_ports().first().copied().unwrap_or(5432);
+                format!("{host}:{port}/{}", c.get_dbname().or(c.get_user()).unwrap_or(""))
+            }
+            Err(_) => "<invalid target>".into(),
+        }
+    }
+}
+
+/// Validates and quotes `name` or `schema.name`. Table names are identifiers,
+/// never SQL.
+pub fn quote_table(name: &str) -> CoreResult<String> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let valid_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && !p.starts_with(|c: char| c.is_ascii_digit())
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
+        return Err(CoreError::InvalidTableName { name: name.to_string() });
+    }
+    Ok(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
+}
+
+pub struct PgConn {
+    client: Client,
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl PgConn {
+    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.statements.lock().unwrap().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await?;
+        self.statements.lock().unwrap().insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let stmt = self.statement(sql).await?;
+        match self.client.query(&stmt, params).await {
+            // A table altered under a cached plan: prepare again once.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED) => {
+                self.statements.lock().unwrap().remove(sql);
+                let stmt = self.statement(sql).await?;
+                self.client.query(&stmt, params).await
+            }
+            other => other,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+pub struct PgPool {
+    target: PgTarget,
+    slots: Vec<tokio::sync::Mutex<Option<Arc<PgConn>>>>,
+    next: AtomicUsize,
+}
+
+pub const POOL_SIZE: usize = 8;
+
+impl PgPool {
+    /// The process-wide pool for `target`: one per distinct server and user.
+    pub fn shared(target: &PgTarget) -> CoreResult<Arc<PgPool>> {
+        target.config()?; // fail early on a bad target
+        static POOLS: OnceLock<Mutex<HashMap<PgTarget, Arc<PgPool>>>> = OnceLock::new();
+        let mut pools = POOLS.get_or_init(Default::default).lock().unwrap();
+        Ok(pools
+            .entry(target.clone())
+            .or_insert_with(|| {
+                Arc::new(PgPool {
+                    target: target.clone(),
+                    slots: (0..POOL_SIZE).map(|_| tokio::sync::Mutex::new(None)).collect(),
+                    next: AtomicUsize::new(0),
+                })
+            })
+            .clone())
+    }
+
+    pub fn label(&self) -> String {
+        self.target.label()
+    }
+
+    pub async fn conn(&self) -> CoreResult<Arc<PgConn>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut slot = self.slots[i].lock().await;
+        if let Some(c) = slot.as_ref() {
+            if !c.client.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let conn = Arc::new(self.connect().await?);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// A connection of its own, outside the ring (for LISTEN or transactions).
+    pub async fn connect(&self) -> CoreResult<PgConn> {
+        let config = self.target.config()?;
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|source| CoreError::PgConnect { target: self.label(), source })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(PgConn { client, statements: Mutex::new(HashMap::new()) })
+    }
+
+    /// Runs one statement on a pooled connection.
+    pub async fn query(&self, doing: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> CoreResult<Vec<Row>> {
+        let conn = self.conn().await?;
+        conn.query(sql, params).await.map_err(|e| CoreError::pg(doing, e))
+    }
+
+    pub async fn batch(&self, doing: &str, sql: &str) -> CoreResult<()> {
+        let conn = self.conn().await?;
+        conn.client.batch_execute(sql).await.map_err(|e| CoreError::pg(doing, e))
+    }
+}

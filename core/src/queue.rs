@@ -1,0 +1,180 @@
+//! RabbitMQ: the durable job queue, its dead-letter queue, confirmed
+//! persistent publishes and a manual-ack consumer.
+
+use crate::error::{CoreError, CoreResult};
+use futures_util::future::try_join_all;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use serde::{Deserialize, Serialize};
+
+/// The wire format shared with Flowcraft's TypeScript adapter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMessage {
+    pub run_id: String,
+    pub blueprint_id: String,
+    pub node_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_last_attempt: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+impl JobMessage {
+    pub fn new(run_id: &str, blueprint_id: &str, node_id: &str) -> JobMessage {
+        JobMessage { run_id: run_id.into(), blueprint_id: blueprint_id.into(), node_id: node_id.into(), is_last_attempt: None, attempt: None }
+    }
+
+    /// Parses a queue message, saying precisely what is wrong with a bad one.
+    pub fn parse(body: &[u8]) -> Result<JobMessage, String> {
+        let text = std::str::from_utf8(body).map_err(|_| "the message is not UTF-8 text".to_string())?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("the message is not JSON ({e})"))?;
+        let obj = value.as_object().ok_or("the message is JSON but not an object")?;
+        for field in ["runId", "blueprintId", "nodeId"] {
+            match obj.get(field) {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => {}
+                Some(serde_json::Value::String(_)) => return Err(format!("the job field '{field}' is empty")),
+                Some(other) => return Err(format!("the job field '{field}' must be a string, got {other}")),
+                None => return Err(format!("the job has no '{field}' field (a job is {{ runId, blueprintId, nodeId }})")),
+            }
+        }
+        serde_json::from_value(value).map_err(|e| format!("the job has a field of the wrong type ({e})"))
+    }
+}
+
+/// Hides the password of an AMQP URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub struct Broker {
+    connection: Connection,
+    publisher: Channel,
+    pub queue: String,
+    pub dead_queue: String,
+}
+
+impl Broker {
+    /// Connects and declares the job queue and its dead-letter queue (both
+    /// durable, without arguments, so they match queues that Flowcraft's
+    /// TypeScript adapter declares).
+    pub async fn connect(url: &str, queue: &str) -> CoreResult<Broker> {
+        if queue.is_empty() || queue.len() > 200 {
+            return Err(CoreError::InvalidArgument(format!("queueName {queue:?} must be 1 to 200 characters")));
+        }
+        let connection = Connection::connect(url, ConnectionProperties::default().with_connection_name("flowcraft-rabbitmq-adapter".into()))
+            .await
+            .map_err(|source| CoreError::AmqpConnect { target: redact(url), source })?;
+        let publisher = connection.create_channel().await.map_err(|e| CoreError::amqp("opening a channel", e))?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| CoreError::amqp("enabling publisher confirms", e))?;
+        let dead_queue = format!("{queue}.dead");
+        for q in [queue, dead_queue.as_str()] {
+            publisher
+                .queue_declare(q.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+                .await
+                .map_err(|e| CoreError::amqp(format!("declaring queue {q:?}"), e))?;
+        }
+        Ok(Broker { connection, publisher, queue: queue.to_string(), dead_queue })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected() && self.publisher.status().connected()
+    }
+
+    /// A consumer with manual acks and at most `prefetch` unacked messages.
+    pub async fn consume(&self, prefetch: u16, tag: &str) -> CoreResult<(Channel, Consumer)> {
+        let channel = self.connection.create_channel().await.map_err(|e| CoreError::amqp("opening a channel", e))?;
+        channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(|e| CoreError::amqp("setting the prefetch", e))?;
+        let consumer = channel
+            .basic_consume(self.queue.as_str().into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(|e| CoreError::amqp(format!("consuming from {:?}", self.queue), e))?;
+        Ok((channel, consumer))
+    }
+
+    fn persistent() -> BasicProperties {
+        BasicProperties::default().with_delivery_mode(2).with_content_type(ShortString::from("application/json"))
+    }
+
+    /// Publishes jobs persistently and waits until the broker confirms all of
+    /// them (they are pipelined, not one round trip each).
+    pub async fn publish_jobs(&self, jobs: &[JobMessage]) -> CoreResult<()> {
+        let mut confirms = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let body = serde_json::to_vec(job).expect("a job serialises");
+            let confirm = self
+                .publisher
+                .basic_publish("".into(), self.queue.as_str().into(), BasicPublishOptions::default(), &body, Self::persistent())
+                .await
+                .map_err(|e| CoreError::amqp("publishing a job", e))?;
+            confirms.push(confirm);
+        }
+        let results = try_join_all(confirms.into_iter().map(|c| async move { c.await }))
+            .await
+            .map_err(|e| CoreError::amqp("waiting for a publish confirm", e))?;
+        if results.iter().any(|c| !c.is_ack()) {
+            return Err(CoreError::WorkerState("RabbitMQ refused (nacked) a published job".into()));
+        }
+        Ok(())
+    }
+
+    /// Moves a message that cannot be processed to `<queue>.dead`, with the
+    /// reason in its headers, and waits for the broker's confirm.
+    pub async fn dead_letter(&self, body: &[u8], reason: &str, original: &BasicProperties) -> CoreResult<()> {
+        let mut headers = original.headers().clone().unwrap_or_default();
+        headers.insert("x-flowcraft-reason".into(), AMQPValue::LongString(LongString::from(reason.to_string())));
+        headers.insert("x-flowcraft-queue".into(), AMQPValue::LongString(LongString::from(self.queue.clone())));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        headers.insert("x-flowcraft-dead-at".into(), AMQPValue::LongLongInt(now));
+        let props = Self::persistent().with_headers(headers);
+        let confirm = self
+            .publisher
+            .basic_publish("".into(), self.dead_queue.as_str().into(), BasicPublishOptions::default(), body, props)
+            .await
+            .map_err(|e| CoreError::amqp("dead-lettering a message", e))?
+            .await
+            .map_err(|e| CoreError::amqp("waiting for a dead-letter confirm", e))?;
+        if !confirm.is_ack() {
+            return Err(CoreError::WorkerState("RabbitMQ refused (nacked) a dead-lettered message".into()));
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        let _ = self.publisher.close(200, "bye".into()).await;
+        let _ = self.connection.close(200, "bye".into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_jobs_and_explains_bad_ones() {
+        let j = JobMessage::parse(br#"{"runId":"r","blueprintId":"b","nodeId":"n","attempt":2}"#).unwrap();
+        assert_eq!(j.attempt, Some(2));
+        assert!(JobMessage::parse(b"nope").unwrap_err().contains("not JSON"));
+        assert!(JobMessage::parse(b"[1]").unwrap_err().contains("not an object"));
+        assert!(JobMessage::parse(br#"{"runId":"r","blueprintId":"b"}"#).unwrap_err().contains("'nodeId'"));
+        assert!(JobMessage::parse(br#"{"runId":5,"blueprintId":"b","nodeId":"n"}"#).unwrap_err().contains("must be a string"));
+        assert!(JobMessage::parse(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("amqp://u:secret@h:5672/v"), "amqp://u:***@h:5672/v");
+        assert_eq!(redact("amqp://h"), "amqp://h");
+    }
+}

@@ -1,0 +1,206 @@
+//! The consumer loop: many jobs in flight, acks only after a job's effects are
+//! committed and its successors confirmed, reconnects with backoff, and a
+//! graceful stop that drains in-flight jobs.
+
+use crate::error::{CoreError, CoreResult};
+use crate::executor::Level;
+use crate::job::{Disposition, JobRunner};
+use crate::queue::{redact, Broker};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub amqp_url: String,
+    pub queue: String,
+    /// Jobs in flight at once (also the prefetch).
+    pub concurrency: usize,
+    pub create_tables: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub processed: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+pub struct Worker {
+    config: WorkerConfig,
+    runner: Mutex<Option<Arc<JobRunner>>>,
+    shutdown: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    pub counters: Arc<Counters>,
+}
+
+impl Worker {
+    pub fn new(runner: JobRunner, config: WorkerConfig) -> Worker {
+        let (shutdown, _) = watch::channel(false);
+        Worker { config, runner: Mutex::new(Some(Arc::new(runner))), shutdown, task: Mutex::new(None), counters: Arc::default() }
+    }
+
+    /// Prepares the tables, connects, and starts consuming. Errors here (bad
+    /// URL, refused connection) are returned; later connection losses are
+    /// retried in the background.
+    pub async fn start(&self) -> CoreResult<()> {
+        if self.task.lock().unwrap().is_some() {
+            return Err(CoreError::WorkerState("the worker is already started".into()));
+        }
+        let runner = self.runner.lock().unwrap().clone().ok_or_else(|| CoreError::WorkerState("the worker was stopped; create a new adapter to start again".into()))?;
+        if self.config.concurrency == 0 || self.config.concurrency > 10_000 {
+            return Err(CoreError::InvalidArgument(format!("concurrency must be between 1 and 10000, got {}", self.config.concurrency)));
+        }
+        runner.store.prepare_tables(self.config.create_tables).await?;
+        let broker = Arc::new(Broker::connect(&self.config.amqp_url, &self.config.queue).await?);
+        let (channel, consumer) = broker.consume(self.prefetch(), &consumer_tag()).await?;
+        runner.executor.log(Level::Info, "Worker started", json!({ "queue": self.config.queue, "concurrency": self.config.concurrency }));
+        let task = tokio::spawn(supervise(runner, self.config.clone(), broker, channel, consumer, self.shutdown.subscribe(), self.counters.clone()));
+        *self.task.lock().unwrap() = Some(task);
+        Ok(())
+    }
+
+    fn prefetch(&self) -> u16 {
+        self.config.concurrency.min(u16::MAX as usize) as u16
+    }
+
+    /// Stops taking jobs, waits up to `timeout` for jobs in flight, closes the
+    /// connection and releases the executor (so JS callbacks are freed).
+    pub async fn stop(&self, timeout: Duration) -> CoreResult<()> {
+        let _ = self.shutdown.send(true);
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
+            if tokio::time::timeout(timeout + Duration::from_secs(5), task).await.is_err() {
+                self.runner.lock().unwrap().take();
+                return Err(CoreError::Timeout(format!("jobs still running after {} ms; they will be redelivered", timeout.as_millis())));
+            }
+        }
+        self.runner.lock().unwrap().take();
+        Ok(())
+    }
+}
+
+fn consumer_tag() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("flowcraft-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn supervise(
+    runner: Arc<JobRunner>,
+    config: WorkerConfig,
+    mut broker: Arc<Broker>,
+    mut channel: lapin::Channel,
+    mut consumer: lapin::Consumer,
+    mut shutdown: watch::Receiver<bool>,
+    counters: Arc<Counters>,
+) {
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let drain_timeout = Duration::from_secs(30);
+    loop {
+        // Consume until shutdown or until the connection drops.
+        let stopping = loop {
+            let next = tokio::select! {
+                _ = shutdown.changed() => break true,
+                next = consumer.next() => next,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    runner.executor.log(Level::Warn, &format!("RabbitMQ consumer failed: {e}; reconnecting"), json!({ "queue": config.queue }));
+                    break false;
+                }
+                None => {
+                    runner.executor.log(Level::Warn, "RabbitMQ consumer was cancelled; reconnecting", json!({ "queue": config.queue }));
+                    break false;
+                }
+            };
+            let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
+            let (runner, broker, counters) = (runner.clone(), broker.clone(), counters.clone());
+            tokio::spawn(async move {
+                handle_delivery(&runner, &broker, delivery, &counters).await;
+                drop(permit);
+            });
+        };
+        if stopping || *shutdown.borrow() {
+            let _ = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+            // Wait for jobs in flight: their acks need the channel open.
+            let _ = tokio::time::timeout(drain_timeout, slots.acquire_many(config.concurrency as u32)).await;
+            let _ = channel.close(200, "stopping".into()).await;
+            broker.close().await;
+            runner.executor.log(Level::Info, "Worker stopped", json!({ "queue": config.queue }));
+            return;
+        }
+        // Reconnect with capped exponential backoff until it works or we stop.
+        let mut delay = Duration::from_millis(200);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match connect_consumer(&config).await {
+                Ok((b, c, k)) => {
+                    broker = b;
+                    channel = c;
+                    consumer = k;
+                    runner.executor.log(Level::Info, "Reconnected to RabbitMQ", json!({ "queue": config.queue }));
+                    break;
+                }
+                Err(e) => {
+                    runner.executor.log(
+                        Level::Warn,
+                        &format!("Cannot reach RabbitMQ at {}: {e}; retrying in {} ms", redact(&config.amqp_url), delay.as_millis()),
+                        json!({ "queue": config.queue }),
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+async fn connect_consumer(config: &WorkerConfig) -> CoreResult<(Arc<Broker>, lapin::Channel, lapin::Consumer)> {
+    let broker = Arc::new(Broker::connect(&config.amqp_url, &config.queue).await?);
+    let (channel, consumer) = broker.consume(config.concurrency.min(u16::MAX as usize) as u16, &consumer_tag()).await?;
+    Ok((broker, channel, consumer))
+}
+
+async fn handle_delivery(runner: &JobRunner, broker: &Broker, delivery: lapin::message::Delivery, counters: &Counters) {
+    let disposition = runner.handle(&delivery.data, broker).await;
+    let outcome = match disposition {
+        Disposition::Ack => {
+            counters.processed.fetch_add(1, Ordering::Relaxed);
+            delivery.acker.ack(BasicAckOptions::default()).await
+        }
+        Disposition::DeadLetter(reason) => match broker.dead_letter(&delivery.data, &reason, &delivery.properties).await {
+            Ok(()) => {
+                counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                runner.executor.log(Level::Warn, &format!("Message dead-lettered to {}: {reason}", broker.dead_queue), json!({ "queue": broker.queue }));
+                delivery.acker.ack(BasicAckOptions::default()).await
+            }
+            Err(e) => {
+                runner.executor.log(Level::Error, &format!("Cannot dead-letter a message ({e}); requeueing it"), json!({ "queue": broker.queue }));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+            }
+        },
+        Disposition::Retry(e) => {
+            counters.retried.fetch_add(1, Ordering::Relaxed);
+            runner.executor.log(Level::Warn, &format!("Job will be retried: {e}"), json!({ "code": e.code() }));
+            // Back off so a service outage is not a hot redelivery loop.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+        }
+    };
+    if let Err(e) = outcome {
+        // The channel is gone; the broker redelivers the message to someone.
+        runner.executor.log(Level::Warn, &format!("Cannot acknowledge a message ({e}); it will be redelivered"), json!({ "queue": broker.queue }));
+    }
+}

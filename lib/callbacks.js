@@ -1,0 +1,66 @@
+'use strict'
+
+// The two small callbacks the native worker calls besides runNode. Both must never
+// throw or reject: they run inside native callbacks, where an exception has nowhere
+// useful to go.
+
+const { safeLogger } = require('./logger')
+
+const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error'])
+
+/**
+ * `notify(messageJson)`: log lines go to the logger, events to the event bus.
+ * @param {{ logger?: object, eventBus?: { emit: Function } }} options
+ */
+function createNotify({ logger, eventBus } = {}) {
+  const log = safeLogger(logger)
+  const canEmit = !!eventBus && typeof eventBus.emit === 'function'
+  return function notify(messageJson) {
+    let msg
+    try {
+      msg = typeof messageJson === 'string' ? JSON.parse(messageJson) : messageJson
+    } catch (e) {
+      log.warn('notify: message from the native core is not JSON', { error: e.message })
+      return
+    }
+    if (!msg || typeof msg !== 'object') return
+    if (msg.kind === 'log') {
+      const level = LOG_LEVELS.has(msg.level) ? msg.level : 'info'
+      log[level](String(msg.message), msg.meta === null || typeof msg.meta !== 'object' ? undefined : msg.meta)
+    } else if (msg.kind === 'event') {
+      if (!canEmit) return
+      const onError = (e) => log.warn('eventBus.emit failed', { type: msg.type, error: e && e.message ? e.message : String(e) })
+      try {
+        const p = eventBus.emit({ type: msg.type, payload: msg.payload })
+        if (p && typeof p.then === 'function') p.then(undefined, onError)
+      } catch (e) {
+        onError(e)
+      }
+    }
+  }
+}
+
+/**
+ * `evaluate(requestJson)` for a user evaluator: `{ expression, data }` → `{ value }`
+ * (`{}` when the value is undefined), or `{ error: { message } }` when the evaluator
+ * throws or its value is not JSON.
+ */
+function createEvaluate(evaluator, { logger } = {}) {
+  const log = safeLogger(logger)
+  return async function evaluate(requestJson) {
+    let expression
+    try {
+      const req = typeof requestJson === 'string' ? JSON.parse(requestJson) : requestJson
+      expression = req.expression
+      const value = await evaluator.evaluate(expression, req.data === null || typeof req.data !== 'object' ? {} : req.data)
+      if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return '{}'
+      return JSON.stringify({ value })
+    } catch (e) {
+      const message = `evaluator failed for expression ${JSON.stringify(expression)}: ${e && e.message ? e.message : String(e)}`
+      log.warn(message)
+      return JSON.stringify({ error: { message } })
+    }
+  }
+}
+
+module.exports = { createNotify, createEvaluate }

@@ -1,0 +1,325 @@
+//! napi binding: converts JS values, holds the threadsafe functions into JS,
+//! and maps core errors to JS errors. No business logic here.
+//!
+//! napi-rs async functions can only reject with a generic status, so a core
+//! error crosses as `[CODE] message`; the JS layer (lib/errors.js) moves the
+//! code to `error.code`.
+
+use flowcraft_core::blueprint::Blueprints;
+use flowcraft_core::context_store::ContextStore;
+use flowcraft_core::coordination::{Coordination, RedisTarget};
+use flowcraft_core::error::CoreError;
+use flowcraft_core::executor::{BoxFuture, Level, NodeExecutor, NodeRequest, NodeResponse};
+use flowcraft_core::job::JobRunner;
+use flowcraft_core::pg::PgTarget;
+use flowcraft_core::run_store::RunStore;
+use flowcraft_core::worker::{Worker, WorkerConfig};
+use napi::bindgen_prelude::Promise;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn js_error(e: CoreError) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code(), e))
+}
+
+fn invalid(message: String) -> napi::Error {
+    js_error(CoreError::InvalidArgument(message))
+}
+
+/// Where a PostgreSQL server is (see docs/native-api.md).
+#[napi(object)]
+#[derive(Clone, Default)]
+pub struct PgTargetJs {
+    pub connection_string: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u32>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    pub ssl: Option<bool>,
+}
+
+impl PgTargetJs {
+    fn core(&self) -> napi::Result<PgTarget> {
+        let port = match self.port {
+            Some(p) if p == 0 || p > 65535 => return Err(invalid(format!("PostgreSQL port {p} is out of range"))),
+            p => p.map(|p| p as u16),
+        };
+        Ok(PgTarget {
+            connection_string: self.connection_string.clone(),
+            host: self.host.clone(),
+            port,
+            user: self.user.clone(),
+            password: self.password.clone(),
+            database: self.database.clone(),
+            ssl: self.ssl,
+        })
+    }
+}
+
+/// Where a Redis server is (see docs/native-api.md).
+#[napi(object)]
+#[derive(Clone, Default)]
+pub struct RedisTargetJs {
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u32>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: Option<u32>,
+    pub tls: Option<bool>,
+}
+
+impl RedisTargetJs {
+    fn core(&self) -> napi::Result<RedisTarget> {
+        let port = match self.port {
+            Some(p) if p == 0 || p > 65535 => return Err(invalid(format!("Redis port {p} is out of range"))),
+            p => p.map(|p| p as u16),
+        };
+        Ok(RedisTarget {
+            url: self.url.clone(),
+            host: self.host.clone(),
+            port,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            db: self.db.map(i64::from),
+            tls: self.tls,
+        })
+    }
+}
+
+/// One run's context row (PostgresContext's engine).
+#[napi]
+pub struct NativeContext {
+    inner: Arc<ContextStore>,
+}
+
+#[napi]
+impl NativeContext {
+    #[napi(constructor)]
+    pub fn new(pg: PgTargetJs, table_name: String, run_id: String) -> napi::Result<Self> {
+        let store = ContextStore::new(&pg.core()?, &table_name, &run_id).map_err(js_error)?;
+        Ok(NativeContext { inner: Arc::new(store) })
+    }
+
+    /// JSON text of the value, or null when the key is missing.
+    #[napi]
+    pub async fn get(&self, key: String) -> napi::Result<Option<String>> {
+        self.inner.get(&key).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn set(&self, key: String, value_json: String) -> napi::Result<()> {
+        self.inner.set(&key, &value_json).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn has(&self, key: String) -> napi::Result<bool> {
+        self.inner.has(&key).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn delete(&self, key: String) -> napi::Result<bool> {
+        self.inner.delete(&key).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn to_json(&self) -> napi::Result<String> {
+        self.inner.to_json().await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn patch(&self, operations_json: String) -> napi::Result<()> {
+        self.inner.patch(&operations_json).await.map_err(js_error)
+    }
+}
+
+/// RedisCoordinationStore's engine.
+#[napi]
+pub struct NativeRedisStore {
+    inner: Coordination,
+}
+
+#[napi]
+impl NativeRedisStore {
+    #[napi(constructor)]
+    pub fn new(target: RedisTargetJs) -> napi::Result<Self> {
+        Ok(NativeRedisStore { inner: Coordination::shared(&target.core()?).map_err(js_error)? })
+    }
+
+    #[napi]
+    pub async fn increment(&self, key: String, ttl_seconds: u32) -> napi::Result<i64> {
+        self.inner.increment(&key, u64::from(ttl_seconds)).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn set_if_not_exist(&self, key: String, value: String, ttl_seconds: u32) -> napi::Result<bool> {
+        self.inner.set_if_not_exist(&key, &value, u64::from(ttl_seconds)).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn delete(&self, key: String) -> napi::Result<()> {
+        self.inner.delete(&key).await.map(|_| ()).map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn extend_ttl(&self, key: String, ttl_seconds: u32) -> napi::Result<bool> {
+        self.inner.extend_ttl(&key, u64::from(ttl_seconds)).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn get(&self, key: String) -> napi::Result<Option<String>> {
+        self.inner.get(&key).await.map_err(js_error)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigJson {
+    amqp_url: String,
+    pg: PgTarget,
+    redis: RedisTarget,
+    queue_name: String,
+    context_table_name: String,
+    status_table_name: String,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default = "yes")]
+    create_tables: bool,
+    blueprints: Value,
+    registry: serde_json::Map<String, Value>,
+    #[serde(default)]
+    custom_evaluator: bool,
+}
+
+fn default_concurrency() -> usize {
+    64
+}
+fn yes() -> bool {
+    true
+}
+
+type JsAsyncFn = ThreadsafeFunction<String, Promise<String>, String, Status, false>;
+type JsNotifyFn = ThreadsafeFunction<String, (), String, Status, false>;
+
+/// The core's way into JavaScript: node code, the user's evaluator, and the
+/// logger / event bus (one `notify` callback).
+struct JsBridge {
+    run_node: JsAsyncFn,
+    evaluate: Option<JsAsyncFn>,
+    notify: JsNotifyFn,
+}
+
+impl JsBridge {
+    fn send(&self, message: Value) {
+        let _ = self.notify.call(message.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+async fn call_js(f: &JsAsyncFn, arg: String) -> Result<String, String> {
+    match f.call_async_catch(arg).await {
+        Ok(promise) => promise.await.map_err(|e| e.reason.clone()),
+        Err(e) => Err(e.reason.clone()),
+    }
+}
+
+impl NodeExecutor for JsBridge {
+    fn run(&self, request: NodeRequest) -> BoxFuture<'_, NodeResponse> {
+        Box::pin(async move {
+            let node_id = request.node_id.clone();
+            let arg = match serde_json::to_string(&request) {
+                Ok(a) => a,
+                Err(e) => return NodeResponse::failure(format!("cannot serialise the request for node '{node_id}': {e}")),
+            };
+            match call_js(&self.run_node, arg).await {
+                Ok(text) => serde_json::from_str(&text)
+                    .unwrap_or_else(|e| NodeResponse::failure(format!("node '{node_id}' returned an unreadable response: {e}"))),
+                Err(reason) => NodeResponse::failure(reason),
+            }
+        })
+    }
+
+    fn has_evaluator(&self) -> bool {
+        self.evaluate.is_some()
+    }
+
+    fn evaluate(&self, expression: &str, data: Value) -> BoxFuture<'_, Option<Value>> {
+        let arg = json!({ "expression": expression, "data": data }).to_string();
+        Box::pin(async move {
+            let f = self.evaluate.as_ref()?;
+            let text = call_js(f, arg).await.ok()?;
+            let mut v: Value = serde_json::from_str(&text).ok()?;
+            v.get_mut("value").map(Value::take)
+        })
+    }
+
+    fn log(&self, level: Level, message: &str, meta: Value) {
+        self.send(json!({ "kind": "log", "level": level, "message": message, "meta": meta }));
+    }
+
+    fn event(&self, kind: &str, payload: Value) {
+        self.send(json!({ "kind": "event", "type": kind, "payload": payload }));
+    }
+}
+
+/// The RabbitMQ worker (RabbitMqAdapter's engine).
+#[napi]
+pub struct NativeWorker {
+    worker: Arc<Worker>,
+}
+
+#[napi]
+impl NativeWorker {
+    #[napi(constructor)]
+    pub fn new(
+        config_json: String,
+        run_node: ThreadsafeFunction<String, Promise<String>, String, Status, false>,
+        evaluate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,
+        notify: ThreadsafeFunction<String, (), String, Status, false>,
+    ) -> napi::Result<Self> {
+        let config: ConfigJson = serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the worker configuration", e)))?;
+        let blueprints = Blueprints::from_value(config.blueprints).map_err(js_error)?;
+        let registry: HashSet<String> = config.registry.keys().cloned().collect();
+        let store = RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
+        let coordination = Coordination::shared(&config.redis).map_err(js_error)?;
+        let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
+        let runner = JobRunner { blueprints, registry, store, coordination, executor: Arc::new(bridge) };
+        let worker = Worker::new(
+            runner,
+            WorkerConfig { amqp_url: config.amqp_url, queue: config.queue_name, concurrency: config.concurrency, create_tables: config.create_tables },
+        );
+        Ok(NativeWorker { worker: Arc::new(worker) })
+    }
+
+    /// Prepares tables, connects and starts consuming.
+    #[napi]
+    pub async fn start(&self) -> napi::Result<()> {
+        self.worker.start().await.map_err(js_error)
+    }
+
+    /// Stops consuming, drains jobs in flight (up to `timeoutMs`), closes the
+    /// connection and releases the JS callbacks.
+    #[napi]
+    pub async fn stop(&self, timeout_ms: u32) -> napi::Result<()> {
+        self.worker.stop(Duration::from_millis(u64::from(timeout_ms))).await.map_err(js_error)
+    }
+
+    /// Counters since start: `{ processed, deadLettered, retried }`.
+    #[napi]
+    pub fn counters(&self) -> napi::Result<String> {
+        let c = &self.worker.counters;
+        Ok(json!({
+            "processed": c.processed.load(Ordering::Relaxed),
+            "deadLettered": c.dead_lettered.load(Ordering::Relaxed),
+            "retried": c.retried.load(Ordering::Relaxed),
+        })
+        .to_string())
+    }
+}
