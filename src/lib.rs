@@ -197,6 +197,12 @@ struct ConfigJson {
     registry: serde_json::Map<String, Value>,
     #[serde(default)]
     custom_evaluator: bool,
+    #[serde(default = "default_max_deliveries")]
+    max_deliveries: u32,
+}
+
+fn default_max_deliveries() -> u32 {
+    20
 }
 
 fn default_concurrency() -> usize {
@@ -293,7 +299,7 @@ impl NativeWorker {
         let runner = JobRunner { blueprints, registry, store, coordination, executor: Arc::new(bridge) };
         let worker = Worker::new(
             runner,
-            WorkerConfig { amqp_url: config.amqp_url, queue: config.queue_name, concurrency: config.concurrency, create_tables: config.create_tables },
+            WorkerConfig { amqp_url: config.amqp_url, queue: config.queue_name, concurrency: config.concurrency, create_tables: config.create_tables, max_deliveries: config.max_deliveries },
         );
         Ok(NativeWorker { worker: Arc::new(worker) })
     }

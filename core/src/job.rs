@@ -45,7 +45,7 @@ impl JobRunner {
 
     /// Handles one delivery. Errors from services become `Retry`; problems of
     /// the message itself become `DeadLetter`; nothing panics.
-    pub async fn handle(&self, body: &[u8], broker: &Broker) -> Disposition {
+    pub async fn handle(&self, body: &[u8], redelivered: bool, max_deliveries: u32, broker: &Broker) -> Disposition {
         let job = match JobMessage::parse(body) {
             Ok(j) => j,
             Err(reason) => {
@@ -54,6 +54,33 @@ impl JobRunner {
                 return Disposition::DeadLetter(reason);
             }
         };
+        if redelivered {
+            // Count deliveries that ended without an ack (the worker died or
+            // lost its connection): a job that kills every worker is poison.
+            let key = format!("flowcraft:deliveries:{}:{}", job.run_id, job.node_id);
+            match self.coordination.increment(&key, crate::coordination::JOIN_TTL_SECONDS).await {
+                Ok(n) if n >= i64::from(max_deliveries) => {
+                    let reason = format!(
+                        "Job for node '{}' of run '{}' was delivered {} times without completing (each worker that took it died or lost its connection); dead-lettered as poison",
+                        job.node_id, job.run_id, n + 1
+                    );
+                    self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
+                    // The run cannot complete without this node: it fails with the reason.
+                    match self.store.fail_node(&job.run_id, &job.node_id, &reason).await {
+                        Ok(true) => {
+                            if let Err(e) = self.finish(&job).await {
+                                return Disposition::Retry(e);
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => return Disposition::Retry(e),
+                    }
+                    return Disposition::DeadLetter(reason);
+                }
+                Ok(_) => {}
+                Err(e) => return Disposition::Retry(e),
+            }
+        }
         match self.process(&job, broker).await {
             Ok(d) => d,
             Err(e) if e.is_transient() => Disposition::Retry(e),

@@ -22,6 +22,9 @@ pub struct WorkerConfig {
     /// Jobs in flight at once (also the prefetch).
     pub concurrency: usize,
     pub create_tables: bool,
+    /// Deliveries of one job (counting redeliveries after a worker died or
+    /// lost its connection) before it is dead-lettered as poison.
+    pub max_deliveries: u32,
 }
 
 #[derive(Debug, Default)]
@@ -120,9 +123,10 @@ async fn supervise(
                 }
             };
             let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
-            let (runner, broker, counters) = (runner.clone(), broker.clone(), counters.clone());
+            let (runner, broker, counters, stop) = (runner.clone(), broker.clone(), counters.clone(), shutdown.clone());
+            let max_deliveries = config.max_deliveries;
             tokio::spawn(async move {
-                handle_delivery(&runner, &broker, delivery, &counters).await;
+                handle_delivery(&runner, &broker, delivery, &counters, stop, max_deliveries).await;
                 drop(permit);
             });
         };
@@ -172,8 +176,32 @@ async fn connect_consumer(config: &WorkerConfig) -> CoreResult<(Arc<Broker>, lap
     Ok((broker, channel, consumer))
 }
 
-async fn handle_delivery(runner: &JobRunner, broker: &Broker, delivery: lapin::message::Delivery, counters: &Counters) {
-    let disposition = runner.handle(&delivery.data, broker).await;
+async fn handle_delivery(
+    runner: &JobRunner,
+    broker: &Broker,
+    delivery: lapin::message::Delivery,
+    counters: &Counters,
+    stop: watch::Receiver<bool>,
+    max_deliveries: u32,
+) {
+    // A service outage is retried in place, with the message held unacked: if
+    // this worker dies meanwhile, the broker hands the job to another one.
+    let mut delay = Duration::from_millis(200);
+    let disposition = loop {
+        match runner.handle(&delivery.data, delivery.redelivered, max_deliveries, broker).await {
+            Disposition::Retry(e) if broker.is_connected() && !*stop.borrow() => {
+                counters.retried.fetch_add(1, Ordering::Relaxed);
+                runner.executor.log(
+                    Level::Warn,
+                    &format!("Job failed on a service error, retrying in {} ms: {e}", delay.as_millis()),
+                    json!({ "code": e.code() }),
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => break other,
+        }
+    };
     let outcome = match disposition {
         Disposition::Ack => {
             counters.processed.fetch_add(1, Ordering::Relaxed);
@@ -192,10 +220,8 @@ async fn handle_delivery(runner: &JobRunner, broker: &Broker, delivery: lapin::m
             }
         },
         Disposition::Retry(e) => {
-            counters.retried.fetch_add(1, Ordering::Relaxed);
-            runner.executor.log(Level::Warn, &format!("Job will be retried: {e}"), json!({ "code": e.code() }));
-            // Back off so a service outage is not a hot redelivery loop.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Stopping or disconnected: give the job back to the broker.
+            runner.executor.log(Level::Warn, &format!("Job handed back to the queue: {e}"), json!({ "code": e.code() }));
             delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
         }
     };

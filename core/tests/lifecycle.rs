@@ -94,7 +94,7 @@ impl Harness {
             coordination: Coordination::shared(&redis()).unwrap(),
             executor: Arc::new(Shared(nodes.clone())),
         };
-        let worker = Worker::new(runner, WorkerConfig { amqp_url: amqp(), queue: queue.clone(), concurrency: 16, create_tables: true });
+        let worker = Worker::new(runner, WorkerConfig { amqp_url: amqp(), queue: queue.clone(), concurrency: 16, create_tables: true, max_deliveries: 5 });
         worker.start().await.unwrap();
         let broker = Broker::connect(&amqp(), &queue).await.unwrap();
         Harness { queue, ctx, st, worker, nodes, broker }
