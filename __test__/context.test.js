@@ -521,12 +521,14 @@ describe('PostgresContext connection forms', () => {
 
 	test('from a pg.Pool', async () => {
 		const pool = new pg.Pool({ connectionString: svc.POSTGRES_URL, max: 2 })
+		pool.on('error', () => {})
 		res.onCleanup(() => pool.end())
 		await roundTrip(pool)
 	})
 
 	test('from a pg.Pool built from a config object', async () => {
 		const pool = new pg.Pool({ ...svc.pgConfigFromUrl(), max: 2 })
+		pool.on('error', () => {})
 		res.onCleanup(() => pool.end())
 		await roundTrip(pool)
 	})
@@ -545,21 +547,20 @@ describe('PostgresContext connection forms', () => {
 
 	test('the target is read from the object: a client for another database writes there', async () => {
 		const dbName = await res.database('db')
-		const dbUrl = svc.pgUrlForDatabase(dbName)
-		const dbPool = new pg.Pool({ connectionString: dbUrl, max: 1 })
+		// a pg.Client, not a pg.Pool: client.end() waits until the connection is closed,
+		// so the database can be dropped after the test without an error event
+		const dbClient = new pg.Client(svc.pgUrlForDatabase(dbName))
+		await dbClient.connect()
+		res.onCleanup(() => dbClient.end())
 		const table = svc.uniqueName('ctx')
-		await svc.createContextTable(table, dbPool)
+		await svc.createContextTable(table, dbClient)
 		const runId = newRunId()
-		try {
-			const client = new pg.Client({ ...svc.pgConfigFromUrl(), database: dbName })
-			const ctx = new PostgresContext(runId, { client, tableName: table })
-			await ctx.set('db', dbName)
-			expect(await svc.readContextRow(table, runId, dbPool)).toEqual({ db: dbName })
-			// and not in the default database, where the table does not exist
-			expect(await svc.tableExists(table)).toBe(false)
-		} finally {
-			await dbPool.end()
-		}
+		const client = new pg.Client({ ...svc.pgConfigFromUrl(), database: dbName })
+		const ctx = new PostgresContext(runId, { client, tableName: table })
+		await ctx.set('db', dbName)
+		expect(await svc.readContextRow(table, runId, dbClient)).toEqual({ db: dbName })
+		// and not in the default database, where the table does not exist
+		expect(await svc.tableExists(table)).toBe(false)
 	})
 
 	test('1000 contexts on one target share a small pool (pg_stat_activity)', async () => {

@@ -38,6 +38,17 @@ const LOG_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcraft-difftest-'))
 
 let reference
 let client
+let anyFailure = false // worker logs are kept (and their directory printed) when a test failed
+
+/** Wraps a test body so that a failure keeps the worker logs. */
+const tracked = (fn) => async (...args) => {
+	try {
+		return await fn(...args)
+	} catch (e) {
+		anyFailure = true
+		throw e
+	}
+}
 const stubbornWorkers = [] // workers that needed SIGKILL after SIGTERM + 10 s
 
 // ------------------------------------------------------------------------ helpers
@@ -263,6 +274,8 @@ afterAll(async () => {
 	if (stubbornWorkers.length) {
 		console.warn(`worker processes that did not exit within 10 s of SIGTERM (SIGKILLed): ${stubbornWorkers.join(', ')}; logs in ${LOG_DIR}`)
 	}
+	if (anyFailure || stubbornWorkers.length || process.env.KEEP_DIFF_LOGS) console.warn(`worker logs kept in ${LOG_DIR}`)
+	else fs.rmSync(LOG_DIR, { recursive: true, force: true })
 }, 60000)
 
 // ------------------------------------------------------------------------------ tests
@@ -284,7 +297,7 @@ describe.each([
 ])('adapter with %s', (_label, workerCount) => {
 	const workers = []
 
-	beforeAll(async () => {
+	beforeAll(tracked(async () => {
 		for (const group of Object.keys(GROUPS)) {
 			for (let i = 0; i < workerCount; i++) workers.push(spawnWorker(group, i, workerCount))
 		}
@@ -292,7 +305,7 @@ describe.each([
 		// the workers declare their queues; let them, so the client never declares a queue
 		// with arguments different from the adapter's
 		for (const group of Object.keys(GROUPS)) await waitForQueue(queueOf(group))
-	}, 90000)
+	}), 90000)
 
 	afterAll(async () => {
 		await killWorkers(workers)
@@ -300,7 +313,7 @@ describe.each([
 
 	test.each(NAMES)(
 		`%s (${RUNS_PER_SCENARIO} concurrent runs)`,
-		async (name) => {
+		tracked(async (name) => {
 			const scenario = byName(name)
 			const ref = reference[name]
 			assertGroupAlive(workers, scenario.group)
@@ -308,13 +321,13 @@ describe.each([
 				Array.from({ length: RUNS_PER_SCENARIO }, (_, i) => runAdapter(scenario, `${PREFIX}-${workerCount}w-${name}-${i}`)),
 			)
 			for (const actual of results) expectSameAsReference(scenario, ref, actual)
-		},
+		}),
 		60000,
 	)
 
 	test(
 		'every scenario at once (3 runs each, all concurrent)',
-		async () => {
+		tracked(async () => {
 			const jobs = []
 			for (const scenario of scenarios) {
 				for (let i = 0; i < 3; i++) {
@@ -324,7 +337,7 @@ describe.each([
 			}
 			const results = await Promise.all(jobs)
 			for (const { scenario, actual } of results) expectSameAsReference(scenario, reference[scenario.name], actual)
-		},
+		}),
 		60000,
 	)
 })

@@ -40,12 +40,26 @@ async function run(registry, over = {}, options = {}) {
   return JSON.parse(text)
 }
 
-async function loadFlowcraft() {
-  try {
-    return await import('flowcraft')
-  } catch (e) {
-    throw new Error(`flowcraft is ESM-only: jest must run with NODE_OPTIONS=--experimental-vm-modules (${e.message})`)
-  }
+// flowcraft is ESM-only and jest (without --experimental-vm-modules) cannot import()
+// it, so the tests with real BaseNode subclasses run in a child Node process, which
+// feeds requests to the same runner and prints the responses.
+const { execFileSync } = require('child_process')
+const path = require('path')
+
+function runWithBaseNode(body) {
+  const script = `
+    import { BaseNode } from 'flowcraft'
+    import { createRequire } from 'node:module'
+    const require = createRequire(${JSON.stringify(path.join(__dirname, 'x.js'))})
+    const { createNodeRunner } = require('../lib/node-runner.js')
+    const silent = { debug() {}, info() {}, warn() {}, error() {} }
+    const run = async (registry, req) => JSON.parse(await createNodeRunner({ registry, logger: silent })(JSON.stringify({
+      runId: 'r1', blueprintId: 'bp', nodeId: 'n1', params: {}, config: {}, context: {}, attempt: 1, ...req })))
+    const out = await (async () => { ${body} })()
+    process.stdout.write(JSON.stringify(out))
+  `
+  const text = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: __dirname, encoding: 'utf8' })
+  return JSON.parse(text)
 }
 
 describe('function nodes', () => {
@@ -390,41 +404,38 @@ describe('class nodes', () => {
     expect(isNodeClass(function plain() {})).toBe(false)
   })
 
-  test('a class extending flowcraft BaseNode runs prep, exec, post with params and nodeId', async () => {
-    const { BaseNode } = await loadFlowcraft()
-    const calls = []
-    class Greet extends BaseNode {
-      async prep(ctx) {
-        calls.push('prep')
-        return `${ctx.input}!`
+  test('subclasses of flowcraft BaseNode: prep, exec, post with params and nodeId; defaults; fallback and recover', () => {
+    const out = runWithBaseNode(`
+      const calls = []
+      class Greet extends BaseNode {
+        async prep(ctx) { calls.push('prep'); return ctx.input + '!' }
+        async exec(prepResult) { calls.push('exec'); return { output: this.params.greeting + ' ' + prepResult + ' from ' + this.nodeId } }
+        async post(execResult, ctx) { calls.push('post'); await ctx.context.set('greeted', true); return { ...execResult, action: 'done' } }
       }
-      async exec(prepResult) {
-        calls.push('exec')
-        return { output: `${this.params.greeting} ${prepResult} from ${this.nodeId}` }
+      class Double extends BaseNode {
+        async exec(n) { return { output: n * 2 } }
       }
-      async post(execResult, ctx) {
-        calls.push('post')
-        await ctx.context.set('greeted', true)
-        return { ...execResult, action: 'done' }
+      let recovered
+      class Broken extends BaseNode {
+        async exec() { throw new Error('db down') }
+        async recover(error) { recovered = error.message }
       }
-    }
-    const res = await run({ Greet }, { uses: 'Greet', nodeId: 'g1', input: 'Ada', params: { greeting: 'Hello' } })
-    expect(calls).toEqual(['prep', 'exec', 'post'])
-    expect(res).toEqual({
+      const greet = await run({ Greet }, { uses: 'Greet', nodeId: 'g1', input: 'Ada', params: { greeting: 'Hello' } })
+      const double = await run({ Double }, { uses: 'Double', input: 21 })
+      const broken = await run({ Broken }, { uses: 'Broken', config: { maxRetries: 2 } })
+      return { calls, greet, double, broken, recovered }
+    `)
+    expect(out.calls).toEqual(['prep', 'exec', 'post'])
+    expect(out.greet).toEqual({
       ok: true,
       result: { output: 'Hello Ada! from g1', action: 'done' },
       writes: [{ op: 'set', key: 'greeted', value: true }],
     })
-  })
-
-  test('a BaseNode subclass with only exec uses the default prep (input) and post', async () => {
-    const { BaseNode } = await loadFlowcraft()
-    class Double extends BaseNode {
-      async exec(n) {
-        return { output: n * 2 }
-      }
-    }
-    expect((await run({ Double }, { uses: 'Double', input: 21 })).result).toEqual({ output: 42 })
+    // default prep passes the input, default post the exec result
+    expect(out.double.result).toEqual({ output: 42 })
+    // the default fallback rethrows: the root cause is reported and recover runs
+    expect(out.broken).toMatchObject({ ok: false, error: { message: 'db down' } })
+    expect(out.recovered).toBe('db down')
   })
 
   test('a plain class with just exec works (no BaseNode needed)', async () => {
@@ -466,18 +477,6 @@ describe('class nodes', () => {
     const res = await run({ WithFallback }, { uses: 'WithFallback', config: { maxRetries: 2 } })
     expect(res).toMatchObject({ ok: true, result: { output: 'from fallback' } })
     expect(calls).toEqual(['exec', 'exec', 'fallback:exec failed', 'post', 'recover:exec failed'])
-  })
-
-  test('BaseNode default fallback rethrows: the root cause is reported and recover runs', async () => {
-    const { BaseNode } = await loadFlowcraft()
-    let recovered
-    class Broken extends BaseNode {
-      async exec() { throw new Error('db down') }
-      async recover(error) { recovered = error.message }
-    }
-    const res = await run({ Broken }, { uses: 'Broken' })
-    expect(res).toMatchObject({ ok: false, error: { message: 'db down' } })
-    expect(recovered).toBe('db down')
   })
 
   test('an error in recover is logged, not thrown', async () => {

@@ -4,7 +4,7 @@
 // not on the first job), then on start() hands one JSON config and three callbacks to
 // the native worker, which does all queue, database and Redis I/O.
 
-const { loadNative } = require('./load-native')
+const { loadNative, constructNative, callNative } = require('./load-native')
 const { toPgTarget, toAmqpUrl } = require('./targets')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
 const { createNotify, createEvaluate } = require('./callbacks')
@@ -156,11 +156,11 @@ class RabbitMqAdapter {
     })
     const evaluate = ro.evaluator ? createEvaluate(ro.evaluator, { logger: s.logger }) : undefined
     const notify = createNotify({ logger: s.logger, eventBus: s.workerEventBus })
-    const worker = new native.NativeWorker(config, runner, evaluate, notify)
+    const worker = constructNative(native.NativeWorker, config, runner, evaluate, notify)
     s.worker = worker
     s.runner = runner
     try {
-      await worker.start()
+      await callNative(() => worker.start())
     } catch (err) {
       // Release the native callbacks: live ones would keep the process from exiting.
       s.worker = undefined
@@ -208,7 +208,7 @@ class RabbitMqAdapter {
       }, timeoutMs)
       timer.unref()
       try {
-        await worker.stop(timeoutMs)
+        await callNative(() => worker.stop(timeoutMs))
       } finally {
         clearTimeout(timer)
         s.worker = undefined

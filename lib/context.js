@@ -1,6 +1,6 @@
 'use strict'
 
-const { loadNative } = require('./load-native')
+const { loadNative, constructNative, callNative } = require('./load-native')
 const { toPgTarget } = require('./targets')
 const { toJsonText, fromJsonText } = require('./json')
 const { invalidArgument, checkTableName, describe } = require('./errors')
@@ -39,14 +39,14 @@ class PostgresContext {
       this._native = () =>
         (pending ??= Promise.resolve()
           .then(passwordFn)
-          .then((password) => new (loadNative().NativeContext)({ ...target, password: String(password) }, tableName, runId))
+          .then((password) => constructNative(loadNative().NativeContext, { ...target, password: String(password) }, tableName, runId))
           .catch((err) => {
             pending = undefined // let a later call try again
             throw err
           }))
     } else {
       // Constructed now so that a bad target or table name fails here, synchronously.
-      const native = new (loadNative().NativeContext)(target, tableName, runId)
+      const native = constructNative(loadNative().NativeContext, target, tableName, runId)
       this._native = () => native
     }
     Object.defineProperty(this, '_native', { enumerable: false })
@@ -55,37 +55,43 @@ class PostgresContext {
   /** The value stored under `key`, or `undefined` when the key is missing. */
   async get(key) {
     checkKey(key)
-    return fromJsonText(await (await this._native()).get(key))
+    const native = await this._native()
+    return fromJsonText(await callNative(() => native.get(key)))
   }
 
   /** Stores `value` (anything JSON can hold; `undefined` is stored as `null`). */
   async set(key, value) {
     checkKey(key)
     const text = toJsonText(value, `PostgresContext.set: value for key ${JSON.stringify(key)}`)
-    await (await this._native()).set(key, text)
+    const native = await this._native()
+    await callNative(() => native.set(key, text))
   }
 
   async has(key) {
     checkKey(key)
-    return (await this._native()).has(key)
+    const native = await this._native()
+    return callNative(() => native.has(key))
   }
 
   /** Removes `key`; true only when it existed. */
   async delete(key) {
     checkKey(key)
-    return (await this._native()).delete(key)
+    const native = await this._native()
+    return callNative(() => native.delete(key))
   }
 
   /** The whole context as an object (`{}` when the run has no row yet). */
   async toJSON() {
-    return JSON.parse(await (await this._native()).toJson())
+    const native = await this._native()
+    return JSON.parse(await callNative(() => native.toJson()))
   }
 
   /** Applies `set` / `delete` operations atomically, in order (the last operation on a key wins). */
   async patch(operations) {
     const text = patchText(operations, 'PostgresContext.patch')
     if (text === '[]') return
-    await (await this._native()).patch(text)
+    const native = await this._native()
+    await callNative(() => native.patch(text))
   }
 }
 

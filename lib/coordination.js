@@ -1,6 +1,6 @@
 'use strict'
 
-const { loadNative } = require('./load-native')
+const { loadNative, constructNative, callNative } = require('./load-native')
 const { toRedisTarget } = require('./targets')
 const { invalidArgument, describe } = require('./errors')
 
@@ -26,7 +26,7 @@ class RedisCoordinationStore {
       throw invalidArgument('RedisCoordinationStore: pass an ioredis instance, a redis:// URL or an options object')
     }
     const { target, keyPrefix } = toRedisTarget(redis)
-    const native = new (loadNative().NativeRedisStore)(target)
+    const native = constructNative(loadNative().NativeRedisStore, target)
     // The adapter hands this target to the core, which then talks to Redis directly.
     Object.defineProperty(this, '_nativeTarget', { value: Object.freeze(keyPrefix ? { ...target, keyPrefix } : { ...target }) })
     Object.defineProperty(this, '_native', { value: native })
@@ -38,7 +38,7 @@ class RedisCoordinationStore {
   async increment(key, ttlSeconds) {
     checkKey(key)
     checkTtl(ttlSeconds)
-    return this._native.increment(this._prefix + key, ttlSeconds)
+    return callNative(() => this._native.increment(this._prefix + key, ttlSeconds))
   }
 
   /** Sets `key` only when it does not exist (SET NX EX); true when it was set. */
@@ -49,25 +49,25 @@ class RedisCoordinationStore {
     const text = typeof value === 'string' ? value
       : value === null || typeof value !== 'object' ? String(value)
       : JSON.stringify(value)
-    return this._native.setIfNotExist(this._prefix + key, text, ttlSeconds)
+    return callNative(() => this._native.setIfNotExist(this._prefix + key, text, ttlSeconds))
   }
 
   async delete(key) {
     checkKey(key)
-    await this._native.delete(this._prefix + key)
+    await callNative(() => this._native.delete(this._prefix + key))
   }
 
   /** Resets the TTL of an existing key; false when the key does not exist. */
   async extendTTL(key, ttlSeconds) {
     checkKey(key)
     checkTtl(ttlSeconds)
-    return this._native.extendTtl(this._prefix + key, ttlSeconds)
+    return callNative(() => this._native.extendTtl(this._prefix + key, ttlSeconds))
   }
 
   /** The value of `key`, or `undefined` when it does not exist. */
   async get(key) {
     checkKey(key)
-    const value = await this._native.get(this._prefix + key)
+    const value = await callNative(() => this._native.get(this._prefix + key))
     return value === null || value === undefined ? undefined : value
   }
 }

@@ -25,4 +25,50 @@ function loadNative() {
   return cached
 }
 
-module.exports = { loadNative }
+// napi-rs gives errors of async native calls the generic status as `code` and puts
+// our stable code in the message as "[ERR_X] ..."; napi's own argument conversion
+// failures carry statuses like "StringExpected". Rebuild them as errors of this
+// realm (so `instanceof Error` holds in jest and vm contexts too) with the stable code,
+// and with a stack that shows the JS call site rather than nothing.
+const PREFIX_RE = /^\[(ERR_[A-Z0-9_]+)\]\s*/
+const NAPI_ARGUMENT_STATUSES = new Set([
+  'InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected', 'FunctionExpected', 'NumberExpected',
+  'BooleanExpected', 'ArrayExpected', 'BigintExpected', 'DateExpected', 'ArrayBufferExpected',
+])
+
+function fromNative(err) {
+  if (err === null || typeof err !== 'object') return err
+  const text = String(err.message)
+  const m = PREFIX_RE.exec(text)
+  let code
+  let message = text
+  if (m) {
+    code = m[1]
+    message = text.slice(m[0].length)
+  } else if (NAPI_ARGUMENT_STATUSES.has(err.code)) {
+    code = CODES.INVALID_ARGUMENT
+  } else {
+    code = typeof err.code === 'string' ? err.code : 'ERR_NATIVE'
+  }
+  return codedError(code, message, { cause: err, type: code === CODES.INVALID_ARGUMENT ? 'TypeError' : undefined })
+}
+
+/** `new Ctor(...args)` with native errors translated. */
+function constructNative(Ctor, ...args) {
+  try {
+    return new Ctor(...args)
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+/** Runs and awaits a native call (`() => native.method(...)`) with its error translated, sync or async. */
+async function callNative(fn) {
+  try {
+    return await fn()
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+module.exports = { loadNative, fromNative, constructNative, callNative }

@@ -13,6 +13,7 @@ use flowcraft_core::executor::{BoxFuture, Level, NodeExecutor, NodeRequest, Node
 use flowcraft_core::job::JobRunner;
 use flowcraft_core::pg::PgTarget;
 use flowcraft_core::run_store::RunStore;
+use flowcraft_core::runs::RunClient;
 use flowcraft_core::worker::{Worker, WorkerConfig};
 use napi::bindgen_prelude::Promise;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -273,6 +274,10 @@ impl NodeExecutor for JsBridge {
     fn event(&self, kind: &str, payload: Value) {
         self.send(json!({ "kind": "event", "type": kind, "payload": payload }));
     }
+
+    fn cancel(&self, run_id: &str) {
+        self.send(json!({ "kind": "cancel", "runId": run_id }));
+    }
 }
 
 /// The RabbitMQ worker (RabbitMqAdapter's engine).
@@ -296,7 +301,7 @@ impl NativeWorker {
         let store = RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
         let coordination = Coordination::shared(&config.redis).map_err(js_error)?;
         let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
-        let runner = JobRunner { blueprints, registry, store, coordination, executor: Arc::new(bridge) };
+        let runner = JobRunner { in_flight: Default::default(), blueprints, registry, store, coordination, executor: Arc::new(bridge) };
         let worker = Worker::new(
             runner,
             WorkerConfig { amqp_url: config.amqp_url, queue: config.queue_name, concurrency: config.concurrency, create_tables: config.create_tables, max_deliveries: config.max_deliveries },
@@ -317,15 +322,137 @@ impl NativeWorker {
         self.worker.stop(Duration::from_millis(u64::from(timeout_ms))).await.map_err(js_error)
     }
 
-    /// Counters since start: `{ processed, deadLettered, retried }`.
+    /// Counters since start, as JSON: `{ processed, failed, deadLettered,
+    /// retried, inFlight, p50Ms, p99Ms }` (percentiles of recent job times).
     #[napi]
     pub fn counters(&self) -> napi::Result<String> {
         let c = &self.worker.counters;
+        let (p50, p99) = c.percentiles();
         Ok(json!({
             "processed": c.processed.load(Ordering::Relaxed),
+            "failed": c.failed.load(Ordering::Relaxed),
             "deadLettered": c.dead_lettered.load(Ordering::Relaxed),
             "retried": c.retried.load(Ordering::Relaxed),
+            "inFlight": c.in_flight.load(Ordering::Relaxed),
+            "p50Ms": p50,
+            "p99Ms": p99,
         })
         .to_string())
+    }
+}
+
+/// Run handling without a consumer: start, await, inspect, reconcile,
+/// resume, cancel, dead letters. Built from the same `configJson` as the
+/// worker; holds no JS callbacks, so it never keeps Node alive.
+#[napi]
+pub struct NativeRuns {
+    client: Arc<RunClient>,
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn parse_json(text: &str, what: &str) -> napi::Result<Value> {
+    serde_json::from_str(text).map_err(|e| js_error(CoreError::json(what, e)))
+}
+
+#[napi]
+impl NativeRuns {
+    #[napi(constructor)]
+    pub fn new(config_json: String) -> napi::Result<Self> {
+        let config: ConfigJson = serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the adapter configuration", e)))?;
+        let blueprints = Arc::new(Blueprints::from_value(config.blueprints).map_err(js_error)?);
+        let coordination = Coordination::shared(&config.redis).map_err(js_error)?;
+        let client = RunClient::new(
+            &config.pg,
+            &config.context_table_name,
+            &config.status_table_name,
+            blueprints,
+            coordination,
+            &config.amqp_url,
+            &config.queue_name,
+            config.create_tables,
+        )
+        .map_err(js_error)?;
+        Ok(NativeRuns { client: Arc::new(client) })
+    }
+
+    /// Starts a run; JSON `{ runId, created }` (created is false when the run
+    /// id or idempotency key was already used).
+    #[napi]
+    pub async fn start_run(&self, blueprint_id: String, context_json: String, run_id: String, idempotency_key: Option<String>) -> napi::Result<String> {
+        let context = match parse_json(&context_json, "the initial context")? {
+            Value::Object(m) => m,
+            Value::Null => serde_json::Map::new(),
+            _ => return Err(invalid("the initial context must be an object".into())),
+        };
+        let (run_id, created) =
+            self.client.start_run(&blueprint_id, context, &run_id, idempotency_key.as_deref()).await.map_err(js_error)?;
+        Ok(json!({ "runId": run_id, "created": created }).to_string())
+    }
+
+    /// JSON status data once the run is final or awaiting.
+    #[napi]
+    pub async fn wait_for_run(&self, run_id: String, timeout_ms: u32) -> napi::Result<String> {
+        let v = self.client.wait_for_run(&run_id, Duration::from_millis(u64::from(timeout_ms))).await.map_err(js_error)?;
+        Ok(v.to_string())
+    }
+
+    /// JSON report of a run, or null when it does not exist.
+    #[napi]
+    pub async fn get_run(&self, run_id: String) -> napi::Result<Option<String>> {
+        Ok(self.client.get_run(&run_id).await.map_err(js_error)?.map(|r| to_json(&r)))
+    }
+
+    #[napi]
+    pub async fn list_runs(&self, limit: u32, status: Option<String>) -> napi::Result<String> {
+        Ok(to_json(&self.client.list_runs(i64::from(limit), status.as_deref()).await.map_err(js_error)?))
+    }
+
+    /// Node ids enqueued to move the run on.
+    #[napi]
+    pub async fn reconcile(&self, run_id: String, stale_after_ms: u32) -> napi::Result<Vec<String>> {
+        self.client.reconcile(&run_id, Duration::from_millis(u64::from(stale_after_ms))).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn stale_runs(&self, threshold_ms: u32, limit: u32) -> napi::Result<Vec<String>> {
+        self.client.stale_runs(Duration::from_millis(u64::from(threshold_ms)), i64::from(limit)).await.map_err(js_error)
+    }
+
+    #[napi]
+    pub async fn resume_with_action(&self, run_id: String, action: String, output_json: Option<String>) -> napi::Result<Vec<String>> {
+        let output = match output_json {
+            Some(t) => Some(parse_json(&t, "the resume output")?),
+            None => None,
+        };
+        self.client.resume_with_action(&run_id, &action, output, None).await.map_err(js_error)
+    }
+
+    /// True when this call cancelled the run (false: it had already ended).
+    #[napi]
+    pub async fn cancel_run(&self, run_id: String, reason: String) -> napi::Result<bool> {
+        self.client.cancel_run(&run_id, &reason).await.map_err(js_error)
+    }
+
+    /// JSON `[{ body, reason, deadAt }]`, left in the dead-letter queue.
+    #[napi]
+    pub async fn dead_letters(&self, limit: u32) -> napi::Result<String> {
+        let list = self.client.dead_letters(limit as usize).await.map_err(js_error)?;
+        let list: Vec<Value> = list.into_iter().map(|(body, reason, at)| json!({ "body": body, "reason": reason, "deadAt": at })).collect();
+        Ok(Value::Array(list).to_string())
+    }
+
+    /// Moves dead letters back to the job queue; returns how many.
+    #[napi]
+    pub async fn requeue_dead_letters(&self, limit: u32) -> napi::Result<u32> {
+        Ok(self.client.requeue_dead_letters(limit as usize).await.map_err(js_error)? as u32)
+    }
+
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        self.client.close().await;
+        Ok(())
     }
 }

@@ -24,6 +24,8 @@
  *                     reasonIncludes   failed runs: the adapter's status reason must
  *                                      contain this (FlowRuntime wraps the error as
  *                                      "Node 'x' execution failed")
+ *                     ignoreOutputs    { '_outputs.x': 'reason' }: keys left out of the
+ *                                      comparison (none needed so far)
  *                     notes            prose on a deliberate difference
  *
  * Node outputs are never `undefined` (JSONB cannot store undefined: a key holding
@@ -236,6 +238,9 @@ const scenarios = [
 				{ id: 'approved2', uses: 'act.leaf' },
 				{ id: 'rejected2', uses: 'act.leaf' },
 				{ id: 'default2', uses: 'act.leaf' },
+				{ id: 'r4', uses: 'act.router', params: { action: 'approve' } },
+				{ id: 'approved4', uses: 'act.leaf' },
+				{ id: 'default4', uses: 'act.leaf' },
 				{ id: 'r3', uses: 'act.router', params: {} },
 				{ id: 'approved3', uses: 'act.leaf' },
 				{ id: 'default3', uses: 'act.leaf' },
@@ -244,6 +249,7 @@ const scenarios = [
 				{ source: 'start', target: 'r1' },
 				{ source: 'start', target: 'r2' },
 				{ source: 'start', target: 'r3' },
+				{ source: 'start', target: 'r4' },
 				// r1 returns action 'approve': only the 'approve' edge is taken (not the default)
 				{ source: 'r1', target: 'approved1', action: 'approve' },
 				{ source: 'r1', target: 'rejected1', action: 'reject' },
@@ -252,6 +258,10 @@ const scenarios = [
 				{ source: 'r2', target: 'approved2', action: 'approve' },
 				{ source: 'r2', target: 'rejected2', action: 'reject' },
 				{ source: 'r2', target: 'default2' },
+				// r4 returns action 'approve' but the 'approve' edge's condition is false: no
+				// action edge is taken, so the action-less edge is
+				{ source: 'r4', target: 'approved4', action: 'approve', condition: 'result.output.nope' },
+				{ source: 'r4', target: 'default4' },
 				// r3 returns no action: only action-less edges are candidates
 				{ source: 'r3', target: 'approved3', action: 'approve' },
 				{ source: 'r3', target: 'default3' },
@@ -274,6 +284,8 @@ const scenarios = [
 				'_outputs.approved1': 'leaf<-routed:approve',
 				'_outputs.r2': 'routed:escalate',
 				'_outputs.default2': 'leaf<-routed:escalate',
+				'_outputs.r4': 'routed:approve',
+				'_outputs.default4': 'leaf<-routed:approve',
 				'_outputs.r3': 'routed:none',
 				'_outputs.default3': 'leaf<-routed:none',
 			},
@@ -689,6 +701,68 @@ const scenarios = [
 		expect: { reasonIncludes: 'bad branch broke' },
 	},
 
+	// ------------------------------------------ wide 'all' fan-in (16 branches race on the counter)
+	(() => {
+		const width = 16
+		const branches = Array.from({ length: width }, (_, i) => `w${i}`)
+		const inputs = Object.fromEntries(branches.map((b) => [b, b]))
+		const outputs = { '_outputs.start': 100 }
+		for (let i = 0; i < width; i++) outputs[`_outputs.w${i}`] = 100 + i
+		outputs['_outputs.join'] = { count: width, sum: 100 * width + (width * (width - 1)) / 2 }
+		return {
+			name: 'wide-fan-in',
+			group: 'default',
+			blueprint: {
+				id: 'diff-wide-fan-in',
+				nodes: [
+					{ id: 'start', uses: 'wide.start' },
+					...branches.map((id, i) => ({ id, uses: 'wide.branch', params: { i } })),
+					{ id: 'join', uses: 'wide.join', inputs },
+				],
+				edges: [
+					...branches.map((id) => ({ source: 'start', target: id })),
+					...branches.map((id) => ({ source: id, target: 'join' })),
+				],
+			},
+			registry: () => ({
+				'wide.start': async () => ({ output: 100 }),
+				'wide.branch': async (ctx) => {
+					await jitter(30)
+					return { output: ctx.input + ctx.params.i }
+				},
+				'wide.join': async (ctx) => {
+					const values = Object.values(ctx.input)
+					return { output: { count: values.filter((v) => typeof v === 'number').length, sum: values.reduce((a, b) => a + b, 0) } }
+				},
+			}),
+			intended: { status: 'completed', outputs },
+		}
+	})(),
+
+	// ----------------------------------------------------- a `uses` key missing from the registry
+	{
+		name: 'unknown-uses',
+		group: 'default',
+		blueprint: {
+			id: 'diff-unknown-uses',
+			nodes: [
+				{ id: 'start', uses: 'uu.start' },
+				{ id: 'ghost', uses: 'uu.notRegistered' },
+				{ id: 'after', uses: 'uu.start' },
+			],
+			edges: [
+				{ source: 'start', target: 'ghost' },
+				{ source: 'ghost', target: 'after' },
+			],
+		},
+		registry: () => ({ 'uu.start': async () => ({ output: 'ran' }) }),
+		intended: { status: 'failed', outputs: { '_outputs.start': 'ran' } },
+		expect: {
+			reasonIncludes: 'uu.notRegistered',
+			notes: "FlowRuntime fails the run with \"Implementation for 'uu.notRegistered' not found.\"; our reason must name the key.",
+		},
+	},
+
 	// ------------------------------------------------ a node writing and deleting context keys
 	{
 		name: 'context-writes',
@@ -943,7 +1017,7 @@ const scenarios = [
 	},
 ]
 
-// Sanity: unique names and blueprint ids, and registry keys are namespaced by scenario.
+// Sanity: unique names and blueprint ids (registry keys are checked in buildRuntimeOptions).
 {
 	const names = new Set()
 	const ids = new Set()

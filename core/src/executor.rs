@@ -39,6 +39,10 @@ pub struct NodeResult {
 #[derive(Debug, Deserialize)]
 pub struct NodeError {
     pub message: String,
+    /// `ERR_NODE_CANCELLED` when the worker is stopping: the job goes back to
+    /// the queue instead of failing the run.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,7 +61,7 @@ impl NodeResponse {
         NodeResponse { ok: true, result: Some(NodeResult { output, action }), writes, error: None }
     }
     pub fn failure(message: impl Into<String>) -> NodeResponse {
-        NodeResponse { ok: false, result: None, writes: vec![], error: Some(NodeError { message: message.into() }) }
+        NodeResponse { ok: false, result: None, writes: vec![], error: Some(NodeError { message: message.into(), code: None }) }
     }
 }
 
@@ -89,4 +93,7 @@ pub trait NodeExecutor: Send + Sync + 'static {
     fn log(&self, _level: Level, _message: &str, _meta: Value) {}
 
     fn event(&self, _kind: &str, _payload: Value) {}
+
+    /// The run was cancelled while nodes of it run here: abort their signals.
+    fn cancel(&self, _run_id: &str) {}
 }

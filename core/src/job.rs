@@ -6,7 +6,7 @@ use crate::blueprint::{Blueprint, Blueprints, JoinStrategy, NodeDef};
 use crate::context_store::PatchOp;
 use crate::coordination::Coordination;
 use crate::error::{CoreError, CoreResult};
-use crate::evaluator::{evaluate_path, resolve_input, truthy, ConditionScope, TransformScope};
+use crate::evaluator::resolve_input;
 use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
 use crate::queue::{Broker, JobMessage};
 use crate::run_store::{Commit, RunStore, FINAL_STATUSES};
@@ -20,16 +20,46 @@ pub enum Disposition {
     Ack,
     /// Cannot ever be processed: move it to the dead-letter queue with this reason.
     DeadLetter(String),
-    /// A service failed (connection lost...): requeue and try again later.
+    /// A service failed (connection lost...): try again later.
     Retry(CoreError),
+    /// The worker is stopping and interrupted the node: give the job back.
+    Requeue,
+}
+
+/// Runs with jobs in progress in this worker (for cancellation).
+#[derive(Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+impl InFlight {
+    pub fn contains(&self, run_id: &str) -> bool {
+        self.0.lock().unwrap().contains_key(run_id)
+    }
+    fn enter(&self, run_id: &str) {
+        *self.0.lock().unwrap().entry(run_id.to_string()).or_default() += 1;
+    }
+    fn leave(&self, run_id: &str) {
+        let mut m = self.0.lock().unwrap();
+        if let Some(n) = m.get_mut(run_id) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(run_id);
+            }
+        }
+    }
 }
 
 pub struct JobRunner {
+    pub in_flight: InFlight,
     pub blueprints: Blueprints,
     pub registry: HashSet<String>,
     pub store: RunStore,
     pub coordination: Coordination,
     pub executor: Arc<dyn NodeExecutor>,
+}
+
+enum Failure {
+    Failed(String),
+    Interrupted,
 }
 
 struct Executed {
@@ -81,7 +111,10 @@ impl JobRunner {
                 Err(e) => return Disposition::Retry(e),
             }
         }
-        match self.process(&job, broker).await {
+        self.in_flight.enter(&job.run_id);
+        let outcome = self.process(&job, broker).await;
+        self.in_flight.leave(&job.run_id);
+        match outcome {
             Ok(d) => d,
             Err(e) if e.is_transient() => Disposition::Retry(e),
             Err(e) => {
@@ -150,9 +183,17 @@ impl JobRunner {
 
         let context_text = if first_sight { Value::Object(context.clone()).to_string() } else { snapshot.context_text.clone().unwrap_or_else(|| "{}".into()) };
         self.executor.event("node:start", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
+        if node.uses == "wait" && !self.registry.contains("wait") {
+            // Flowcraft's built-in wait node: the run stops for a human.
+            self.store.mark_awaiting(&job.run_id, &node.id).await?;
+            self.log(Level::Info, "Run is awaiting resumeWithAction", meta);
+            self.executor.event("workflow:pause", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
+            return Ok(Disposition::Ack);
+        }
         match self.execute(&bp, node, &node.uses, job, &context, &context_text).await {
             Ok(done) => self.complete(&bp, job, &node.id, done, context, broker).await,
-            Err(message) => self.node_failed(&bp, job, node, message, context, &context_text, broker).await,
+            Err(Failure::Interrupted) => Ok(Disposition::Requeue),
+            Err(Failure::Failed(message)) => self.node_failed(&bp, job, node, message, context, &context_text, broker).await,
         }
     }
 
@@ -173,15 +214,15 @@ impl JobRunner {
         job: &JobMessage,
         context: &Map<String, Value>,
         context_text: &str,
-    ) -> Result<Executed, String> {
+    ) -> Result<Executed, Failure> {
         if !self.registry.contains(uses) {
-            return Err(format!(
+            return Err(Failure::Failed(format!(
                 "No implementation registered for '{uses}' (node '{}' of blueprint '{}'): add it to runtimeOptions.registry.",
                 node.id, bp.id
-            ));
+            )));
         }
         let context_raw = serde_json::value::RawValue::from_string(context_text.to_string())
-            .map_err(|e| format!("the run's context is not valid JSON: {e}"))?;
+            .map_err(|e| Failure::Failed(format!("the run's context is not valid JSON: {e}")))?;
         let request = NodeRequest {
             run_id: job.run_id.clone(),
             blueprint_id: bp.id.clone(),
@@ -197,8 +238,10 @@ impl JobRunner {
         if ok {
             let result = result.unwrap_or_default();
             Ok(Executed { output: result.output.unwrap_or(Value::Null), action: result.action, writes })
+        } else if error.as_ref().and_then(|e| e.code.as_deref()) == Some("ERR_NODE_CANCELLED") {
+            Err(Failure::Interrupted)
         } else {
-            Err(error.map(|e| e.message).unwrap_or_else(|| "node failed without an error message".into()))
+            Err(Failure::Failed(error.map(|e| e.message).unwrap_or_else(|| "node failed without an error message".into())))
         }
     }
 
@@ -232,8 +275,10 @@ impl JobRunner {
         if let Some(key) = bp.fallback_key(&node.id) {
             if self.registry.contains(key) {
                 self.executor.event("node:fallback", json!({ "runId": job.run_id, "nodeId": node.id, "fallback": key, "blueprintId": bp.id }));
-                if let Ok(done) = self.execute(bp, node, key, job, &context, context_text).await {
-                    return self.complete(bp, job, &node.id, done, context, broker).await;
+                match self.execute(bp, node, key, job, &context, context_text).await {
+                    Ok(done) => return self.complete(bp, job, &node.id, done, context, broker).await,
+                    Err(Failure::Interrupted) => return Ok(Disposition::Requeue),
+                    Err(Failure::Failed(_)) => {}
                 }
             }
         }
@@ -245,14 +290,6 @@ impl JobRunner {
             self.finish(job).await?;
         }
         Ok(Disposition::Ack)
-    }
-
-    async fn evaluate(&self, expression: &str, scope_data: impl FnOnce() -> Value, scope: &(dyn crate::evaluator::Scope + Sync)) -> Option<Value> {
-        if self.executor.has_evaluator() {
-            self.executor.evaluate(expression, scope_data()).await
-        } else {
-            evaluate_path(expression, scope)
-        }
     }
 
     async fn complete(
@@ -277,59 +314,13 @@ impl JobRunner {
         context.insert(format!("_outputs.{node_id}"), done.output.clone());
         context.insert(node_id.to_string(), done.output.clone());
 
-        let mut result = Map::new();
-        result.insert("output".into(), done.output.clone());
-        if let Some(a) = &done.action {
-            result.insert("action".into(), Value::String(a.clone()));
+        let routed = crate::routing::route(bp, node_id, &done.output, done.action.as_deref(), &context, Some(self.executor.as_ref())).await;
+        for (k, v) in routed.inputs {
+            sets.insert(k.clone(), v.clone());
+            context.insert(k, v);
         }
-        let result = Value::Object(result);
-
-        // Routing: edges with the result's action, else edges without one;
-        // a condition must be truthy over { ...context, result }.
-        let candidates = bp.candidate_edges(node_id);
-        let mut matched = Vec::new();
-        if let Some(action) = &done.action {
-            for e in candidates.iter().filter(|e| e.action.as_deref() == Some(action.as_str())) {
-                if self.condition_holds(e.condition.as_deref(), &context, &result).await {
-                    matched.push(*e);
-                }
-            }
-        }
-        if matched.is_empty() {
-            for e in candidates.iter().filter(|e| e.action.is_none()) {
-                if self.condition_holds(e.condition.as_deref(), &context, &result).await {
-                    matched.push(*e);
-                }
-            }
-        }
-        let mut route: Vec<String> = Vec::new();
-        for e in &matched {
-            let input = match &e.transform {
-                Some(t) => {
-                    let context_value = Value::Object(context.clone());
-                    let scope = TransformScope { input: &done.output, context: &context_value };
-                    let data = || json!({ "input": done.output, "context": context_value });
-                    self.evaluate(t, data, &scope).await.unwrap_or(Value::Null)
-                }
-                None => done.output.clone(),
-            };
-            let key = format!("_inputs.{}", e.target);
-            sets.insert(key.clone(), input.clone());
-            context.insert(key, input);
-            if !route.contains(&e.target) {
-                route.push(e.target.clone());
-            }
-        }
-        if matched.is_empty() {
-            // Flowcraft: a node that matched no edge still lets successors run
-            // whose inbound edges carry no condition (once their joins allow).
-            for e in bp.edges.iter().filter(|e| e.source == node_id) {
-                if !route.contains(&e.target) && !bp.has_conditional_inbound(&e.target) {
-                    route.push(e.target.clone());
-                }
-            }
-        }
-
+        let route = routed.route;
+        let result = json!({ "output": done.output, "action": done.action });
         let has_join = route.iter().any(|t| bp.predecessors(t) > 1);
         let ready_now: Vec<String> = route.iter().filter(|t| bp.predecessors(t) <= 1).cloned().collect();
         let commit = self.store.commit(&job.run_id, node_id, &sets, &deletes, &route, &ready_now, !has_join).await?;
@@ -351,17 +342,6 @@ impl JobRunner {
         }
         self.executor.event("job:processed", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "success": true }));
         Ok(Disposition::Ack)
-    }
-
-    async fn condition_holds(&self, condition: Option<&str>, context: &Map<String, Value>, result: &Value) -> bool {
-        let Some(condition) = condition else { return true };
-        let scope = ConditionScope { context, result };
-        let data = || {
-            let mut d = context.clone();
-            d.insert("result".into(), result.clone());
-            Value::Object(d)
-        };
-        truthy(self.evaluate(condition, data, &scope).await.as_ref())
     }
 
     /// Joins, settles and publishes the successors `node` chose. Safe to repeat:

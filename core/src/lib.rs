@@ -12,3 +12,6 @@ pub mod queue;
 pub mod run_store;
 pub mod job;
 pub mod worker;
+pub mod routing;
+pub mod notify;
+pub mod runs;

@@ -30,7 +30,7 @@ impl PgTarget {
         PgTarget { connection_string: Some(url.to_string()), ..Default::default() }
     }
 
-    fn config(&self) -> CoreResult<Config> {
+    pub(crate) fn config(&self) -> CoreResult<Config> {
         if self.ssl == Some(true) {
             return Err(CoreError::Unsupported(
                 "TLS connections to PostgreSQL are not supported yet: connect without `ssl` (e.g. over a private network or a local TLS proxy)".into(),
@@ -168,6 +168,10 @@ impl PgPool {
 
     pub fn label(&self) -> String {
         self.target.label()
+    }
+
+    pub fn target(&self) -> &PgTarget {
+        &self.target
     }
 
     pub async fn conn(&self) -> CoreResult<Arc<PgConn>> {

@@ -151,6 +151,61 @@ impl Broker {
         Ok(())
     }
 
+    /// Up to `limit` dead letters `(body, reason, dead_at_ms)`, left in place.
+    pub async fn peek_dead(&self, limit: usize) -> CoreResult<Vec<(String, String, i64)>> {
+        let channel = self.connection.create_channel().await.map_err(|e| CoreError::amqp("opening a channel", e))?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let got = channel
+                .basic_get(self.dead_queue.as_str().into(), lapin::options::BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| CoreError::amqp("reading dead letters", e))?;
+            let Some(m) = got else { break };
+            let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+            let text = |k: &str| match headers.inner().get(k) {
+                Some(AMQPValue::LongString(s)) => s.to_string(),
+                Some(other) => format!("{other:?}"),
+                None => String::new(),
+            };
+            let at = match headers.inner().get("x-flowcraft-dead-at") {
+                Some(AMQPValue::LongLongInt(n)) => *n,
+                _ => 0,
+            };
+            out.push((String::from_utf8_lossy(&m.delivery.data).into_owned(), text("x-flowcraft-reason"), at));
+        }
+        // Closing the channel returns the unacked messages to the queue, in order.
+        let _ = channel.close(200, "peeked".into()).await;
+        Ok(out)
+    }
+
+    /// Moves up to `limit` dead letters back to the job queue (confirmed
+    /// before each is removed). Returns how many moved.
+    pub async fn requeue_dead(&self, limit: usize) -> CoreResult<usize> {
+        let channel = self.connection.create_channel().await.map_err(|e| CoreError::amqp("opening a channel", e))?;
+        let mut moved = 0;
+        while moved < limit {
+            let got = channel
+                .basic_get(self.dead_queue.as_str().into(), lapin::options::BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| CoreError::amqp("reading dead letters", e))?;
+            let Some(m) = got else { break };
+            let confirm = self
+                .publisher
+                .basic_publish("".into(), self.queue.as_str().into(), BasicPublishOptions::default(), &m.delivery.data, Self::persistent())
+                .await
+                .map_err(|e| CoreError::amqp("requeueing a dead letter", e))?
+                .await
+                .map_err(|e| CoreError::amqp("waiting for a requeue confirm", e))?;
+            if !confirm.is_ack() {
+                break;
+            }
+            m.delivery.acker.ack(lapin::options::BasicAckOptions::default()).await.map_err(|e| CoreError::amqp("removing a dead letter", e))?;
+            moved += 1;
+        }
+        let _ = channel.close(200, "requeued".into()).await;
+        Ok(moved)
+    }
+
     pub async fn close(&self) {
         let _ = self.publisher.close(200, "bye".into()).await;
         let _ = self.connection.close(200, "bye".into()).await;

@@ -21,8 +21,14 @@ pub struct RunStore {
     pool: Arc<PgPool>,
     ctx: String,
     st: String,
+    /// The status table's name as the user gave it (NOTIFY payloads carry it).
+    status_table: String,
     sql: Sql,
 }
+
+/// The channel on which a run's end (and a move to `awaiting`) is announced;
+/// the payload is `<status table>\n<run id>`.
+pub const RUN_CHANNEL: &str = "flowcraft_run_finished";
 
 struct Sql {
     load: String,
@@ -33,6 +39,17 @@ struct Sql {
     fail_node: String,
     finalize: String,
     fail_run: String,
+    start_run: String,
+    find_idempotent: String,
+    cancel: String,
+    final_status: String,
+    view: String,
+    list: String,
+    stale: String,
+    add_queued: String,
+    mark_awaiting: String,
+    resume: String,
+    delete_run: String,
 }
 
 /// What a job reads about its run before doing anything.
@@ -49,6 +66,32 @@ pub struct RunSnapshot {
     pub route: Option<Vec<String>>,
 }
 
+/// Everything stored about a run, for `getRun`, reconcile and resume.
+#[derive(Debug)]
+pub struct RunView {
+    pub status: Option<String>,
+    pub status_data: Value,
+    pub context: Option<Map<String, Value>>,
+    pub queued: Vec<String>,
+    pub routes: Map<String, Value>,
+    pub idle_seconds: Option<f64>,
+    pub blueprint_id: Option<String>,
+    pub error: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// One line of the runs list.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: Option<String>,
+    pub blueprint_id: Option<String>,
+    pub idle_seconds: Option<f64>,
+    pub done_nodes: i64,
+    pub reason: Option<String>,
+}
+
 /// Outcome of a commit or settle.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Commit {
@@ -63,6 +106,9 @@ impl RunStore {
         let ctx = quote_table(context_table)?;
         let st = quote_table(status_table)?;
         let pool = PgPool::shared(target)?;
+        // Safe inside a literal: quote_table accepted only word characters and a dot.
+        let notify = format!("pg_notify('{RUN_CHANNEL}', '{status_table}' || chr(10) || s.run_id)");
+        let not_final = "(s.status IS NULL OR s.status NOT IN ('completed', 'failed', 'cancelled'))";
         let sql = Sql {
             load: format!(
                 "SELECT c.context_data::text, s.status, s.queued IS NOT NULL, (s.routes -> $2::text)::text \
@@ -82,7 +128,8 @@ impl RunStore {
             commit: format!(
                 "WITH c AS ( \
                    UPDATE {ctx} SET context_data = (context_data - $4::text[]) || $3::text::jsonb \
-                   WHERE run_id = $1 AND NOT (context_data ? $5::text) RETURNING context_data \
+                   WHERE run_id = $1 AND NOT (context_data ? $5::text) \
+                     AND EXISTS (SELECT 1 FROM {st} s WHERE s.run_id = $1 AND {not_final}) RETURNING context_data \
                  ), r AS ( \
                    SELECT COALESCE(jsonb_object_agg(t, true), '{{}}'::jsonb) AS add \
                    FROM c, unnest($7::text[]) AS t WHERE NOT (c.context_data ? ('_outputs.' || t)) \
@@ -109,16 +156,71 @@ impl RunStore {
                      ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END, \
                    updated_at = now() \
                  FROM {ctx} c WHERE s.run_id = $1 AND c.run_id = $1 AND s.status = 'running' AND s.queued = '{{}}'::jsonb \
-                 RETURNING s.status"
+                 RETURNING s.status, {notify}"
             ),
             fail_run: format!(
                 "INSERT INTO {st} AS s (run_id, status, status_data, updated_at, error, queued, routes) \
                  VALUES ($1, 'failed', jsonb_build_object('status', 'failed', 'reason', $2::text), now(), $2, '{{}}'::jsonb, '{{}}'::jsonb) \
                  ON CONFLICT (run_id) DO UPDATE SET status = 'failed', status_data = EXCLUDED.status_data, error = COALESCE(s.error, EXCLUDED.error), updated_at = now() \
-                 WHERE s.status IS NULL OR s.status NOT IN ('completed', 'failed', 'cancelled') RETURNING 1"
+                 WHERE {not_final} RETURNING {notify}"
             ),
+            start_run: format!(
+                "WITH s AS ( \
+                   INSERT INTO {st} (run_id, status, status_data, updated_at, blueprint_id, queued, routes, idempotency_key) \
+                   VALUES ($1, 'running', '{{\"status\":\"running\"}}'::jsonb, now(), $2, $4::text::jsonb, '{{}}'::jsonb, $5) \
+                   ON CONFLICT DO NOTHING RETURNING run_id \
+                 ) INSERT INTO {ctx} AS t (run_id, context_data) SELECT run_id, $3::text::jsonb FROM s \
+                   ON CONFLICT (run_id) DO UPDATE SET context_data = COALESCE(t.context_data, '{{}}'::jsonb) || EXCLUDED.context_data \
+                 RETURNING run_id"
+            ),
+            find_idempotent: format!("SELECT run_id FROM {st} WHERE idempotency_key = $1"),
+            cancel: format!(
+                "UPDATE {st} AS s SET status = 'cancelled', status_data = jsonb_build_object('status', 'cancelled', 'reason', $2::text), \
+                   updated_at = now() WHERE s.run_id = $1 AND {not_final} RETURNING {notify}"
+            ),
+            final_status: format!("SELECT s.status, s.status_data::text FROM {st} s WHERE s.run_id = $1"),
+            view: format!(
+                "SELECT s.status, s.status_data::text, c.context_data::text, s.queued::text, s.routes::text, \
+                   EXTRACT(EPOCH FROM (now() - s.updated_at))::float8, s.blueprint_id, s.error, \
+                   to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+                 FROM (SELECT $1::text AS run_id) k LEFT JOIN {st} s ON s.run_id = k.run_id LEFT JOIN {ctx} c ON c.run_id = k.run_id"
+            ),
+            list: format!(
+                "SELECT s.run_id, s.status, COALESCE(s.blueprint_id, c.context_data ->> 'blueprintId'), \
+                   EXTRACT(EPOCH FROM (now() - s.updated_at))::float8, \
+                   (SELECT count(*) FROM jsonb_object_keys(COALESCE(c.context_data, '{{}}'::jsonb)) k WHERE k LIKE '\\_outputs.%'), s.error, \
+                   s.status_data ->> 'reason' \
+                 FROM {st} s LEFT JOIN {ctx} c ON c.run_id = s.run_id \
+                 WHERE ($2::text IS NULL OR s.status = $2) ORDER BY s.updated_at DESC LIMIT $1"
+            ),
+            stale: format!(
+                "SELECT s.run_id FROM {st} s WHERE (s.status IS NULL OR s.status = 'running') \
+                   AND s.updated_at < now() - make_interval(secs => $1::float8) ORDER BY s.updated_at LIMIT $2"
+            ),
+            add_queued: format!(
+                "UPDATE {st} AS s SET queued = COALESCE(s.queued, '{{}}'::jsonb) || $2::text::jsonb, updated_at = now() \
+                 WHERE s.run_id = $1 AND {not_final} RETURNING 1"
+            ),
+            mark_awaiting: format!(
+                "WITH c AS ( \
+                   UPDATE {ctx} SET context_data = context_data || jsonb_build_object('_awaitingNodeIds', \
+                     COALESCE(context_data -> '_awaitingNodeIds', '[]'::jsonb) || to_jsonb($2::text)) \
+                   WHERE run_id = $1 AND NOT (COALESCE(context_data -> '_awaitingNodeIds', '[]'::jsonb) ? $2::text) RETURNING 1 \
+                 ) UPDATE {st} AS s SET status = 'awaiting', status_data = jsonb_build_object('status', 'awaiting'), \
+                   queued = COALESCE(s.queued, '{{}}'::jsonb) - $2::text, updated_at = now() \
+                 WHERE s.run_id = $1 AND {not_final} RETURNING {notify}"
+            ),
+            resume: format!(
+                "WITH c AS ( \
+                   UPDATE {ctx} SET context_data = (context_data - ARRAY['_awaitingNodeIds', '_awaitingDetails']) || $2::text::jsonb \
+                   WHERE run_id = $1 RETURNING 1 \
+                 ) UPDATE {st} AS s SET status = 'running', status_data = jsonb_build_object('status', 'running'), \
+                   routes = COALESCE(s.routes, '{{}}'::jsonb) || $3::text::jsonb, updated_at = now() \
+                 FROM c WHERE s.run_id = $1 AND s.status = 'awaiting' RETURNING 1"
+            ),
+            delete_run: format!("DELETE FROM {st} WHERE run_id = $1; "),
         };
-        Ok(RunStore { pool, ctx, st, sql })
+        Ok(RunStore { pool, ctx, st, status_table: status_table.to_string(), sql })
     }
 
     pub fn pool(&self) -> &Arc<PgPool> {
@@ -142,8 +244,11 @@ impl RunStore {
             "BEGIN; SELECT pg_advisory_xact_lock(hashtext('flowcraft-rabbitmq-adapter ddl')); {create_sql} \
              ALTER TABLE {st} ADD COLUMN IF NOT EXISTS status TEXT, ADD COLUMN IF NOT EXISTS status_data JSONB, \
                ADD COLUMN IF NOT EXISTS updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), ADD COLUMN IF NOT EXISTS blueprint_id TEXT, \
-               ADD COLUMN IF NOT EXISTS queued JSONB, ADD COLUMN IF NOT EXISTS routes JSONB, ADD COLUMN IF NOT EXISTS error TEXT; \
-             COMMIT;"
+               ADD COLUMN IF NOT EXISTS queued JSONB, ADD COLUMN IF NOT EXISTS routes JSONB, ADD COLUMN IF NOT EXISTS error TEXT, \
+               ADD COLUMN IF NOT EXISTS idempotency_key TEXT; \
+             CREATE UNIQUE INDEX IF NOT EXISTS \"{idx}\" ON {st} (idempotency_key); \
+             COMMIT;",
+            idx = format!("{}_idempotency_key", self.status_table.rsplit('.').next().unwrap_or("flowcraft")).chars().take(63).collect::<String>()
         );
         let conn = self.pool.connect().await?;
         if let Err(e) = conn.client().batch_execute(&sql).await {
@@ -228,6 +333,127 @@ impl RunStore {
     pub async fn finalize(&self, run_id: &str) -> CoreResult<Option<String>> {
         let rows = self.pool.query("finishing a run", &self.sql.finalize, &[&run_id]).await?;
         Ok(rows.first().map(|r| r.get::<_, String>(0)))
+    }
+
+    pub fn status_table(&self) -> &str {
+        &self.status_table
+    }
+
+    /// Creates a run: its status row (running, with its start nodes queued)
+    /// and its context row, in one statement. `None` when a run with this id
+    /// or idempotency key already exists (nothing is written then).
+    pub async fn start_run(
+        &self,
+        run_id: &str,
+        blueprint_id: &str,
+        context: &Map<String, Value>,
+        start_nodes: &[String],
+        idempotency_key: Option<&str>,
+    ) -> CoreResult<bool> {
+        let context = Value::Object(context.clone()).to_string();
+        let queued: Map<String, Value> = start_nodes.iter().map(|q| (q.clone(), Value::Bool(true))).collect();
+        let queued = Value::Object(queued).to_string();
+        let rows = self
+            .pool
+            .query("starting a run", &self.sql.start_run, &[&run_id, &blueprint_id, &context, &queued, &idempotency_key])
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub async fn find_idempotent(&self, key: &str) -> CoreResult<Option<String>> {
+        let rows = self.pool.query("finding a run by idempotency key", &self.sql.find_idempotent, &[&key]).await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    /// Undoes a start whose jobs could not be published.
+    pub async fn delete_run(&self, run_id: &str) -> CoreResult<()> {
+        let (ctx, st) = (&self.ctx, &self.st);
+        self.pool.query("removing a run", &format!("DELETE FROM {st} WHERE run_id = $1"), &[&run_id]).await?;
+        self.pool.query("removing a run", &format!("DELETE FROM {ctx} WHERE run_id = $1"), &[&run_id]).await?;
+        let _ = &self.sql.delete_run;
+        Ok(())
+    }
+
+    pub async fn cancel(&self, run_id: &str, reason: &str) -> CoreResult<bool> {
+        let rows = self.pool.query("cancelling a run", &self.sql.cancel, &[&run_id, &reason]).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// `(status, status_data)` of a run, if it has a status row.
+    pub async fn status(&self, run_id: &str) -> CoreResult<Option<(Option<String>, Option<String>)>> {
+        let rows = self.pool.query("reading a run's status", &self.sql.final_status, &[&run_id]).await?;
+        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub async fn view(&self, run_id: &str) -> CoreResult<RunView> {
+        let rows = self.pool.query("reading a run", &self.sql.view, &[&run_id]).await?;
+        let r = rows.first().ok_or_else(|| CoreError::WorkerState("reading a run returned no row".into()))?;
+        let parse = |i: usize| -> Value {
+            r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+        };
+        Ok(RunView {
+            status: r.get(0),
+            status_data: parse(1),
+            context: match parse(2) {
+                Value::Object(m) => Some(m),
+                _ => None,
+            },
+            queued: match parse(3) {
+                Value::Object(m) => m.keys().cloned().collect(),
+                _ => vec![],
+            },
+            routes: match parse(4) {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+            idle_seconds: r.get(5),
+            blueprint_id: r.get(6),
+            error: r.get(7),
+            updated_at: r.get(8),
+        })
+    }
+
+    pub async fn list(&self, limit: i64, status: Option<&str>) -> CoreResult<Vec<RunSummary>> {
+        let rows = self.pool.query("listing runs", &self.sql.list, &[&limit, &status]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| RunSummary {
+                run_id: r.get(0),
+                status: r.get(1),
+                blueprint_id: r.get(2),
+                idle_seconds: r.get(3),
+                done_nodes: r.get(4),
+                reason: r.get::<_, Option<String>>(6).or(r.get(5)),
+            })
+            .collect())
+    }
+
+    /// Runs still running whose last change is older than `seconds`.
+    pub async fn stale_runs(&self, seconds: f64, limit: i64) -> CoreResult<Vec<String>> {
+        let rows = self.pool.query("finding stalled runs", &self.sql.stale, &[&seconds, &limit]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn add_queued(&self, run_id: &str, nodes: &[String]) -> CoreResult<bool> {
+        let queued: Map<String, Value> = nodes.iter().map(|q| (q.clone(), Value::Bool(true))).collect();
+        let queued = Value::Object(queued).to_string();
+        let rows = self.pool.query("queueing nodes", &self.sql.add_queued, &[&run_id, &queued]).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// A `wait` node: the run waits for `resumeWithAction`.
+    pub async fn mark_awaiting(&self, run_id: &str, node_id: &str) -> CoreResult<()> {
+        self.pool.query("marking a run awaiting", &self.sql.mark_awaiting, &[&run_id, &node_id]).await?;
+        Ok(())
+    }
+
+    /// Writes the resume keys and the awaiting nodes' outputs and routes, and
+    /// sets the run running again. False when the run was not awaiting.
+    pub async fn resume(&self, run_id: &str, sets: &Map<String, Value>, routes: &Map<String, Value>) -> CoreResult<bool> {
+        let sets = Value::Object(sets.clone()).to_string();
+        let routes = Value::Object(routes.clone()).to_string();
+        let rows = self.pool.query("resuming a run", &self.sql.resume, &[&run_id, &sets, &routes]).await?;
+        Ok(!rows.is_empty())
     }
 
     /// Fails a run at once (unknown blueprint, node not in blueprint). Never

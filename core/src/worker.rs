@@ -30,8 +30,33 @@ pub struct WorkerConfig {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub processed: AtomicU64,
+    pub failed: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub retried: AtomicU64,
+    pub in_flight: AtomicU64,
+    /// The last job durations in ms, for percentiles.
+    durations: Mutex<std::collections::VecDeque<f64>>,
+}
+
+impl Counters {
+    fn record(&self, ms: f64) {
+        let mut d = self.durations.lock().unwrap();
+        if d.len() == 4096 {
+            d.pop_front();
+        }
+        d.push_back(ms);
+    }
+
+    /// `(p50, p99)` of recent job durations in ms.
+    pub fn percentiles(&self) -> (f64, f64) {
+        let mut v: Vec<f64> = self.durations.lock().unwrap().iter().copied().collect();
+        if v.is_empty() {
+            return (0.0, 0.0);
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+        (at(0.5), at(0.99))
+    }
 }
 
 pub struct Worker {
@@ -63,6 +88,7 @@ impl Worker {
         let broker = Arc::new(Broker::connect(&self.config.amqp_url, &self.config.queue).await?);
         let (channel, consumer) = broker.consume(self.prefetch(), &consumer_tag()).await?;
         runner.executor.log(Level::Info, "Worker started", json!({ "queue": self.config.queue, "concurrency": self.config.concurrency }));
+        tokio::spawn(watch_cancellations(runner.clone(), self.shutdown.subscribe()));
         let task = tokio::spawn(supervise(runner, self.config.clone(), broker, channel, consumer, self.shutdown.subscribe(), self.counters.clone()));
         *self.task.lock().unwrap() = Some(task);
         Ok(())
@@ -85,6 +111,34 @@ impl Worker {
         }
         self.runner.lock().unwrap().take();
         Ok(())
+    }
+}
+
+/// Aborts the nodes of runs cancelled while they run here (LISTEN/NOTIFY).
+async fn watch_cancellations(runner: Arc<JobRunner>, mut shutdown: watch::Receiver<bool>) {
+    let listener = crate::notify::Listener::shared(runner.store.pool().target());
+    if let Err(e) = listener.ensure().await {
+        runner.executor.log(Level::Warn, &format!("Cancellations will not reach running nodes: {e}"), json!({}));
+        return;
+    }
+    let mut events = listener.subscribe();
+    loop {
+        let key = tokio::select! {
+            _ = shutdown.changed() => return,
+            k = events.recv() => match k {
+                Ok(k) => k,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+        };
+        if key.0 != runner.store.status_table() || !runner.in_flight.contains(&key.1) {
+            continue;
+        }
+        if let Ok(Some((Some(status), _))) = runner.store.status(&key.1).await {
+            if status == "cancelled" {
+                runner.executor.cancel(&key.1);
+            }
+        }
     }
 }
 
@@ -186,6 +240,8 @@ async fn handle_delivery(
 ) {
     // A service outage is retried in place, with the message held unacked: if
     // this worker dies meanwhile, the broker hands the job to another one.
+    let started = std::time::Instant::now();
+    counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let mut delay = Duration::from_millis(200);
     let disposition = loop {
         match runner.handle(&delivery.data, delivery.redelivered, max_deliveries, broker).await {
@@ -207,7 +263,9 @@ async fn handle_delivery(
             counters.processed.fetch_add(1, Ordering::Relaxed);
             delivery.acker.ack(BasicAckOptions::default()).await
         }
-        Disposition::DeadLetter(reason) => match broker.dead_letter(&delivery.data, &reason, &delivery.properties).await {
+        Disposition::DeadLetter(reason) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            match broker.dead_letter(&delivery.data, &reason, &delivery.properties).await {
             Ok(()) => {
                 counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 runner.executor.log(Level::Warn, &format!("Message dead-lettered to {}: {reason}", broker.dead_queue), json!({ "queue": broker.queue }));
@@ -218,13 +276,17 @@ async fn handle_delivery(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
             }
+        }
         },
+        Disposition::Requeue => delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
         Disposition::Retry(e) => {
             // Stopping or disconnected: give the job back to the broker.
             runner.executor.log(Level::Warn, &format!("Job handed back to the queue: {e}"), json!({ "code": e.code() }));
             delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
         }
     };
+    counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    counters.record(started.elapsed().as_secs_f64() * 1000.0);
     if let Err(e) = outcome {
         // The channel is gone; the broker redelivers the message to someone.
         runner.executor.log(Level::Warn, &format!("Cannot acknowledge a message ({e}); it will be redelivered"), json!({ "queue": broker.queue }));

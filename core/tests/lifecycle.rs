@@ -88,6 +88,7 @@ impl Harness {
         let (queue, ctx, st) = (unique("q"), unique("ctx"), unique("st"));
         let nodes = Arc::new(nodes);
         let runner = JobRunner {
+            in_flight: Default::default(),
             blueprints: Blueprints::from_value(blueprints).unwrap(),
             registry: nodes.fns.keys().cloned().collect::<HashSet<_>>(),
             store: RunStore::new(&pg(), &ctx, &st).unwrap(),

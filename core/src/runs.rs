@@ -1,0 +1,388 @@
+//! Runs as a user handles them: start, await, inspect, reconcile, resume,
+//! cancel. Needs no consumer: a client process can use it alone.
+
+use crate::blueprint::{Blueprint, Blueprints, JoinStrategy};
+use crate::coordination::Coordination;
+use crate::error::{CoreError, CoreResult};
+use crate::executor::NodeExecutor;
+use crate::notify::Listener;
+use crate::pg::PgTarget;
+use crate::queue::{Broker, JobMessage};
+use crate::run_store::{RunStore, RunSummary, RunView, FINAL_STATUSES};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+pub struct RunClient {
+    pub store: Arc<RunStore>,
+    pub blueprints: Arc<Blueprints>,
+    coordination: Coordination,
+    listener: Arc<Listener>,
+    amqp_url: String,
+    queue: String,
+    create_tables: bool,
+    broker: tokio::sync::Mutex<Option<Arc<Broker>>>,
+    prepared: OnceCell<()>,
+}
+
+/// A run's state as `getRun` reports it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub run_id: String,
+    pub status: Option<String>,
+    pub status_data: Value,
+    pub blueprint_id: Option<String>,
+    pub updated_at: Option<String>,
+    pub context: Value,
+    pub nodes: Vec<NodeReport>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeReport {
+    pub id: String,
+    pub uses: String,
+    /// done | running | waiting | awaiting | failed | not_reached
+    pub state: &'static str,
+}
+
+impl RunClient {
+    pub fn new(
+        pg: &PgTarget,
+        context_table: &str,
+        status_table: &str,
+        blueprints: Arc<Blueprints>,
+        coordination: Coordination,
+        amqp_url: &str,
+        queue: &str,
+        create_tables: bool,
+    ) -> CoreResult<RunClient> {
+        Ok(RunClient {
+            store: Arc::new(RunStore::new(pg, context_table, status_table)?),
+            blueprints,
+            coordination,
+            listener: Listener::shared(pg),
+            amqp_url: amqp_url.to_string(),
+            queue: queue.to_string(),
+            create_tables,
+            broker: tokio::sync::Mutex::new(None),
+            prepared: OnceCell::new(),
+        })
+    }
+
+    async fn prepare(&self) -> CoreResult<()> {
+        self.prepared.get_or_try_init(|| async { self.store.prepare_tables(self.create_tables).await }).await.map(|_| ())
+    }
+
+    async fn broker(&self) -> CoreResult<Arc<Broker>> {
+        let mut slot = self.broker.lock().await;
+        if let Some(b) = slot.as_ref() {
+            if b.is_connected() {
+                return Ok(b.clone());
+            }
+        }
+        let b = Arc::new(Broker::connect(&self.amqp_url, &self.queue).await?);
+        *slot = Some(b.clone());
+        Ok(b)
+    }
+
+    fn blueprint(&self, id: &str) -> CoreResult<Arc<Blueprint>> {
+        self.blueprints
+            .get(id)
+            .ok_or_else(|| CoreError::InvalidArgument(format!("unknown blueprint '{id}': add it to runtimeOptions.blueprints")))
+    }
+
+    /// Starts a run: context row, `running` status with its start nodes queued,
+    /// then the start jobs. Starting twice with one run id or idempotency key
+    /// starts one run. Returns `(run id, created)`.
+    pub async fn start_run(
+        &self,
+        blueprint_id: &str,
+        initial: Map<String, Value>,
+        run_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> CoreResult<(String, bool)> {
+        self.prepare().await?;
+        let bp = self.blueprint(blueprint_id)?;
+        if bp.start_nodes().is_empty() {
+            return Err(CoreError::InvalidBlueprint { id: bp.id.clone(), reason: "it has no start node (a node without incoming edges)".into() });
+        }
+        let mut context = initial;
+        context.insert("blueprintId".into(), Value::String(bp.id.clone()));
+        context.insert("blueprintVersion".into(), bp.version.clone());
+        let created = self.store.start_run(run_id, &bp.id, &context, bp.start_nodes(), idempotency_key).await?;
+        if !created {
+            let existing = match idempotency_key {
+                Some(k) => self.store.find_idempotent(k).await?.unwrap_or_else(|| run_id.to_string()),
+                None => run_id.to_string(),
+            };
+            return Ok((existing, false));
+        }
+        let jobs: Vec<JobMessage> = bp.start_nodes().iter().map(|n| JobMessage::new(run_id, &bp.id, n)).collect();
+        let published = match self.broker().await {
+            Ok(b) => b.publish_jobs(&jobs).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = published {
+            // All or nothing: a run without its start jobs would never move.
+            let _ = self.store.delete_run(run_id).await;
+            return Err(e);
+        }
+        Ok((run_id.to_string(), true))
+    }
+
+    /// Resolves with `status_data` once the run is completed, failed,
+    /// cancelled or awaiting; woken by NOTIFY, not by polling.
+    pub async fn wait_for_run(&self, run_id: &str, timeout: Duration) -> CoreResult<Value> {
+        self.prepare().await?;
+        self.listener.ensure().await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let key = (self.store.status_table().to_string(), run_id.to_string());
+        loop {
+            let woken = self.listener.wait(key.clone());
+            if let Some((Some(status), data)) = self.store.status(run_id).await? {
+                if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" {
+                    let data = data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_else(|| json!({ "status": status }));
+                    return Ok(data);
+                }
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return Err(CoreError::Timeout(format!(
+                    "run '{run_id}' did not finish within {} ms (it may still finish: wait again or inspect it with getRun)",
+                    timeout.as_millis()
+                )));
+            }
+        }
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> CoreResult<Option<RunReport>> {
+        self.prepare().await?;
+        let view = self.store.view(run_id).await?;
+        if view.status.is_none() && view.context.is_none() {
+            return Ok(None);
+        }
+        let context = view.context.clone().unwrap_or_default();
+        let bp_id = view.blueprint_id.clone().or_else(|| context.get("blueprintId").and_then(Value::as_str).map(String::from));
+        let nodes = match bp_id.as_deref().and_then(|id| self.blueprints.get(id)) {
+            Some(bp) => node_states(&bp, &view),
+            None => vec![],
+        };
+        Ok(Some(RunReport {
+            run_id: run_id.to_string(),
+            status: view.status,
+            status_data: view.status_data,
+            blueprint_id: bp_id,
+            updated_at: view.updated_at,
+            context: Value::Object(context),
+            nodes,
+        }))
+    }
+
+    pub async fn list_runs(&self, limit: i64, status: Option<&str>) -> CoreResult<Vec<RunSummary>> {
+        self.prepare().await?;
+        self.store.list(limit, status).await
+    }
+
+    /// Enqueues what a run needs to move on: nodes queued but idle for longer
+    /// than `stale_after` (their message may be lost), and nodes whose
+    /// predecessors are done but that were never queued (e.g. a join whose
+    /// Redis state was lost). A node lock keeps two reconcilers from both
+    /// enqueueing it. Returns the enqueued node ids.
+    pub async fn reconcile(&self, run_id: &str, stale_after: Duration) -> CoreResult<Vec<String>> {
+        self.prepare().await?;
+        let view = self.store.view(run_id).await?;
+        let Some(context) = view.context.clone() else {
+            return Err(CoreError::InvalidArgument(format!("cannot reconcile run '{run_id}': it has no context row")));
+        };
+        let status = view.status.clone().unwrap_or_else(|| "running".into());
+        if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" {
+            return Ok(vec![]);
+        }
+        let bp_id = view
+            .blueprint_id
+            .clone()
+            .or_else(|| context.get("blueprintId").and_then(Value::as_str).map(String::from))
+            .ok_or_else(|| CoreError::InvalidArgument(format!("cannot reconcile run '{run_id}': its blueprint is unknown")))?;
+        let bp = self.blueprint(&bp_id)?;
+        let frontier = frontier(&bp, &view, stale_after);
+        let mut enqueue = Vec::new();
+        let ttl = stale_after.as_secs().max(30);
+        for node in frontier {
+            if self.coordination.set_if_not_exist(&format!("flowcraft:nodelock:{run_id}:{node}"), "reconcile", ttl).await? {
+                enqueue.push(node);
+            }
+        }
+        if enqueue.is_empty() {
+            return Ok(enqueue);
+        }
+        if view.status.is_none() {
+            self.store.init_run(run_id, &bp.id, &Map::new(), &[]).await?;
+        }
+        if !self.store.add_queued(run_id, &enqueue).await? {
+            return Ok(vec![]);
+        }
+        let jobs: Vec<JobMessage> = enqueue.iter().map(|n| JobMessage::new(run_id, &bp.id, n)).collect();
+        self.broker().await?.publish_jobs(&jobs).await?;
+        Ok(enqueue)
+    }
+
+    /// Runs still running with no change for `threshold`.
+    pub async fn stale_runs(&self, threshold: Duration, limit: i64) -> CoreResult<Vec<String>> {
+        self.prepare().await?;
+        self.store.stale_runs(threshold.as_secs_f64(), limit).await
+    }
+
+    /// Resumes a run waiting for a human: `_resume.action` / `_resume.output`,
+    /// the awaiting nodes complete with `output`, then their successors run.
+    pub async fn resume_with_action(
+        &self,
+        run_id: &str,
+        action: &str,
+        output: Option<Value>,
+        evaluator: Option<&dyn NodeExecutor>,
+    ) -> CoreResult<Vec<String>> {
+        self.prepare().await?;
+        let view = self.store.view(run_id).await?;
+        if view.status.as_deref() != Some("awaiting") {
+            return Err(CoreError::WorkerState(format!(
+                "run '{run_id}' is not awaiting (status: {}); only a run stopped at a wait node can be resumed",
+                view.status.as_deref().unwrap_or("unknown")
+            )));
+        }
+        let mut context = view.context.clone().unwrap_or_default();
+        let bp_id = view.blueprint_id.clone().or_else(|| context.get("blueprintId").and_then(Value::as_str).map(String::from)).unwrap_or_default();
+        let bp = self.blueprint(&bp_id)?;
+        let awaiting: Vec<String> = context
+            .get("_awaitingNodeIds")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let mut sets = Map::new();
+        sets.insert("_resume.action".into(), Value::String(action.to_string()));
+        sets.insert("_resume.output".into(), output.clone().unwrap_or(Value::Null));
+        let mut routes = Map::new();
+        for node in &awaiting {
+            let out = output.clone().or_else(|| context.get(&format!("_outputs.{node}")).cloned()).unwrap_or(Value::Null);
+            sets.insert(format!("_outputs.{node}"), out.clone());
+            sets.insert(node.clone(), out.clone());
+            context.insert(format!("_outputs.{node}"), out.clone());
+            context.insert(node.clone(), out.clone());
+            context.insert("_resume.action".into(), Value::String(action.to_string()));
+            let routed = crate::routing::route(&bp, node, &out, Some(action), &context, evaluator).await;
+            for (k, v) in routed.inputs {
+                sets.insert(k.clone(), v.clone());
+                context.insert(k, v);
+            }
+            routes.insert(node.clone(), json!(routed.route));
+        }
+        if !self.store.resume(run_id, &sets, &routes).await? {
+            return Err(CoreError::WorkerState(format!("run '{run_id}' was resumed or changed by someone else")));
+        }
+        let enqueued = self.reconcile(run_id, Duration::from_secs(3600)).await?;
+        if enqueued.is_empty() {
+            // Nothing follows the wait node: finish the run if nothing else runs.
+            self.store.finalize(run_id).await?;
+        }
+        Ok(enqueued)
+    }
+
+    pub async fn cancel_run(&self, run_id: &str, reason: &str) -> CoreResult<bool> {
+        self.prepare().await?;
+        self.store.cancel(run_id, reason).await
+    }
+
+    pub async fn dead_letters(&self, limit: usize) -> CoreResult<Vec<(String, String, i64)>> {
+        self.broker().await?.peek_dead(limit).await
+    }
+
+    pub async fn requeue_dead_letters(&self, limit: usize) -> CoreResult<usize> {
+        self.broker().await?.requeue_dead(limit).await
+    }
+
+    pub async fn close(&self) {
+        if let Some(b) = self.broker.lock().await.take() {
+            b.close().await;
+        }
+    }
+}
+
+fn done_set(view: &RunView) -> BTreeSet<String> {
+    view.context
+        .as_ref()
+        .map(|c| c.keys().filter_map(|k| k.strip_prefix("_outputs.")).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn route_of(bp: &Blueprint, view: &RunView, node: &str) -> Vec<String> {
+    match view.routes.get(node).and_then(Value::as_array) {
+        Some(r) => r.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        // Completed without our bookkeeping (e.g. by another adapter): assume
+        // every unconditional successor was chosen.
+        None => bp.edges.iter().filter(|e| e.source == node && e.condition.is_none()).map(|e| e.target.clone()).collect(),
+    }
+}
+
+/// The nodes to enqueue to move a run on.
+fn frontier(bp: &Blueprint, view: &RunView, stale_after: Duration) -> Vec<String> {
+    let done = done_set(view);
+    let queued: BTreeSet<String> = view.queued.iter().cloned().collect();
+    let stale = view.idle_seconds.unwrap_or(f64::MAX) >= stale_after.as_secs_f64();
+    let mut out: Vec<String> = Vec::new();
+    if stale {
+        out.extend(queued.iter().filter(|n| !done.contains(*n) && bp.node(n).is_some()).cloned());
+    }
+    for n in &done {
+        for t in route_of(bp, view, n) {
+            if done.contains(&t) || queued.contains(&t) || out.contains(&t) || bp.node(&t).is_none() {
+                continue;
+            }
+            let arrived: Vec<&String> = bp.predecessor_ids(&t).filter(|p| done.contains(*p) && route_of(bp, view, p).contains(&t)).collect();
+            let ready = match bp.join_strategy(&t) {
+                JoinStrategy::Any => !arrived.is_empty(),
+                JoinStrategy::All => arrived.len() == bp.predecessors(&t),
+            };
+            if ready {
+                out.push(t);
+            }
+        }
+    }
+    if done.is_empty() && queued.is_empty() {
+        out.extend(bp.start_nodes().iter().cloned());
+    }
+    out
+}
+
+fn node_states(bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
+    let done = done_set(view);
+    let queued: BTreeSet<&String> = view.queued.iter().collect();
+    let awaiting: BTreeSet<String> = view
+        .context
+        .as_ref()
+        .and_then(|c| c.get("_awaitingNodeIds"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let failed_node = view.error.as_deref().and_then(|e| e.strip_prefix("Node '")).and_then(|r| r.split_once('\'')).map(|(n, _)| n.to_string());
+    bp.nodes
+        .iter()
+        .map(|n| {
+            let state = if awaiting.contains(&n.id) {
+                "awaiting"
+            } else if done.contains(&n.id) {
+                "done"
+            } else if failed_node.as_deref() == Some(n.id.as_str()) {
+                "failed"
+            } else if queued.contains(&n.id) {
+                "running"
+            } else if done.iter().any(|d| route_of(bp, view, d).contains(&n.id)) {
+                "waiting"
+            } else {
+                "not_reached"
+            };
+            NodeReport { id: n.id.clone(), uses: n.uses.clone(), state }
+        })
+        .collect()
+}
