@@ -75,6 +75,8 @@ fn ok(output: Value) -> NodeResponse {
 }
 
 struct Harness {
+    /// Prefix of this test's run ids: join keys in Redis live for an hour.
+    runs: String,
     queue: String,
     ctx: String,
     st: String,
@@ -98,17 +100,26 @@ impl Harness {
         let worker = Worker::new(runner, WorkerConfig { amqp_url: amqp(), queue: queue.clone(), concurrency: 16, create_tables: true, max_deliveries: 5 });
         worker.start().await.unwrap();
         let broker = Broker::connect(&amqp(), &queue).await.unwrap();
-        Harness { queue, ctx, st, worker, nodes, broker }
+        Harness { runs: unique("run"), queue, ctx, st, worker, nodes, broker }
+    }
+
+    fn run(&self, run_id: &str) -> String {
+        format!("{}-{run_id}", self.runs)
+    }
+
+    fn runs_of(&self, run_id: &str, node: &str) -> usize {
+        self.nodes.runs_of(&self.run(run_id), node)
     }
 
     async fn start_run(&self, run_id: &str, blueprint_id: &str, nodes: &[&str]) {
-        let jobs: Vec<JobMessage> = nodes.iter().map(|n| JobMessage::new(run_id, blueprint_id, n)).collect();
+        let run_id = self.run(run_id);
+        let jobs: Vec<JobMessage> = nodes.iter().map(|n| JobMessage::new(&run_id, blueprint_id, n)).collect();
         self.broker.publish_jobs(&jobs).await.unwrap();
     }
 
     async fn query(&self, sql: &str, run_id: &str) -> Vec<tokio_postgres::Row> {
         let pool = PgPool::shared(&pg()).unwrap();
-        pool.query("test", sql, &[&run_id]).await.unwrap()
+        pool.query("test", sql, &[&self.run(run_id)]).await.unwrap()
     }
 
     /// Waits for a final status; returns (status, status_data, context).
@@ -205,7 +216,7 @@ fn diamond_runs_every_node_once_and_completes_with_the_whole_context() {
             assert_eq!(data["payload"]["context"]["_outputs.end"], json!(24));
             assert_eq!(data["payload"]["status"], json!("completed"));
             for n in ["start", "b", "c", "d", "join", "end"] {
-                assert_eq!(h.nodes.runs_of(r, n), 1, "node {n} of {r}");
+                assert_eq!(h.runs_of(r, n), 1, "node {n} of {r}");
             }
         }
         h.finish().await;
@@ -294,11 +305,11 @@ fn redelivered_and_duplicated_jobs_have_no_second_effect() {
         assert_eq!(ctx["_outputs.end"], json!(24));
         tokio::time::sleep(Duration::from_millis(500)).await;
         for n in ["start", "b", "c", "d", "join", "end"] {
-            assert_eq!(h.nodes.runs_of("r1", n), 1, "node {n} of r1 ran again");
+            assert_eq!(h.runs_of("r1", n), 1, "node {n} of r1 ran again");
         }
         // Concurrent duplicates may run user code twice but commit once; the join still fires once.
-        assert_eq!(h.nodes.runs_of("r2", "join"), 1);
-        assert_eq!(h.nodes.runs_of("r2", "end"), 1);
+        assert_eq!(h.runs_of("r2", "join"), 1);
+        assert_eq!(h.runs_of("r2", "end"), 1);
         h.finish().await;
     });
 }
@@ -309,12 +320,12 @@ fn bad_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving() {
         let h = Harness::start(diamond(), diamond_nodes()).await;
         let conn = lapin::Connection::connect(&amqp(), Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
-        for body in [&b"not json"[..], br#"{"runId":"r9"}"#, br#"{"runId":"r8","blueprintId":"nope","nodeId":"x"}"#, br#"{"runId":"r7","blueprintId":"diamond","nodeId":"ghost"}"#] {
+        for body in [&b"not json"[..], br#"{"runId":"r9"}"#, json!({"runId": h.run("r8"), "blueprintId": "nope", "nodeId": "x"}).to_string().as_bytes(), json!({"runId": h.run("r7"), "blueprintId": "diamond", "nodeId": "ghost"}).to_string().as_bytes()] {
             ch.basic_publish("".into(), h.queue.as_str().into(), Default::default(), body, Default::default()).await.unwrap();
         }
         // A run whose stored version differs from the worker's blueprint.
         let pool = PgPool::shared(&pg()).unwrap();
-        pool.query("seed", &format!("INSERT INTO \"{}\" (run_id, context_data) VALUES ($1, '{{\"blueprintId\":\"diamond\",\"blueprintVersion\":\"old\"}}')", h.ctx), &[&"r6"]).await.unwrap();
+        pool.query("seed", &format!("INSERT INTO \"{}\" (run_id, context_data) VALUES ($1, '{{\"blueprintId\":\"diamond\",\"blueprintVersion\":\"old\"}}')", h.ctx), &[&h.run("r6")]).await.unwrap();
         h.start_run("r6", "diamond", &["start"]).await;
         h.start_run("ok", "diamond", &["start"]).await;
         let (status, ..) = h.wait("ok").await;
@@ -342,7 +353,7 @@ fn bad_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving() {
         let rows = h.query(&format!("SELECT context_data::text FROM \"{}\" WHERE run_id = $1", h.ctx), "r6").await;
         let ctx: Value = serde_json::from_str(&rows[0].get::<_, String>(0)).unwrap();
         assert!(ctx.get("_outputs.start").is_none());
-        assert_eq!(h.nodes.runs_of("r6", "start"), 0);
+        assert_eq!(h.runs_of("r6", "start"), 0);
         let _ = conn.close(200, "bye".into()).await;
         h.finish().await;
     });
@@ -366,7 +377,7 @@ fn any_join_fires_once_and_late_arrivals_do_not_fail_the_run() {
             let (status, _, ctx) = h.wait(&format!("r{i}")).await;
             assert_eq!(status, "completed");
             assert_eq!(ctx["_outputs.first"], json!("first"));
-            assert_eq!(h.nodes.runs_of(&format!("r{i}"), "first"), 1);
+            assert_eq!(h.runs_of(&format!("r{i}"), "first"), 1);
         }
         h.finish().await;
     });
@@ -382,7 +393,7 @@ fn stop_drains_and_releases_the_worker() {
         // A stopped worker takes no more jobs: this one stays queued.
         h.start_run("r2", "diamond", &["start"]).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(h.nodes.runs_of("r2", "start"), 0);
+        assert_eq!(h.runs_of("r2", "start"), 0);
         let conn = lapin::Connection::connect(&amqp(), Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         let q = ch.queue_declare(h.queue.as_str().into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, Default::default()).await.unwrap();
