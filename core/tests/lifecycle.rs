@@ -9,6 +9,7 @@ use flowcraft_core::job::JobRunner;
 use flowcraft_core::pg::{PgPool, PgTarget};
 use flowcraft_core::queue::{Broker, JobMessage};
 use flowcraft_core::run_store::RunStore;
+use flowcraft_core::runs::RunClient;
 use flowcraft_core::worker::{Worker, WorkerConfig};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -62,6 +63,9 @@ impl NodeExecutor for Shared {
     fn run(&self, request: NodeRequest) -> BoxFuture<'_, NodeResponse> {
         Box::pin(async move {
             *self.0.executions.lock().unwrap().entry((request.run_id.clone(), request.node_id.clone())).or_default() += 1;
+            if let Some(ms) = request.params.get("sleepMs").and_then(Value::as_u64) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             match self.0.fns.get(&request.uses) {
                 Some(f) => f(&request),
                 None => NodeResponse::failure("no such node"),
@@ -401,6 +405,124 @@ fn stop_drains_and_releases_the_worker() {
         let _ = conn.close(200, "bye".into()).await;
         // A Consumer stream import keeps StreamExt in use for future tests.
         let _ = futures_util::stream::empty::<()>().next();
+        h.finish().await;
+    });
+}
+
+impl Harness {
+    fn client(&self, blueprints: Value) -> RunClient {
+        RunClient::new(
+            &pg(),
+            &self.ctx,
+            &self.st,
+            Arc::new(Blueprints::from_value(blueprints).unwrap()),
+            Coordination::shared(&redis()).unwrap(),
+            &amqp(),
+            &self.queue,
+            true,
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn start_run_is_idempotent_and_wait_for_run_is_woken_by_notify() {
+    rt().block_on(async {
+        let h = Harness::start(diamond(), diamond_nodes()).await;
+        let client = h.client(diamond());
+        let key = h.run("key");
+        let (x1, x2) = (h.run("x1"), h.run("x2"));
+        let (a, b) = tokio::join!(
+            client.start_run("diamond", serde_json::Map::new(), &x1, Some(&key)),
+            client.start_run("diamond", serde_json::Map::new(), &x2, Some(&key)),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.0, b.0, "one idempotency key, one run");
+        assert!(a.1 ^ b.1, "exactly one call created it");
+        let started = std::time::Instant::now();
+        let data = client.wait_for_run(&a.0, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(data["status"], json!("completed"));
+        assert_eq!(data["payload"]["context"]["_outputs.end"], json!(24));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let run = a.0.strip_prefix(&format!("{}-", h.runs)).unwrap().to_string();
+        assert_eq!(h.runs_of(&run, "start"), 1, "the start job was published once");
+        let report = client.get_run(&a.0).await.unwrap().unwrap();
+        assert!(report.nodes.iter().all(|n| n.state == "done"), "{:?}", report.nodes);
+        let err = client.wait_for_run(&h.run("never"), Duration::from_millis(300)).await.unwrap_err();
+        assert_eq!(err.code(), "ERR_TIMEOUT");
+        client.close().await;
+        h.finish().await;
+    });
+}
+
+#[test]
+fn reconcile_enqueues_a_lost_join_once_and_leaves_healthy_runs_alone() {
+    rt().block_on(async {
+        let h = Harness::start(diamond(), diamond_nodes()).await;
+        let client = h.client(diamond());
+        let (run, _) = client.start_run("diamond", serde_json::Map::new(), &h.run("r1"), None).await.unwrap();
+        client.wait_for_run(&run, Duration::from_secs(20)).await.unwrap();
+        assert!(client.reconcile(&run, Duration::ZERO).await.unwrap().is_empty(), "a finished run needs nothing");
+        // Simulate a lost join: the join's arrival state and the end are gone.
+        let pool = PgPool::shared(&pg()).unwrap();
+        pool.query("t", &format!("UPDATE \"{}\" SET context_data = context_data - ARRAY['_outputs.join', 'join', '_outputs.end', 'end'] WHERE run_id = $1", h.ctx), &[&run]).await.unwrap();
+        pool.query("t", &format!("UPDATE \"{}\" SET status = 'running', status_data = NULL, queued = '{{}}' WHERE run_id = $1", h.st), &[&run]).await.unwrap();
+        let first = client.reconcile(&run, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(first, vec!["join".to_string()]);
+        let second = client.reconcile(&run, Duration::from_secs(60)).await.unwrap();
+        assert!(second.is_empty(), "the node lock stops a second enqueue: {second:?}");
+        let data = client.wait_for_run(&run, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(data["status"], json!("completed"));
+        assert_eq!(data["payload"]["context"]["_outputs.end"], json!(24));
+        client.close().await;
+        h.finish().await;
+    });
+}
+
+#[test]
+fn cancel_and_resume() {
+    rt().block_on(async {
+        let bp = json!({ "bp": { "id": "bp", "nodes": [
+            { "id": "a", "uses": "ok" }, { "id": "ask", "uses": "wait" },
+            { "id": "yes", "uses": "ok" }, { "id": "no", "uses": "ok" }
+        ], "edges": [
+            { "source": "a", "target": "ask" },
+            { "source": "ask", "target": "yes", "action": "approve" },
+            { "source": "ask", "target": "no", "action": "deny" }
+        ] }, "slow": { "id": "slow", "nodes": [ { "id": "s", "uses": "ok", "params": { "sleepMs": 1000 } }, { "id": "t", "uses": "ok" } ], "edges": [ { "source": "s", "target": "t" } ] } });
+        let nodes = RustNodes::default().with("ok", |r| ok(json!(r.node_id)));
+        let h = Harness::start(bp.clone(), nodes).await;
+        let client = h.client(bp);
+        let (run, _) = client.start_run("bp", serde_json::Map::new(), &h.run("hitl"), None).await.unwrap();
+        let data = client.wait_for_run(&run, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(data["status"], json!("awaiting"));
+        let report = client.get_run(&run).await.unwrap().unwrap();
+        assert_eq!(report.nodes.iter().find(|n| n.id == "ask").unwrap().state, "awaiting");
+        assert!(client.reconcile(&run, Duration::ZERO).await.unwrap().is_empty(), "an awaiting run is not stalled");
+        let enqueued = client.resume_with_action(&run, "approve", Some(json!({ "by": "ann" })), None).await.unwrap();
+        assert_eq!(enqueued, vec!["yes".to_string()]);
+        let data = client.wait_for_run(&run, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(data["status"], json!("completed"), "{data}");
+        let ctx = &data["payload"]["context"];
+        assert_eq!(ctx["_resume.action"], json!("approve"));
+        assert_eq!(ctx["_outputs.ask"], json!({ "by": "ann" }));
+        assert!(ctx.get("_outputs.no").is_none());
+        assert!(ctx.get("_awaitingNodeIds").is_none());
+
+        let (run, _) = client.start_run("slow", serde_json::Map::new(), &h.run("c1"), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = client.get_run(&run).await.unwrap().map(|r| (r.status, r.nodes));
+        assert!(client.cancel_run(&run, "operator said stop").await.unwrap(), "{before:?}");
+        let data = client.wait_for_run(&run, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(data["status"], json!("cancelled"));
+        assert_eq!(data["reason"], json!("operator said stop"));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let rows = h.query(&format!("SELECT context_data::text FROM \"{}\" WHERE run_id = $1", h.ctx), "c1").await;
+        let ctx: Value = serde_json::from_str(&rows[0].get::<_, String>(0)).unwrap();
+        assert!(ctx.get("_outputs.s").is_none(), "a cancelled run takes no more commits");
+        assert_eq!(h.runs_of("c1", "t"), 0);
+        assert!(!client.cancel_run(&run, "again").await.unwrap(), "a final status never flips");
+        client.close().await;
         h.finish().await;
     });
 }
