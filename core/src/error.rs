@@ -71,7 +71,16 @@ impl CoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             CoreError::PgConnect { .. } | CoreError::RedisConnect { .. } | CoreError::AmqpConnect { .. } => true,
-            CoreError::Pg { source, .. } => source.is_closed() || source.as_db_error().is_none(),
+            CoreError::Pg { source, .. } => match source.as_db_error() {
+                None => true,
+                // Connection exceptions (08), operator intervention such as a
+                // terminated backend or a restarting server (57), resource
+                // shortages (53, 58) and serialization conflicts (40) pass.
+                Some(db) => {
+                    let code = db.code().code();
+                    source.is_closed() || ["08", "57", "53", "58", "40"].iter().any(|class| code.starts_with(class))
+                }
+            },
             CoreError::Redis { source, .. } => {
                 source.is_io_error() || source.is_connection_dropped() || source.is_connection_refusal() || source.is_timeout()
             }

@@ -101,7 +101,7 @@ impl Harness {
             coordination: Coordination::shared(&redis()).unwrap(),
             executor: Arc::new(Shared(nodes.clone())),
         };
-        let worker = Worker::new(runner, WorkerConfig { amqp_url: amqp(), queue: queue.clone(), concurrency: 16, create_tables: true, max_deliveries: 5 });
+        let worker = Worker::new(runner, WorkerConfig { amqp_url: amqp(), queue: queue.clone(), concurrency: std::env::var("CORE_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16), create_tables: true, max_deliveries: 5 });
         worker.start().await.unwrap();
         let broker = Broker::connect(&amqp(), &queue).await.unwrap();
         Harness { runs: unique("run"), queue, ctx, st, worker, nodes, broker }
@@ -523,6 +523,52 @@ fn cancel_and_resume() {
         assert_eq!(h.runs_of("c1", "t"), 0);
         assert!(!client.cancel_run(&run, "again").await.unwrap(), "a final status never flips");
         client.close().await;
+        h.finish().await;
+    });
+}
+
+/// Raw protocol throughput without Node.js: `cargo test --release -p flowcraft-core --test lifecycle -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_of_the_core_alone() {
+    rt().block_on(async {
+        let runs: usize = std::env::var("CORE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+        let h = Harness::start(diamond(), diamond_nodes()).await;
+        let client = h.client(diamond());
+        let started = std::time::Instant::now();
+        let mut ids = Vec::new();
+        for i in 0..runs {
+            let (id, _) = client.start_run("diamond", serde_json::Map::new(), &h.run(&format!("b{i}")), None).await.unwrap();
+            ids.push(id);
+        }
+        for id in &ids {
+            let d = client.wait_for_run(id, Duration::from_secs(120)).await.unwrap();
+            assert_eq!(d["status"], json!("completed"));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("{runs} diamond runs in {secs:.2}s: {:.0} runs/s, {:.0} node jobs/s", runs as f64 / secs, runs as f64 * 6.0 / secs);
+        client.close().await;
+        h.finish().await;
+    });
+}
+
+#[test]
+fn a_job_republished_after_its_commit_while_its_successor_runs_changes_nothing() {
+    rt().block_on(async {
+        let bp = json!({ "bp": { "id": "bp", "nodes": [
+            { "id": "a", "uses": "ok" }, { "id": "b", "uses": "ok", "params": { "sleepMs": 600 } }
+        ], "edges": [ { "source": "a", "target": "b" } ] } });
+        let h = Harness::start(bp.clone(), RustNodes::default().with("ok", |r| ok(json!(r.node_id)))).await;
+        h.start_run("r1", "bp", &["a"]).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        h.start_run("r1", "bp", &["a"]).await;
+        let (status, data, ctx) = h.wait("r1").await;
+        assert_eq!(status, "completed", "{data}");
+        assert_eq!(ctx["_outputs.b"], json!("b"));
+        assert_eq!(h.runs_of("r1", "a"), 1);
+        assert!(h.runs_of("r1", "b") <= 2);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(h.dead_letters().await.is_empty());
         h.finish().await;
     });
 }
