@@ -18,6 +18,9 @@ export type ErrorCode =
   | 'ERR_WORKER_STATE'
   | 'ERR_NODE_TIMEOUT'
   | 'ERR_NODE_CANCELLED'
+  | 'ERR_RUN_CANCELLED'
+  | 'ERR_UNKNOWN_BLUEPRINT'
+  | 'ERR_TIMEOUT'
   | 'ERR_PG_CONNECT'
   | 'ERR_PG'
   | 'ERR_REDIS_CONNECT'
@@ -25,6 +28,7 @@ export type ErrorCode =
   | 'ERR_AMQP_CONNECT'
   | 'ERR_AMQP'
   | 'ERR_INVALID_JSON'
+  | 'ERR_UNSUPPORTED'
 
 /**
  * The error codes by name, e.g. `if (err.code === ErrorCodes.PG_CONNECT)`.
@@ -35,11 +39,16 @@ export type ErrorCode =
  * - `ERR_NOT_IMPLEMENTED`: a documented-but-unsupported input (custom coordination store, Redis Cluster/Sentinel).
  * - `ERR_AMQP_CREDENTIALS`: an amqplib connection to a non-loopback host and no `amqpUrl` / `RABBITMQ_URL`.
  * - `ERR_NATIVE_MISSING`: the native addon is not built (`npm run build`).
- * - `ERR_WORKER_STATE`: e.g. `start()` after `stop()`.
+ * - `ERR_WORKER_STATE`: e.g. `start()` after `stop()`, the run API after `stop()` / `close()`,
+ *   `resumeWithAction()` on a run that is not awaiting.
  * - `ERR_NODE_TIMEOUT` / `ERR_NODE_CANCELLED`: a node attempt timed out / the worker stopped.
+ * - `ERR_RUN_CANCELLED`: the `signal.reason` of a node whose run was cancelled with `cancelRun()`.
+ * - `ERR_UNKNOWN_BLUEPRINT`: `startRun()` with a blueprint id that is not in `runtimeOptions.blueprints`.
+ * - `ERR_TIMEOUT`: `waitForRun()` gave up after `timeoutMs` (the run goes on).
  * - `ERR_PG_CONNECT`, `ERR_PG`, `ERR_REDIS_CONNECT`, `ERR_REDIS`, `ERR_AMQP_CONNECT`, `ERR_AMQP`:
  *   a service refused the connection / a command failed.
  * - `ERR_INVALID_JSON`: stored data that is not valid JSON.
+ * - `ERR_UNSUPPORTED`: an operation the native core does not support.
  */
 export declare const ErrorCodes: {
   readonly INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT'
@@ -52,6 +61,9 @@ export declare const ErrorCodes: {
   readonly WORKER_STATE: 'ERR_WORKER_STATE'
   readonly NODE_TIMEOUT: 'ERR_NODE_TIMEOUT'
   readonly NODE_CANCELLED: 'ERR_NODE_CANCELLED'
+  readonly RUN_CANCELLED: 'ERR_RUN_CANCELLED'
+  readonly UNKNOWN_BLUEPRINT: 'ERR_UNKNOWN_BLUEPRINT'
+  readonly TIMEOUT: 'ERR_TIMEOUT'
   readonly PG_CONNECT: 'ERR_PG_CONNECT'
   readonly PG: 'ERR_PG'
   readonly REDIS_CONNECT: 'ERR_REDIS_CONNECT'
@@ -59,6 +71,7 @@ export declare const ErrorCodes: {
   readonly AMQP_CONNECT: 'ERR_AMQP_CONNECT'
   readonly AMQP: 'ERR_AMQP'
   readonly INVALID_JSON: 'ERR_INVALID_JSON'
+  readonly UNSUPPORTED: 'ERR_UNSUPPORTED'
 }
 
 /** The shape of every error this package throws or rejects with. */
@@ -324,7 +337,11 @@ export interface NodeContext<
   params: Record<string, any>
   /** `runtimeOptions.dependencies`, plus the logger and the adapter. */
   dependencies: TDependencies & { logger: ILogger; adapter: RabbitMqAdapter }
-  /** Aborted when an attempt times out or the worker stops. */
+  /**
+   * Aborted when an attempt times out (`reason.code` `ERR_NODE_TIMEOUT`), when the
+   * worker stops and its stop timeout has passed (`ERR_NODE_CANCELLED`), or when the
+   * run is cancelled with `cancelRun()` (`ERR_RUN_CANCELLED`).
+   */
   signal: AbortSignal
 }
 
@@ -394,7 +411,7 @@ export interface RuntimeOptions<TDependencies extends Record<string, any> = Reco
   eventBus?: IEventBus
 }
 
-// ───────────────────────────────────────────────────────────────── adapter
+// ───────────────────────────────────────────────────────────────── adapter options
 
 /** An amqplib connection (`await amqplib.connect(url)`): host and port are read from its socket. */
 export interface AmqpConnectionLike {
@@ -427,10 +444,166 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
   createTables?: boolean
   /** Default time `stop()` waits for jobs in flight. Default 30000 ms. */
   stopTimeoutMs?: number
+  /**
+   * Default false. When true, `start()` installs SIGTERM and SIGINT listeners: the
+   * first signal calls `stop()` (jobs in flight drain), then the listeners are removed
+   * and the signal is raised again, so the process ends as it would have without them
+   * (unless another listener of that signal remains). A second signal while draining
+   * ends the process at once. `stop()` removes the listeners. See {@link stopOnSignals}.
+   */
+  handleSignals?: boolean
   /** Receives worker events (`job:*`, ...); node events go to `runtimeOptions.eventBus` when set. */
   eventBus?: IEventBus
   runtimeOptions: RuntimeOptions<TDependencies>
 }
+
+// ───────────────────────────────────────────────────────────────── runs
+
+/** A run's status: `running` until it ends `completed`, `failed` or `cancelled`; `awaiting` while stopped at a `wait` node. */
+export type RunStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'awaiting'
+
+/**
+ * A node's state in {@link RunInfo.nodes}:
+ * - `done`: its output is stored;
+ * - `running`: its job is queued or running;
+ * - `waiting`: a predecessor chose it, it waits for the others (an `'all'` join);
+ * - `awaiting`: a `wait` node holding the run until `resumeWithAction()`;
+ * - `failed`: the node whose failure failed the run;
+ * - `not_reached`: nothing led to it (yet).
+ */
+export type NodeState = 'done' | 'running' | 'waiting' | 'awaiting' | 'failed' | 'not_reached'
+
+/** The payload of a completed run: its whole final context. */
+export interface CompletedPayload<TContext extends Record<string, any> = Record<string, any>> {
+  status: 'completed'
+  context: TContext
+  /** `context` as JSON text. */
+  serializedContext: string
+}
+
+/** The status row's `status_data`, as `waitForRun()` resolves with it. */
+export type RunResult<TContext extends Record<string, any> = Record<string, any>> =
+  | { status: 'completed'; payload: CompletedPayload<TContext>; reason?: undefined }
+  /** `reason`: the failed node and its own error, e.g. `Node 'x' failed: boom`. */
+  | { status: 'failed'; reason: string; payload?: undefined }
+  /** `reason`: what `cancelRun()` was given. */
+  | { status: 'cancelled'; reason: string; payload?: undefined }
+  | { status: 'awaiting'; payload?: undefined; reason?: undefined }
+
+/** Also what a running run's status row holds. */
+export type RunStatusData<TContext extends Record<string, any> = Record<string, any>> =
+  | RunResult<TContext>
+  | { status: 'running'; payload?: undefined; reason?: undefined }
+
+export interface StartRunOptions {
+  /** The new run's id. Default: `crypto.randomUUID()`. Starting an existing id starts nothing. */
+  runId?: string
+  /** Starting twice with one key starts one run; the second call gets the first run's id. */
+  idempotencyKey?: string
+}
+
+export interface StartRunResult {
+  /** The run's id (the existing run's, when `created` is false). */
+  runId: string
+  /** False when the run id or idempotency key was already used: no new run was started. */
+  created: boolean
+}
+
+export interface WaitForRunOptions {
+  /** Milliseconds to wait before rejecting with `ERR_TIMEOUT`. Default 30000. */
+  timeoutMs?: number
+}
+
+/** One node of {@link RunInfo}. */
+export interface RunNode {
+  id: string
+  uses: string
+  state: NodeState
+}
+
+/** What `getRun()` reports about a run. */
+export interface RunInfo<TContext extends Record<string, any> = Record<string, any>> {
+  runId: string
+  /** `null` for a run that has a context row but no status row yet (started by hand, not picked up yet). */
+  status: RunStatus | null
+  blueprintId?: string
+  /** When the status row last changed. */
+  updatedAt?: Date
+  /** The status row's `status_data`. */
+  statusData?: RunStatusData<TContext>
+  /** `statusData.reason` of a failed or cancelled run. */
+  reason?: string
+  /** The run's context now (`{}` when it has no context row). */
+  context: TContext
+  /** Every node of the blueprint with its state; empty when the adapter does not know the blueprint. */
+  nodes: RunNode[]
+}
+
+/** One line of `listRuns()`. */
+export interface RunSummary {
+  runId: string
+  status: RunStatus | null
+  blueprintId?: string
+  /** Seconds since the status row last changed. */
+  idleSeconds?: number
+  /** Nodes with a stored output. */
+  doneNodes: number
+  /** Why a failed or cancelled run ended. */
+  reason?: string
+}
+
+export interface ListRunsOptions {
+  /** Only runs with this status. */
+  status?: RunStatus
+  /** At most this many (1 to 100000). Default 20. */
+  limit?: number
+}
+
+export interface ReconcileOptions {
+  /**
+   * A node queued longer than this with no change to the run is enqueued again (its
+   * message may be lost). Default 30000 ms. Nodes ready but never queued are enqueued
+   * whatever it is.
+   */
+  staleAfterMs?: number
+}
+
+/** Counters of this process's worker since `start()` (all zero before). */
+export interface AdapterStats {
+  /** Jobs acknowledged, including those whose node failed (which fails the run). */
+  processed: number
+  /** Messages that could not be processed (not a job, unknown blueprint or node, version mismatch, poison). */
+  failed: number
+  /** Of those, the messages moved to the dead-letter queue `<queueName>.dead`. */
+  deadLettered: number
+  /** Jobs retried in place after a service (PostgreSQL, Redis, RabbitMQ) error. */
+  retried: number
+  /** Jobs running now. */
+  inFlight: number
+  /** Median job time of recent jobs, in ms. */
+  p50Ms: number
+  /** 99th percentile job time of recent jobs, in ms. */
+  p99Ms: number
+}
+
+/** A message of the dead-letter queue `<queueName>.dead`. */
+export interface DeadLetter {
+  /** The message body as text. */
+  body: string
+  /** The body parsed, when it is a JSON object (a job: `{ runId, blueprintId, nodeId }`). */
+  job?: Record<string, any>
+  /** Why it was dead-lettered. */
+  reason: string
+  /** When it was dead-lettered. */
+  deadAt?: Date
+}
+
+export interface DeadLetterOptions {
+  /** At most this many (1 to 100000). Default 100. */
+  limit?: number
+}
+
+// ───────────────────────────────────────────────────────────────── adapter
 
 /**
  * A distributed Flowcraft worker: consumes jobs from a durable RabbitMQ queue, keeps
@@ -439,11 +612,18 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
  *
  * The constructor validates everything (options, table names, blueprints, AMQP
  * credentials) and throws an {@link AdapterError}; it connects to nothing.
+ *
+ * The run API (`startRun`, `waitForRun`, `getRun`, ...) works without `start()`: a
+ * process that only starts and awaits runs needs no worker, and exits by itself.
  */
 export declare class RabbitMqAdapter<TDependencies extends Record<string, any> = Record<string, any>> {
   constructor(options: RabbitMqAdapterOptions<TDependencies>)
   /** The queue this worker consumes. */
   readonly queueName: string
+  /** The context table. */
+  readonly contextTableName: string
+  /** The status table. */
+  readonly statusTableName: string
   /**
    * Connects, creates the tables (unless `createTables: false`) and starts consuming.
    * Resolves once consuming. A failure is also logged through the logger, so a call
@@ -452,8 +632,140 @@ export declare class RabbitMqAdapter<TDependencies extends Record<string, any> =
   start(): Promise<void>
   /**
    * Stops consuming, waits up to `timeoutMs` (default `stopTimeoutMs`) for jobs in
-   * flight, then aborts the `signal` of nodes still running, closes everything and
-   * lets the process exit. Idempotent.
+   * flight, then aborts the `signal` of nodes still running, closes everything (the
+   * worker, the run API's connection, the `handleSignals` listeners) and lets the
+   * process exit. Idempotent. The run API rejects with `ERR_WORKER_STATE` afterwards.
    */
   stop(options?: { timeoutMs?: number }): Promise<void>
+  /** The same as `stop()`; meant for processes that only use the run API. */
+  close(): Promise<void>
+
+  /**
+   * Starts a run of `blueprintId`: writes its context row (`initialContext` plus
+   * `blueprintId` and `blueprintVersion`), marks it `running` and publishes the jobs
+   * of its start nodes, all or nothing. A start node's input is the context key
+   * `_inputs.<nodeId>` (or its `inputs` mapping).
+   *
+   * @throws {AdapterError} `ERR_UNKNOWN_BLUEPRINT` for a blueprint not in
+   * `runtimeOptions.blueprints`; `ERR_NOT_SERIALIZABLE` for an `initialContext` that
+   * JSON cannot hold; `ERR_INVALID_ARGUMENT`; connection errors.
+   */
+  startRun<TContext extends Record<string, any> = Record<string, any>>(
+    blueprintId: string,
+    initialContext?: TContext,
+    options?: StartRunOptions,
+  ): Promise<StartRunResult>
+  /**
+   * Resolves with the run's `status_data` once it is `completed`, `failed`,
+   * `cancelled` or `awaiting` (at once if it already is), woken by PostgreSQL
+   * `LISTEN/NOTIFY`, not by polling.
+   *
+   * @throws {AdapterError} `ERR_TIMEOUT` after `timeoutMs` (the run goes on).
+   */
+  waitForRun<TContext extends Record<string, any> = Record<string, any>>(runId: string, options?: WaitForRunOptions): Promise<RunResult<TContext>>
+  /** The run's status, context and the state of each node; `undefined` when there is no such run. */
+  getRun<TContext extends Record<string, any> = Record<string, any>>(runId: string): Promise<RunInfo<TContext> | undefined>
+  /** The most recently updated runs, newest first. */
+  listRuns(options?: ListRunsOptions): Promise<RunSummary[]>
+  /**
+   * Enqueues what a running run needs to move on (nodes whose message may be lost,
+   * nodes ready but never queued); a node lock keeps concurrent reconcilers from
+   * enqueueing a node twice. Resolves with the node ids enqueued: empty for a healthy,
+   * finished or awaiting run.
+   *
+   * @throws {AdapterError} `ERR_INVALID_ARGUMENT` for a run that does not exist or whose blueprint the adapter does not know.
+   */
+  reconcile(runId: string, options?: ReconcileOptions): Promise<Set<string>>
+  /**
+   * Resumes a run stopped at a `wait` node: writes `_resume.action` and
+   * `_resume.output`, completes the awaiting nodes with `output`, follows the edges
+   * for `action` (or those without an action) and enqueues what follows. Resolves
+   * with the node ids enqueued.
+   *
+   * @throws {AdapterError} `ERR_WORKER_STATE` when the run is not `awaiting`.
+   */
+  resumeWithAction(runId: string, action: string, output?: unknown): Promise<Set<string>>
+  /**
+   * Cancels a run: it ends `cancelled` with `reason` (default `'cancelled by user'`),
+   * no new node of it starts anywhere, and the `signal` of its nodes running in any
+   * worker is aborted (`reason.code` `ERR_RUN_CANCELLED`); nothing they return is
+   * committed. `true` when this call cancelled it; `false` when it had already ended
+   * or does not exist.
+   */
+  cancelRun(runId: string, reason?: string): Promise<boolean>
+  /** Counters of this process's worker (zeros before `start()`). */
+  stats(): AdapterStats
+  /** Messages of the dead-letter queue `<queueName>.dead`, oldest first; they stay there. */
+  deadLetters(options?: DeadLetterOptions): Promise<DeadLetter[]>
+  /** Moves dead letters back to the job queue, oldest first; resolves with how many moved. */
+  requeueDeadLetters(options?: DeadLetterOptions): Promise<number>
 }
+
+// ───────────────────────────────────────────────────────────────── operations
+
+export interface RabbitMqReconcilerOptions {
+  /** The adapter whose queue and tables are reconciled (it need not be started). */
+  adapter: RabbitMqAdapter<any>
+  /** Accepted for compatibility with the TypeScript adapter; the adapter's own connection is used. */
+  pgClient?: unknown
+  /** Accepted for compatibility; when given it must be the adapter's `statusTableName`. */
+  statusTableName?: string
+  /** A `running` run with no change for this long is stalled. Default 300. */
+  stalledThresholdSeconds?: number
+  /** Default: the adapter's logger. */
+  logger?: ILogger
+  /** Stalled runs handled per `run()`, oldest first. Default 100. */
+  limit?: number
+  /** Called after each stalled run: what was enqueued, or the error. */
+  onProgress?(progress: ReconcileProgress): void
+}
+
+export interface ReconcileProgress {
+  runId: string
+  /** 1-based position of this run in the pass. */
+  index: number
+  total: number
+  /** What was enqueued (absent when reconciling failed). */
+  enqueued?: Set<string>
+  error?: AdapterError
+}
+
+export interface ReconciliationStats {
+  /** Stalled runs found. */
+  stalledRuns: number
+  /** Stalled runs that had something enqueued. */
+  reconciledRuns: number
+  /** Stalled runs whose reconciliation failed (each logged). */
+  failedRuns: number
+}
+
+export interface RabbitMqReconciler {
+  /** One pass over the stalled runs. Call it periodically (cron, `setInterval`). */
+  run(): Promise<ReconciliationStats>
+}
+
+/**
+ * Finds runs that are `running` but had no change for `stalledThresholdSeconds`
+ * (a run `awaiting` a human is never stalled) and reconciles each with that threshold.
+ *
+ * @throws {AdapterError} `ERR_INVALID_ARGUMENT` for bad options, or a `statusTableName` that is not the adapter's.
+ */
+export declare function createRabbitMqReconciler(options: RabbitMqReconcilerOptions): RabbitMqReconciler
+
+export interface StopOnSignalsOptions {
+  /** Default `['SIGTERM', 'SIGINT']`. */
+  signals?: readonly string[]
+  /** Passed to `adapter.stop({ timeoutMs })`; default the adapter's `stopTimeoutMs`. */
+  timeoutMs?: number
+  /** Default: the adapter's logger. */
+  logger?: ILogger
+}
+
+/**
+ * Graceful shutdown: on the first of `signals`, `await adapter.stop({ timeoutMs })`
+ * (jobs in flight drain), remove the listeners, then raise the signal again so the
+ * process ends as it would have without them, unless another listener of that signal
+ * remains. A second signal while stopping ends the process at once. Returns a
+ * function that removes the listeners. (`handleSignals: true` does this at `start()`.)
+ */
+export declare function stopOnSignals(adapter: { stop(options?: { timeoutMs?: number }): Promise<void> }, options?: StopOnSignalsOptions): () => void

@@ -7,11 +7,15 @@
 const { PostgresContext } = require('./lib/context')
 const { RedisCoordinationStore } = require('./lib/coordination')
 const { RabbitMqAdapter } = require('./lib/adapter')
+const { createRabbitMqReconciler } = require('./lib/reconciler')
+const { stopOnSignals } = require('./lib/signals')
 const { CODES } = require('./lib/errors')
 
 module.exports = {
   PostgresContext,
   RedisCoordinationStore,
   RabbitMqAdapter,
+  createRabbitMqReconciler,
+  stopOnSignals,
   ErrorCodes: CODES,
 }

@@ -630,3 +630,65 @@ describe('concurrency', () => {
     })
   })
 })
+
+describe('cancellation of a run (abortRun) and the notify cancel message', () => {
+  const { createNotify } = require('../lib/callbacks')
+
+  test("abortRun aborts the signal of that run's nodes only, with ERR_RUN_CANCELLED, and the node fails with that code", async () => {
+    const seen = {}
+    const registry = {
+      wait: async ({ signal, params }) => {
+        await new Promise((resolve) => {
+          const t = setTimeout(resolve, 300)
+          signal.addEventListener('abort', () => {
+            clearTimeout(t)
+            resolve()
+          })
+        })
+        seen[params.tag] = { aborted: signal.aborted, code: signal.reason && signal.reason.code }
+        return { output: params.tag }
+      },
+    }
+    const runner = createNodeRunner({ registry, logger: silent })
+    const r1 = runner(JSON.stringify(request({ runId: 'r1', nodeId: 'x', uses: 'wait', params: { tag: 'r1x' } })))
+    const r1b = runner(JSON.stringify(request({ runId: 'r1', nodeId: 'y', uses: 'wait', params: { tag: 'r1y' } })))
+    const r2 = runner(JSON.stringify(request({ runId: 'r2', nodeId: 'x', uses: 'wait', params: { tag: 'r2x' } })))
+    await new Promise((r) => setTimeout(r, 20))
+    expect(runner.abortRun('r1')).toBe(2)
+    expect(runner.abortRun('nope')).toBe(0)
+    const [a, b, c] = (await Promise.all([r1, r1b, r2])).map((t) => JSON.parse(t))
+    expect(a.ok).toBe(false)
+    expect(a.error.code).toBe('ERR_RUN_CANCELLED')
+    expect(a.error.message).toMatch(/^Node 'x' was cancelled: Run 'r1' was cancelled/)
+    expect(b.error.code).toBe('ERR_RUN_CANCELLED')
+    expect(c).toMatchObject({ ok: true, result: { output: 'r2x' } })
+    expect(seen.r1x).toEqual({ aborted: true, code: 'ERR_RUN_CANCELLED' })
+    expect(seen.r2x).toEqual({ aborted: false, code: undefined })
+    expect(runner.inFlight()).toBe(0)
+    expect(runner.abortRun('r1')).toBe(0) // finished nodes are forgotten
+  })
+
+  test('abortAll (shutdown) still fails nodes with ERR_NODE_CANCELLED', async () => {
+    const runner = createNodeRunner({
+      registry: { forever: ({ signal }) => new Promise((resolve) => signal.addEventListener('abort', resolve)) },
+      logger: silent,
+    })
+    const p = runner(JSON.stringify(request({ uses: 'forever' })))
+    await new Promise((r) => setTimeout(r, 10))
+    runner.abortAll()
+    expect(JSON.parse(await p).error.code).toBe('ERR_NODE_CANCELLED')
+  })
+
+  test("notify hands { kind: 'cancel', runId } to onCancel and survives a throwing onCancel", () => {
+    const cancelled = []
+    const logger = recordingLogger()
+    const notify = createNotify({ logger, onCancel: (runId) => cancelled.push(runId) })
+    notify(JSON.stringify({ kind: 'cancel', runId: 'r9' }))
+    notify(JSON.stringify({ kind: 'cancel' })) // no run id: ignored
+    expect(cancelled).toEqual(['r9'])
+    const throwing = createNotify({ logger, onCancel: () => { throw new Error('nope') } })
+    expect(() => throwing(JSON.stringify({ kind: 'cancel', runId: 'r9' }))).not.toThrow()
+    expect(logger.lines.some((l) => l.level === 'warn' && /cancelled run/.test(l.message))).toBe(true)
+    expect(() => createNotify({})(JSON.stringify({ kind: 'cancel', runId: 'r9' }))).not.toThrow()
+  })
+})

@@ -211,7 +211,70 @@ export async function f() {
 	await ctx.patch([{ op: 'merge', key: 'k', value: 1 }]) // ERROR
 }
 `,
+	'payload_needs_narrowing.ts': `import { RabbitMqAdapter } from '${PKG}'
+export async function f(a: RabbitMqAdapter) {
+	const r = await a.waitForRun('r1')
+	return r.payload.context // ERROR
 }
+`,
+	'start_run_options_typo.ts': `import { RabbitMqAdapter } from '${PKG}'
+export async function f(a: RabbitMqAdapter) {
+	return a.startRun('bp', {}, { runid: 'x' }) // ERROR
+}
+`,
+	'reconcile_is_a_set.ts': `import { RabbitMqAdapter } from '${PKG}'
+export async function f(a: RabbitMqAdapter) {
+	const ids: string[] = await a.reconcile('r1') // ERROR
+	return ids
+}
+`,
+}
+
+// The run API, the reconciler and stopOnSignals, with the documented result types.
+const RUNS_API_USAGE = `import {
+	RabbitMqAdapter, RedisCoordinationStore, createRabbitMqReconciler, stopOnSignals, ErrorCodes,
+	type RunInfo, type RunResult, type RunSummary, type AdapterStats, type DeadLetter, type NodeState, type ReconciliationStats,
+} from '${PKG}'
+
+export async function f() {
+	const a = new RabbitMqAdapter({
+		amqpConnection: 'amqp://127.0.0.1', pgClient: 'postgres://127.0.0.1/test',
+		coordinationStore: new RedisCoordinationStore('redis://127.0.0.1:6379'),
+		handleSignals: true,
+		runtimeOptions: { registry: {}, blueprints: {} },
+	})
+	const started: { runId: string; created: boolean } = await a.startRun('bp', { k: 1 }, { runId: 'r1', idempotencyKey: 'k' })
+	const r: RunResult<{ total: number }> = await a.waitForRun<{ total: number }>(started.runId, { timeoutMs: 1000 })
+	if (r.status === 'completed') {
+		const total: number = r.payload.context.total
+		const text: string = r.payload.serializedContext
+		void total, text
+	} else if (r.status === 'failed' || r.status === 'cancelled') {
+		const why: string = r.reason
+		void why
+	}
+	const run: RunInfo | undefined = await a.getRun('r1')
+	const state: NodeState | undefined = run?.nodes[0]?.state
+	const when: Date | undefined = run?.updatedAt
+	const list: RunSummary[] = await a.listRuns({ status: 'running', limit: 5 })
+	const enqueued: Set<string> = await a.reconcile('r1', { staleAfterMs: 0 })
+	const resumed: Set<string> = await a.resumeWithAction('r1', 'approve', { by: 'ada' })
+	const cancelled: boolean = await a.cancelRun('r1')
+	const cancelled2: boolean = await a.cancelRun('r1', 'why')
+	const stats: AdapterStats = a.stats()
+	const p99: number = stats.p99Ms
+	const dead: DeadLetter[] = await a.deadLetters({ limit: 10 })
+	const deadAt: Date | undefined = dead[0]?.deadAt
+	const moved: number = await a.requeueDeadLetters({ limit: 10 })
+	const table: string = a.statusTableName
+	const reconciler = createRabbitMqReconciler({ adapter: a, stalledThresholdSeconds: 60, onProgress: (p) => void p.enqueued?.size })
+	const counts: ReconciliationStats = await reconciler.run()
+	const remove: () => void = stopOnSignals(a, { signals: ['SIGTERM'], timeoutMs: 1000 })
+	const code: 'ERR_TIMEOUT' = ErrorCodes.TIMEOUT
+	await a.close()
+	void state, when, list, enqueued, resumed, cancelled, cancelled2, p99, deadAt, moved, table, counts, remove, code
+}
+`
 
 const tmpDirs = []
 
@@ -306,6 +369,12 @@ describe('type declarations (tsc --noEmit)', () => {
 
 	test('every method of PostgresContext and RedisCoordinationStore is typed as documented', () => {
 		const r = compile({ 'api.ts': API_USAGE })
+		expect(r.output).toBe('')
+		expect(r.status).toBe(0)
+	})
+
+	test('the run API, the reconciler and stopOnSignals are typed as documented', () => {
+		const r = compile({ 'runs.ts': RUNS_API_USAGE })
 		expect(r.output).toBe('')
 		expect(r.status).toBe(0)
 	})

@@ -9,10 +9,11 @@ const { safeLogger } = require('./logger')
 const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error'])
 
 /**
- * `notify(messageJson)`: log lines go to the logger, events to the event bus.
- * @param {{ logger?: object, eventBus?: { emit: Function } }} options
+ * `notify(messageJson)`: log lines go to the logger, events to the event bus, and
+ * `{ kind: 'cancel', runId }` (a run with nodes running here was cancelled) to `onCancel`.
+ * @param {{ logger?: object, eventBus?: { emit: Function }, onCancel?: (runId: string) => void }} options
  */
-function createNotify({ logger, eventBus } = {}) {
+function createNotify({ logger, eventBus, onCancel } = {}) {
   const log = safeLogger(logger)
   const canEmit = !!eventBus && typeof eventBus.emit === 'function'
   return function notify(messageJson) {
@@ -27,6 +28,13 @@ function createNotify({ logger, eventBus } = {}) {
     if (msg.kind === 'log') {
       const level = LOG_LEVELS.has(msg.level) ? msg.level : 'info'
       log[level](String(msg.message), msg.meta === null || typeof msg.meta !== 'object' ? undefined : msg.meta)
+    } else if (msg.kind === 'cancel') {
+      if (typeof onCancel !== 'function' || typeof msg.runId !== 'string') return
+      try {
+        onCancel(msg.runId)
+      } catch (e) {
+        log.warn('Aborting the nodes of a cancelled run failed', { runId: msg.runId, error: e && e.message ? e.message : String(e) })
+      }
     } else if (msg.kind === 'event') {
       if (!canEmit) return
       const onError = (e) => log.warn('eventBus.emit failed', { type: msg.type, error: e && e.message ? e.message : String(e) })

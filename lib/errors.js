@@ -15,6 +15,9 @@ const CODES = Object.freeze({
   WORKER_STATE: 'ERR_WORKER_STATE',
   NODE_TIMEOUT: 'ERR_NODE_TIMEOUT',
   NODE_CANCELLED: 'ERR_NODE_CANCELLED',
+  RUN_CANCELLED: 'ERR_RUN_CANCELLED',
+  UNKNOWN_BLUEPRINT: 'ERR_UNKNOWN_BLUEPRINT',
+  TIMEOUT: 'ERR_TIMEOUT',
   // raised by the native core
   PG_CONNECT: 'ERR_PG_CONNECT',
   PG: 'ERR_PG',
@@ -23,6 +26,7 @@ const CODES = Object.freeze({
   AMQP_CONNECT: 'ERR_AMQP_CONNECT',
   AMQP: 'ERR_AMQP',
   INVALID_JSON: 'ERR_INVALID_JSON',
+  UNSUPPORTED: 'ERR_UNSUPPORTED',
 })
 
 /** An Error (or TypeError, for wrong argument types) with a stable `code`. */

@@ -60,8 +60,10 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
   const afterHooks = mws.map((m) => m.afterNode).filter((h) => typeof h === 'function')
   const aroundHooks = mws.map((m) => m.aroundNode).filter((h) => typeof h === 'function')
   const canEmit = !!eventBus && typeof eventBus.emit === 'function'
-  // Node-level controllers of the executions in flight, for abortAll() at shutdown.
+  // Node-level controllers of the executions in flight: all of them for abortAll()
+  // at shutdown, and by run id for abortRun() when a run is cancelled.
   const inFlight = new Set()
+  const byRun = new Map()
 
   async function emit(type, payload) {
     if (!canEmit) return
@@ -110,6 +112,9 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 
     const nodeCtl = new AbortController()
     inFlight.add(nodeCtl)
+    let runCtls = byRun.get(runId)
+    if (!runCtls) byRun.set(runId, (runCtls = new Set()))
+    runCtls.add(nodeCtl)
     const ctx = {
       context: view,
       input: req.input,
@@ -152,6 +157,8 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
     } finally {
       view.seal()
       inFlight.delete(nodeCtl)
+      runCtls.delete(nodeCtl)
+      if (runCtls.size === 0 && byRun.get(runId) === runCtls) byRun.delete(runId)
     }
   }
 
@@ -314,6 +321,24 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
     const why = reason instanceof Error ? reason : codedError(CODES.NODE_CANCELLED, 'The worker is stopping')
     for (const ctl of inFlight) ctl.abort(why)
   }
+  /**
+   * Aborts the signal of every node of `runId` running in this process (the run was
+   * cancelled). Their executions fail with ERR_RUN_CANCELLED; the core does not
+   * commit anything for a run that has ended. Returns how many were aborted.
+   */
+  runNode.abortRun = (runId, reason) => {
+    const ctls = byRun.get(String(runId))
+    if (!ctls) return 0
+    const why = reason instanceof Error ? reason : codedError(CODES.RUN_CANCELLED, `Run '${runId}' was cancelled`)
+    let n = 0
+    for (const ctl of ctls) {
+      if (!ctl.signal.aborted) {
+        ctl.abort(why)
+        n++
+      }
+    }
+    return n
+  }
   runNode.inFlight = () => inFlight.size
   return runNode
 }
@@ -322,9 +347,13 @@ function isFatal(e) {
   return !!e && e.isFatal === true
 }
 
+// A node interrupted by shutdown fails with ERR_NODE_CANCELLED (the core puts its job
+// back on the queue); one interrupted because its run was cancelled carries
+// ERR_RUN_CANCELLED (nothing of it is committed: the run has ended).
 function cancelledError(nodeId, reason) {
   const why = reason instanceof Error ? reason.message : 'the worker is stopping'
-  return codedError(CODES.NODE_CANCELLED, `Node '${nodeId}' was cancelled: ${why}`, { cause: reason })
+  const code = reason && reason.code === CODES.RUN_CANCELLED ? CODES.RUN_CANCELLED : CODES.NODE_CANCELLED
+  return codedError(code, `Node '${nodeId}' was cancelled: ${why}`, { cause: reason })
 }
 
 /**

@@ -1,4 +1,5 @@
-//! `RedisCoordinationStore` and the worker's fan-in joins. One multiplexed,
+//! `RedisCoordinationStore`, and the worker's node locks and delivery counters
+//! (fan-in joins live in the run's status row, see run_store.rs). One multiplexed,
 //! self-reconnecting connection per Redis target per process.
 
 use crate::error::{CoreError, CoreResult};
@@ -70,25 +71,6 @@ impl RedisTarget {
     }
 }
 
-/// The atomic 'all' join: record the arrival of `member`, and once every
-/// predecessor has arrived, elect exactly one firer. Re-running it for the
-/// same member (a redelivered job) returns the same answer.
-const ARRIVE_SCRIPT: &str = r#"
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[3])
-end
-return redis.call('GET', KEYS[2])
-"#;
-
-/// The 'any' join: the first arrival wins, and asking again as that arrival
-/// still answers yes.
-const FIRST_SCRIPT: &str = r#"
-redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-return redis.call('GET', KEYS[1])
-"#;
-
 const INCREMENT_SCRIPT: &str = r#"
 local n = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
@@ -99,12 +81,11 @@ return n
 pub struct Coordination {
     target: RedisTarget,
     conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
-    arrive: Arc<redis::Script>,
-    first: Arc<redis::Script>,
     increment: Arc<redis::Script>,
 }
 
-pub const JOIN_TTL_SECONDS: u64 = 3600;
+/// TTL of the worker's own keys (node locks, delivery counters).
+pub const KEY_TTL_SECONDS: u64 = 3600;
 
 impl Coordination {
     /// The process-wide store for `target`; it connects on first use.
@@ -117,8 +98,6 @@ impl Coordination {
             .or_insert_with(|| Coordination {
                 target: target.clone(),
                 conn: Arc::new(tokio::sync::OnceCell::new()),
-                arrive: Arc::new(redis::Script::new(ARRIVE_SCRIPT)),
-                first: Arc::new(redis::Script::new(FIRST_SCRIPT)),
                 increment: Arc::new(redis::Script::new(INCREMENT_SCRIPT)),
             })
             .clone())
@@ -191,36 +170,5 @@ impl Coordination {
     pub async fn get(&self, key: &str) -> CoreResult<Option<String>> {
         let mut c = self.conn().await?;
         redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(|e| CoreError::redis(format!("reading {key:?}"), e))
-    }
-
-    /// 'all' join: true when `member` is the predecessor elected to enqueue
-    /// `node` (every predecessor has arrived). Idempotent per member.
-    pub async fn arrive_all(&self, run_id: &str, node_id: &str, member: &str, expected: usize) -> CoreResult<bool> {
-        let mut c = self.conn().await?;
-        let firer: Option<String> = self
-            .arrive
-            .key(format!("flowcraft:fanin:{run_id}:{node_id}"))
-            .key(format!("flowcraft:joinlock:{run_id}:{node_id}"))
-            .arg(member)
-            .arg(expected)
-            .arg(JOIN_TTL_SECONDS)
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| CoreError::redis(format!("joining node {node_id:?} of run {run_id:?}"), e))?;
-        Ok(firer.as_deref() == Some(member))
-    }
-
-    /// 'any' join: true for the first arrival only (and for that arrival again).
-    pub async fn arrive_any(&self, run_id: &str, node_id: &str, member: &str) -> CoreResult<bool> {
-        let mut c = self.conn().await?;
-        let winner: Option<String> = self
-            .first
-            .key(format!("flowcraft:joinlock:{run_id}:{node_id}"))
-            .arg(member)
-            .arg(JOIN_TTL_SECONDS)
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| CoreError::redis(format!("joining node {node_id:?} of run {run_id:?}"), e))?;
-        Ok(winner.as_deref() == Some(member))
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::evaluator::resolve_input;
 use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
 use crate::queue::{Broker, JobMessage};
-use crate::run_store::{Commit, RunStore, FINAL_STATUSES};
+use crate::run_store::{Commit, Effect, JoinArrival, RunStore, FINAL_STATUSES};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,6 +31,9 @@ pub enum Disposition {
 pub struct InFlight(std::sync::Mutex<std::collections::HashMap<String, usize>>);
 
 impl InFlight {
+    pub fn runs(&self) -> Vec<String> {
+        self.0.lock().unwrap().keys().cloned().collect()
+    }
     pub fn contains(&self, run_id: &str) -> bool {
         self.0.lock().unwrap().contains_key(run_id)
     }
@@ -59,7 +62,10 @@ pub struct JobRunner {
 
 enum Failure {
     Failed(String),
+    /// The worker is stopping: the job goes back to the queue.
     Interrupted,
+    /// The run was cancelled while the node ran: nothing more to do.
+    RunCancelled,
 }
 
 struct Executed {
@@ -88,7 +94,7 @@ impl JobRunner {
             // Count deliveries that ended without an ack (the worker died or
             // lost its connection): a job that kills every worker is poison.
             let key = format!("flowcraft:deliveries:{}:{}", job.run_id, job.node_id);
-            match self.coordination.increment(&key, crate::coordination::JOIN_TTL_SECONDS).await {
+            match self.coordination.increment(&key, crate::coordination::KEY_TTL_SECONDS).await {
                 Ok(n) if n >= i64::from(max_deliveries) => {
                     let reason = format!(
                         "Job for node '{}' of run '{}' was delivered {} times without completing (each worker that took it died or lost its connection); dead-lettered as poison",
@@ -97,11 +103,7 @@ impl JobRunner {
                     self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
                     // The run cannot complete without this node: it fails with the reason.
                     match self.store.fail_node(&job.run_id, &job.node_id, &reason).await {
-                        Ok(true) => {
-                            if let Err(e) = self.finish(&job).await {
-                                return Disposition::Retry(e);
-                            }
-                        }
+                        Ok(true) => self.finished(&job, "failed"),
                         Ok(false) => {}
                         Err(e) => return Disposition::Retry(e),
                     }
@@ -177,7 +179,8 @@ impl JobRunner {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
             let route = snapshot.route.clone().unwrap_or_default();
-            self.settle_and_publish(&bp, job, &route, &context, broker).await?;
+            let fired = fired_by(&bp, &job.node_id, &route, &snapshot.joins);
+            self.publish(&bp, job, &fired, &context, broker).await?;
             return Ok(Disposition::Ack);
         }
 
@@ -193,6 +196,7 @@ impl JobRunner {
         match self.execute(&bp, node, &node.uses, job, &context, &context_text).await {
             Ok(done) => self.complete(&bp, job, &node.id, done, context, broker).await,
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
+            Err(Failure::RunCancelled) => Ok(Disposition::Ack),
             Err(Failure::Failed(message)) => self.node_failed(&bp, job, node, message, context, &context_text, broker).await,
         }
     }
@@ -240,6 +244,8 @@ impl JobRunner {
             Ok(Executed { output: result.output.unwrap_or(Value::Null), action: result.action, writes })
         } else if error.as_ref().and_then(|e| e.code.as_deref()) == Some("ERR_NODE_CANCELLED") {
             Err(Failure::Interrupted)
+        } else if error.as_ref().and_then(|e| e.code.as_deref()) == Some("ERR_RUN_CANCELLED") {
+            Err(Failure::RunCancelled)
         } else {
             Err(Failure::Failed(error.map(|e| e.message).unwrap_or_else(|| "node failed without an error message".into())))
         }
@@ -265,9 +271,9 @@ impl JobRunner {
             let mut sets = Map::new();
             sets.insert(format!("_outputs.{}", node.id), Value::Null);
             sets.insert(node.id.clone(), Value::Null);
-            let route = vec![fallback.id.clone()];
-            if let Commit::Applied { .. } = self.store.commit(&job.run_id, &node.id, &sets, &[], &route, &route, true).await? {
-                broker.publish_jobs(&[JobMessage::new(&job.run_id, &bp.id, &fallback.id)]).await?;
+            let effect = Effect { sets, route: vec![fallback.id.clone()], ready: vec![fallback.id.clone()], ..Default::default() };
+            if let Commit::Applied { ready, .. } = self.store.commit(&job.run_id, &node.id, &effect).await? {
+                self.publish(bp, job, &ready, &context, broker).await?;
             }
             return Ok(Disposition::Ack);
         }
@@ -278,6 +284,7 @@ impl JobRunner {
                 match self.execute(bp, node, key, job, &context, context_text).await {
                     Ok(done) => return self.complete(bp, job, &node.id, done, context, broker).await,
                     Err(Failure::Interrupted) => return Ok(Disposition::Requeue),
+                    Err(Failure::RunCancelled) => return Ok(Disposition::Ack),
                     Err(Failure::Failed(_)) => {}
                 }
             }
@@ -287,7 +294,7 @@ impl JobRunner {
         self.executor.event("node:error", json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }));
         self.executor.event("job:failed", json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }));
         if self.store.fail_node(&job.run_id, &node.id, &reason).await? {
-            self.finish(job).await?;
+            self.finished(job, "failed");
         }
         Ok(Disposition::Ack)
     }
@@ -321,63 +328,37 @@ impl JobRunner {
         }
         let route = routed.route;
         let result = json!({ "output": done.output, "action": done.action });
-        let has_join = route.iter().any(|t| bp.predecessors(t) > 1);
-        let ready_now: Vec<String> = route.iter().filter(|t| bp.predecessors(t) <= 1).cloned().collect();
-        let commit = self.store.commit(&job.run_id, node_id, &sets, &deletes, &route, &ready_now, !has_join).await?;
+        let mut effect = Effect { sets, deletes, ..Default::default() };
+        for target in &route {
+            let preds = bp.predecessors(target);
+            if preds <= 1 {
+                effect.ready.push(target.clone());
+            } else {
+                effect.joins.push(JoinArrival {
+                    target: target.clone(),
+                    member: join_member(bp, node_id, target),
+                    expected: preds,
+                    any: bp.join_strategy(target) == JoinStrategy::Any,
+                });
+            }
+        }
+        effect.route = route;
+        let commit = self.store.commit(&job.run_id, node_id, &effect).await?;
         self.executor.event("node:finish", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "result": result }));
         match commit {
             Commit::AlreadyDone => {
-                // Another delivery of this job committed first; it publishes.
+                // Another delivery of this job committed first (it publishes), or the run ended.
                 self.log(Level::Debug, "Node output was committed by another delivery", json!({ "runId": job.run_id, "nodeId": node_id }));
             }
-            Commit::Applied { drained } if !has_join => {
-                self.publish(bp, job, &ready_now, &context, broker).await?;
-                if drained {
-                    self.finish(job).await?;
+            Commit::Applied { ready, finished } => {
+                self.publish(bp, job, &ready, &context, broker).await?;
+                if let Some(status) = finished {
+                    self.finished(job, &status);
                 }
-            }
-            Commit::Applied { .. } => {
-                self.settle_and_publish(bp, job, &route, &context, broker).await?;
             }
         }
         self.executor.event("job:processed", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "success": true }));
         Ok(Disposition::Ack)
-    }
-
-    /// Joins, settles and publishes the successors `node` chose. Safe to repeat:
-    /// join elections are idempotent per predecessor and settling is a set update.
-    async fn settle_and_publish(&self, bp: &Blueprint, job: &JobMessage, route: &[String], context: &Map<String, Value>, broker: &Broker) -> CoreResult<()> {
-        let node_id = &job.node_id;
-        let mut ready = Vec::new();
-        for target in route {
-            let preds = bp.predecessors(target);
-            let fire = if preds <= 1 {
-                true
-            } else {
-                // The arriving predecessor is this node, or the node it is the fallback for.
-                let member = if bp.predecessor_ids(target).any(|p| p == node_id) {
-                    node_id.clone()
-                } else {
-                    bp.predecessor_ids(target)
-                        .find(|p| bp.fallback_key(p) == Some(node_id.as_str()))
-                        .cloned()
-                        .unwrap_or_else(|| node_id.clone())
-                };
-                match bp.join_strategy(target) {
-                    JoinStrategy::All => self.coordination.arrive_all(&job.run_id, target, &member, preds).await?,
-                    JoinStrategy::Any => self.coordination.arrive_any(&job.run_id, target, &member).await?,
-                }
-            };
-            if fire {
-                ready.push(target.clone());
-            }
-        }
-        let drained = self.store.settle(&job.run_id, node_id, &ready).await?;
-        self.publish(bp, job, &ready, context, broker).await?;
-        if drained {
-            self.finish(job).await?;
-        }
-        Ok(())
     }
 
     async fn publish(&self, bp: &Blueprint, job: &JobMessage, ready: &[String], context: &Map<String, Value>, broker: &Broker) -> CoreResult<()> {
@@ -396,14 +377,42 @@ impl JobRunner {
         Ok(())
     }
 
-    /// Writes the final status of a drained run (once, whoever gets there first).
-    async fn finish(&self, job: &JobMessage) -> CoreResult<()> {
-        if let Some(status) = self.store.finalize(&job.run_id).await? {
-            self.log(Level::Info, &format!("Run {status}"), json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
-            self.executor.event("workflow:finish", json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
-        }
-        Ok(())
+    /// Reports a run that a commit of this job ended.
+    fn finished(&self, job: &JobMessage, status: &str) {
+        self.log(Level::Info, &format!("Run {status}"), json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
+        self.executor.event("workflow:finish", json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
     }
+}
+
+/// The predecessor that arrives at `target` when `node` completes: the node
+/// itself, or the node it is the fallback for.
+fn join_member(bp: &Blueprint, node: &str, target: &str) -> String {
+    if bp.predecessor_ids(target).any(|p| p == node) {
+        return node.to_string();
+    }
+    bp.predecessor_ids(target).find(|p| bp.fallback_key(p) == Some(node)).cloned().unwrap_or_else(|| node.to_string())
+}
+
+/// The successors a completed node enqueued, re-derived from what its commit
+/// stored: its single-predecessor successors, and the joins its arrival
+/// completed (the last arrival for 'all', the first for 'any').
+fn fired_by(bp: &Blueprint, node: &str, route: &[String], joins: &Map<String, Value>) -> Vec<String> {
+    route
+        .iter()
+        .filter(|t| {
+            let preds = bp.predecessors(t);
+            if preds <= 1 {
+                return true;
+            }
+            let member = join_member(bp, node, t);
+            let arrived: Vec<&str> = joins.get(*t).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match bp.join_strategy(t) {
+                JoinStrategy::Any => arrived.first() == Some(&member.as_str()),
+                JoinStrategy::All => arrived.len() >= preds && arrived.last() == Some(&member.as_str()),
+            }
+        })
+        .cloned()
+        .collect()
 }
 
 fn config_json(c: &crate::blueprint::NodeConfig) -> Value {

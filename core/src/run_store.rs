@@ -9,6 +9,10 @@
 //! - `routes`: per completed node, the successors it chose, so a redelivered
 //!   job re-publishes the same successors without re-running the node.
 //! - `error`: the first node failure; a drained run with an error is `failed`.
+//! - `joins`: per join node, the predecessors that arrived, in arrival order.
+//!   Kept in the same statement as the output, so a redelivered job can
+//!   neither count twice nor be lost, and the node whose arrival completed a
+//!   join is the one that enqueues it (the first arrival, for 'any').
 
 use crate::error::{CoreError, CoreResult};
 use crate::pg::{quote_table, PgPool, PgTarget};
@@ -32,10 +36,9 @@ pub const RUN_CHANNEL: &str = "flowcraft_run_finished";
 
 struct Sql {
     load: String,
-    init_context: String,
-    init_status: String,
+    init_run: String,
+    heartbeat: String,
     commit: String,
-    settle: String,
     fail_node: String,
     finalize: String,
     fail_run: String,
@@ -64,6 +67,8 @@ pub struct RunSnapshot {
     pub tracked: bool,
     /// The successors this node chose, when it already completed.
     pub route: Option<Vec<String>>,
+    /// Arrivals at join nodes: node id -> predecessors in arrival order.
+    pub joins: Map<String, Value>,
 }
 
 /// Everything stored about a run, for `getRun`, reconcile and resume.
@@ -92,13 +97,37 @@ pub struct RunSummary {
     pub reason: Option<String>,
 }
 
-/// Outcome of a commit or settle.
+/// Outcome of a commit.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Commit {
-    /// This job's effect was applied. `drained` = nothing of the run remains queued.
-    Applied { drained: bool },
-    /// The node's output was already committed by another delivery.
+    /// This job's effect was applied. `ready`: the successors to publish;
+    /// `finished`: the run's final status when this commit ended it.
+    Applied { ready: Vec<String>, finished: Option<String> },
+    /// The node's output was already committed (by another delivery), or the
+    /// run has ended.
     AlreadyDone,
+}
+
+/// An arrival at a join node.
+#[derive(Debug, Clone)]
+pub struct JoinArrival {
+    pub target: String,
+    /// The predecessor that arrives: the node, or the node it is the fallback for.
+    pub member: String,
+    pub expected: usize,
+    pub any: bool,
+}
+
+/// Everything one completed node changes.
+#[derive(Debug, Default)]
+pub struct Effect {
+    pub sets: Map<String, Value>,
+    pub deletes: Vec<String>,
+    /// The successors it chose (for reconcile and inspection).
+    pub route: Vec<String>,
+    /// Chosen successors with a single predecessor: ready now.
+    pub ready: Vec<String>,
+    pub joins: Vec<JoinArrival>,
 }
 
 impl RunStore {
@@ -111,43 +140,69 @@ impl RunStore {
         let not_final = "(s.status IS NULL OR s.status NOT IN ('completed', 'failed', 'cancelled'))";
         let sql = Sql {
             load: format!(
-                "SELECT c.context_data::text, s.status, s.queued IS NOT NULL, (s.routes -> $2::text)::text \
+                "SELECT c.context_data::text, s.status, s.queued IS NOT NULL, (s.routes -> $2::text)::text, s.joins::text \
                  FROM (SELECT $1::text AS run_id) k LEFT JOIN {ctx} c ON c.run_id = k.run_id LEFT JOIN {st} s ON s.run_id = k.run_id"
             ),
-            init_context: format!(
-                "INSERT INTO {ctx} AS t (run_id, context_data) VALUES ($1, $2::text::jsonb) \
-                 ON CONFLICT (run_id) DO UPDATE SET context_data = EXCLUDED.context_data || COALESCE(t.context_data, '{{}}'::jsonb)"
-            ),
-            init_status: format!(
-                "INSERT INTO {st} AS s (run_id, status, status_data, updated_at, blueprint_id, queued, routes) \
-                 VALUES ($1, 'running', '{{\"status\":\"running\"}}'::jsonb, now(), $2, $3::text::jsonb, '{{}}'::jsonb) \
+            init_run: format!(
+                "WITH c AS ( \
+                   INSERT INTO {ctx} AS t (run_id, context_data) VALUES ($1, $2::text::jsonb) \
+                   ON CONFLICT (run_id) DO UPDATE SET context_data = EXCLUDED.context_data || COALESCE(t.context_data, '{{}}'::jsonb) RETURNING 1 \
+                 ) INSERT INTO {st} AS s (run_id, status, status_data, updated_at, blueprint_id, queued, routes) \
+                 SELECT $1, 'running', '{{\"status\":\"running\"}}'::jsonb, now(), $3, $4::text::jsonb, '{{}}'::jsonb FROM c \
                  ON CONFLICT (run_id) DO UPDATE SET status = COALESCE(s.status, 'running'), \
                    status_data = COALESCE(s.status_data, EXCLUDED.status_data), blueprint_id = COALESCE(s.blueprint_id, EXCLUDED.blueprint_id), \
                    queued = COALESCE(s.queued, EXCLUDED.queued), routes = COALESCE(s.routes, '{{}}'::jsonb), updated_at = now()"
             ),
-            commit: format!(
-                "WITH c AS ( \
-                   UPDATE {ctx} SET context_data = (context_data - $4::text[]) || $3::text::jsonb \
-                   WHERE run_id = $1 AND NOT (context_data ? $5::text) \
-                     AND EXISTS (SELECT 1 FROM {st} s WHERE s.run_id = $1 AND {not_final}) RETURNING context_data \
-                 ), r AS ( \
-                   SELECT COALESCE(jsonb_object_agg(t, true), '{{}}'::jsonb) AS add \
-                   FROM c, unnest($7::text[]) AS t WHERE NOT (c.context_data ? ('_outputs.' || t)) \
-                 ) \
-                 UPDATE {st} AS s SET routes = COALESCE(s.routes, '{{}}'::jsonb) || jsonb_build_object($2::text, to_jsonb($6::text[])), \
-                   queued = CASE WHEN $8::bool THEN (COALESCE(s.queued, '{{}}'::jsonb) - $2::text) || r.add ELSE s.queued END, \
-                   updated_at = now() \
-                 FROM r, c WHERE s.run_id = $1 RETURNING s.queued = '{{}}'::jsonb"
+            heartbeat: format!(
+                "UPDATE {st} SET updated_at = now() WHERE run_id = ANY($1::text[]) AND status = 'running'"
             ),
-            settle: format!(
-                "UPDATE {st} AS s SET queued = (COALESCE(s.queued, '{{}}'::jsonb) - $2::text) || COALESCE(( \
-                   SELECT jsonb_object_agg(t, true) FROM {ctx} c, unnest($3::text[]) AS t \
-                   WHERE c.run_id = $1 AND NOT (c.context_data ? ('_outputs.' || t))), '{{}}'::jsonb), updated_at = now() \
-                 WHERE s.run_id = $1 RETURNING s.queued = '{{}}'::jsonb"
+            commit: format!(
+                "WITH lk AS ( \
+                   SELECT COALESCE(s.joins, '{{}}'::jsonb) AS joins, COALESCE(s.queued, '{{}}'::jsonb) AS queued \
+                   FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE \
+                 ), c AS ( \
+                   UPDATE {ctx} SET context_data = (context_data - $4::text[]) || $3::text::jsonb \
+                   WHERE run_id = $1 AND NOT (context_data ? $5::text) AND EXISTS (SELECT 1 FROM lk) RETURNING context_data \
+                 ), j AS ( \
+                   SELECT t.target, t.member, t.expected, t.is_any, COALESCE(lk.joins -> t.target, '[]'::jsonb) AS before \
+                   FROM lk, c, unnest($8::text[], $9::text[], $10::int[], $11::bool[]) AS t(target, member, expected, is_any) \
+                 ), fired AS ( \
+                   SELECT target FROM j WHERE (is_any AND jsonb_array_length(before) = 0) \
+                     OR (NOT is_any AND NOT (before ? member) AND jsonb_array_length(before) + 1 >= expected) \
+                   UNION SELECT unnest($7::text[]) FROM c \
+                 ), ready AS ( \
+                   SELECT COALESCE(jsonb_object_agg(f.target, true), '{{}}'::jsonb) AS add, COALESCE(array_agg(f.target), '{{}}'::text[]) AS list \
+                   FROM fired f, c WHERE NOT (c.context_data ? ('_outputs.' || f.target)) \
+                 ), nx AS ( \
+                   SELECT lk.joins || COALESCE((SELECT jsonb_object_agg(j.target, CASE WHEN j.before ? j.member THEN j.before \
+                       ELSE j.before || to_jsonb(j.member) END) FROM j), '{{}}'::jsonb) AS joins, \
+                     (lk.queued - $2::text) || ready.add AS queued, ready.list \
+                   FROM lk, ready \
+                 ), u AS ( \
+                   UPDATE {st} AS s SET joins = nx.joins, queued = nx.queued, \
+                     routes = COALESCE(s.routes, '{{}}'::jsonb) || jsonb_build_object($2::text, to_jsonb($6::text[])), \
+                     status = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' \
+                       THEN CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END ELSE s.status END, \
+                     status_data = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' \
+                       THEN CASE WHEN s.error IS NULL THEN jsonb_build_object('status', 'completed', 'payload', \
+                         jsonb_build_object('context', c.context_data, 'serializedContext', c.context_data::text, 'status', 'completed')) \
+                         ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END ELSE s.status_data END, \
+                     updated_at = now() \
+                   FROM nx, c WHERE s.run_id = $1 \
+                   RETURNING s.run_id, s.status, nx.queued = '{{}}'::jsonb AS drained, nx.list \
+                 ) \
+                 SELECT u.list, CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN u.status END, \
+                   CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN pg_notify('{RUN_CHANNEL}', '{status_table}' || chr(10) || u.run_id) END \
+                 FROM u"
             ),
             fail_node: format!(
-                "UPDATE {st} SET queued = COALESCE(queued, '{{}}'::jsonb) - $2::text, error = COALESCE(error, $3), updated_at = now() \
-                 WHERE run_id = $1 RETURNING queued = '{{}}'::jsonb"
+                "UPDATE {st} AS s SET queued = COALESCE(s.queued, '{{}}'::jsonb) - $2::text, error = COALESCE(s.error, $3), \
+                   status = CASE WHEN COALESCE(s.queued, '{{}}'::jsonb) - $2::text = '{{}}'::jsonb AND s.status = 'running' THEN 'failed' ELSE s.status END, \
+                   status_data = CASE WHEN COALESCE(s.queued, '{{}}'::jsonb) - $2::text = '{{}}'::jsonb AND s.status = 'running' \
+                     THEN jsonb_build_object('status', 'failed', 'reason', COALESCE(s.error, $3)) ELSE s.status_data END, \
+                   updated_at = now() \
+                 WHERE s.run_id = $1 AND {not_final} \
+                 RETURNING CASE WHEN s.status = 'failed' THEN {notify} END, s.status = 'failed'"
             ),
             finalize: format!(
                 "UPDATE {st} AS s SET status = CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END, \
@@ -245,7 +300,7 @@ impl RunStore {
              ALTER TABLE {st} ADD COLUMN IF NOT EXISTS status TEXT, ADD COLUMN IF NOT EXISTS status_data JSONB, \
                ADD COLUMN IF NOT EXISTS updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), ADD COLUMN IF NOT EXISTS blueprint_id TEXT, \
                ADD COLUMN IF NOT EXISTS queued JSONB, ADD COLUMN IF NOT EXISTS routes JSONB, ADD COLUMN IF NOT EXISTS error TEXT, \
-               ADD COLUMN IF NOT EXISTS idempotency_key TEXT; \
+               ADD COLUMN IF NOT EXISTS idempotency_key TEXT, ADD COLUMN IF NOT EXISTS joins JSONB; \
              CREATE UNIQUE INDEX IF NOT EXISTS \"{idx}\" ON {st} (idempotency_key); \
              COMMIT;",
             idx = format!("{}_idempotency_key", self.status_table.rsplit('.').next().unwrap_or("flowcraft")).chars().take(63).collect::<String>()
@@ -271,61 +326,60 @@ impl RunStore {
         };
         let route: Option<String> = row.get(3);
         let route = route.and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok());
-        Ok(RunSnapshot { context, context_text, status: row.get(1), tracked: row.get(2), route })
+        let joins: Option<String> = row.get(4);
+        let joins = joins.and_then(|j| serde_json::from_str::<Map<String, Value>>(&j).ok()).unwrap_or_default();
+        Ok(RunSnapshot { context, context_text, status: row.get(1), tracked: row.get(2), route, joins })
     }
 
     /// Makes sure the run has a context row carrying `initial` keys (kept when
     /// already present) and a tracked status row.
     pub async fn init_run(&self, run_id: &str, blueprint_id: &str, initial: &Map<String, Value>, queued: &[String]) -> CoreResult<()> {
         let initial = Value::Object(initial.clone()).to_string();
-        self.pool.query("creating a run's context", &self.sql.init_context, &[&run_id, &initial]).await?;
         let queued: Map<String, Value> = queued.iter().map(|q| (q.clone(), Value::Bool(true))).collect();
         let queued = Value::Object(queued).to_string();
-        self.pool.query("creating a run's status", &self.sql.init_status, &[&run_id, &blueprint_id, &queued]).await?;
+        self.pool.query("creating a run", &self.sql.init_run, &[&run_id, &initial, &blueprint_id, &queued]).await?;
         Ok(())
     }
 
-    /// Commits a node's effect once. `settle` also removes the node from the
-    /// queue and adds `ready`; without it the caller settles after its joins.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn commit(
-        &self,
-        run_id: &str,
-        node_id: &str,
-        sets: &Map<String, Value>,
-        deletes: &[String],
-        route: &[String],
-        ready: &[String],
-        settle: bool,
-    ) -> CoreResult<Commit> {
-        let sets = Value::Object(sets.clone()).to_string();
+    /// Keeps `updated_at` of running runs fresh while their nodes run, so a
+    /// long node does not look stalled to the reconciler.
+    pub async fn heartbeat(&self, run_ids: &[String]) -> CoreResult<()> {
+        if !run_ids.is_empty() {
+            self.pool.query("refreshing running runs", &self.sql.heartbeat, &[&run_ids]).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits a node's effect once, in one statement: its output and context
+    /// writes, its successors' inputs, its arrivals at joins, the queue, and
+    /// the run's final status when nothing of it remains.
+    pub async fn commit(&self, run_id: &str, node_id: &str, effect: &Effect) -> CoreResult<Commit> {
+        let sets = Value::Object(effect.sets.clone()).to_string();
         let output_key = format!("_outputs.{node_id}");
+        let targets: Vec<&str> = effect.joins.iter().map(|j| j.target.as_str()).collect();
+        let members: Vec<&str> = effect.joins.iter().map(|j| j.member.as_str()).collect();
+        let expected: Vec<i32> = effect.joins.iter().map(|j| j.expected as i32).collect();
+        let any: Vec<bool> = effect.joins.iter().map(|j| j.any).collect();
         let rows = self
             .pool
             .query(
                 "committing a node's output",
                 &self.sql.commit,
-                &[&run_id, &node_id, &sets, &deletes, &output_key, &route, &ready, &settle],
+                &[&run_id, &node_id, &sets, &effect.deletes, &output_key, &effect.route, &effect.ready, &targets, &members, &expected, &any],
             )
             .await?;
         Ok(match rows.first() {
-            Some(r) => Commit::Applied { drained: r.get::<_, Option<bool>>(0).unwrap_or(false) },
+            Some(r) => Commit::Applied { ready: r.get::<_, Option<Vec<String>>>(0).unwrap_or_default(), finished: r.get(1) },
             None => Commit::AlreadyDone,
         })
     }
 
-    /// Removes a completed node from the queue and adds the successors it made
-    /// ready (those without an output yet). Idempotent.
-    pub async fn settle(&self, run_id: &str, node_id: &str, ready: &[String]) -> CoreResult<bool> {
-        let rows = self.pool.query("settling a node", &self.sql.settle, &[&run_id, &node_id, &ready]).await?;
-        Ok(rows.first().and_then(|r| r.get::<_, Option<bool>>(0)).unwrap_or(false))
-    }
-
-    /// Records a node failure (the first one becomes the run's reason) and
-    /// removes the node from the queue.
+    /// Records a node failure (the first one becomes the run's reason),
+    /// removes the node from the queue, and fails the run when nothing of it
+    /// remains. True when this call ended the run.
     pub async fn fail_node(&self, run_id: &str, node_id: &str, reason: &str) -> CoreResult<bool> {
         let rows = self.pool.query("recording a node failure", &self.sql.fail_node, &[&run_id, &node_id, &reason]).await?;
-        Ok(rows.first().and_then(|r| r.get::<_, Option<bool>>(0)).unwrap_or(false))
+        Ok(rows.first().and_then(|r| r.get::<_, Option<bool>>(1)).unwrap_or(false))
     }
 
     /// Writes the final status of a drained run, once. Returns it when this

@@ -89,6 +89,7 @@ impl Worker {
         let (channel, consumer) = broker.consume(self.prefetch(), &consumer_tag()).await?;
         runner.executor.log(Level::Info, "Worker started", json!({ "queue": self.config.queue, "concurrency": self.config.concurrency }));
         tokio::spawn(watch_cancellations(runner.clone(), self.shutdown.subscribe()));
+        tokio::spawn(heartbeat(runner.clone(), self.shutdown.subscribe()));
         let task = tokio::spawn(supervise(runner, self.config.clone(), broker, channel, consumer, self.shutdown.subscribe(), self.counters.clone()));
         *self.task.lock().unwrap() = Some(task);
         Ok(())
@@ -111,6 +112,19 @@ impl Worker {
         }
         self.runner.lock().unwrap().take();
         Ok(())
+    }
+}
+
+/// Touches `updated_at` of the runs with nodes running here, every 10 s.
+async fn heartbeat(runner: Arc<JobRunner>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        if let Err(e) = runner.store.heartbeat(&runner.in_flight.runs()).await {
+            runner.executor.log(Level::Debug, &format!("Heartbeat failed: {e}"), json!({}));
+        }
     }
 }
 

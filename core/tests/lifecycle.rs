@@ -60,6 +60,12 @@ impl RustNodes {
 struct Shared(Arc<RustNodes>);
 
 impl NodeExecutor for Shared {
+    fn log(&self, level: flowcraft_core::executor::Level, message: &str, meta: Value) {
+        if matches!(level, flowcraft_core::executor::Level::Warn | flowcraft_core::executor::Level::Error) && std::env::var("TEST_LOG").is_ok() {
+            eprintln!("[{level:?}] {message} {meta}");
+        }
+    }
+
     fn run(&self, request: NodeRequest) -> BoxFuture<'_, NodeResponse> {
         Box::pin(async move {
             *self.0.executions.lock().unwrap().entry((request.run_id.clone(), request.node_id.clone())).or_default() += 1;

@@ -1,0 +1,92 @@
+'use strict'
+/**
+ * The three benchmark workflows, shared by the client (bench/run.js) and both workers
+ * (bench/worker-ours.js, bench/peer.mjs). Plain Flowcraft blueprints and a registry of
+ * trivial async functions, so what is measured is the transport (queue, context store,
+ * coordination), not the nodes.
+ *
+ *   diamond  start → a, b, c (parallel) → join ('all') → end           6 node jobs
+ *   chain    n0 → n1 → … → n9                                         10 node jobs
+ *   fanout   start → w0 … w49 (parallel) → join ('all')               52 node jobs
+ */
+
+/** Passes a small number along: every node does a little work on its input. */
+async function step({ input }) {
+	return { output: typeof input === 'number' ? input + 1 : 1 }
+}
+
+/** A join: its input is whatever the last arriving predecessor passed. */
+async function join() {
+	return { output: 'joined' }
+}
+
+const registry = {
+	'bench.step': step,
+	'bench.join': join,
+}
+
+function diamond() {
+	const nodes = [
+		{ id: 'start', uses: 'bench.step' },
+		{ id: 'a', uses: 'bench.step' },
+		{ id: 'b', uses: 'bench.step' },
+		{ id: 'c', uses: 'bench.step' },
+		{ id: 'join', uses: 'bench.join', config: { joinStrategy: 'all' } },
+		{ id: 'end', uses: 'bench.step' },
+	]
+	const edges = [
+		{ source: 'start', target: 'a' },
+		{ source: 'start', target: 'b' },
+		{ source: 'start', target: 'c' },
+		{ source: 'a', target: 'join' },
+		{ source: 'b', target: 'join' },
+		{ source: 'c', target: 'join' },
+		{ source: 'join', target: 'end' },
+	]
+	return { id: 'bench-diamond', nodes, edges }
+}
+
+function chain(length = 10) {
+	const nodes = []
+	const edges = []
+	for (let i = 0; i < length; i++) {
+		nodes.push({ id: `n${i}`, uses: 'bench.step' })
+		if (i > 0) edges.push({ source: `n${i - 1}`, target: `n${i}` })
+	}
+	return { id: 'bench-chain', nodes, edges }
+}
+
+function fanout(width = 50) {
+	const nodes = [{ id: 'start', uses: 'bench.step' }]
+	const edges = []
+	for (let i = 0; i < width; i++) {
+		nodes.push({ id: `w${i}`, uses: 'bench.step' })
+		edges.push({ source: 'start', target: `w${i}` })
+		edges.push({ source: `w${i}`, target: 'join' })
+	}
+	nodes.push({ id: 'join', uses: 'bench.join', config: { joinStrategy: 'all' } })
+	return { id: 'bench-fanout', nodes, edges }
+}
+
+/** name → { blueprint, label } in the order the report lists them. */
+const workflows = {
+	diamond: { blueprint: diamond(), label: 'diamond (6 nodes)' },
+	chain: { blueprint: chain(10), label: 'chain (10 nodes)' },
+	fanout: { blueprint: fanout(50), label: 'fan-out 50 (52 nodes)' },
+}
+
+/** Nodes with no incoming edge (and that are no node's fallback): the jobs a run starts with. */
+function startNodeIds(blueprint) {
+	const targets = new Set(blueprint.edges.map((e) => e.target))
+	const fallbacks = new Set(blueprint.nodes.map((n) => n.config?.fallback).filter(Boolean))
+	return blueprint.nodes.map((n) => n.id).filter((id) => !targets.has(id) && !fallbacks.has(id))
+}
+
+/** Every blueprint by id (a worker serves all three). A fresh copy per call. */
+function blueprints() {
+	const out = {}
+	for (const w of Object.values(workflows)) out[w.blueprint.id] = structuredClone(w.blueprint)
+	return out
+}
+
+module.exports = { workflows, registry, blueprints, startNodeIds }

@@ -1,0 +1,273 @@
+'use strict'
+/**
+ * The full chaos suite: `npm run test:chaos`.
+ *
+ * Phases, each on its own runs of the fan-out/fan-in blueprint (start → 8 branches →
+ * 'all' join → end) over 3 worker processes (chaos/worker.js):
+ *   kill      CHAOS_RUNS runs (default 1000); `kill -9` a random worker every
+ *             ~CHAOS_KILL_INTERVAL_MS (1000 ± 50%) and restart it, until every run is done
+ *   rabbitmq  CHAOS_FAULT_RUNS runs; `rabbitmqctl stop_app`, 3 s, `start_app` mid-run
+ *             (global: affects every user of the broker; `start_app` runs in a finally)
+ *   postgres  CHAOS_FAULT_RUNS runs; pg_terminate_backend on the workers' backends, 4 times
+ *   redis     CHAOS_FAULT_RUNS runs; CLIENT KILL ID on the workers' clients, 4 times
+ *   redelivery, in-flight commit and bad input cases (chaos/lib.js)
+ * Then prints a summary and writes it to chaos/last-run.md. Exit code 1 when any
+ * check failed. CHAOS_SKIP_RABBIT=1 skips the RabbitMQ restart; CHAOS_KEEP_LOGS=1 keeps
+ * the worker logs (they are kept anyway when something failed).
+ */
+const fs = require('node:fs')
+const path = require('node:path')
+const {
+	Chaos,
+	fanoutPhase,
+	phaseProblems,
+	redeliveryCases,
+	inflightCommitCases,
+	badInputCases,
+	table,
+	phaseRow,
+	PHASE_HEADERS,
+	sleep,
+	ensureRabbitStarted,
+	rabbitIsStoppedByUs,
+} = require('./lib')
+
+const env = process.env
+const RUNS = Number(env.CHAOS_RUNS || 1000)
+const FAULT_RUNS = Number(env.CHAOS_FAULT_RUNS || Math.min(300, Math.max(50, Math.round(RUNS / 4))))
+const KILL_MS = Number(env.CHAOS_KILL_INTERVAL_MS || 1000)
+const START_RATE = Number(env.CHAOS_START_RATE || 40) // runs per second in the kill phase
+const SKIP_RABBIT = env.CHAOS_SKIP_RABBIT === '1'
+
+// Node delays (ms) of the service phases: runs last a few seconds, so a fault lands on
+// runs in every state (starting, fanning out, joining, finishing).
+const SLOW = { b0: 300, b2: 200, b4: 300, b6: 200, join: 150, end: 100 }
+const randomDelays = (min, max) => Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`b${i}`, Math.round(min + Math.random() * (max - min))]))
+
+const log = (...a) => console.log(`[chaos ${new Date().toISOString().slice(11, 23)}]`, ...a)
+
+let harness
+let interrupted = false
+async function emergency(signal) {
+	if (interrupted) return
+	interrupted = true
+	log(`${signal}: cleaning up`)
+	try {
+		await ensureRabbitStarted()
+	} catch (e) {
+		log('!! could not start RabbitMQ again:', e.message)
+	}
+	try {
+		if (harness) await harness.cleanup({ keepLogs: true })
+	} catch {}
+	process.exit(130)
+}
+process.on('SIGINT', () => emergency('SIGINT'))
+process.on('SIGTERM', () => emergency('SIGTERM'))
+
+function progress(label) {
+	let last = 0
+	return (done, total) => {
+		if (Date.now() - last > 5000) {
+			last = Date.now()
+			log(`${label}: ${done}/${total} runs final`)
+		}
+	}
+}
+
+async function main() {
+	const t0 = Date.now()
+	const h = (harness = new Chaos({ label: 'full', workers: 3, log }))
+	log(`prefix ${h.prefix}; worker logs in ${h.logDir}`)
+	await h.setup()
+	await h.startWorkers()
+	log(`3 workers ready (pids ${h.liveWorkers().map((w) => w.pid).join(', ')})`)
+
+	const phases = []
+	const failures = []
+	const runPhase = async (opts) => {
+		log(`phase ${opts.name}: ${opts.runs} runs`)
+		const p = await fanoutPhase(h, { ...opts, waitOptions: { stallMs: 60000, timeoutMs: 1800000, onTick: progress(opts.name), ...(opts.waitOptions || {}) } })
+		phases.push(p)
+		const probs = phaseProblems(p)
+		for (const x of probs) failures.push(`${p.name}: ${x}`)
+		log(`phase ${p.name} done in ${p.seconds.toFixed(1)} s: ${p.verify.completed}/${p.verify.runs} completed, ${p.verify.lost.length} lost, ${p.verify.duplicated.length} duplicated, ${p.deadLetters.length} dead letters${probs.length ? `\n  !! ${probs.join('\n  !! ')}` : ''}`)
+		await h.waitForWorkersReady()
+		return p
+	}
+
+	// 1. kill -9 a random worker every ~second, restart it
+	await runPhase({
+		name: 'kill -9 workers',
+		runs: RUNS,
+		startOverMs: (RUNS / START_RATE) * 1000,
+		faults: { kills: true },
+		chaos: async (hh, state) => {
+			// Kill until every run is final, or until nothing has finished for 5 s after the
+			// last run was started (the runs left are stuck: more kills would only inflate
+			// the count while the phase waits for them).
+			let last = -1
+			let lastChange = Date.now()
+			while (!state.done) {
+				await sleep(KILL_MS * (0.5 + Math.random()))
+				if (state.done) break
+				const r = await hh.pg.query(`SELECT count(*)::int AS n FROM "${hh.t.st}" WHERE run_id = ANY($1) AND status IN ('completed','failed')`, [state.runIds])
+				if (r.rows[0].n !== last) {
+					last = r.rows[0].n
+					lastChange = Date.now()
+				} else if (state.started && Date.now() - lastChange > 5000) {
+					log(`kill loop stops: no run finished for 5 s (${last}/${state.runIds.length} final)`)
+					break
+				}
+				hh.killRandomWorker()
+			}
+		},
+	})
+
+	// 2. RabbitMQ restart mid-run (global; full suite only)
+	if (!SKIP_RABBIT) {
+		await runPhase({
+			name: 'RabbitMQ restart',
+			runs: FAULT_RUNS,
+			startOverMs: 1000,
+			// slow branches (0.5 to 2 s) keep every run in flight when the broker goes away:
+			// jobs unacked mid-node, successors being published, jobs waiting in the queue
+			runExtra: () => ({ delays: { ...randomDelays(500, 2000), join: 200, end: 100 } }),
+			faults: { service: true },
+			chaos: async (hh, state) => {
+				while (!state.started) await sleep(50)
+				await sleep(800)
+				const r = await hh.pg.query(`SELECT count(*)::int AS n FROM "${hh.t.st}" WHERE run_id = ANY($1) AND status IN ('completed','failed')`, [state.runIds])
+				log(`rabbitmqctl stop_app (${r.rows[0].n}/${state.runIds.length} runs final)`)
+				await hh.restartRabbit(3000)
+				log('rabbitmqctl start_app done')
+			},
+		})
+	}
+
+	// 3. PostgreSQL backends terminated mid-run
+	await runPhase({
+		name: 'PostgreSQL backends terminated',
+		runs: FAULT_RUNS,
+		startOverMs: 3000,
+		runExtra: () => ({ delays: SLOW }),
+		faults: { service: true },
+		chaos: async (hh, state) => {
+			for (let i = 0; i < 4 && !state.done; i++) {
+				await sleep(800)
+				if (state.done) break
+				const n = await hh.terminatePgBackends()
+				log(`terminated ${n} PostgreSQL backends of the workers`)
+			}
+		},
+	})
+
+	// 4. Redis clients killed mid-run
+	await runPhase({
+		name: 'Redis clients killed',
+		runs: FAULT_RUNS,
+		startOverMs: 3000,
+		runExtra: () => ({ delays: SLOW }),
+		faults: { service: true },
+		chaos: async (hh, state) => {
+			for (let i = 0; i < 4 && !state.done; i++) {
+				await sleep(800)
+				if (state.done) break
+				const n = await hh.killRedisClients()
+				log(`killed ${n} Redis clients of the workers`)
+			}
+		},
+	})
+
+	// 5. redelivery cases, with the poison job
+	log('redelivery cases')
+	const redelivery = await redeliveryCases(h, { poison: true })
+	await h.waitForWorkersReady()
+	log('in-flight commit cases')
+	const inflight = await inflightCommitCases(h)
+	// 6. bad inputs
+	log('bad input cases')
+	const bad = await badInputCases(h, { big: true, normalRuns: 40 })
+	const cases = [...redelivery.map((c) => ({ group: 'redelivery', ...c })), ...inflight.map((c) => ({ group: 'in-flight commit', ...c })), ...bad.cases.map((c) => ({ group: 'bad input', ...c }))]
+	for (const c of cases) if (!c.pass) failures.push(`${c.group}: ${c.name}: expected ${c.expected}; observed ${c.observed}`)
+	if (h.stats.unexpectedExits.length) failures.push(`${h.stats.unexpectedExits.length} worker processes exited by themselves: ${JSON.stringify(h.stats.unexpectedExits.map((e) => ({ pid: e.pid, code: e.code, signal: e.signal })))}`)
+
+	const seconds = (Date.now() - t0) / 1000
+	const totals = phases.reduce(
+		(a, p) => {
+			const v = p.verify
+			a.runs += v.runs
+			a.completed += v.completed
+			a.lost += v.lost.length
+			a.dup += v.duplicated.length
+			a.inc += v.inconsistent.length
+			a.crash += v.reRunsCrash
+			a.conn += v.reRunsConnection
+			a.join += v.joinExtraExecutions.crash + v.joinExtraExecutions.connection
+			a.redeliveries += v.redeliveredJobs
+			a.dl += p.deadLetters.length
+			return a
+		},
+		{ runs: 0, completed: 0, lost: 0, dup: 0, inc: 0, crash: 0, conn: 0, join: 0, redeliveries: 0, dl: 0 },
+	)
+	const rows = phases.map(phaseRow)
+	rows.push([
+		'**total**',
+		totals.runs,
+		totals.completed,
+		h.stats.kills,
+		h.stats.workerRestarts,
+		h.stats.rabbitRestarts,
+		h.stats.pgTerminated,
+		h.stats.redisKilled,
+		totals.lost,
+		totals.dup,
+		totals.dl,
+		totals.crash,
+		totals.conn,
+		totals.join,
+		totals.redeliveries,
+		phases.reduce((a, p) => a + p.seconds, 0).toFixed(1),
+	])
+	const caseRows = cases.map((c) => [c.group, c.name, c.expected, c.observed, c.pass ? 'pass' : '**FAIL**'])
+	const badDl = bad.deadLettered
+	const md = [
+		`## Chaos suite: last run`,
+		'',
+		`${new Date().toISOString()} · \`npm run test:chaos\` · ${RUNS} runs in the kill phase, ${FAULT_RUNS} in each service phase · 3 worker processes · ` +
+			`${(seconds / 60).toFixed(1)} min · node ${process.version}`,
+		'',
+		'Workflow: `start → b0..b7 (parallel) → join (all) → end`. Every node execution writes a row to a side table; triggers record every committed `_outputs.*` / context write and every status change. ' +
+			'*lost*: a run not `completed`, or a node output missing; *duplicated*: an effect committed twice, a join that did not see every branch exactly once, two final status writes, or an extra execution with no crash, lost connection or duplicate message to explain it. ' +
+			'*user code re-ran*: a node executed again because the process running it died (or a job of its run was redelivered after a kill), or because a connection dropped; its effect was still committed once.',
+		'',
+		table(PHASE_HEADERS, rows),
+		'',
+		`Inconsistent runs (torn output/context write, final payload ≠ context): ${totals.inc}. Worker processes that exited by themselves: ${h.stats.unexpectedExits.length}. Worker starts that failed on the environment (e.g. PostgreSQL out of connection slots), retried: ${h.stats.startFailures.length}. Self-kills by the crash/poison nodes: ${h.stats.selfKills}. Dead letters from the bad-input cases: ${badDl}.`,
+		'',
+		'### Redelivery, in-flight commits and bad input',
+		'',
+		table(['group', 'case', 'expected', 'observed', 'result'], caseRows),
+		'',
+		failures.length ? `### Failures (${failures.length})\n\n${failures.map((f) => `- ${f}`).join('\n')}` : '### Failures\n\nNone.',
+		'',
+	].join('\n')
+	console.log(`\n${md}`)
+	fs.writeFileSync(path.join(__dirname, 'last-run.md'), md)
+	log(`summary written to chaos/last-run.md (${seconds.toFixed(0)} s)`)
+
+	const keep = failures.length > 0 || env.CHAOS_KEEP_LOGS === '1'
+	await h.cleanup({ keepLogs: keep })
+	if (keep) log(`worker logs kept in ${h.logDir}`)
+	return failures.length ? 1 : 0
+}
+
+main()
+	.then((code) => process.exit(code))
+	.catch(async (e) => {
+		log('FATAL', e && e.stack ? e.stack : e)
+		if (rabbitIsStoppedByUs()) await ensureRabbitStarted().catch((err) => log('!! start_app failed:', err.message))
+		if (harness) await harness.cleanup({ keepLogs: true }).catch(() => {})
+		if (harness) log(`worker logs kept in ${harness.logDir}`)
+		process.exit(2)
+	})
