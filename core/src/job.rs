@@ -272,7 +272,7 @@ impl JobRunner {
             sets.insert(format!("_outputs.{}", node.id), Value::Null);
             sets.insert(node.id.clone(), Value::Null);
             let effect = Effect { sets, route: vec![fallback.id.clone()], ready: vec![fallback.id.clone()], ..Default::default() };
-            if let Commit::Applied { ready, .. } = self.store.commit(&job.run_id, &node.id, &effect).await? {
+            if let Commit::Applied { ready, .. } = retry_transient(|| self.store.commit(&job.run_id, &node.id, &effect)).await? {
                 self.publish(bp, job, &ready, &context, broker).await?;
             }
             return Ok(Disposition::Ack);
@@ -293,7 +293,7 @@ impl JobRunner {
         self.log(Level::Error, &reason, meta);
         self.executor.event("node:error", json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }));
         self.executor.event("job:failed", json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }));
-        if self.store.fail_node(&job.run_id, &node.id, &reason).await? {
+        if retry_transient(|| self.store.fail_node(&job.run_id, &node.id, &reason)).await? {
             self.finished(job, "failed");
         }
         Ok(Disposition::Ack)
@@ -343,7 +343,8 @@ impl JobRunner {
             }
         }
         effect.route = route;
-        let commit = self.store.commit(&job.run_id, node_id, &effect).await?;
+        // The node has run: a lost connection retries the commit, not the node.
+        let commit = retry_transient(|| self.store.commit(&job.run_id, node_id, &effect)).await?;
         self.executor.event("node:finish", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "result": result }));
         match commit {
             Commit::AlreadyDone => {
@@ -381,6 +382,26 @@ impl JobRunner {
     fn finished(&self, job: &JobMessage, status: &str) {
         self.log(Level::Info, &format!("Run {status}"), json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
         self.executor.event("workflow:finish", json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
+    }
+}
+
+/// Retries an idempotent step on service errors for up to ~30 s, so user code
+/// that already ran is not run again because a connection dropped at commit.
+async fn retry_transient<T, F, Fut>(mut step: F) -> CoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = CoreResult<T>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match step().await {
+            Err(e) if e.is_transient() && tokio::time::Instant::now() + delay < deadline => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
     }
 }
 
