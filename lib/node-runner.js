@@ -368,6 +368,10 @@ function normalizeResult(result, nodeId) {
     throw new TypeError(`Node '${nodeId}' returned ${describe(result)}; a node must return an object such as { output: value }`)
   }
   const out = {}
+  // JSON would silently drop a function or symbol output: refuse it instead.
+  if (typeof result.output === 'function' || typeof result.output === 'symbol') {
+    throw codedError(CODES.NOT_SERIALIZABLE, `Node '${nodeId}' returned an output that is a ${typeof result.output}, which cannot be stored as JSON; return plain data`)
+  }
   if (result.output !== undefined) out.output = result.output
   if (result.action !== undefined && result.action !== null) {
     if (typeof result.action !== 'string') {
