@@ -36,7 +36,7 @@ export type ErrorCode =
  * - `ERR_INVALID_TABLE_NAME`: a table name that is not `name` or `schema.name` of word characters.
  * - `ERR_INVALID_BLUEPRINT`: a blueprint without `nodes` / `edges`, or one the core refuses.
  * - `ERR_NOT_SERIALIZABLE`: a value JSON cannot hold (BigInt, a cycle, a function).
- * - `ERR_NOT_IMPLEMENTED`: a documented-but-unsupported input (custom coordination store, Redis Cluster/Sentinel).
+ * - `ERR_NOT_IMPLEMENTED`: a documented-but-unsupported input (Redis Cluster/Sentinel).
  * - `ERR_AMQP_CREDENTIALS`: an amqplib connection to a non-loopback host and no `amqpUrl` / `RABBITMQ_URL`.
  * - `ERR_NATIVE_MISSING`: the native addon is not built (`npm run build`).
  * - `ERR_WORKER_STATE`: e.g. `start()` after `stop()`, the run API after `stop()` / `close()`,
@@ -430,8 +430,13 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
   amqpUrl?: string
   /** A `pg.Client`, `pg.Pool`, `postgres://` URL or pg config object. */
   pgClient: PgClientInput
-  /** A `RedisCoordinationStore` of this package. */
-  coordinationStore: RedisCoordinationStore
+  /**
+   * A `RedisCoordinationStore` of this package (used natively), or any object
+   * implementing Flowcraft's `ICoordinationStore` (called back from the core). It
+   * holds the worker's delivery counters and reconcile's node locks; fan-in joins
+   * live in the run's status row, committed with each predecessor's output.
+   */
+  coordinationStore: RedisCoordinationStore | ICoordinationStore
   /** Durable queue to consume. Default `flowcraft-queue`; refused messages go to `<queueName>.dead`. */
   queueName?: string
   /** Default `flowcraft_contexts`. */

@@ -178,8 +178,9 @@ const registry = {
 
 async function main() {
 	const amqpConnection = await amqplib.connect(env.RABBITMQ_URL)
-	// The adapter reads this connection's settings only. A broker restart closes it
-	// with an 'error' event, and an EventEmitter 'error' without a listener is fatal.
+	// The adapter reads these connections' settings only; the listeners keep a broker,
+	// database or Redis fault from ever reaching this process as an unhandled 'error'
+	// event (the faults are aimed at the adapter, not at the harness).
 	amqpConnection.on('error', (e) => log('amqplib connection error (not used by the adapter):', e.message))
 	amqpConnection.on('close', () => log('amqplib connection closed (not used by the adapter)'))
 	const pgClient = new PgClient({ connectionString: env.POSTGRES_URL })

@@ -77,6 +77,8 @@ class RabbitMqAdapter {
     }
     const pg = toPgTarget(o.pgClient)
     const redisTarget = coordinationTarget(o.coordinationStore)
+    // A user's own ICoordinationStore: the core calls it through a callback.
+    const coordinate = redisTarget ? undefined : createCoordinate(o.coordinationStore)
     if (o.amqpConnection === undefined || o.amqpConnection === null) {
       throw invalidArgument('RabbitMqAdapter: amqpConnection is required (an amqplib connection or an amqp:// URL)')
     }
@@ -98,6 +100,7 @@ class RabbitMqAdapter {
         workerEventBus: o.eventBus || ro.eventBus,
         pg,
         redisTarget,
+        coordinate,
         amqpUrl,
         queueName: o.queueName,
         contextTableName: o.contextTableName,
@@ -180,7 +183,7 @@ class RabbitMqAdapter {
         if (n > 0) s.log.info(`Run cancelled: aborted the signal of ${n} running node(s)`, { runId })
       },
     })
-    const worker = constructNative(native.NativeWorker, config, runner, evaluate, notify)
+    const worker = constructNative(native.NativeWorker, config, runner, evaluate, notify, s.coordinate)
     s.worker = worker
     s.statsWorker = worker
     s.runner = runner
@@ -253,7 +256,7 @@ class RabbitMqAdapter {
       return Promise.reject(codedError(CODES.WORKER_STATE, 'RabbitMqAdapter: the adapter was stopped or closed; create a new adapter to use the run API'))
     }
     if (!s.runsPromise) {
-      const p = (async () => constructNative(loadNative().NativeRuns, await buildConfig(s)))()
+      const p = (async () => constructNative(loadNative().NativeRuns, await buildConfig(s), s.coordinate))()
       p.catch(() => {
         if (s.runsPromise === p) s.runsPromise = undefined // a later call may try again
       })
@@ -641,14 +644,22 @@ function coordinationTarget(store) {
     throw invalidArgument('RabbitMqAdapter: coordinationStore is required (new RedisCoordinationStore(redis))')
   }
   if (isObject(store) && isObject(store._nativeTarget)) return store._nativeTarget
-  if (isObject(store) && COORDINATION_METHODS.every((m) => typeof store[m] === 'function')) {
-    throw codedError(
-      CODES.NOT_IMPLEMENTED,
-      'RabbitMqAdapter: a custom coordinationStore is not supported yet: the worker coordinates in Redis from native code. ' +
-        'Pass new RedisCoordinationStore(redis) from this package',
-    )
+  if (isObject(store) && COORDINATION_METHODS.every((m) => typeof store[m] === 'function')) return null
+  throw invalidArgument(
+    `RabbitMqAdapter: coordinationStore must be a RedisCoordinationStore or an object with ${COORDINATION_METHODS.join(', ')}(); got ${describe(store)}`,
+  )
+}
+
+/** The `coordinate` callback through which the core uses a user's own store. */
+function createCoordinate(store) {
+  return async (requestJson) => {
+    const req = JSON.parse(requestJson)
+    let value
+    if (req.op === 'increment') value = await store.increment(req.key, req.ttlSeconds)
+    else if (req.op === 'setIfNotExist') value = await store.setIfNotExist(req.key, req.value, req.ttlSeconds)
+    else throw new Error(`unknown coordination operation ${req.op}`)
+    return JSON.stringify({ value: value === undefined ? null : value })
   }
-  throw invalidArgument(`RabbitMqAdapter: coordinationStore must be a RedisCoordinationStore; got ${describe(store)}`)
 }
 
 // Not an error (a run that reaches such a node fails with a reason naming it), but

@@ -186,7 +186,10 @@ impl NativeRedisStore {
 struct ConfigJson {
     amqp_url: String,
     pg: PgTarget,
-    redis: RedisTarget,
+    /// Absent when the user's coordination store is not ours: then its
+    /// methods are called through the `coordinate` callback.
+    #[serde(default)]
+    redis: Option<RedisTarget>,
     queue_name: String,
     context_table_name: String,
     status_table_name: String,
@@ -280,6 +283,51 @@ impl NodeExecutor for JsBridge {
     }
 }
 
+/// A user's own `ICoordinationStore`, reached through one JS callback taking
+/// `{ op: 'increment' | 'setIfNotExist', key, value?, ttlSeconds }` and
+/// answering `{ value }`.
+struct JsCoordination<const WEAK: bool> {
+    coordinate: ThreadsafeFunction<String, Promise<String>, String, Status, false, WEAK>,
+}
+
+impl<const WEAK: bool> JsCoordination<WEAK> {
+    async fn call(&self, request: Value) -> flowcraft_core::error::CoreResult<Value> {
+        let fail = |m: String| CoreError::WorkerState(format!("the coordination store failed: {m}"));
+        let text = match self.coordinate.call_async_catch(request.to_string()).await {
+            Ok(p) => p.await.map_err(|e| fail(e.reason.clone()))?,
+            Err(e) => return Err(fail(e.reason.clone())),
+        };
+        let v: Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        Ok(v.get("value").cloned().unwrap_or(Value::Null))
+    }
+}
+
+impl<const WEAK: bool> flowcraft_core::coordination::CoordinationStore for JsCoordination<WEAK> {
+    fn increment<'a>(&'a self, key: &'a str, ttl_seconds: u64) -> BoxFuture<'a, flowcraft_core::error::CoreResult<i64>> {
+        Box::pin(async move {
+            let v = self.call(json!({ "op": "increment", "key": key, "ttlSeconds": ttl_seconds })).await?;
+            v.as_f64().map(|n| n as i64).ok_or_else(|| CoreError::WorkerState(format!("the coordination store's increment returned {v}, not a number")))
+        })
+    }
+    fn set_if_not_exist<'a>(&'a self, key: &'a str, value: &'a str, ttl_seconds: u64) -> BoxFuture<'a, flowcraft_core::error::CoreResult<bool>> {
+        Box::pin(async move {
+            let v = self.call(json!({ "op": "setIfNotExist", "key": key, "value": value, "ttlSeconds": ttl_seconds })).await?;
+            Ok(v.as_bool().unwrap_or(false))
+        })
+    }
+}
+
+fn coordination_of<const WEAK: bool>(
+    redis: &Option<RedisTarget>,
+    coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false, WEAK>>,
+) -> napi::Result<Arc<dyn flowcraft_core::coordination::CoordinationStore>> {
+    match (redis, coordinate) {
+        (Some(target), _) => Ok(Arc::new(Coordination::shared(target).map_err(js_error)?)),
+        (None, Some(coordinate)) => Ok(Arc::new(JsCoordination { coordinate })),
+        (None, None) => Err(invalid("a coordination store is required: pass a RedisCoordinationStore or an object with increment() and setIfNotExist()".into())),
+    }
+}
+
 /// The RabbitMQ worker (RabbitMqAdapter's engine).
 #[napi]
 pub struct NativeWorker {
@@ -294,12 +342,13 @@ impl NativeWorker {
         run_node: ThreadsafeFunction<String, Promise<String>, String, Status, false>,
         evaluate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,
         notify: ThreadsafeFunction<String, (), String, Status, false>,
+        coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,
     ) -> napi::Result<Self> {
         let config: ConfigJson = serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the worker configuration", e)))?;
         let blueprints = Blueprints::from_value(config.blueprints).map_err(js_error)?;
         let registry: HashSet<String> = config.registry.keys().cloned().collect();
         let store = RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
-        let coordination = Coordination::shared(&config.redis).map_err(js_error)?;
+        let coordination = coordination_of(&config.redis, coordinate)?;
         let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
         let runner = JobRunner { in_flight: Default::default(), blueprints, registry, store, coordination, executor: Arc::new(bridge) };
         let worker = Worker::new(
@@ -359,11 +408,16 @@ fn parse_json(text: &str, what: &str) -> napi::Result<Value> {
 
 #[napi]
 impl NativeRuns {
+    /// `coordinate` (a user's own coordination store) is held weakly: it never
+    /// keeps Node alive.
     #[napi(constructor)]
-    pub fn new(config_json: String) -> napi::Result<Self> {
+    pub fn new(
+        config_json: String,
+        coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false, true>>,
+    ) -> napi::Result<Self> {
         let config: ConfigJson = serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the adapter configuration", e)))?;
         let blueprints = Arc::new(Blueprints::from_value(config.blueprints).map_err(js_error)?);
-        let coordination = Coordination::shared(&config.redis).map_err(js_error)?;
+        let coordination = coordination_of(&config.redis, coordinate)?;
         let client = RunClient::new(
             &config.pg,
             &config.context_table_name,

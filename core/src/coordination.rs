@@ -87,6 +87,22 @@ pub struct Coordination {
 /// TTL of the worker's own keys (node locks, delivery counters).
 pub const KEY_TTL_SECONDS: u64 = 3600;
 
+/// What the worker needs from a coordination store: delivery counters and
+/// node locks. Redis natively; any JS `ICoordinationStore` through callbacks.
+pub trait CoordinationStore: Send + Sync + 'static {
+    fn increment<'a>(&'a self, key: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<i64>>;
+    fn set_if_not_exist<'a>(&'a self, key: &'a str, value: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<bool>>;
+}
+
+impl CoordinationStore for Coordination {
+    fn increment<'a>(&'a self, key: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<i64>> {
+        Box::pin(Coordination::increment(self, key, ttl_seconds))
+    }
+    fn set_if_not_exist<'a>(&'a self, key: &'a str, value: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<bool>> {
+        Box::pin(Coordination::set_if_not_exist(self, key, value, ttl_seconds))
+    }
+}
+
 impl Coordination {
     /// The process-wide store for `target`; it connects on first use.
     pub fn shared(target: &RedisTarget) -> CoreResult<Coordination> {

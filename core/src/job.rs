@@ -4,7 +4,6 @@
 
 use crate::blueprint::{Blueprint, Blueprints, JoinStrategy, NodeDef};
 use crate::context_store::PatchOp;
-use crate::coordination::Coordination;
 use crate::error::{CoreError, CoreResult};
 use crate::evaluator::resolve_input;
 use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
@@ -56,7 +55,7 @@ pub struct JobRunner {
     pub blueprints: Blueprints,
     pub registry: HashSet<String>,
     pub store: RunStore,
-    pub coordination: Coordination,
+    pub coordination: std::sync::Arc<dyn crate::coordination::CoordinationStore>,
     pub executor: Arc<dyn NodeExecutor>,
 }
 

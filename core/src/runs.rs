@@ -2,7 +2,6 @@
 //! cancel. Needs no consumer: a client process can use it alone.
 
 use crate::blueprint::{Blueprint, Blueprints, JoinStrategy};
-use crate::coordination::Coordination;
 use crate::error::{CoreError, CoreResult};
 use crate::executor::NodeExecutor;
 use crate::notify::Listener;
@@ -18,7 +17,7 @@ use tokio::sync::OnceCell;
 pub struct RunClient {
     pub store: Arc<RunStore>,
     pub blueprints: Arc<Blueprints>,
-    coordination: Coordination,
+    coordination: Arc<dyn crate::coordination::CoordinationStore>,
     listener: Arc<Listener>,
     amqp_url: String,
     queue: String,
@@ -55,7 +54,7 @@ impl RunClient {
         context_table: &str,
         status_table: &str,
         blueprints: Arc<Blueprints>,
-        coordination: Coordination,
+        coordination: Arc<dyn crate::coordination::CoordinationStore>,
         amqp_url: &str,
         queue: &str,
         create_tables: bool,

@@ -104,7 +104,7 @@ impl Harness {
             blueprints: Blueprints::from_value(blueprints).unwrap(),
             registry: nodes.fns.keys().cloned().collect::<HashSet<_>>(),
             store: RunStore::new(&pg(), &ctx, &st).unwrap(),
-            coordination: Coordination::shared(&redis()).unwrap(),
+            coordination: Arc::new(Coordination::shared(&redis()).unwrap()),
             executor: Arc::new(Shared(nodes.clone())),
         };
         let worker = Worker::new(runner, WorkerConfig { amqp_url: amqp(), queue: queue.clone(), concurrency: std::env::var("CORE_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16), create_tables: true, max_deliveries: 5 });
@@ -422,7 +422,7 @@ impl Harness {
             &self.ctx,
             &self.st,
             Arc::new(Blueprints::from_value(blueprints).unwrap()),
-            Coordination::shared(&redis()).unwrap(),
+            Arc::new(Coordination::shared(&redis()).unwrap()),
             &amqp(),
             &self.queue,
             true,

@@ -1,0 +1,74 @@
+'use strict'
+
+// A coordination store that is not ours (any object with Flowcraft's
+// ICoordinationStore methods) works: the core reaches it through a callback for
+// what it keeps outside PostgreSQL (delivery counters, reconcile's node locks).
+
+const S = require('./helpers/services')
+const { runsEnv } = require('./helpers/runs-env')
+
+const res = S.useResources()
+const setup = runsEnv(res)
+
+jest.setTimeout(60000)
+
+/** An in-memory ICoordinationStore that records every call. */
+function memoryStore() {
+  const data = new Map()
+  const calls = []
+  return {
+    calls,
+    async increment(key, ttl) {
+      calls.push(['increment', key, ttl])
+      const n = (data.get(key) || 0) + 1
+      data.set(key, n)
+      return n
+    },
+    async setIfNotExist(key, value, ttl) {
+      calls.push(['setIfNotExist', key, value, ttl])
+      if (data.has(key)) return false
+      data.set(key, value)
+      return true
+    },
+    async extendTTL(key) {
+      return data.has(key)
+    },
+    async delete(key) {
+      data.delete(key)
+    },
+    async get(key) {
+      return data.get(key)
+    },
+  }
+}
+
+test('runs complete with a custom coordination store, and reconcile takes its node locks there', async () => {
+  const env = setup('custom')
+  const store = memoryStore()
+  const adapter = env.adapter({ coordinationStore: store })
+  await adapter.start()
+  const { runId } = await adapter.startRun('diamond', {}, { runId: env.runId() })
+  const result = await adapter.waitForRun(runId, { timeoutMs: 20000 })
+  expect(result.status).toBe('completed')
+  expect(Object.keys(result.payload.context).filter((k) => k.startsWith('_outputs.')).length).toBeGreaterThanOrEqual(4)
+
+  // Lose the last node's effect and the run's end: reconcile must lock it in our store.
+  const pool = S.pgAdmin()
+  const lastNode = 'd'
+  const ctx = (await pool.query(`SELECT context_data FROM ${S.quoteIdent(env.ctxTable)} WHERE run_id = $1`, [runId])).rows[0].context_data
+  expect(Object.keys(ctx)).toContain(`_outputs.${lastNode}`)
+  await pool.query(`UPDATE ${S.quoteIdent(env.ctxTable)} SET context_data = context_data - $2::text - $3::text WHERE run_id = $1`, [runId, `_outputs.${lastNode}`, lastNode])
+  await pool.query(`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'running', status_data = NULL, queued = '{}' WHERE run_id = $1`, [runId])
+  const enqueued = await adapter.reconcile(runId, { staleAfterMs: 60000 })
+  expect([...enqueued]).toEqual([lastNode])
+  expect(store.calls).toContainEqual(['setIfNotExist', `flowcraft:nodelock:${runId}:${lastNode}`, 'reconcile', 60])
+  const again = await adapter.waitForRun(runId, { timeoutMs: 20000 })
+  expect(again.status).toBe('completed')
+})
+
+test('an object that is not a coordination store is refused with a clear error', () => {
+  const env = setup('custom_bad')
+  expect(() => env.adapter({ coordinationStore: { increment() {} } })).toThrow(
+    expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/setIfNotExist/) }),
+  )
+})
