@@ -542,10 +542,11 @@ fn throughput_of_the_core_alone() {
         let h = Harness::start(diamond(), diamond_nodes()).await;
         let client = h.client(diamond());
         let started = std::time::Instant::now();
+        let names: Vec<String> = (0..runs).map(|i| h.run(&format!("b{i}"))).collect();
         let mut ids = Vec::new();
-        for i in 0..runs {
-            let (id, _) = client.start_run("diamond", serde_json::Map::new(), &h.run(&format!("b{i}")), None).await.unwrap();
-            ids.push(id);
+        for chunk in names.chunks(64) {
+            let started = futures_util::future::join_all(chunk.iter().map(|n| client.start_run("diamond", serde_json::Map::new(), n, None))).await;
+            ids.extend(started.into_iter().map(|r| r.unwrap().0));
         }
         for id in &ids {
             let d = client.wait_for_run(id, Duration::from_secs(120)).await.unwrap();
