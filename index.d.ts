@@ -445,6 +445,13 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
   statusTableName?: string
   /** Jobs run at once by this worker. Default 64. */
   concurrency?: number
+  /**
+   * How many times a job may be started and lose its worker (killed, or its
+   * connection lost) before it is dead-lettered as poison and its run fails.
+   * Jobs redelivered after a crash run alone, so only the culprit is counted.
+   * Default 20.
+   */
+  maxDeliveries?: number
   /** Create missing tables and columns at `start()`. Default true. */
   createTables?: boolean
   /** Default time `stop()` waits for jobs in flight. Default 30000 ms. */

@@ -62,7 +62,7 @@ test('40 runs survive 2 worker kills, a PostgreSQL backend termination, a Redis 
 			await sleep(600)
 			log(`kill -9 worker ${hh.killRandomWorker()}`)
 		},
-		waitOptions: { stallMs: 25000, timeoutMs: 40000 },
+		waitOptions: { stallMs: 12000, timeoutMs: 40000 },
 	})
 	log(`phase: ${JSON.stringify({ ...p, deadLetters: p.deadLetters.length, verify: { ...p.verify, unexplained: p.verify.unexplained.length } })}`)
 	expect(p.kills).toBe(2)

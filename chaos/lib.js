@@ -19,9 +19,16 @@
  *             (old status, new status); a run must have exactly one final write.
  *
  * Faults are aimed at this harness's worker processes only (other test suites share
- * the services): PostgreSQL backends and Redis clients are selected by the local TCP
- * ports of the worker processes' sockets, read from /proc. Only the RabbitMQ restart
- * is global; it is used by the full suite alone, and `start_app` always runs again.
+ * the services): PostgreSQL backends, Redis clients and AMQP connections are selected
+ * by the local TCP ports of the worker processes' sockets, read from /proc
+ * (pg_terminate_backend, CLIENT KILL ID, rabbitmqctl close_connection). Only the
+ * RabbitMQ restart is global; it is used by the full suite alone, and `start_app`
+ * always runs again.
+ *
+ * Scenarios: fanoutPhase (runs under a chaos function, then verifyFanout),
+ * redeliveryCases, inflightCommitCases (faults timed to land on a commit in flight, by
+ * holding the run's row locked) and badInputCases. Each case is
+ * { name, expected, observed, pass }.
  */
 const { spawn, execFile } = require('node:child_process')
 const fs = require('node:fs')
@@ -911,7 +918,9 @@ class Chaos {
 				problems.lost.push(`queued [${queued.join(',')}]`)
 				if (c['_outputs.b0'] !== undefined) problems.lost.push(`join arrivals missing [${missing.join(',')}]`)
 				const preds = (n) => blueprints[FANOUT].edges.filter((e) => e.target === n).map((e) => e.source)
-				const shown = new Set([...queued, ...missing, ...queued.flatMap((q) => (preds(q).length === 1 ? preds(q) : []))])
+				// the node that made each queued node ready: its only predecessor, or the join's last arrival
+				const readiedBy = (q) => (preds(q).length === 1 ? preds(q) : q === 'join' && arrivals.length ? [arrivals[arrivals.length - 1]] : [])
+				const shown = new Set([...queued, ...missing, ...queued.flatMap(readiedBy)])
 				for (const n of shown) {
 					const rows = byNodeOf(runExecs, n)
 					problems.lost.push(
@@ -1040,7 +1049,7 @@ async function redeliveryCases(h, { poison = false } = {}) {
 	if (okJoin) await h.publish([{ runId: jnId, blueprintId: FANOUT, nodeId: 'join' }])
 
 	const all = [...dup, ...br, ...jn]
-	const pending = await h.waitForRuns(all.map((r) => r.runId), { stallMs: 30000, timeoutMs: 120000 })
+	const pending = await h.waitForRuns(all.map((r) => r.runId), { stallMs: 15000, timeoutMs: 120000 })
 	await h.waitForWorkersReady()
 
 	// 1b. After completion: publish the start job of a completed run again.
@@ -1092,7 +1101,7 @@ async function redeliveryCases(h, { poison = false } = {}) {
 	const crash = h.fanoutRuns('crash-once', 1, () => ({ crash: { b2: 'once' }, delays: { b0: 200, b1: 200 } }))
 	const beside = h.fanoutRuns('beside-crash', 12, () => ({ delays: { b3: 150, b4: 150, join: 50, end: 50 } }))
 	await h.startRuns([...beside.slice(0, 6), ...crash, ...beside.slice(6)])
-	const crashPending = await h.waitForRuns([...crash, ...beside].map((r) => r.runId), { stallMs: 30000, timeoutMs: 120000 })
+	const crashPending = await h.waitForRuns([...crash, ...beside].map((r) => r.runId), { stallMs: 15000, timeoutMs: 120000 })
 	await h.waitForWorkersReady()
 	const cv = await h.verifyFanout([...crash, ...beside], { kills: true })
 	const cbad = (id) => [...cv.lost, ...cv.duplicated, ...cv.inconsistent].filter((x) => x.runId === id)
@@ -1218,7 +1227,7 @@ async function inflightCommitCases(h) {
 		} finally {
 			if (lock) await lock.release()
 		}
-		const pending = await h.waitForRuns([id], { stallMs: 15000, timeoutMs: 40000 })
+		const pending = await h.waitForRuns([id], { stallMs: 10000, timeoutMs: 40000 })
 		await h.waitForWorkersReady()
 		const v = await h.verifyFanout([run], { kills: kind === 'kill', service: kind === 'terminate' })
 		const probs = [...v.lost, ...v.duplicated, ...v.inconsistent].flatMap((x) => x.problems)

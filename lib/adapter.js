@@ -23,6 +23,7 @@ const DEFAULTS = Object.freeze({
   contextTableName: 'flowcraft_contexts',
   statusTableName: 'flowcraft_statuses',
   concurrency: 64,
+  maxDeliveries: 20,
   createTables: true,
   stopTimeoutMs: 30000,
   handleSignals: false,
@@ -65,8 +66,11 @@ class RabbitMqAdapter {
     }
     checkTableName(o.contextTableName, 'RabbitMqAdapter: contextTableName')
     checkTableName(o.statusTableName, 'RabbitMqAdapter: statusTableName')
-    if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 65535) {
-      throw invalidArgument(`RabbitMqAdapter: concurrency must be a whole number from 1 to 65535; got ${describe(o.concurrency)}`)
+    if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 10000) {
+      throw invalidArgument(`RabbitMqAdapter: concurrency must be a whole number from 1 to 10000; got ${describe(o.concurrency)}`)
+    }
+    if (!Number.isInteger(o.maxDeliveries) || o.maxDeliveries < 1 || o.maxDeliveries > 1000000) {
+      throw invalidArgument(`RabbitMqAdapter: maxDeliveries must be a whole number from 1 to 1000000; got ${describe(o.maxDeliveries)}`)
     }
     if (typeof o.createTables !== 'boolean') throw invalidArgument(`RabbitMqAdapter: createTables must be a boolean; got ${describe(o.createTables)}`)
     checkTimeout(o.stopTimeoutMs, 'RabbitMqAdapter: stopTimeoutMs')
@@ -106,6 +110,7 @@ class RabbitMqAdapter {
         contextTableName: o.contextTableName,
         statusTableName: o.statusTableName,
         concurrency: o.concurrency,
+        maxDeliveries: o.maxDeliveries,
         createTables: o.createTables,
         stopTimeoutMs: o.stopTimeoutMs,
         handleSignals: o.handleSignals,
@@ -472,6 +477,7 @@ async function buildConfig(s) {
     contextTableName: s.contextTableName,
     statusTableName: s.statusTableName,
     concurrency: s.concurrency,
+    maxDeliveries: s.maxDeliveries,
     createTables: s.createTables,
     blueprints: s.blueprints,
     registry: kinds,

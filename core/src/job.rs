@@ -25,6 +25,30 @@ pub enum Disposition {
     Requeue,
 }
 
+#[derive(Clone, Copy)]
+struct Redelivery {
+    redelivered: bool,
+    max_deliveries: u32,
+}
+
+/// Per-process locks on `(run, node)`, dropped when no one holds them.
+#[derive(Default)]
+pub struct NodeLocks(std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Weak<tokio::sync::Mutex<()>>>>);
+
+impl NodeLocks {
+    fn lock(&self, run_id: &str, node_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.0.lock().unwrap();
+        let key = (run_id.to_string(), node_id.to_string());
+        if let Some(l) = m.get(&key).and_then(std::sync::Weak::upgrade) {
+            return l;
+        }
+        m.retain(|_, w| w.strong_count() > 0);
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        m.insert(key, Arc::downgrade(&l));
+        l
+    }
+}
+
 /// Runs with jobs in progress in this worker (for cancellation).
 #[derive(Default)]
 pub struct InFlight(std::sync::Mutex<std::collections::HashMap<String, usize>>);
@@ -52,6 +76,7 @@ impl InFlight {
 
 pub struct JobRunner {
     pub in_flight: InFlight,
+    pub node_locks: NodeLocks,
     pub blueprints: Blueprints,
     pub registry: HashSet<String>,
     pub store: RunStore,
@@ -89,31 +114,13 @@ impl JobRunner {
                 return Disposition::DeadLetter(reason);
             }
         };
-        if redelivered {
-            // Count deliveries that ended without an ack (the worker died or
-            // lost its connection): a job that kills every worker is poison.
-            let key = format!("flowcraft:deliveries:{}:{}", job.run_id, job.node_id);
-            match self.coordination.increment(&key, crate::coordination::KEY_TTL_SECONDS).await {
-                Ok(n) if n >= i64::from(max_deliveries) => {
-                    let reason = format!(
-                        "Job for node '{}' of run '{}' was delivered {} times without completing (each worker that took it died or lost its connection); dead-lettered as poison",
-                        job.node_id, job.run_id, n + 1
-                    );
-                    self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
-                    // The run cannot complete without this node: it fails with the reason.
-                    match self.store.fail_node(&job.run_id, &job.node_id, &reason).await {
-                        Ok(true) => self.finished(&job, "failed"),
-                        Ok(false) => {}
-                        Err(e) => return Disposition::Retry(e),
-                    }
-                    return Disposition::DeadLetter(reason);
-                }
-                Ok(_) => {}
-                Err(e) => return Disposition::Retry(e),
-            }
-        }
+        // One delivery of a node at a time in this process: after a lost
+        // connection the broker hands the job to us again while the old copy
+        // may still run; the second waits, then finds the output committed.
+        let lock = self.node_locks.lock(&job.run_id, &job.node_id);
+        let _held = lock.lock().await;
         self.in_flight.enter(&job.run_id);
-        let outcome = self.process(&job, broker).await;
+        let outcome = self.process(&job, Redelivery { redelivered, max_deliveries }, broker).await;
         self.in_flight.leave(&job.run_id);
         match outcome {
             Ok(d) => d,
@@ -126,7 +133,32 @@ impl JobRunner {
         }
     }
 
-    async fn process(&self, job: &JobMessage, broker: &Broker) -> CoreResult<Disposition> {
+    /// A job redelivered after its worker died: count the deliveries that
+    /// reached node code, so a node that kills every worker ends up
+    /// dead-lettered as poison. The worker runs such jobs alone, so jobs that
+    /// merely ran beside the poison one are not blamed for its crashes.
+    async fn count_delivery(&self, job: &JobMessage, redelivery: Redelivery) -> CoreResult<Option<Disposition>> {
+        if !redelivery.redelivered {
+            return Ok(None);
+        }
+        let key = format!("flowcraft:deliveries:{}:{}", job.run_id, job.node_id);
+        let n = self.coordination.increment(&key, crate::coordination::KEY_TTL_SECONDS).await?;
+        if n < i64::from(redelivery.max_deliveries) {
+            return Ok(None);
+        }
+        let reason = format!(
+            "Node '{}' of run '{}' was started {} times and its worker died or lost its connection each time; its job was dead-lettered as poison",
+            job.node_id, job.run_id, n + 1
+        );
+        self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
+        // The run cannot complete without this node: it fails with the reason.
+        if retry_transient(|| self.store.fail_node(&job.run_id, &job.node_id, &reason)).await? {
+            self.finished(job, "failed");
+        }
+        Ok(Some(Disposition::DeadLetter(reason)))
+    }
+
+    async fn process(&self, job: &JobMessage, redelivery: Redelivery, broker: &Broker) -> CoreResult<Disposition> {
         let meta = json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "nodeId": job.node_id });
         let Some(bp) = self.blueprints.get(&job.blueprint_id) else {
             let reason = format!(
@@ -182,9 +214,17 @@ impl JobRunner {
             self.publish(&bp, job, &fired, &context, broker).await?;
             return Ok(Disposition::Ack);
         }
+        if let Some(status) = snapshot.status.as_deref() {
+            if status == "awaiting" && context.get("_awaitingNodeIds").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == job.node_id.as_str())) {
+                return Ok(Disposition::Ack);
+            }
+        }
 
         let context_text = if first_sight { Value::Object(context.clone()).to_string() } else { snapshot.context_text.clone().unwrap_or_else(|| "{}".into()) };
         self.executor.event("node:start", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
+        if let Some(poison) = self.count_delivery(job, redelivery).await? {
+            return Ok(poison);
+        }
         if node.uses == "wait" && !self.registry.contains("wait") {
             // Flowcraft's built-in wait node: the run stops for a human.
             self.store.mark_awaiting(&job.run_id, &node.id).await?;
@@ -271,8 +311,9 @@ impl JobRunner {
             sets.insert(format!("_outputs.{}", node.id), Value::Null);
             sets.insert(node.id.clone(), Value::Null);
             let effect = Effect { sets, route: vec![fallback.id.clone()], ready: vec![fallback.id.clone()], ..Default::default() };
-            if let Commit::Applied { ready, .. } = retry_transient(|| self.store.commit(&job.run_id, &node.id, &effect)).await? {
-                self.publish(bp, job, &ready, &context, broker).await?;
+            match retry_transient(|| self.store.commit(&job.run_id, &node.id, &effect)).await? {
+                Commit::Applied { ready, .. } => self.publish(bp, job, &ready, &context, broker).await?,
+                Commit::AlreadyDone => self.republish(bp, job, broker).await?,
             }
             return Ok(Disposition::Ack);
         }
@@ -347,8 +388,10 @@ impl JobRunner {
         self.executor.event("node:finish", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "result": result }));
         match commit {
             Commit::AlreadyDone => {
-                // Another delivery of this job committed first (it publishes), or the run ended.
+                // Another delivery committed first; it may have died before
+                // publishing, so publish what its commit enqueued.
                 self.log(Level::Debug, "Node output was committed by another delivery", json!({ "runId": job.run_id, "nodeId": node_id }));
+                self.republish(bp, job, broker).await?;
             }
             Commit::Applied { ready, finished } => {
                 self.publish(bp, job, &ready, &context, broker).await?;
@@ -359,6 +402,21 @@ impl JobRunner {
         }
         self.executor.event("job:processed", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "success": true }));
         Ok(Disposition::Ack)
+    }
+
+    /// Publishes the successors that an earlier commit of this node enqueued,
+    /// re-read from the run (nothing when the run has ended).
+    async fn republish(&self, bp: &Blueprint, job: &JobMessage, broker: &Broker) -> CoreResult<()> {
+        let snapshot = self.store.load(&job.run_id, &job.node_id).await?;
+        if snapshot.status.as_deref().is_some_and(|s| FINAL_STATUSES.contains(&s)) {
+            return Ok(());
+        }
+        let context = snapshot.context.unwrap_or_default();
+        if !context.contains_key(&format!("_outputs.{}", job.node_id)) {
+            return Ok(());
+        }
+        let fired = fired_by(bp, &job.node_id, &snapshot.route.unwrap_or_default(), &snapshot.joins);
+        self.publish(bp, job, &fired, &context, broker).await
     }
 
     async fn publish(&self, bp: &Blueprint, job: &JobMessage, ready: &[String], context: &Map<String, Value>, broker: &Broker) -> CoreResult<()> {

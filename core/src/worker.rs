@@ -190,7 +190,14 @@ async fn supervise(
                     break false;
                 }
             };
-            let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
+            // A job redelivered after a crash runs alone: if it is what kills
+            // workers, no other job is in flight to be blamed with it.
+            let permit = if delivery.redelivered {
+                slots.clone().acquire_many_owned(config.concurrency as u32).await
+            } else {
+                slots.clone().acquire_owned().await
+            }
+            .expect("semaphore is never closed");
             let (runner, broker, counters, stop) = (runner.clone(), broker.clone(), counters.clone(), shutdown.clone());
             let max_deliveries = config.max_deliveries;
             tokio::spawn(async move {

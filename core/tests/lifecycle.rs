@@ -101,6 +101,7 @@ impl Harness {
         let nodes = Arc::new(nodes);
         let runner = JobRunner {
             in_flight: Default::default(),
+            node_locks: Default::default(),
             blueprints: Blueprints::from_value(blueprints).unwrap(),
             registry: nodes.fns.keys().cloned().collect::<HashSet<_>>(),
             store: RunStore::new(&pg(), &ctx, &st).unwrap(),
