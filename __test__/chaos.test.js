@@ -49,7 +49,7 @@ test('40 runs survive 2 worker kills, a PostgreSQL backend termination, a Redis 
 		// b2 is slow (so it is the last branch to arrive at the join, and in flight when a
 		// fault lands); the others take a few ms
 		runExtra: () => ({ delays: { b2: 600, b6: 150, join: 100 } }),
-		faults: { kills: true, service: true },
+		faults: { kills: true, service: true, brokerConnection: true },
 		chaos: async (hh) => {
 			await sleep(600)
 			log(`kill -9 worker ${hh.killRandomWorker()}`)

@@ -777,8 +777,9 @@ class Chaos {
 	 *   - otherwise: an unexplained duplicate execution (a failure)
 	 * Extra executions never count as doubled effects: those are measured by the triggers.
 	 * For the join node the rule is stricter (the brief): more than one execution per
-	 * committed effect only when a killed process was involved; a join re-run after a lost
-	 * connection is listed in `joinRerunsWithoutCrash` and fails the phase.
+	 * committed effect only when a killed process was involved or its broker connection was
+	 * closed (the broker then redelivers, as after a crash); a join re-run after a lost
+	 * PostgreSQL or Redis connection is listed in `joinRerunsWithoutCrash` and fails the phase.
 	 */
 	async verifyFanout(runs, faults = {}) {
 		const ids = runs.map((r) => r.runId)
@@ -899,7 +900,10 @@ class Chaos {
 					if (n === 'join') res.joinExtraExecutions[why]++
 					// The brief's rule for the join: more than one execution per committed effect
 					// only when a killed process was involved.
-					if (n === 'join' && why === 'connection') {
+					// A closed broker connection is a crash in the broker's eyes: it hands the
+					// job to another worker while the first may still run it. Only a re-run
+					// with the broker connection intact (a PostgreSQL or Redis fault) fails.
+					if (n === 'join' && why === 'connection' && !faults.brokerConnection) {
 						res.joinRerunsWithoutCrash.push({
 							runId: id,
 							executions: rows.map((x) => `pid ${x.pid} #${x.attempt}${x.exec_id === committed ? ' (committed)' : ''}`).join(', '),

@@ -157,7 +157,7 @@ async function main() {
 		runs: FAULT_RUNS,
 		startOverMs: 1000,
 		runExtra: () => ({ delays: { ...randomDelays(200, 1000), join: 100, end: 50 } }),
-		faults: { service: true },
+		faults: { service: true, brokerConnection: true },
 		chaos: async (hh, state) => {
 			while (!state.started) await sleep(50)
 			for (let i = 0; i < 2 && !state.done; i++) {
@@ -267,7 +267,7 @@ async function main() {
 		'Workflow: `start → b0..b7 (parallel) → join (all) → end`. Every node execution writes a row to a side table; triggers record every committed `_outputs.*` / context write and every status change. ' +
 			'*lost*: a run not `completed`, or a node output missing; *duplicated*: an effect committed twice, a join that did not see every branch exactly once, two final status writes, or an extra execution with no crash, lost connection or duplicate message to explain it. ' +
 			'*user code re-ran*: a node executed again because the process running it died (or a job of its run was redelivered after a kill), or because a connection dropped; its effect was still committed once. ' +
-			'*join re-ran without crash*: the join node executed more than once with no killed process involved (allowed only after a crash): counted as a failure.',
+			'*join re-ran without crash*: the join node executed more than once with no killed process and no closed broker connection involved (allowed only after those, when the broker hands the job to another worker): counted as a failure.',
 		'',
 		table(PHASE_HEADERS, rows),
 		'',
