@@ -485,7 +485,9 @@ class Chaos {
 		}
 		await Promise.all(
 			live.map(async (w) => {
-				const r = await Promise.race([w.closed, sleep(15000).then(() => null)])
+				let timer
+				const r = await Promise.race([w.closed, new Promise((resolve) => (timer = setTimeout(() => resolve(null), 15000)))])
+				clearTimeout(timer)
 				if (!r) {
 					w.child.kill('SIGKILL')
 					await w.closed
