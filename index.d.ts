@@ -210,7 +210,8 @@ export interface IORedisLike {
 export type RedisInput = string | IORedisLike | RedisOptionsLike
 
 /**
- * Coordination (fan-in joins, locks) in Redis with atomic commands. Reads the
+ * Flowcraft's coordination store in Redis, each method one atomic command; the
+ * worker keeps its delivery counters and node locks here. Reads the
  * connection settings of the ioredis instance you pass; the package keeps its own
  * multiplexed connection per target, which reconnects by itself.
  */
@@ -619,7 +620,8 @@ export interface DeadLetterOptions {
 
 /**
  * A distributed Flowcraft worker: consumes jobs from a durable RabbitMQ queue, keeps
- * each run's state in PostgreSQL and coordinates joins in Redis. Any number of
+ * each run's state and joins in PostgreSQL, and its delivery counters and node
+ * locks in the coordination store. Any number of
  * workers, in any number of processes, may consume the same queue.
  *
  * The constructor validates everything (options, table names, blueprints, AMQP

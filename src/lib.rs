@@ -47,12 +47,17 @@ pub struct PgTargetJs {
     pub ssl: Option<bool>,
 }
 
+/// A TCP port from JS, refused when out of range.
+fn tcp_port(port: Option<u32>, service: &str) -> napi::Result<Option<u16>> {
+    match port {
+        Some(p) if p == 0 || p > 65535 => Err(invalid(format!("{service} port {p} is out of range (1 to 65535)"))),
+        p => Ok(p.map(|p| p as u16)),
+    }
+}
+
 impl PgTargetJs {
     fn core(&self) -> napi::Result<PgTarget> {
-        let port = match self.port {
-            Some(p) if p == 0 || p > 65535 => return Err(invalid(format!("PostgreSQL port {p} is out of range"))),
-            p => p.map(|p| p as u16),
-        };
+        let port = tcp_port(self.port, "PostgreSQL")?;
         Ok(PgTarget {
             connection_string: self.connection_string.clone(),
             host: self.host.clone(),
@@ -80,10 +85,7 @@ pub struct RedisTargetJs {
 
 impl RedisTargetJs {
     fn core(&self) -> napi::Result<RedisTarget> {
-        let port = match self.port {
-            Some(p) if p == 0 || p > 65535 => return Err(invalid(format!("Redis port {p} is out of range"))),
-            p => p.map(|p| p as u16),
-        };
+        let port = tcp_port(self.port, "Redis")?;
         Ok(RedisTarget {
             url: self.url.clone(),
             host: self.host.clone(),
