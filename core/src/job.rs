@@ -128,6 +128,14 @@ impl JobRunner {
             Err(e) => {
                 let reason = format!("Job for node '{}' of run '{}' failed: {e}", job.node_id, job.run_id);
                 self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id, "code": e.code() }));
+                // The run cannot go on without this node: fail it with the reason
+                // rather than leave it running forever.
+                match self.store.fail_node(&job.run_id, &job.node_id, &reason).await {
+                    Ok(true) => self.finished(&job, "failed"),
+                    Ok(false) => {}
+                    Err(e) if e.is_transient() => return Disposition::Retry(e),
+                    Err(_) => {}
+                }
                 Disposition::DeadLetter(reason)
             }
         }

@@ -580,3 +580,27 @@ fn a_job_republished_after_its_commit_while_its_successor_runs_changes_nothing()
         h.finish().await;
     });
 }
+
+#[test]
+fn an_effect_postgresql_refuses_fails_the_run_and_dead_letters_the_job() {
+    rt().block_on(async {
+        let bp = json!({ "bp": { "id": "bp", "nodes": [ { "id": "a", "uses": "nul" } ], "edges": [] } });
+        // JSONB cannot hold U+0000: the commit is refused by the server, every time.
+        let h = Harness::start(bp, RustNodes::default().with("nul", |_| ok(json!("a\u{0}b")))).await;
+        h.start_run("r1", "bp", &["a"]).await;
+        let (status, data, _) = h.wait("r1").await;
+        assert_eq!(status, "failed");
+        assert!(data["reason"].as_str().unwrap().contains("node 'a'"), "{data}");
+        let mut dead = Vec::new();
+        for _ in 0..50 {
+            dead.extend(h.dead_letters().await);
+            if !dead.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].1.contains("PostgreSQL"), "{:?}", dead[0]);
+        h.finish().await;
+    });
+}
