@@ -176,14 +176,34 @@ impl Harness {
 
     async fn finish(self) {
         self.worker.stop(Duration::from_secs(10)).await.unwrap();
-        let pool = PgPool::shared(&pg()).unwrap();
-        pool.batch("cleanup", &format!("DROP TABLE IF EXISTS \"{}\"; DROP TABLE IF EXISTS \"{}\"", self.ctx, self.st)).await.unwrap();
-        let conn = lapin::Connection::connect(&amqp(), Default::default()).await.unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        for q in [self.queue.clone(), format!("{}.dead", self.queue)] {
-            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-        }
         self.broker.close().await;
+        // Drop cleans up.
+    }
+}
+
+/// Drops the test's tables and queues whether it passed or panicked.
+async fn remove_resources(ctx: &str, st: &str, queue: &str) {
+    let pool = PgPool::shared(&pg()).unwrap();
+    let _ = pool.batch("cleanup", &format!("DROP TABLE IF EXISTS \"{ctx}\"; DROP TABLE IF EXISTS \"{st}\"")).await;
+    if let Ok(conn) = lapin::Connection::connect(&amqp(), Default::default()).await {
+        if let Ok(ch) = conn.create_channel().await {
+            for q in [queue.to_string(), format!("{queue}.dead")] {
+                let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+            }
+        }
+        let _ = conn.close(200, "bye".into()).await;
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let (ctx, st, queue) = (self.ctx.clone(), self.st.clone(), self.queue.clone());
+        // Inside the test's block_on: clean up on a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(remove_resources(&ctx, &st, &queue));
+        })
+        .join();
     }
 }
 
