@@ -72,3 +72,29 @@ test('an object that is not a coordination store is refused with a clear error',
     expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/setIfNotExist/) }),
   )
 })
+
+test("the worker's own keys honour ioredis' keyPrefix, like the store's methods", async () => {
+  const IORedis = require('ioredis')
+  const env = setup('custom_prefix')
+  const prefix = `${S.uniqueName('pfx')}:`
+  const ioredis = new IORedis(S.REDIS_URL, { keyPrefix: prefix, lazyConnect: true })
+  const { RedisCoordinationStore } = require('..')
+  const adapter = env.adapter({ coordinationStore: new RedisCoordinationStore(ioredis) })
+  await adapter.start()
+  const { runId } = await adapter.startRun('diamond', {}, { runId: env.runId() })
+  expect((await adapter.waitForRun(runId, { timeoutMs: 20000 })).status).toBe('completed')
+  const pool = S.pgAdmin()
+  await pool.query(`UPDATE ${S.quoteIdent(env.ctxTable)} SET context_data = context_data - 'd' - '_outputs.d' WHERE run_id = $1`, [runId])
+  await pool.query(`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'running', status_data = NULL, queued = '{}' WHERE run_id = $1`, [runId])
+  expect([...(await adapter.reconcile(runId, { staleAfterMs: 60000 }))]).toEqual(['d'])
+  const admin = S.redisAdmin()
+  const lockKey = `flowcraft:nodelock:${runId}:d`
+  try {
+    expect(await admin.get(prefix + lockKey)).toBe('reconcile')
+    expect(await admin.exists(lockKey)).toBe(0)
+  } finally {
+    await admin.del(prefix + lockKey)
+    ioredis.disconnect()
+  }
+  expect((await adapter.waitForRun(runId, { timeoutMs: 20000 })).status).toBe('completed')
+})

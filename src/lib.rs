@@ -94,6 +94,8 @@ impl RedisTargetJs {
             password: self.password.clone(),
             db: self.db.map(i64::from),
             tls: self.tls,
+            // The JS store prefixes its keys itself.
+            key_prefix: None,
         })
     }
 }

@@ -19,6 +19,8 @@ pub struct RedisTarget {
     pub password: Option<String>,
     pub db: Option<i64>,
     pub tls: Option<bool>,
+    /// Prepended to every key, as ioredis' `keyPrefix` does.
+    pub key_prefix: Option<String>,
 }
 
 fn encode(s: &str) -> String {
@@ -142,7 +144,15 @@ impl Coordination {
             .cloned()
     }
 
+    fn key(&self, key: &str) -> String {
+        match &self.target.key_prefix {
+            Some(p) => format!("{p}{key}"),
+            None => key.to_string(),
+        }
+    }
+
     pub async fn increment(&self, key: &str, ttl_seconds: u64) -> CoreResult<i64> {
+        let key = &self.key(key);
         let mut c = self.conn().await?;
         self.increment
             .key(key)
@@ -153,6 +163,7 @@ impl Coordination {
     }
 
     pub async fn set_if_not_exist(&self, key: &str, value: &str, ttl_seconds: u64) -> CoreResult<bool> {
+        let key = &self.key(key);
         let mut c = self.conn().await?;
         let r: Option<String> = redis::cmd("SET")
             .arg(key)
@@ -167,12 +178,14 @@ impl Coordination {
     }
 
     pub async fn delete(&self, key: &str) -> CoreResult<bool> {
+        let key = &self.key(key);
         let mut c = self.conn().await?;
         let n: i64 = redis::cmd("DEL").arg(key).query_async(&mut c).await.map_err(|e| CoreError::redis(format!("deleting {key:?}"), e))?;
         Ok(n > 0)
     }
 
     pub async fn extend_ttl(&self, key: &str, ttl_seconds: u64) -> CoreResult<bool> {
+        let key = &self.key(key);
         let mut c = self.conn().await?;
         let n: i64 = redis::cmd("EXPIRE")
             .arg(key)
@@ -184,6 +197,7 @@ impl Coordination {
     }
 
     pub async fn get(&self, key: &str) -> CoreResult<Option<String>> {
+        let key = &self.key(key);
         let mut c = self.conn().await?;
         redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(|e| CoreError::redis(format!("reading {key:?}"), e))
     }
