@@ -217,9 +217,7 @@ impl JobRunner {
         if context.contains_key(&output_key) {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
-            let route = snapshot.route.clone().unwrap_or_default();
-            let fired = fired_by(&bp, &job.node_id, &route, &snapshot.joins);
-            self.publish(&bp, job, &fired, &context, broker).await?;
+            self.publish_committed(&bp, job, &snapshot, &context, broker).await?;
             return Ok(Disposition::Ack);
         }
         if let Some(status) = snapshot.status.as_deref() {
@@ -229,7 +227,6 @@ impl JobRunner {
         }
 
         let context_text = if first_sight { Value::Object(context.clone()).to_string() } else { snapshot.context_text.clone().unwrap_or_else(|| "{}".into()) };
-        self.executor.event("node:start", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
         if let Some(poison) = self.count_delivery(job, redelivery).await? {
             return Ok(poison);
         }
@@ -240,6 +237,7 @@ impl JobRunner {
             self.executor.event("workflow:pause", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
             return Ok(Disposition::Ack);
         }
+        self.executor.event("node:start", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
         match self.execute(&bp, node, &node.uses, job, &context, &context_text).await {
             Ok(done) => self.complete(&bp, job, &node.id, done, context, broker).await,
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
@@ -288,13 +286,13 @@ impl JobRunner {
         let NodeResponse { ok, result, writes, error } = self.executor.run(request).await;
         if ok {
             let result = result.unwrap_or_default();
-            Ok(Executed { output: result.output.unwrap_or(Value::Null), action: result.action, writes })
-        } else if error.as_ref().and_then(|e| e.code.as_deref()) == Some("ERR_NODE_CANCELLED") {
-            Err(Failure::Interrupted)
-        } else if error.as_ref().and_then(|e| e.code.as_deref()) == Some("ERR_RUN_CANCELLED") {
-            Err(Failure::RunCancelled)
-        } else {
-            Err(Failure::Failed(error.map(|e| e.message).unwrap_or_else(|| "node failed without an error message".into())))
+            return Ok(Executed { output: result.output.unwrap_or(Value::Null), action: result.action, writes });
+        }
+        match error {
+            Some(e) if e.code.as_deref() == Some("ERR_NODE_CANCELLED") => Err(Failure::Interrupted),
+            Some(e) if e.code.as_deref() == Some("ERR_RUN_CANCELLED") => Err(Failure::RunCancelled),
+            Some(e) => Err(Failure::Failed(e.message)),
+            None => Err(Failure::Failed("node failed without an error message".into())),
         }
     }
 
@@ -415,16 +413,30 @@ impl JobRunner {
     /// Publishes the successors that an earlier commit of this node enqueued,
     /// re-read from the run (nothing when the run has ended).
     async fn republish(&self, bp: &Blueprint, job: &JobMessage, broker: &Broker) -> CoreResult<()> {
-        let snapshot = self.store.load(&job.run_id, &job.node_id).await?;
+        let mut snapshot = self.store.load(&job.run_id, &job.node_id).await?;
         if snapshot.status.as_deref().is_some_and(|s| FINAL_STATUSES.contains(&s)) {
             return Ok(());
         }
-        let context = snapshot.context.unwrap_or_default();
+        let context = snapshot.context.take().unwrap_or_default();
         if !context.contains_key(&format!("_outputs.{}", job.node_id)) {
             return Ok(());
         }
-        let fired = fired_by(bp, &job.node_id, &snapshot.route.unwrap_or_default(), &snapshot.joins);
-        self.publish(bp, job, &fired, &context, broker).await
+        self.publish_committed(bp, job, &snapshot, &context, broker).await
+    }
+
+    /// Publishes the successors the stored commit of this node enqueued: its
+    /// single-predecessor successors, and the joins its arrival completed.
+    async fn publish_committed(
+        &self,
+        bp: &Blueprint,
+        job: &JobMessage,
+        snapshot: &crate::run_store::RunSnapshot,
+        context: &Map<String, Value>,
+        broker: &Broker,
+    ) -> CoreResult<()> {
+        let route = snapshot.route.as_deref().unwrap_or_default();
+        let fired = fired_by(bp, &job.node_id, route, &snapshot.joins);
+        self.publish(bp, job, &fired, context, broker).await
     }
 
     async fn publish(&self, bp: &Blueprint, job: &JobMessage, ready: &[String], context: &Map<String, Value>, broker: &Broker) -> CoreResult<()> {

@@ -71,6 +71,11 @@ pub struct RunSnapshot {
     pub joins: Map<String, Value>,
 }
 
+/// A set of node ids as stored in `queued`: a JSON object `{ "<id>": true }`.
+fn node_set(nodes: &[String]) -> String {
+    Value::Object(nodes.iter().map(|n| (n.clone(), Value::Bool(true))).collect()).to_string()
+}
+
 /// Everything stored about a run, for `getRun`, reconcile and resume.
 #[derive(Debug)]
 pub struct RunView {
@@ -83,6 +88,13 @@ pub struct RunView {
     pub blueprint_id: Option<String>,
     pub error: Option<String>,
     pub updated_at: Option<String>,
+}
+
+impl RunView {
+    /// The run's blueprint id: recorded in its status row, else in its context.
+    pub fn blueprint(&self) -> Option<String> {
+        self.blueprint_id.clone().or_else(|| self.context.as_ref()?.get("blueprintId")?.as_str().map(String::from))
+    }
 }
 
 /// One line of the runs list.
@@ -138,6 +150,13 @@ impl RunStore {
         // Safe inside a literal: quote_table accepted only word characters and a dot.
         let notify = format!("pg_notify('{RUN_CHANNEL}', '{status_table}' || chr(10) || s.run_id)");
         let not_final = "(s.status IS NULL OR s.status NOT IN ('completed', 'failed', 'cancelled'))";
+        // The status data of a run that ended (`s` its status row, `c` its
+        // context row): the whole final context when it completed, the first
+        // node failure when it failed.
+        let ended_context = "CASE WHEN s.error IS NULL THEN jsonb_build_object('status', 'completed', 'payload', \
+               jsonb_build_object('context', c.context_data, 'serializedContext', c.context_data::text, 'status', 'completed')) \
+             ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END";
+        let ended_status = "CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END";
         let sql = Sql {
             load: format!(
                 "SELECT c.context_data::text, s.status, s.queued IS NOT NULL, (s.routes -> $2::text)::text, s.joins::text \
@@ -181,12 +200,9 @@ impl RunStore {
                  ), u AS ( \
                    UPDATE {st} AS s SET joins = nx.joins, queued = nx.queued, \
                      routes = COALESCE(s.routes, '{{}}'::jsonb) || jsonb_build_object($2::text, to_jsonb($6::text[])), \
-                     status = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' \
-                       THEN CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END ELSE s.status END, \
+                     status = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' THEN {ended_status} ELSE s.status END, \
                      status_data = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' \
-                       THEN CASE WHEN s.error IS NULL THEN jsonb_build_object('status', 'completed', 'payload', \
-                         jsonb_build_object('context', c.context_data, 'serializedContext', c.context_data::text, 'status', 'completed')) \
-                         ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END ELSE s.status_data END, \
+                       THEN {ended_context} ELSE s.status_data END, \
                      updated_at = now() \
                    FROM nx, c WHERE s.run_id = $1 \
                    RETURNING s.run_id, s.status, nx.queued = '{{}}'::jsonb AS drained, nx.list \
@@ -205,11 +221,7 @@ impl RunStore {
                  RETURNING CASE WHEN s.status = 'failed' THEN {notify} END, s.status = 'failed'"
             ),
             finalize: format!(
-                "UPDATE {st} AS s SET status = CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END, \
-                   status_data = CASE WHEN s.error IS NULL THEN jsonb_build_object('status', 'completed', 'payload', \
-                     jsonb_build_object('context', c.context_data, 'serializedContext', c.context_data::text, 'status', 'completed')) \
-                     ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END, \
-                   updated_at = now() \
+                "UPDATE {st} AS s SET status = {ended_status}, status_data = {ended_context}, updated_at = now() \
                  FROM {ctx} c WHERE s.run_id = $1 AND c.run_id = $1 AND s.status = 'running' AND s.queued = '{{}}'::jsonb \
                  RETURNING s.status, {notify}"
             ),
@@ -273,7 +285,7 @@ impl RunStore {
                    routes = COALESCE(s.routes, '{{}}'::jsonb) || $3::text::jsonb, updated_at = now() \
                  FROM c WHERE s.run_id = $1 AND s.status = 'awaiting' RETURNING 1"
             ),
-            delete_run: format!("DELETE FROM {st} WHERE run_id = $1; "),
+            delete_run: format!("WITH s AS (DELETE FROM {st} WHERE run_id = $1) DELETE FROM {ctx} WHERE run_id = $1"),
         };
         Ok(RunStore { pool, ctx, st, status_table: status_table.to_string(), sql })
     }
@@ -335,8 +347,7 @@ impl RunStore {
     /// already present) and a tracked status row.
     pub async fn init_run(&self, run_id: &str, blueprint_id: &str, initial: &Map<String, Value>, queued: &[String]) -> CoreResult<()> {
         let initial = Value::Object(initial.clone()).to_string();
-        let queued: Map<String, Value> = queued.iter().map(|q| (q.clone(), Value::Bool(true))).collect();
-        let queued = Value::Object(queued).to_string();
+        let queued = node_set(queued);
         self.pool.query("creating a run", &self.sql.init_run, &[&run_id, &initial, &blueprint_id, &queued]).await?;
         Ok(())
     }
@@ -394,7 +405,7 @@ impl RunStore {
     }
 
     /// Creates a run: its status row (running, with its start nodes queued)
-    /// and its context row, in one statement. `None` when a run with this id
+    /// and its context row, in one statement. False when a run with this id
     /// or idempotency key already exists (nothing is written then).
     pub async fn start_run(
         &self,
@@ -405,8 +416,7 @@ impl RunStore {
         idempotency_key: Option<&str>,
     ) -> CoreResult<bool> {
         let context = Value::Object(context.clone()).to_string();
-        let queued: Map<String, Value> = start_nodes.iter().map(|q| (q.clone(), Value::Bool(true))).collect();
-        let queued = Value::Object(queued).to_string();
+        let queued = node_set(start_nodes);
         let rows = self
             .pool
             .query("starting a run", &self.sql.start_run, &[&run_id, &blueprint_id, &context, &queued, &idempotency_key])
@@ -421,10 +431,7 @@ impl RunStore {
 
     /// Undoes a start whose jobs could not be published.
     pub async fn delete_run(&self, run_id: &str) -> CoreResult<()> {
-        let (ctx, st) = (&self.ctx, &self.st);
-        self.pool.query("removing a run", &format!("DELETE FROM {st} WHERE run_id = $1"), &[&run_id]).await?;
-        self.pool.query("removing a run", &format!("DELETE FROM {ctx} WHERE run_id = $1"), &[&run_id]).await?;
-        let _ = &self.sql.delete_run;
+        self.pool.query("removing a run", &self.sql.delete_run, &[&run_id]).await?;
         Ok(())
     }
 
@@ -489,8 +496,7 @@ impl RunStore {
     }
 
     pub async fn add_queued(&self, run_id: &str, nodes: &[String]) -> CoreResult<bool> {
-        let queued: Map<String, Value> = nodes.iter().map(|q| (q.clone(), Value::Bool(true))).collect();
-        let queued = Value::Object(queued).to_string();
+        let queued = node_set(nodes);
         let rows = self.pool.query("queueing nodes", &self.sql.add_queued, &[&run_id, &queued]).await?;
         Ok(!rows.is_empty())
     }

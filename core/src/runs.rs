@@ -164,7 +164,7 @@ impl RunClient {
             return Ok(None);
         }
         let context = view.context.clone().unwrap_or_default();
-        let bp_id = view.blueprint_id.clone().or_else(|| context.get("blueprintId").and_then(Value::as_str).map(String::from));
+        let bp_id = view.blueprint();
         let nodes = match bp_id.as_deref().and_then(|id| self.blueprints.get(id)) {
             Some(bp) => node_states(&bp, &view),
             None => vec![],
@@ -187,23 +187,21 @@ impl RunClient {
 
     /// Enqueues what a run needs to move on: nodes queued but idle for longer
     /// than `stale_after` (their message may be lost), and nodes whose
-    /// predecessors are done but that were never queued (e.g. a join whose
-    /// Redis state was lost). A node lock keeps two reconcilers from both
+    /// predecessors are done but that were never queued (e.g. nodes completed
+    /// by another adapter, without this worker's bookkeeping). A node lock keeps two reconcilers from both
     /// enqueueing it. Returns the enqueued node ids.
     pub async fn reconcile(&self, run_id: &str, stale_after: Duration) -> CoreResult<Vec<String>> {
         self.prepare().await?;
         let view = self.store.view(run_id).await?;
-        let Some(context) = view.context.clone() else {
+        if view.context.is_none() {
             return Err(CoreError::InvalidArgument(format!("cannot reconcile run '{run_id}': it has no context row")));
-        };
+        }
         let status = view.status.clone().unwrap_or_else(|| "running".into());
         if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" {
             return Ok(vec![]);
         }
         let bp_id = view
-            .blueprint_id
-            .clone()
-            .or_else(|| context.get("blueprintId").and_then(Value::as_str).map(String::from))
+            .blueprint()
             .ok_or_else(|| CoreError::InvalidArgument(format!("cannot reconcile run '{run_id}': its blueprint is unknown")))?;
         let bp = self.blueprint(&bp_id)?;
         let frontier = frontier(&bp, &view, stale_after);
@@ -252,7 +250,7 @@ impl RunClient {
             )));
         }
         let mut context = view.context.clone().unwrap_or_default();
-        let bp_id = view.blueprint_id.clone().or_else(|| context.get("blueprintId").and_then(Value::as_str).map(String::from)).unwrap_or_default();
+        let bp_id = view.blueprint().unwrap_or_default();
         let bp = self.blueprint(&bp_id)?;
         let awaiting: Vec<String> = context
             .get("_awaitingNodeIds")
