@@ -63,6 +63,8 @@ pub struct Worker {
     config: WorkerConfig,
     runner: Mutex<Option<Arc<JobRunner>>>,
     shutdown: watch::Sender<bool>,
+    /// How long a stop waits for jobs in flight; set by `stop()`.
+    drain_timeout: Arc<Mutex<Duration>>,
     task: Mutex<Option<JoinHandle<()>>>,
     pub counters: Arc<Counters>,
 }
@@ -70,7 +72,14 @@ pub struct Worker {
 impl Worker {
     pub fn new(runner: JobRunner, config: WorkerConfig) -> Worker {
         let (shutdown, _) = watch::channel(false);
-        Worker { config, runner: Mutex::new(Some(Arc::new(runner))), shutdown, task: Mutex::new(None), counters: Arc::default() }
+        Worker {
+            config,
+            runner: Mutex::new(Some(Arc::new(runner))),
+            shutdown,
+            drain_timeout: Arc::new(Mutex::new(Duration::from_secs(30))),
+            task: Mutex::new(None),
+            counters: Arc::default(),
+        }
     }
 
     /// Prepares the tables, connects, and starts consuming. Errors here (bad
@@ -85,23 +94,22 @@ impl Worker {
             return Err(CoreError::InvalidArgument(format!("concurrency must be between 1 and 10000, got {}", self.config.concurrency)));
         }
         runner.store.prepare_tables(self.config.create_tables).await?;
-        let broker = Arc::new(Broker::connect(&self.config.amqp_url, &self.config.queue).await?);
-        let (channel, consumer) = broker.consume(self.prefetch(), &consumer_tag()).await?;
+        let (broker, channel, consumer) = connect_consumer(&self.config).await?;
         runner.executor.log(Level::Info, "Worker started", json!({ "queue": self.config.queue, "concurrency": self.config.concurrency }));
         tokio::spawn(watch_cancellations(runner.clone(), self.shutdown.subscribe()));
         tokio::spawn(heartbeat(runner.clone(), self.shutdown.subscribe()));
-        let task = tokio::spawn(supervise(runner, self.config.clone(), broker, channel, consumer, self.shutdown.subscribe(), self.counters.clone()));
+        let stop = Stop { signal: self.shutdown.subscribe(), drain_timeout: self.drain_timeout.clone() };
+        let task = tokio::spawn(supervise(runner, self.config.clone(), broker, channel, consumer, stop, self.counters.clone()));
         *self.task.lock().unwrap() = Some(task);
         Ok(())
-    }
-
-    fn prefetch(&self) -> u16 {
-        self.config.concurrency.min(u16::MAX as usize) as u16
     }
 
     /// Stops taking jobs, waits up to `timeout` for jobs in flight, closes the
     /// connection and releases the executor (so JS callbacks are freed).
     pub async fn stop(&self, timeout: Duration) -> CoreResult<()> {
+        // A short grace past the timeout lets nodes aborted at the timeout hand
+        // their jobs back while the channel is still open.
+        *self.drain_timeout.lock().unwrap() = timeout + Duration::from_secs(2);
         let _ = self.shutdown.send(true);
         let task = self.task.lock().unwrap().take();
         if let Some(task) = task {
@@ -156,6 +164,12 @@ async fn watch_cancellations(runner: Arc<JobRunner>, mut shutdown: watch::Receiv
     }
 }
 
+/// How the consumer loop learns it must stop, and how long it may drain.
+struct Stop {
+    signal: watch::Receiver<bool>,
+    drain_timeout: Arc<Mutex<Duration>>,
+}
+
 fn consumer_tag() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!("flowcraft-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
@@ -167,11 +181,11 @@ async fn supervise(
     mut broker: Arc<Broker>,
     mut channel: lapin::Channel,
     mut consumer: lapin::Consumer,
-    mut shutdown: watch::Receiver<bool>,
+    stop: Stop,
     counters: Arc<Counters>,
 ) {
+    let mut shutdown = stop.signal;
     let slots = Arc::new(Semaphore::new(config.concurrency));
-    let drain_timeout = Duration::from_secs(30);
     loop {
         // Consume until shutdown or until the connection drops.
         let stopping = loop {
@@ -207,7 +221,8 @@ async fn supervise(
         };
         if stopping || *shutdown.borrow() {
             let _ = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
-            // Wait for jobs in flight: their acks need the channel open.
+            // Wait for jobs in flight (up to the stop timeout): their acks need the channel open.
+            let drain_timeout = *stop.drain_timeout.lock().unwrap();
             let _ = tokio::time::timeout(drain_timeout, slots.acquire_many(config.concurrency as u32)).await;
             let _ = channel.close(200, "stopping".into()).await;
             broker.close().await;
@@ -287,18 +302,18 @@ async fn handle_delivery(
         Disposition::DeadLetter(reason) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             match broker.dead_letter(&delivery.data, &reason, &delivery.properties).await {
-            Ok(()) => {
-                counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                runner.executor.log(Level::Warn, &format!("Message dead-lettered to {}: {reason}", broker.dead_queue), json!({ "queue": broker.queue }));
-                delivery.acker.ack(BasicAckOptions::default()).await
-            }
-            Err(e) => {
-                runner.executor.log(Level::Error, &format!("Cannot dead-letter a message ({e}); requeueing it"), json!({ "queue": broker.queue }));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                Ok(()) => {
+                    counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    runner.executor.log(Level::Warn, &format!("Message dead-lettered to {}: {reason}", broker.dead_queue), json!({ "queue": broker.queue }));
+                    delivery.acker.ack(BasicAckOptions::default()).await
+                }
+                Err(e) => {
+                    runner.executor.log(Level::Error, &format!("Cannot dead-letter a message ({e}); requeueing it"), json!({ "queue": broker.queue }));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                }
             }
         }
-        },
         Disposition::Requeue => delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
         Disposition::Retry(e) => {
             // Stopping or disconnected: give the job back to the broker.

@@ -624,3 +624,33 @@ fn an_effect_postgresql_refuses_fails_the_run_and_dead_letters_the_job() {
         h.finish().await;
     });
 }
+
+#[test]
+fn stop_waits_for_jobs_in_flight_only_as_long_as_its_timeout() {
+    rt().block_on(async {
+        let bp = json!({ "bp": { "id": "bp", "nodes": [ { "id": "slow", "uses": "ok", "params": { "sleepMs": 8000 } } ], "edges": [] } });
+        let h = Harness::start(bp, RustNodes::default().with("ok", |r| ok(json!(r.node_id)))).await;
+        h.start_run("r1", "bp", &["slow"]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.runs_of("r1", "slow"), 1);
+        let started = std::time::Instant::now();
+        h.worker.stop(Duration::from_millis(500)).await.unwrap();
+        // The 500 ms timeout plus a 2 s grace for aborted nodes, not a fixed drain.
+        assert!(started.elapsed() < Duration::from_secs(4), "stop took {:?}", started.elapsed());
+        // The unfinished job went back to the queue for another worker.
+        let mut waiting = 0;
+        for _ in 0..50 {
+            let conn = lapin::Connection::connect(&amqp(), Default::default()).await.unwrap();
+            let ch = conn.create_channel().await.unwrap();
+            let q = ch.queue_declare(h.queue.as_str().into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, Default::default()).await.unwrap();
+            waiting = q.message_count();
+            let _ = conn.close(200, "bye".into()).await;
+            if waiting == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(waiting, 1);
+        h.finish().await;
+    });
+}
