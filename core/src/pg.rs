@@ -1,7 +1,9 @@
 //! PostgreSQL connection targets and a small shared pool. tokio-postgres
 //! pipelines concurrent queries on one connection, and every statement we run
-//! is a single autocommit statement, so a pool here is a fixed ring of shared
-//! connections (reconnected when closed) with a prepared-statement cache each.
+//! is a single autocommit statement, so a pool here is a set of shared
+//! connections with a prepared-statement cache each. A query goes to the least
+//! busy open connection; a new one (up to `POOL_SIZE`) is opened only when all
+//! are busy, so an idle or lightly loaded process holds one or two.
 
 use crate::error::{CoreError, CoreResult};
 use serde::Deserialize;
@@ -110,6 +112,17 @@ pub fn quote_table(name: &str) -> CoreResult<String> {
 pub struct PgConn {
     client: Client,
     statements: Mutex<HashMap<String, Statement>>,
+    /// Queries in progress on this connection.
+    busy: AtomicUsize,
+}
+
+/// Counts a query in progress for as long as it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PgConn {
@@ -123,6 +136,8 @@ impl PgConn {
     }
 
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let _busy = Busy(&self.busy);
         let stmt = self.statement(sql).await?;
         match self.client.query(&stmt, params).await {
             // A table altered under a cached plan: prepare again once.
@@ -142,11 +157,16 @@ impl PgConn {
 
 pub struct PgPool {
     target: PgTarget,
-    slots: Vec<tokio::sync::Mutex<Option<Arc<PgConn>>>>,
-    next: AtomicUsize,
+    /// Open connections (closed ones are dropped when noticed).
+    conns: Mutex<Vec<Arc<PgConn>>>,
+    /// One connection attempt at a time, so a burst opens what it needs only.
+    growing: tokio::sync::Mutex<()>,
 }
 
 pub const POOL_SIZE: usize = 8;
+
+/// A connection with this many queries in progress counts as busy.
+const BUSY_AT: usize = 2;
 
 impl PgPool {
     /// The process-wide pool for `target`: one per distinct server and user.
@@ -157,11 +177,7 @@ impl PgPool {
         Ok(pools
             .entry(target.clone())
             .or_insert_with(|| {
-                Arc::new(PgPool {
-                    target: target.clone(),
-                    slots: (0..POOL_SIZE).map(|_| tokio::sync::Mutex::new(None)).collect(),
-                    next: AtomicUsize::new(0),
-                })
+                Arc::new(PgPool { target: target.clone(), conns: Mutex::new(Vec::new()), growing: tokio::sync::Mutex::new(()) })
             })
             .clone())
     }
@@ -174,20 +190,36 @@ impl PgPool {
         &self.target
     }
 
-    pub async fn conn(&self) -> CoreResult<Arc<PgConn>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let mut slot = self.slots[i].lock().await;
-        if let Some(c) = slot.as_ref() {
-            if !c.client.is_closed() {
-                return Ok(c.clone());
-            }
-        }
-        let conn = Arc::new(self.connect().await?);
-        *slot = Some(conn.clone());
-        Ok(conn)
+    /// The least busy open connection, and whether the pool should grow.
+    fn pick(&self) -> (Option<Arc<PgConn>>, bool) {
+        let mut conns = self.conns.lock().unwrap();
+        conns.retain(|c| !c.client.is_closed());
+        let best = conns.iter().min_by_key(|c| c.busy.load(Ordering::Relaxed)).cloned();
+        let grow = conns.len() < POOL_SIZE && best.as_ref().is_none_or(|c| c.busy.load(Ordering::Relaxed) >= BUSY_AT);
+        (best, grow)
     }
 
-    /// A connection of its own, outside the ring (for LISTEN or transactions).
+    pub async fn conn(&self) -> CoreResult<Arc<PgConn>> {
+        if let (Some(c), false) = self.pick() {
+            return Ok(c);
+        }
+        let _growing = self.growing.lock().await;
+        // Another task may have grown the pool while this one waited.
+        match self.pick() {
+            (Some(c), false) => Ok(c),
+            (best, _) => match self.connect().await {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    self.conns.lock().unwrap().push(c.clone());
+                    Ok(c)
+                }
+                // A busy connection beats none when the server refuses more.
+                Err(e) => best.ok_or(e),
+            },
+        }
+    }
+
+    /// A connection of its own, outside the pool (for transactions).
     pub async fn connect(&self) -> CoreResult<PgConn> {
         let config = self.target.config()?;
         let (client, connection) = config
@@ -197,7 +229,7 @@ impl PgPool {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(PgConn { client, statements: Mutex::new(HashMap::new()) })
+        Ok(PgConn { client, statements: Mutex::new(HashMap::new()), busy: AtomicUsize::new(0) })
     }
 
     /// Runs one statement on a pooled connection.
