@@ -294,6 +294,11 @@ async fn handle_delivery(
             other => break other,
         }
     };
+    // The job's work is done; only its acknowledgement remains. Counted here,
+    // before the counters below, so stats never show a job both finished and
+    // in flight.
+    counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    counters.record(started.elapsed().as_secs_f64() * 1000.0);
     let outcome = match disposition {
         Disposition::Ack => {
             counters.processed.fetch_add(1, Ordering::Relaxed);
@@ -321,8 +326,6 @@ async fn handle_delivery(
             delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
         }
     };
-    counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-    counters.record(started.elapsed().as_secs_f64() * 1000.0);
     if let Err(e) = outcome {
         // The channel is gone; the broker redelivers the message to someone.
         runner.executor.log(Level::Warn, &format!("Cannot acknowledge a message ({e}); it will be redelivered"), json!({ "queue": broker.queue }));
