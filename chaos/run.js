@@ -78,6 +78,17 @@ function progress(label) {
 	}
 }
 
+/** A phase's fault, done four times 800 ms apart while the phase's runs go on. */
+function fourTimes(fault) {
+	return async (hh, state) => {
+		for (let i = 0; i < 4 && !state.done; i++) {
+			await sleep(800)
+			if (state.done) break
+			await fault(hh)
+		}
+	}
+}
+
 async function main() {
 	const t0 = Date.now()
 	const h = (harness = new Chaos({ label: 'full', workers: 3, log }))
@@ -175,14 +186,7 @@ async function main() {
 		startOverMs: 3000,
 		runExtra: () => ({ delays: SLOW }),
 		faults: { service: true },
-		chaos: async (hh, state) => {
-			for (let i = 0; i < 4 && !state.done; i++) {
-				await sleep(800)
-				if (state.done) break
-				const n = await hh.terminatePgBackends()
-				log(`terminated ${n} PostgreSQL backends of the workers`)
-			}
-		},
+		chaos: fourTimes(async (hh) => log(`terminated ${await hh.terminatePgBackends()} PostgreSQL backends of the workers`)),
 	})
 
 	// 4. Redis clients killed mid-run
@@ -192,14 +196,7 @@ async function main() {
 		startOverMs: 3000,
 		runExtra: () => ({ delays: SLOW }),
 		faults: { service: true },
-		chaos: async (hh, state) => {
-			for (let i = 0; i < 4 && !state.done; i++) {
-				await sleep(800)
-				if (state.done) break
-				const n = await hh.killRedisClients()
-				log(`killed ${n} Redis clients of the workers`)
-			}
-		},
+		chaos: fourTimes(async (hh) => log(`killed ${await hh.killRedisClients()} Redis clients of the workers`)),
 	})
 
 	// 5. redelivery cases, with the poison job
