@@ -8,27 +8,27 @@
 
 /** Every stable `code` carried by errors of this package. */
 export type ErrorCode =
-  | 'ERR_INVALID_ARGUMENT'
-  | 'ERR_INVALID_TABLE_NAME'
-  | 'ERR_INVALID_BLUEPRINT'
-  | 'ERR_NOT_SERIALIZABLE'
-  | 'ERR_NOT_IMPLEMENTED'
-  | 'ERR_AMQP_CREDENTIALS'
-  | 'ERR_NATIVE_MISSING'
-  | 'ERR_WORKER_STATE'
-  | 'ERR_NODE_TIMEOUT'
-  | 'ERR_NODE_CANCELLED'
-  | 'ERR_RUN_CANCELLED'
-  | 'ERR_UNKNOWN_BLUEPRINT'
-  | 'ERR_TIMEOUT'
-  | 'ERR_PG_CONNECT'
-  | 'ERR_PG'
-  | 'ERR_REDIS_CONNECT'
-  | 'ERR_REDIS'
-  | 'ERR_AMQP_CONNECT'
-  | 'ERR_AMQP'
-  | 'ERR_INVALID_JSON'
-  | 'ERR_UNSUPPORTED'
+	| 'ERR_INVALID_ARGUMENT'
+	| 'ERR_INVALID_TABLE_NAME'
+	| 'ERR_INVALID_BLUEPRINT'
+	| 'ERR_NOT_SERIALIZABLE'
+	| 'ERR_NOT_IMPLEMENTED'
+	| 'ERR_AMQP_CREDENTIALS'
+	| 'ERR_NATIVE_MISSING'
+	| 'ERR_WORKER_STATE'
+	| 'ERR_NODE_TIMEOUT'
+	| 'ERR_NODE_CANCELLED'
+	| 'ERR_RUN_CANCELLED'
+	| 'ERR_UNKNOWN_BLUEPRINT'
+	| 'ERR_TIMEOUT'
+	| 'ERR_PG_CONNECT'
+	| 'ERR_PG'
+	| 'ERR_REDIS_CONNECT'
+	| 'ERR_REDIS'
+	| 'ERR_AMQP_CONNECT'
+	| 'ERR_AMQP'
+	| 'ERR_INVALID_JSON'
+	| 'ERR_UNSUPPORTED'
 
 /**
  * The error codes by name, e.g. `if (err.code === ErrorCodes.PG_CONNECT)`.
@@ -51,32 +51,32 @@ export type ErrorCode =
  * - `ERR_UNSUPPORTED`: an operation the native core does not support.
  */
 export declare const ErrorCodes: {
-  readonly INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT'
-  readonly INVALID_TABLE_NAME: 'ERR_INVALID_TABLE_NAME'
-  readonly INVALID_BLUEPRINT: 'ERR_INVALID_BLUEPRINT'
-  readonly NOT_SERIALIZABLE: 'ERR_NOT_SERIALIZABLE'
-  readonly NOT_IMPLEMENTED: 'ERR_NOT_IMPLEMENTED'
-  readonly AMQP_CREDENTIALS: 'ERR_AMQP_CREDENTIALS'
-  readonly NATIVE_MISSING: 'ERR_NATIVE_MISSING'
-  readonly WORKER_STATE: 'ERR_WORKER_STATE'
-  readonly NODE_TIMEOUT: 'ERR_NODE_TIMEOUT'
-  readonly NODE_CANCELLED: 'ERR_NODE_CANCELLED'
-  readonly RUN_CANCELLED: 'ERR_RUN_CANCELLED'
-  readonly UNKNOWN_BLUEPRINT: 'ERR_UNKNOWN_BLUEPRINT'
-  readonly TIMEOUT: 'ERR_TIMEOUT'
-  readonly PG_CONNECT: 'ERR_PG_CONNECT'
-  readonly PG: 'ERR_PG'
-  readonly REDIS_CONNECT: 'ERR_REDIS_CONNECT'
-  readonly REDIS: 'ERR_REDIS'
-  readonly AMQP_CONNECT: 'ERR_AMQP_CONNECT'
-  readonly AMQP: 'ERR_AMQP'
-  readonly INVALID_JSON: 'ERR_INVALID_JSON'
-  readonly UNSUPPORTED: 'ERR_UNSUPPORTED'
+	readonly INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT'
+	readonly INVALID_TABLE_NAME: 'ERR_INVALID_TABLE_NAME'
+	readonly INVALID_BLUEPRINT: 'ERR_INVALID_BLUEPRINT'
+	readonly NOT_SERIALIZABLE: 'ERR_NOT_SERIALIZABLE'
+	readonly NOT_IMPLEMENTED: 'ERR_NOT_IMPLEMENTED'
+	readonly AMQP_CREDENTIALS: 'ERR_AMQP_CREDENTIALS'
+	readonly NATIVE_MISSING: 'ERR_NATIVE_MISSING'
+	readonly WORKER_STATE: 'ERR_WORKER_STATE'
+	readonly NODE_TIMEOUT: 'ERR_NODE_TIMEOUT'
+	readonly NODE_CANCELLED: 'ERR_NODE_CANCELLED'
+	readonly RUN_CANCELLED: 'ERR_RUN_CANCELLED'
+	readonly UNKNOWN_BLUEPRINT: 'ERR_UNKNOWN_BLUEPRINT'
+	readonly TIMEOUT: 'ERR_TIMEOUT'
+	readonly PG_CONNECT: 'ERR_PG_CONNECT'
+	readonly PG: 'ERR_PG'
+	readonly REDIS_CONNECT: 'ERR_REDIS_CONNECT'
+	readonly REDIS: 'ERR_REDIS'
+	readonly AMQP_CONNECT: 'ERR_AMQP_CONNECT'
+	readonly AMQP: 'ERR_AMQP'
+	readonly INVALID_JSON: 'ERR_INVALID_JSON'
+	readonly UNSUPPORTED: 'ERR_UNSUPPORTED'
 }
 
 /** The shape of every error this package throws or rejects with. */
 export interface AdapterError extends Error {
-  code: ErrorCode
+	code: ErrorCode
 }
 
 // ───────────────────────────────────────────────────────────────── context
@@ -90,40 +90,40 @@ export type PatchOperation = { op: 'set'; key: string; value: any } | { op: 'del
  * Values are anything JSON can hold.
  */
 export interface IAsyncContext<TContext extends Record<string, any> = Record<string, any>> {
-  readonly type: 'async'
-  /** The value of `key`, or `undefined` when it is missing. */
-  get<K extends keyof TContext>(key: K): Promise<TContext[K] | undefined>
-  get(key: string): Promise<any | undefined>
-  /** Stores a value; `undefined` is stored as `null`. */
-  set<K extends keyof TContext>(key: K, value: TContext[K]): Promise<void>
-  set(key: string, value: any): Promise<void>
-  has<K extends keyof TContext>(key: K): Promise<boolean>
-  has(key: string): Promise<boolean>
-  /** Removes `key`; resolves to `true` only when it existed. */
-  delete<K extends keyof TContext>(key: K): Promise<boolean>
-  delete(key: string): Promise<boolean>
-  /** The whole state as a plain object. */
-  toJSON(): Promise<Record<string, any>>
-  /** Applies the operations atomically, in order. */
-  patch(operations: PatchOperation[]): Promise<void>
+	readonly type: 'async'
+	/** The value of `key`, or `undefined` when it is missing. */
+	get<K extends keyof TContext>(key: K): Promise<TContext[K] | undefined>
+	get(key: string): Promise<any | undefined>
+	/** Stores a value; `undefined` is stored as `null`. */
+	set<K extends keyof TContext>(key: K, value: TContext[K]): Promise<void>
+	set(key: string, value: any): Promise<void>
+	has<K extends keyof TContext>(key: K): Promise<boolean>
+	has(key: string): Promise<boolean>
+	/** Removes `key`; resolves to `true` only when it existed. */
+	delete<K extends keyof TContext>(key: K): Promise<boolean>
+	delete(key: string): Promise<boolean>
+	/** The whole state as a plain object. */
+	toJSON(): Promise<Record<string, any>>
+	/** Applies the operations atomically, in order. */
+	patch(operations: PatchOperation[]): Promise<void>
 }
 
 /** A PostgreSQL config object, as `pg` takes it. Missing fields fall back to PG* environment variables and pg's defaults. */
 export interface PgConfigLike {
-  connectionString?: string
-  host?: string
-  port?: number | string
-  user?: string
-  /** A string, or pg's password function (called once before connecting). */
-  password?: string | (() => string | Promise<string>)
-  database?: string
-  /** Truthy → TLS (`ssl: true`). */
-  ssl?: boolean | object
+	connectionString?: string
+	host?: string
+	port?: number | string
+	user?: string
+	/** A string, or pg's password function (called once before connecting). */
+	password?: string | (() => string | Promise<string>)
+	database?: string
+	/** Truthy → TLS (`ssl: true`). */
+	ssl?: boolean | object
 }
 
 /** A `pg.Pool`: only its `options` are read. */
 export interface PgPoolLike {
-  options: PgConfigLike
+	options: PgConfigLike
 }
 
 /**
@@ -134,10 +134,10 @@ export interface PgPoolLike {
 export type PgClientInput = string | PgConfigLike | PgPoolLike
 
 export interface PostgresContextOptions {
-  /** A `pg.Client`, `pg.Pool`, `postgres://` URL or pg config object. */
-  client: PgClientInput
-  /** `name` or `schema.name` of a table `(run_id TEXT PRIMARY KEY, context_data JSONB)`. */
-  tableName: string
+	/** A `pg.Client`, `pg.Pool`, `postgres://` URL or pg config object. */
+	client: PgClientInput
+	/** `name` or `schema.name` of a table `(run_id TEXT PRIMARY KEY, context_data JSONB)`. */
+	tableName: string
 }
 
 /**
@@ -148,62 +148,62 @@ export interface PostgresContextOptions {
  * options, `ERR_INVALID_TABLE_NAME` for a bad `tableName` (at construction).
  */
 export declare class PostgresContext<TContext extends Record<string, any> = Record<string, any>>
-  implements IAsyncContext<TContext>
+	implements IAsyncContext<TContext>
 {
-  constructor(runId: string, options: PostgresContextOptions)
-  readonly type: 'async'
-  readonly runId: string
-  readonly tableName: string
-  get<K extends keyof TContext>(key: K): Promise<TContext[K] | undefined>
-  get(key: string): Promise<any | undefined>
-  /** @throws {AdapterError} `ERR_NOT_SERIALIZABLE` (naming the key) for BigInt, cycles, functions. */
-  set<K extends keyof TContext>(key: K, value: TContext[K]): Promise<void>
-  set(key: string, value: any): Promise<void>
-  has<K extends keyof TContext>(key: K): Promise<boolean>
-  has(key: string): Promise<boolean>
-  delete<K extends keyof TContext>(key: K): Promise<boolean>
-  delete(key: string): Promise<boolean>
-  /** `{}` when the run has no row yet. */
-  toJSON(): Promise<Record<string, any>>
-  /** Atomic: one statement. Works on a run with no row yet. */
-  patch(operations: PatchOperation[]): Promise<void>
+	constructor(runId: string, options: PostgresContextOptions)
+	readonly type: 'async'
+	readonly runId: string
+	readonly tableName: string
+	get<K extends keyof TContext>(key: K): Promise<TContext[K] | undefined>
+	get(key: string): Promise<any | undefined>
+	/** @throws {AdapterError} `ERR_NOT_SERIALIZABLE` (naming the key) for BigInt, cycles, functions. */
+	set<K extends keyof TContext>(key: K, value: TContext[K]): Promise<void>
+	set(key: string, value: any): Promise<void>
+	has<K extends keyof TContext>(key: K): Promise<boolean>
+	has(key: string): Promise<boolean>
+	delete<K extends keyof TContext>(key: K): Promise<boolean>
+	delete(key: string): Promise<boolean>
+	/** `{}` when the run has no row yet. */
+	toJSON(): Promise<Record<string, any>>
+	/** Atomic: one statement. Works on a run with no row yet. */
+	patch(operations: PatchOperation[]): Promise<void>
 }
 
 // ───────────────────────────────────────────────────────────────── coordination
 
 /** Flowcraft's coordination store interface (fan-in counters and locks). */
 export interface ICoordinationStore {
-  /** Atomically increments `key`, sets its TTL, and returns the new value. */
-  increment(key: string, ttlSeconds: number): Promise<number>
-  /** Sets `key` only if it does not exist; `true` when it was set. */
-  setIfNotExist(key: string, value: string, ttlSeconds: number): Promise<boolean>
-  /** Resets the TTL of an existing key; `false` when the key does not exist. */
-  extendTTL(key: string, ttlSeconds: number): Promise<boolean>
-  delete(key: string): Promise<void>
-  /** The value, or `undefined` when the key does not exist. */
-  get(key: string): Promise<string | undefined>
+	/** Atomically increments `key`, sets its TTL, and returns the new value. */
+	increment(key: string, ttlSeconds: number): Promise<number>
+	/** Sets `key` only if it does not exist; `true` when it was set. */
+	setIfNotExist(key: string, value: string, ttlSeconds: number): Promise<boolean>
+	/** Resets the TTL of an existing key; `false` when the key does not exist. */
+	extendTTL(key: string, ttlSeconds: number): Promise<boolean>
+	delete(key: string): Promise<void>
+	/** The value, or `undefined` when the key does not exist. */
+	get(key: string): Promise<string | undefined>
 }
 
 /** ioredis-style connection options (also what an ioredis instance keeps in `.options`). */
 export interface RedisOptionsLike {
-  /** `redis://` or `rediss://` URL; when set, the other fields are ignored. */
-  url?: string
-  host?: string
-  port?: number
-  username?: string | null
-  password?: string | null
-  db?: number
-  /** Truthy → TLS. */
-  tls?: boolean | object
-  /** A Unix socket path. */
-  path?: string
-  /** Prepended to every key, as ioredis does. */
-  keyPrefix?: string
+	/** `redis://` or `rediss://` URL; when set, the other fields are ignored. */
+	url?: string
+	host?: string
+	port?: number
+	username?: string | null
+	password?: string | null
+	db?: number
+	/** Truthy → TLS. */
+	tls?: boolean | object
+	/** A Unix socket path. */
+	path?: string
+	/** Prepended to every key, as ioredis does. */
+	keyPrefix?: string
 }
 
 /** An `ioredis` instance: only its `options` are read. */
 export interface IORedisLike {
-  options: RedisOptionsLike
+	options: RedisOptionsLike
 }
 
 /** Where Redis is: an ioredis instance, a `redis://` / `rediss://` URL, or an options object. */
@@ -216,68 +216,68 @@ export type RedisInput = string | IORedisLike | RedisOptionsLike
  * multiplexed connection per target, which reconnects by itself.
  */
 export declare class RedisCoordinationStore implements ICoordinationStore {
-  /** @throws {AdapterError} `ERR_INVALID_ARGUMENT`; `ERR_NOT_IMPLEMENTED` for Redis Cluster / Sentinel. */
-  constructor(redis: RedisInput)
-  private readonly _nativeTarget: unknown
-  increment(key: string, ttlSeconds: number): Promise<number>
-  /** A non-string `value` is stored as `String(value)` (primitives) or JSON (objects). */
-  setIfNotExist(key: string, value: string | number | boolean | object, ttlSeconds: number): Promise<boolean>
-  extendTTL(key: string, ttlSeconds: number): Promise<boolean>
-  delete(key: string): Promise<void>
-  get(key: string): Promise<string | undefined>
+	/** @throws {AdapterError} `ERR_INVALID_ARGUMENT`; `ERR_NOT_IMPLEMENTED` for Redis Cluster / Sentinel. */
+	constructor(redis: RedisInput)
+	private readonly _nativeTarget: unknown
+	increment(key: string, ttlSeconds: number): Promise<number>
+	/** A non-string `value` is stored as `String(value)` (primitives) or JSON (objects). */
+	setIfNotExist(key: string, value: string | number | boolean | object, ttlSeconds: number): Promise<boolean>
+	extendTTL(key: string, ttlSeconds: number): Promise<boolean>
+	delete(key: string): Promise<void>
+	get(key: string): Promise<string | undefined>
 }
 
 // ───────────────────────────────────────────────────────────────── workflows
 
 /** Resiliency settings of a node. */
 export interface NodeConfig {
-  /** Attempts in all (default 1). */
-  maxRetries?: number
-  /** Milliseconds between attempts. */
-  retryDelay?: number
-  /** Milliseconds per attempt; then the node's `signal` is aborted and the attempt fails. */
-  timeout?: number
-  /** What runs when the node still fails after its retries. */
-  fallback?: string
-  /** How a node with several predecessors starts: when all arrived (default) or on the first. */
-  joinStrategy?: 'all' | 'any'
+	/** Attempts in all (default 1). */
+	maxRetries?: number
+	/** Milliseconds between attempts. */
+	retryDelay?: number
+	/** Milliseconds per attempt; then the node's `signal` is aborted and the attempt fails. */
+	timeout?: number
+	/** What runs when the node still fails after its retries. */
+	fallback?: string
+	/** How a node with several predecessors starts: when all arrived (default) or on the first. */
+	joinStrategy?: 'all' | 'any'
 }
 
 /** One step of a blueprint. */
 export interface NodeDefinition {
-  id: string
-  /** The registry key of the implementation. */
-  uses: string
-  params?: Record<string, any>
-  /** Maps context data to the node's `input`: a key, or an object of keys. */
-  inputs?: string | Record<string, string>
-  config?: NodeConfig
+	id: string
+	/** The registry key of the implementation. */
+	uses: string
+	params?: Record<string, any>
+	/** Maps context data to the node's `input`: a key, or an object of keys. */
+	inputs?: string | Record<string, string>
+	config?: NodeConfig
 }
 
 /** A connection between two nodes. */
 export interface EdgeDefinition {
-  source: string
-  target: string
-  /** Taken when the source returns this `action`. */
-  action?: string
-  /** Taken only when this expression is truthy over `{ ...context, result }`. */
-  condition?: string
-  /** The target's input: this expression over `{ input, context }`. */
-  transform?: string
+	source: string
+	target: string
+	/** Taken when the source returns this `action`. */
+	action?: string
+	/** Taken only when this expression is truthy over `{ ...context, result }`. */
+	condition?: string
+	/** The target's input: this expression over `{ input, context }`. */
+	transform?: string
 }
 
 export interface WorkflowBlueprintMetadata {
-  /** Stored with each run; a job whose run was started with another version is refused. */
-  version?: string
-  [key: string]: any
+	/** Stored with each run; a job whose run was started with another version is refused. */
+	version?: string
+	[key: string]: any
 }
 
 /** A serialisable workflow: nodes and edges. */
 export interface WorkflowBlueprint {
-  id: string
-  nodes: NodeDefinition[]
-  edges: EdgeDefinition[]
-  metadata?: WorkflowBlueprintMetadata
+	id: string
+	nodes: NodeDefinition[]
+	edges: EdgeDefinition[]
+	metadata?: WorkflowBlueprintMetadata
 }
 
 /** Alias of {@link WorkflowBlueprint}. */
@@ -285,18 +285,18 @@ export type Blueprint = WorkflowBlueprint
 
 /** What a node returns. `output` is stored as `_outputs.<nodeId>`; `action` selects edges. */
 export interface NodeResult<TOutput = any, TAction extends string = string> {
-  output?: TOutput
-  action?: TAction
-  /** Accepted for compatibility with Flowcraft's type; not used for routing. */
-  error?: { message: string; [key: string]: any }
+	output?: TOutput
+	action?: TAction
+	/** Accepted for compatibility with Flowcraft's type; not used for routing. */
+	error?: { message: string; [key: string]: any }
 }
 
 /** Flowcraft's logger interface. */
 export interface ILogger {
-  debug(message: string, meta?: Record<string, any>): void
-  info(message: string, meta?: Record<string, any>): void
-  warn(message: string, meta?: Record<string, any>): void
-  error(message: string, meta?: Record<string, any>): void
+	debug(message: string, meta?: Record<string, any>): void
+	info(message: string, meta?: Record<string, any>): void
+	warn(message: string, meta?: Record<string, any>): void
+	error(message: string, meta?: Record<string, any>): void
 }
 /** Alias of {@link ILogger}. */
 export type Logger = ILogger
@@ -306,54 +306,56 @@ export type Logger = ILogger
  * with Flowcraft's payloads, and worker events from the core (`job:*`, `workflow:*`).
  */
 export interface FlowcraftEvent {
-  type: string
-  payload: Record<string, any>
+	type: string
+	payload: Record<string, any>
 }
 
 /** Receives events; a rejection or throw is logged, never fails a job. */
 export interface IEventBus {
-  emit(event: FlowcraftEvent): void | Promise<void>
+	emit(event: FlowcraftEvent): void | Promise<void>
 }
 /** Alias of {@link IEventBus}. */
 export type EventBus = IEventBus
 
 /** Evaluates edge `condition` and `transform` expressions (replaces the built-in property-path evaluator). */
 export interface IEvaluator {
-  evaluate(expression: string, context: Record<string, any>): any
+	evaluate(expression: string, context: Record<string, any>): any
 }
 /** Alias of {@link IEvaluator}. */
 export type Evaluator = IEvaluator
 
 /** What every node receives. */
 export interface NodeContext<
-  TContext extends Record<string, any> = Record<string, any>,
-  TDependencies extends Record<string, any> = Record<string, any>,
-  TInput = any,
+	TContext extends Record<string, any> = Record<string, any>,
+	TDependencies extends Record<string, any> = Record<string, any>,
+	TInput = any,
 > {
-  /** The run's state as read when the job started, plus this node's own writes. */
-  context: IAsyncContext<TContext>
-  /** The node's input (its `inputs` mapping, or what its predecessor passed). */
-  input?: TInput
-  /** The node's static `params` from the blueprint. */
-  params: Record<string, any>
-  /** `runtimeOptions.dependencies`, plus the logger and the adapter. */
-  dependencies: TDependencies & { logger: ILogger; adapter: RabbitMqAdapter }
-  /**
-   * Aborted when an attempt times out (`reason.code` `ERR_NODE_TIMEOUT`), when the
-   * worker stops and its stop timeout has passed (`ERR_NODE_CANCELLED`), or when the
-   * run is cancelled with `cancelRun()` (`ERR_RUN_CANCELLED`).
-   */
-  signal: AbortSignal
+	/** The run's state as read when the job started, plus this node's own writes. */
+	context: IAsyncContext<TContext>
+	/** The node's input (its `inputs` mapping, or what its predecessor passed). */
+	input?: TInput
+	/** The node's static `params` from the blueprint. */
+	params: Record<string, any>
+	/** `runtimeOptions.dependencies`, plus the logger and the adapter. */
+	dependencies: TDependencies & { logger: ILogger; adapter: RabbitMqAdapter }
+	/**
+	 * Aborted when an attempt times out (`reason.code` `ERR_NODE_TIMEOUT`), when the
+	 * worker stops and its stop timeout has passed (`ERR_NODE_CANCELLED`), or when the
+	 * run is cancelled with `cancelRun()` (`ERR_RUN_CANCELLED`).
+	 */
+	signal: AbortSignal
 }
 
 /** A node as a function. It may be sync or async. */
 export type NodeFunction<
-  TContext extends Record<string, any> = Record<string, any>,
-  TDependencies extends Record<string, any> = Record<string, any>,
-  TInput = any,
-  TOutput = any,
-  TAction extends string = string,
-> = (context: NodeContext<TContext, TDependencies, TInput>) => Promise<NodeResult<TOutput, TAction>> | NodeResult<TOutput, TAction>
+	TContext extends Record<string, any> = Record<string, any>,
+	TDependencies extends Record<string, any> = Record<string, any>,
+	TInput = any,
+	TOutput = any,
+	TAction extends string = string,
+> = (
+	context: NodeContext<TContext, TDependencies, TInput>,
+) => Promise<NodeResult<TOutput, TAction>> | NodeResult<TOutput, TAction>
 
 /**
  * A node class instance (e.g. a subclass of Flowcraft's `BaseNode`). Only `exec` is
@@ -361,27 +363,39 @@ export type NodeFunction<
  * → `post`; `recover` runs last whenever any of them failed.
  */
 export interface NodeInstance<
-  TContext extends Record<string, any> = Record<string, any>,
-  TDependencies extends Record<string, any> = Record<string, any>,
-  TInput = any,
-  TOutput = any,
-  TAction extends string = string,
+	TContext extends Record<string, any> = Record<string, any>,
+	TDependencies extends Record<string, any> = Record<string, any>,
+	TInput = any,
+	TOutput = any,
+	TAction extends string = string,
 > {
-  prep?(context: NodeContext<TContext, TDependencies, TInput>): any
-  exec(prepResult: any, context: NodeContext<TContext, TDependencies, TInput>): Promise<Omit<NodeResult<TOutput, TAction>, 'error'>> | Omit<NodeResult<TOutput, TAction>, 'error'>
-  post?(execResult: Omit<NodeResult<TOutput, TAction>, 'error'>, context: NodeContext<TContext, TDependencies, TInput>): Promise<NodeResult<TOutput, TAction>> | NodeResult<TOutput, TAction>
-  fallback?(error: Error, context: NodeContext<TContext, TDependencies, TInput>): Promise<Omit<NodeResult<TOutput, TAction>, 'error'>> | Omit<NodeResult<TOutput, TAction>, 'error'>
-  recover?(error: Error, context: NodeContext<TContext, TDependencies, TInput>): Promise<void> | void
+	prep?(context: NodeContext<TContext, TDependencies, TInput>): any
+	exec(
+		prepResult: any,
+		context: NodeContext<TContext, TDependencies, TInput>,
+	): Promise<Omit<NodeResult<TOutput, TAction>, 'error'>> | Omit<NodeResult<TOutput, TAction>, 'error'>
+	post?(
+		execResult: Omit<NodeResult<TOutput, TAction>, 'error'>,
+		context: NodeContext<TContext, TDependencies, TInput>,
+	): Promise<NodeResult<TOutput, TAction>> | NodeResult<TOutput, TAction>
+	fallback?(
+		error: Error,
+		context: NodeContext<TContext, TDependencies, TInput>,
+	): Promise<Omit<NodeResult<TOutput, TAction>, 'error'>> | Omit<NodeResult<TOutput, TAction>, 'error'>
+	recover?(error: Error, context: NodeContext<TContext, TDependencies, TInput>): Promise<void> | void
 }
 
 /** A node class: constructed as `new Impl(params, nodeId)` for each execution. */
 export type NodeClass<
-  TContext extends Record<string, any> = Record<string, any>,
-  TDependencies extends Record<string, any> = Record<string, any>,
-  TInput = any,
-  TOutput = any,
-  TAction extends string = string,
-> = new (params?: Record<string, any>, nodeId?: string) => NodeInstance<TContext, TDependencies, TInput, TOutput, TAction>
+	TContext extends Record<string, any> = Record<string, any>,
+	TDependencies extends Record<string, any> = Record<string, any>,
+	TInput = any,
+	TOutput = any,
+	TAction extends string = string,
+> = new (
+	params?: Record<string, any>,
+	nodeId?: string,
+) => NodeInstance<TContext, TDependencies, TInput, TOutput, TAction>
 
 export type NodeImplementation = NodeFunction<any, any, any, any, any> | NodeClass<any, any, any, any, any>
 
@@ -390,84 +404,89 @@ export type NodeRegistry = Record<string, NodeImplementation>
 
 /** Hooks around every node execution, composed as Flowcraft composes them (the first middleware is outermost). */
 export interface Middleware<TContext extends Record<string, any> = Record<string, any>> {
-  beforeNode?(ctx: IAsyncContext<TContext>, nodeId: string): void | Promise<void>
-  afterNode?(ctx: IAsyncContext<TContext>, nodeId: string, result: NodeResult | undefined, error: Error | undefined): void | Promise<void>
-  aroundNode?(ctx: IAsyncContext<TContext>, nodeId: string, next: () => Promise<NodeResult>): Promise<NodeResult>
+	beforeNode?(ctx: IAsyncContext<TContext>, nodeId: string): void | Promise<void>
+	afterNode?(
+		ctx: IAsyncContext<TContext>,
+		nodeId: string,
+		result: NodeResult | undefined,
+		error: Error | undefined,
+	): void | Promise<void>
+	aroundNode?(ctx: IAsyncContext<TContext>, nodeId: string, next: () => Promise<NodeResult>): Promise<NodeResult>
 }
 
 /** The Flowcraft runtime options the worker uses. */
 export interface RuntimeOptions<TDependencies extends Record<string, any> = Record<string, any>> {
-  /** `uses` key → node function or class. */
-  registry: NodeRegistry | Map<string, NodeImplementation>
-  /** Blueprint id → blueprint. Jobs name their blueprint by this id. */
-  blueprints: Record<string, WorkflowBlueprint>
-  /** Passed to every node as `dependencies` (with `logger` and `adapter` added). */
-  dependencies?: TDependencies
-  /** Default: console, prefixed `[flowcraft-rabbitmq]`, debug silent. */
-  logger?: ILogger
-  /** Replaces the built-in property-path evaluator for conditions and transforms. */
-  evaluator?: IEvaluator
-  middleware?: Middleware[]
-  /** Receives node events (and worker events when no adapter-level `eventBus` is given). */
-  eventBus?: IEventBus
+	/** `uses` key → node function or class. */
+	registry: NodeRegistry | Map<string, NodeImplementation>
+	/** Blueprint id → blueprint. Jobs name their blueprint by this id. */
+	blueprints: Record<string, WorkflowBlueprint>
+	/** Passed to every node as `dependencies` (with `logger` and `adapter` added). */
+	dependencies?: TDependencies
+	/** Default: console, prefixed `[flowcraft-rabbitmq]`, debug silent. */
+	logger?: ILogger
+	/** Replaces the built-in property-path evaluator for conditions and transforms. */
+	evaluator?: IEvaluator
+	middleware?: Middleware[]
+	/** Receives node events (and worker events when no adapter-level `eventBus` is given). */
+	eventBus?: IEventBus
 }
 
 // ───────────────────────────────────────────────────────────────── adapter options
 
 /** An amqplib connection (`await amqplib.connect(url)`): host and port are read from its socket. */
 export interface AmqpConnectionLike {
-  connection: object
+	connection: object
 }
 
 export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any> = Record<string, any>> {
-  /**
-   * An amqplib connection, or an `amqp://` / `amqps://` URL. amqplib does not keep
-   * credentials or the vhost, so for a connection they come from `amqpUrl`, else the
-   * `RABBITMQ_URL` / `AMQP_URL` environment variable, else `guest:guest` and `/` on a
-   * loopback host (otherwise the constructor throws `ERR_AMQP_CREDENTIALS`).
-   */
-  amqpConnection: AmqpConnectionLike | string
-  /** Credentials (and vhost) for an amqplib `amqpConnection`. */
-  amqpUrl?: string
-  /** A `pg.Client`, `pg.Pool`, `postgres://` URL or pg config object. */
-  pgClient: PgClientInput
-  /**
-   * A `RedisCoordinationStore` of this package (used natively), or any object
-   * implementing Flowcraft's `ICoordinationStore` (called back from the core). It
-   * holds the worker's delivery counters and reconcile's node locks; fan-in joins
-   * live in the run's status row, committed with each predecessor's output.
-   */
-  coordinationStore: RedisCoordinationStore | ICoordinationStore
-  /** Durable queue to consume. Default `flowcraft-queue`; refused messages go to `<queueName>.dead`. */
-  queueName?: string
-  /** Default `flowcraft_contexts`. */
-  contextTableName?: string
-  /** Default `flowcraft_statuses`. */
-  statusTableName?: string
-  /** Jobs run at once by this worker. Default 64. */
-  concurrency?: number
-  /**
-   * How many times a job may be started and lose its worker (killed, or its
-   * connection lost) before it is dead-lettered as poison and its run fails.
-   * Jobs redelivered after a crash run alone, so only the culprit is counted.
-   * Default 20.
-   */
-  maxDeliveries?: number
-  /** Create missing tables and columns at `start()`. Default true. */
-  createTables?: boolean
-  /** Default time `stop()` waits for jobs in flight. Default 30000 ms. */
-  stopTimeoutMs?: number
-  /**
-   * Default false. When true, `start()` installs SIGTERM and SIGINT listeners: the
-   * first signal calls `stop()` (jobs in flight drain), then the listeners are removed
-   * and the signal is raised again, so the process ends as it would have without them
-   * (unless another listener of that signal remains). A second signal while draining
-   * ends the process at once. `stop()` removes the listeners. See {@link stopOnSignals}.
-   */
-  handleSignals?: boolean
-  /** Receives worker events (`job:*`, ...); node events go to `runtimeOptions.eventBus` when set. */
-  eventBus?: IEventBus
-  runtimeOptions: RuntimeOptions<TDependencies>
+	/**
+	 * An amqplib connection, or an `amqp://` / `amqps://` URL. amqplib does not keep
+	 * credentials or the vhost, so for a connection they come from `amqpUrl`, else the
+	 * `RABBITMQ_URL` / `AMQP_URL` environment variable, else `guest:guest` and `/` on a
+	 * loopback host (otherwise the constructor throws `ERR_AMQP_CREDENTIALS`).
+	 */
+	amqpConnection: AmqpConnectionLike | string
+	/** Credentials (and vhost) for an amqplib `amqpConnection`. */
+	amqpUrl?: string
+	/** A `pg.Client`, `pg.Pool`, `postgres://` URL or pg config object. */
+	pgClient: PgClientInput
+	/**
+	 * A `RedisCoordinationStore` of this package (used natively), or any object
+	 * implementing Flowcraft's `ICoordinationStore` (called back from the core). It
+	 * holds the worker's delivery counters and reconcile's node locks; fan-in joins
+	 * live in the run's status row, committed with each predecessor's output.
+	 */
+	coordinationStore: RedisCoordinationStore | ICoordinationStore
+	/** Durable queue to consume. Default `flowcraft-queue`; refused messages go to `<queueName>.dead`. */
+	queueName?: string
+	/** Default `flowcraft_contexts`. */
+	contextTableName?: string
+	/** Default `flowcraft_statuses`. */
+	statusTableName?: string
+	/** Jobs run at once by this worker. Default 64. */
+	concurrency?: number
+	/**
+	 * How many times a job may be started and lose its worker (killed, or its
+	 * connection lost) before it is dead-lettered as poison and its run fails.
+	 * Jobs redelivered after a crash run alone, so only the culprit is counted.
+	 * Default 20.
+	 */
+	maxDeliveries?: number
+	/** Create missing tables and columns at `start()`. Default true. */
+	createTables?: boolean
+	/** Default time `stop()` waits for jobs in flight. Default 30000 ms. */
+	stopTimeoutMs?: number
+	/**
+	 * Default false. When true, `start()` installs SIGTERM and SIGINT listeners: the
+	 * first signal calls `stop()` (jobs in flight drain), then the listeners are removed
+	 * and the signal is raised again, so the process ends as it would have without them
+	 * (unless another listener of that signal remains). A second signal while draining
+	 * ends the process at once. `stop()` removes the listeners. See {@link stopOnSignals}.
+	 */
+	handleSignals?: boolean
+	/** Receives worker events (`job:*`, ...); node events go to `runtimeOptions.eventBus` when set. */
+	eventBus?: IEventBus
+	runtimeOptions: RuntimeOptions<TDependencies>
 }
 
 // ───────────────────────────────────────────────────────────────── runs
@@ -488,132 +507,132 @@ export type NodeState = 'done' | 'running' | 'waiting' | 'awaiting' | 'failed' |
 
 /** The payload of a completed run: its whole final context. */
 export interface CompletedPayload<TContext extends Record<string, any> = Record<string, any>> {
-  status: 'completed'
-  context: TContext
-  /** `context` as JSON text. */
-  serializedContext: string
+	status: 'completed'
+	context: TContext
+	/** `context` as JSON text. */
+	serializedContext: string
 }
 
 /** The status row's `status_data`, as `waitForRun()` resolves with it. */
 export type RunResult<TContext extends Record<string, any> = Record<string, any>> =
-  | { status: 'completed'; payload: CompletedPayload<TContext>; reason?: undefined }
-  /** `reason`: the failed node and its own error, e.g. `Node 'x' failed: boom`. */
-  | { status: 'failed'; reason: string; payload?: undefined }
-  /** `reason`: what `cancelRun()` was given. */
-  | { status: 'cancelled'; reason: string; payload?: undefined }
-  | { status: 'awaiting'; payload?: undefined; reason?: undefined }
+	| { status: 'completed'; payload: CompletedPayload<TContext>; reason?: undefined }
+	/** `reason`: the failed node and its own error, e.g. `Node 'x' failed: boom`. */
+	| { status: 'failed'; reason: string; payload?: undefined }
+	/** `reason`: what `cancelRun()` was given. */
+	| { status: 'cancelled'; reason: string; payload?: undefined }
+	| { status: 'awaiting'; payload?: undefined; reason?: undefined }
 
 /** Also what a running run's status row holds. */
 export type RunStatusData<TContext extends Record<string, any> = Record<string, any>> =
-  | RunResult<TContext>
-  | { status: 'running'; payload?: undefined; reason?: undefined }
+	| RunResult<TContext>
+	| { status: 'running'; payload?: undefined; reason?: undefined }
 
 export interface StartRunOptions {
-  /** The new run's id. Default: `crypto.randomUUID()`. Starting an existing id starts nothing. */
-  runId?: string
-  /** Starting twice with one key starts one run; the second call gets the first run's id. */
-  idempotencyKey?: string
+	/** The new run's id. Default: `crypto.randomUUID()`. Starting an existing id starts nothing. */
+	runId?: string
+	/** Starting twice with one key starts one run; the second call gets the first run's id. */
+	idempotencyKey?: string
 }
 
 export interface StartRunResult {
-  /** The run's id (the existing run's, when `created` is false). */
-  runId: string
-  /** False when the run id or idempotency key was already used: no new run was started. */
-  created: boolean
+	/** The run's id (the existing run's, when `created` is false). */
+	runId: string
+	/** False when the run id or idempotency key was already used: no new run was started. */
+	created: boolean
 }
 
 export interface WaitForRunOptions {
-  /** Milliseconds to wait before rejecting with `ERR_TIMEOUT`. Default 30000. */
-  timeoutMs?: number
+	/** Milliseconds to wait before rejecting with `ERR_TIMEOUT`. Default 30000. */
+	timeoutMs?: number
 }
 
 /** One node of {@link RunInfo}. */
 export interface RunNode {
-  id: string
-  uses: string
-  state: NodeState
+	id: string
+	uses: string
+	state: NodeState
 }
 
 /** What `getRun()` reports about a run. */
 export interface RunInfo<TContext extends Record<string, any> = Record<string, any>> {
-  runId: string
-  /** `null` for a run that has a context row but no status row yet (started by hand, not picked up yet). */
-  status: RunStatus | null
-  blueprintId?: string
-  /** When the status row last changed. */
-  updatedAt?: Date
-  /** The status row's `status_data`. */
-  statusData?: RunStatusData<TContext>
-  /** `statusData.reason` of a failed or cancelled run. */
-  reason?: string
-  /** The run's context now (`{}` when it has no context row). */
-  context: TContext
-  /** Every node of the blueprint with its state; empty when the adapter does not know the blueprint. */
-  nodes: RunNode[]
+	runId: string
+	/** `null` for a run that has a context row but no status row yet (started by hand, not picked up yet). */
+	status: RunStatus | null
+	blueprintId?: string
+	/** When the status row last changed. */
+	updatedAt?: Date
+	/** The status row's `status_data`. */
+	statusData?: RunStatusData<TContext>
+	/** `statusData.reason` of a failed or cancelled run. */
+	reason?: string
+	/** The run's context now (`{}` when it has no context row). */
+	context: TContext
+	/** Every node of the blueprint with its state; empty when the adapter does not know the blueprint. */
+	nodes: RunNode[]
 }
 
 /** One line of `listRuns()`. */
 export interface RunSummary {
-  runId: string
-  status: RunStatus | null
-  blueprintId?: string
-  /** Seconds since the status row last changed. */
-  idleSeconds?: number
-  /** Nodes with a stored output. */
-  doneNodes: number
-  /** Why a failed or cancelled run ended. */
-  reason?: string
+	runId: string
+	status: RunStatus | null
+	blueprintId?: string
+	/** Seconds since the status row last changed. */
+	idleSeconds?: number
+	/** Nodes with a stored output. */
+	doneNodes: number
+	/** Why a failed or cancelled run ended. */
+	reason?: string
 }
 
 export interface ListRunsOptions {
-  /** Only runs with this status. */
-  status?: RunStatus
-  /** At most this many (1 to 100000). Default 20. */
-  limit?: number
+	/** Only runs with this status. */
+	status?: RunStatus
+	/** At most this many (1 to 100000). Default 20. */
+	limit?: number
 }
 
 export interface ReconcileOptions {
-  /**
-   * A node queued longer than this with no change to the run is enqueued again (its
-   * message may be lost). Default 30000 ms. Nodes ready but never queued are enqueued
-   * whatever it is.
-   */
-  staleAfterMs?: number
+	/**
+	 * A node queued longer than this with no change to the run is enqueued again (its
+	 * message may be lost). Default 30000 ms. Nodes ready but never queued are enqueued
+	 * whatever it is.
+	 */
+	staleAfterMs?: number
 }
 
 /** Counters of this process's worker since `start()` (all zero before). */
 export interface AdapterStats {
-  /** Jobs acknowledged, including those whose node failed (which fails the run). */
-  processed: number
-  /** Messages that could not be processed (not a job, unknown blueprint or node, version mismatch, poison). */
-  failed: number
-  /** Of those, the messages moved to the dead-letter queue `<queueName>.dead`. */
-  deadLettered: number
-  /** Jobs retried in place after a service (PostgreSQL, Redis, RabbitMQ) error. */
-  retried: number
-  /** Jobs running now. */
-  inFlight: number
-  /** Median job time of recent jobs, in ms. */
-  p50Ms: number
-  /** 99th percentile job time of recent jobs, in ms. */
-  p99Ms: number
+	/** Jobs acknowledged, including those whose node failed (which fails the run). */
+	processed: number
+	/** Messages that could not be processed (not a job, unknown blueprint or node, version mismatch, poison). */
+	failed: number
+	/** Of those, the messages moved to the dead-letter queue `<queueName>.dead`. */
+	deadLettered: number
+	/** Jobs retried in place after a service (PostgreSQL, Redis, RabbitMQ) error. */
+	retried: number
+	/** Jobs running now. */
+	inFlight: number
+	/** Median job time of recent jobs, in ms. */
+	p50Ms: number
+	/** 99th percentile job time of recent jobs, in ms. */
+	p99Ms: number
 }
 
 /** A message of the dead-letter queue `<queueName>.dead`. */
 export interface DeadLetter {
-  /** The message body as text. */
-  body: string
-  /** The body parsed, when it is a JSON object (a job: `{ runId, blueprintId, nodeId }`). */
-  job?: Record<string, any>
-  /** Why it was dead-lettered. */
-  reason: string
-  /** When it was dead-lettered. */
-  deadAt?: Date
+	/** The message body as text. */
+	body: string
+	/** The body parsed, when it is a JSON object (a job: `{ runId, blueprintId, nodeId }`). */
+	job?: Record<string, any>
+	/** Why it was dead-lettered. */
+	reason: string
+	/** When it was dead-lettered. */
+	deadAt?: Date
 }
 
 export interface DeadLetterOptions {
-  /** At most this many (1 to 100000). Default 100. */
-  limit?: number
+	/** At most this many (1 to 100000). Default 100. */
+	limit?: number
 }
 
 // ───────────────────────────────────────────────────────────────── adapter
@@ -631,131 +650,136 @@ export interface DeadLetterOptions {
  * process that only starts and awaits runs needs no worker, and exits by itself.
  */
 export declare class RabbitMqAdapter<TDependencies extends Record<string, any> = Record<string, any>> {
-  constructor(options: RabbitMqAdapterOptions<TDependencies>)
-  /** The queue this worker consumes. */
-  readonly queueName: string
-  /** The context table. */
-  readonly contextTableName: string
-  /** The status table. */
-  readonly statusTableName: string
-  /**
-   * Connects, creates the tables (unless `createTables: false`) and starts consuming.
-   * Resolves once consuming. A failure is also logged through the logger, so a call
-   * that is not awaited never becomes an unhandled rejection.
-   */
-  start(): Promise<void>
-  /**
-   * Stops consuming, waits up to `timeoutMs` (default `stopTimeoutMs`) for jobs in
-   * flight, then aborts the `signal` of nodes still running, closes everything (the
-   * worker, the run API's connection, the `handleSignals` listeners) and lets the
-   * process exit. Idempotent. The run API rejects with `ERR_WORKER_STATE` afterwards.
-   */
-  stop(options?: { timeoutMs?: number }): Promise<void>
-  /** The same as `stop()`; meant for processes that only use the run API. */
-  close(): Promise<void>
+	constructor(options: RabbitMqAdapterOptions<TDependencies>)
+	/** The queue this worker consumes. */
+	readonly queueName: string
+	/** The context table. */
+	readonly contextTableName: string
+	/** The status table. */
+	readonly statusTableName: string
+	/**
+	 * Connects, creates the tables (unless `createTables: false`) and starts consuming.
+	 * Resolves once consuming. A failure is also logged through the logger, so a call
+	 * that is not awaited never becomes an unhandled rejection.
+	 */
+	start(): Promise<void>
+	/**
+	 * Stops consuming, waits up to `timeoutMs` (default `stopTimeoutMs`) for jobs in
+	 * flight, then aborts the `signal` of nodes still running, closes everything (the
+	 * worker, the run API's connection, the `handleSignals` listeners) and lets the
+	 * process exit. Idempotent. The run API rejects with `ERR_WORKER_STATE` afterwards.
+	 */
+	stop(options?: { timeoutMs?: number }): Promise<void>
+	/** The same as `stop()`; meant for processes that only use the run API. */
+	close(): Promise<void>
 
-  /**
-   * Starts a run of `blueprintId`: writes its context row (`initialContext` plus
-   * `blueprintId` and `blueprintVersion`), marks it `running` and publishes the jobs
-   * of its start nodes, all or nothing. A start node's input is the context key
-   * `_inputs.<nodeId>` (or its `inputs` mapping).
-   *
-   * @throws {AdapterError} `ERR_UNKNOWN_BLUEPRINT` for a blueprint not in
-   * `runtimeOptions.blueprints`; `ERR_NOT_SERIALIZABLE` for an `initialContext` that
-   * JSON cannot hold; `ERR_INVALID_ARGUMENT`; connection errors.
-   */
-  startRun<TContext extends Record<string, any> = Record<string, any>>(
-    blueprintId: string,
-    initialContext?: TContext,
-    options?: StartRunOptions,
-  ): Promise<StartRunResult>
-  /**
-   * Resolves with the run's `status_data` once it is `completed`, `failed`,
-   * `cancelled` or `awaiting` (at once if it already is), woken by PostgreSQL
-   * `LISTEN/NOTIFY`, not by polling.
-   *
-   * @throws {AdapterError} `ERR_TIMEOUT` after `timeoutMs` (the run goes on).
-   */
-  waitForRun<TContext extends Record<string, any> = Record<string, any>>(runId: string, options?: WaitForRunOptions): Promise<RunResult<TContext>>
-  /** The run's status, context and the state of each node; `undefined` when there is no such run. */
-  getRun<TContext extends Record<string, any> = Record<string, any>>(runId: string): Promise<RunInfo<TContext> | undefined>
-  /** The most recently updated runs, newest first. */
-  listRuns(options?: ListRunsOptions): Promise<RunSummary[]>
-  /**
-   * Enqueues what a running run needs to move on (nodes whose message may be lost,
-   * nodes ready but never queued); a node lock keeps concurrent reconcilers from
-   * enqueueing a node twice. Resolves with the node ids enqueued: empty for a healthy,
-   * finished or awaiting run.
-   *
-   * @throws {AdapterError} `ERR_INVALID_ARGUMENT` for a run that does not exist or whose blueprint the adapter does not know.
-   */
-  reconcile(runId: string, options?: ReconcileOptions): Promise<Set<string>>
-  /**
-   * Resumes a run stopped at a `wait` node: writes `_resume.action` and
-   * `_resume.output`, completes the awaiting nodes with `output`, follows the edges
-   * for `action` (or those without an action) and enqueues what follows. Resolves
-   * with the node ids enqueued.
-   *
-   * @throws {AdapterError} `ERR_WORKER_STATE` when the run is not `awaiting`.
-   */
-  resumeWithAction(runId: string, action: string, output?: unknown): Promise<Set<string>>
-  /**
-   * Cancels a run: it ends `cancelled` with `reason` (default `'cancelled by user'`),
-   * no new node of it starts anywhere, and the `signal` of its nodes running in any
-   * worker is aborted (`reason.code` `ERR_RUN_CANCELLED`); nothing they return is
-   * committed. `true` when this call cancelled it; `false` when it had already ended
-   * or does not exist.
-   */
-  cancelRun(runId: string, reason?: string): Promise<boolean>
-  /** Counters of this process's worker (zeros before `start()`). */
-  stats(): AdapterStats
-  /** Messages of the dead-letter queue `<queueName>.dead`, oldest first; they stay there. */
-  deadLetters(options?: DeadLetterOptions): Promise<DeadLetter[]>
-  /** Moves dead letters back to the job queue, oldest first; resolves with how many moved. */
-  requeueDeadLetters(options?: DeadLetterOptions): Promise<number>
+	/**
+	 * Starts a run of `blueprintId`: writes its context row (`initialContext` plus
+	 * `blueprintId` and `blueprintVersion`), marks it `running` and publishes the jobs
+	 * of its start nodes, all or nothing. A start node's input is the context key
+	 * `_inputs.<nodeId>` (or its `inputs` mapping).
+	 *
+	 * @throws {AdapterError} `ERR_UNKNOWN_BLUEPRINT` for a blueprint not in
+	 * `runtimeOptions.blueprints`; `ERR_NOT_SERIALIZABLE` for an `initialContext` that
+	 * JSON cannot hold; `ERR_INVALID_ARGUMENT`; connection errors.
+	 */
+	startRun<TContext extends Record<string, any> = Record<string, any>>(
+		blueprintId: string,
+		initialContext?: TContext,
+		options?: StartRunOptions,
+	): Promise<StartRunResult>
+	/**
+	 * Resolves with the run's `status_data` once it is `completed`, `failed`,
+	 * `cancelled` or `awaiting` (at once if it already is), woken by PostgreSQL
+	 * `LISTEN/NOTIFY`, not by polling.
+	 *
+	 * @throws {AdapterError} `ERR_TIMEOUT` after `timeoutMs` (the run goes on).
+	 */
+	waitForRun<TContext extends Record<string, any> = Record<string, any>>(
+		runId: string,
+		options?: WaitForRunOptions,
+	): Promise<RunResult<TContext>>
+	/** The run's status, context and the state of each node; `undefined` when there is no such run. */
+	getRun<TContext extends Record<string, any> = Record<string, any>>(
+		runId: string,
+	): Promise<RunInfo<TContext> | undefined>
+	/** The most recently updated runs, newest first. */
+	listRuns(options?: ListRunsOptions): Promise<RunSummary[]>
+	/**
+	 * Enqueues what a running run needs to move on (nodes whose message may be lost,
+	 * nodes ready but never queued); a node lock keeps concurrent reconcilers from
+	 * enqueueing a node twice. Resolves with the node ids enqueued: empty for a healthy,
+	 * finished or awaiting run.
+	 *
+	 * @throws {AdapterError} `ERR_INVALID_ARGUMENT` for a run that does not exist or whose blueprint the adapter does not know.
+	 */
+	reconcile(runId: string, options?: ReconcileOptions): Promise<Set<string>>
+	/**
+	 * Resumes a run stopped at a `wait` node: writes `_resume.action` and
+	 * `_resume.output`, completes the awaiting nodes with `output`, follows the edges
+	 * for `action` (or those without an action) and enqueues what follows. Resolves
+	 * with the node ids enqueued.
+	 *
+	 * @throws {AdapterError} `ERR_WORKER_STATE` when the run is not `awaiting`.
+	 */
+	resumeWithAction(runId: string, action: string, output?: unknown): Promise<Set<string>>
+	/**
+	 * Cancels a run: it ends `cancelled` with `reason` (default `'cancelled by user'`),
+	 * no new node of it starts anywhere, and the `signal` of its nodes running in any
+	 * worker is aborted (`reason.code` `ERR_RUN_CANCELLED`); nothing they return is
+	 * committed. `true` when this call cancelled it; `false` when it had already ended
+	 * or does not exist.
+	 */
+	cancelRun(runId: string, reason?: string): Promise<boolean>
+	/** Counters of this process's worker (zeros before `start()`). */
+	stats(): AdapterStats
+	/** Messages of the dead-letter queue `<queueName>.dead`, oldest first; they stay there. */
+	deadLetters(options?: DeadLetterOptions): Promise<DeadLetter[]>
+	/** Moves dead letters back to the job queue, oldest first; resolves with how many moved. */
+	requeueDeadLetters(options?: DeadLetterOptions): Promise<number>
 }
 
 // ───────────────────────────────────────────────────────────────── operations
 
 export interface RabbitMqReconcilerOptions {
-  /** The adapter whose queue and tables are reconciled (it need not be started). */
-  adapter: RabbitMqAdapter<any>
-  /** Accepted for compatibility with the TypeScript adapter; the adapter's own connection is used. */
-  pgClient?: unknown
-  /** Accepted for compatibility; when given it must be the adapter's `statusTableName`. */
-  statusTableName?: string
-  /** A `running` run with no change for this long is stalled. Default 300. */
-  stalledThresholdSeconds?: number
-  /** Default: the adapter's logger. */
-  logger?: ILogger
-  /** Stalled runs handled per `run()`, oldest first. Default 100. */
-  limit?: number
-  /** Called after each stalled run: what was enqueued, or the error. */
-  onProgress?(progress: ReconcileProgress): void
+	/** The adapter whose queue and tables are reconciled (it need not be started). */
+	adapter: RabbitMqAdapter<any>
+	/** Accepted for compatibility with the TypeScript adapter; the adapter's own connection is used. */
+	pgClient?: unknown
+	/** Accepted for compatibility; when given it must be the adapter's `statusTableName`. */
+	statusTableName?: string
+	/** A `running` run with no change for this long is stalled. Default 300. */
+	stalledThresholdSeconds?: number
+	/** Default: the adapter's logger. */
+	logger?: ILogger
+	/** Stalled runs handled per `run()`, oldest first. Default 100. */
+	limit?: number
+	/** Called after each stalled run: what was enqueued, or the error. */
+	onProgress?(progress: ReconcileProgress): void
 }
 
 export interface ReconcileProgress {
-  runId: string
-  /** 1-based position of this run in the pass. */
-  index: number
-  total: number
-  /** What was enqueued (absent when reconciling failed). */
-  enqueued?: Set<string>
-  error?: AdapterError
+	runId: string
+	/** 1-based position of this run in the pass. */
+	index: number
+	total: number
+	/** What was enqueued (absent when reconciling failed). */
+	enqueued?: Set<string>
+	error?: AdapterError
 }
 
 export interface ReconciliationStats {
-  /** Stalled runs found. */
-  stalledRuns: number
-  /** Stalled runs that had something enqueued. */
-  reconciledRuns: number
-  /** Stalled runs whose reconciliation failed (each logged). */
-  failedRuns: number
+	/** Stalled runs found. */
+	stalledRuns: number
+	/** Stalled runs that had something enqueued. */
+	reconciledRuns: number
+	/** Stalled runs whose reconciliation failed (each logged). */
+	failedRuns: number
 }
 
 export interface RabbitMqReconciler {
-  /** One pass over the stalled runs. Call it periodically (cron, `setInterval`). */
-  run(): Promise<ReconciliationStats>
+	/** One pass over the stalled runs. Call it periodically (cron, `setInterval`). */
+	run(): Promise<ReconciliationStats>
 }
 
 /**
@@ -767,12 +791,12 @@ export interface RabbitMqReconciler {
 export declare function createRabbitMqReconciler(options: RabbitMqReconcilerOptions): RabbitMqReconciler
 
 export interface StopOnSignalsOptions {
-  /** Default `['SIGTERM', 'SIGINT']`. */
-  signals?: readonly string[]
-  /** Passed to `adapter.stop({ timeoutMs })`; default the adapter's `stopTimeoutMs`. */
-  timeoutMs?: number
-  /** Default: the adapter's logger. */
-  logger?: ILogger
+	/** Default `['SIGTERM', 'SIGINT']`. */
+	signals?: readonly string[]
+	/** Passed to `adapter.stop({ timeoutMs })`; default the adapter's `stopTimeoutMs`. */
+	timeoutMs?: number
+	/** Default: the adapter's logger. */
+	logger?: ILogger
 }
 
 /**
@@ -782,4 +806,7 @@ export interface StopOnSignalsOptions {
  * remains. A second signal while stopping ends the process at once. Returns a
  * function that removes the listeners. (`handleSignals: true` does this at `start()`.)
  */
-export declare function stopOnSignals(adapter: { stop(options?: { timeoutMs?: number }): Promise<void> }, options?: StopOnSignalsOptions): () => void
+export declare function stopOnSignals(
+	adapter: { stop(options?: { timeoutMs?: number }): Promise<void> },
+	options?: StopOnSignalsOptions,
+): () => void

@@ -12,10 +12,10 @@ const { stopOnSignals } = require('./lib/signals')
 const { CODES } = require('./lib/errors')
 
 module.exports = {
-  PostgresContext,
-  RedisCoordinationStore,
-  RabbitMqAdapter,
-  createRabbitMqReconciler,
-  stopOnSignals,
-  ErrorCodes: CODES,
+	PostgresContext,
+	RedisCoordinationStore,
+	RabbitMqAdapter,
+	createRabbitMqReconciler,
+	stopOnSignals,
+	ErrorCodes: CODES,
 }

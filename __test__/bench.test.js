@@ -52,7 +52,13 @@ describe('npm run bench (tiny N)', () => {
 	let result
 
 	beforeAll(async () => {
-		result = await runBench({ BENCH_RUNS: '3', BENCH_ROUNDS: '1', BENCH_IDLE_RUNS: '2', BENCH_CEILING_MS: '200', BENCH_OUT: out })
+		result = await runBench({
+			BENCH_RUNS: '3',
+			BENCH_ROUNDS: '1',
+			BENCH_IDLE_RUNS: '2',
+			BENCH_CEILING_MS: '200',
+			BENCH_OUT: out,
+		})
 		if (result.code !== 0) console.error(result.stderr)
 	}, 300000)
 
@@ -75,7 +81,8 @@ describe('npm run bench (tiny N)', () => {
 	test('writes the report to BENCH_OUT, with the machine, the ceilings and the idle latency', () => {
 		const md = fs.readFileSync(out, 'utf8')
 		expect(tableRows(md)).toHaveLength(WORKFLOWS.length * SYSTEMS.length + 1)
-		for (const heading of ['## Machine', '## Throughput and latency', '## Idle latency', '## Ceilings', '## Targets']) expect(md).toContain(heading)
+		for (const heading of ['## Machine', '## Throughput and latency', '## Idle latency', '## Ceilings', '## Targets'])
+			expect(md).toContain(heading)
 		expect(md).toMatch(/- postgresql: \d+/)
 		expect(md).toMatch(/- rabbitmq: RabbitMQ \d/)
 		expect(md).toMatch(/- redis: \d/)
@@ -87,9 +94,14 @@ describe('npm run bench (tiny N)', () => {
 		await pg.connect()
 		const redis = new IORedis(REDIS_URL)
 		try {
-			const { rows } = await pg.query(`SELECT tablename FROM pg_tables WHERE tablename LIKE 't\\_bench\\_%\\_' || $1 || '\\_%'`, [String(result.pid)])
+			const { rows } = await pg.query(
+				`SELECT tablename FROM pg_tables WHERE tablename LIKE 't\\_bench\\_%\\_' || $1 || '\\_%'`,
+				[String(result.pid)],
+			)
 			expect(rows).toEqual([])
-			const fns = await pg.query(`SELECT proname FROM pg_proc WHERE proname LIKE 'bench\\_notify\\_' || $1 || '\\_%'`, [String(result.pid)])
+			const fns = await pg.query(`SELECT proname FROM pg_proc WHERE proname LIKE 'bench\\_notify\\_' || $1 || '\\_%'`, [
+				String(result.pid),
+			])
 			expect(fns.rows).toEqual([])
 			const keys = []
 			let cursor = '0'

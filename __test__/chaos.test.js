@@ -16,7 +16,15 @@
  * Faults only hit this file's own worker processes (selected by their sockets); no
  * RabbitMQ restart here (it is global: full suite only). Everything is removed after.
  */
-const { Chaos, fanoutPhase, phaseProblems, redeliveryCases, inflightCommitCases, badInputCases, sleep } = require('../chaos/lib')
+const {
+	Chaos,
+	fanoutPhase,
+	phaseProblems,
+	redeliveryCases,
+	inflightCommitCases,
+	badInputCases,
+	sleep,
+} = require('../chaos/lib')
 
 const lines = []
 const log = (l) => lines.push(`${new Date().toISOString().slice(11, 23)} ${l}`)
@@ -64,7 +72,9 @@ test('40 runs survive 2 worker kills, a PostgreSQL backend termination, a Redis 
 		},
 		waitOptions: { stallMs: 12000, timeoutMs: 40000 },
 	})
-	log(`phase: ${JSON.stringify({ ...p, deadLetters: p.deadLetters.length, verify: { ...p.verify, unexplained: p.verify.unexplained.length } })}`)
+	log(
+		`phase: ${JSON.stringify({ ...p, deadLetters: p.deadLetters.length, verify: { ...p.verify, unexplained: p.verify.unexplained.length } })}`,
+	)
 	expect(p.kills).toBe(2)
 	expect(p.pgTerminated).toBeGreaterThan(0)
 	expect(p.redisKilled).toBeGreaterThan(0)

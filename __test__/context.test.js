@@ -97,7 +97,7 @@ describe('PostgresContext basics', () => {
 		await expect(ctx.has('nothing')).resolves.toBe(true)
 		expect(await ctx.toJSON()).toEqual({ nothing: null })
 		const row = await svc.readContextRow(table, runId)
-		expect(Object.prototype.hasOwnProperty.call(row, 'nothing')).toBe(true)
+		expect(Object.hasOwn(row, 'nothing')).toBe(true)
 		expect(row.nothing).toBeNull()
 		await expect(ctx.delete('nothing')).resolves.toBe(true)
 		await expect(ctx.has('nothing')).resolves.toBe(false)
@@ -222,32 +222,35 @@ describe('PostgresContext basics', () => {
 })
 
 describe('PostgresContext keys that would break string-built SQL', () => {
-	test.each(HOSTILE_KEYS.map((k) => [JSON.stringify(k), k]))('key %s: set/get/has/toJSON/delete', async (_label, key) => {
-		const { ctx, table, runId } = await freshContext()
-		const victim = await res.contextTable('victim')
-		const tablesBefore = await svc.listStableTables()
-		const value = { key, n: 1, s: `it's` }
+	test.each(HOSTILE_KEYS.map((k) => [JSON.stringify(k), k]))(
+		'key %s: set/get/has/toJSON/delete',
+		async (_label, key) => {
+			const { ctx, table, runId } = await freshContext()
+			const victim = await res.contextTable('victim')
+			const tablesBefore = await svc.listStableTables()
+			const value = { key, n: 1, s: `it's` }
 
-		await ctx.set('plain', 'kept')
-		await ctx.set(key, value)
-		await expect(ctx.get(key)).resolves.toEqual(value)
-		await expect(ctx.has(key)).resolves.toBe(true)
-		expect(await ctx.toJSON()).toEqual({ plain: 'kept', [key]: value })
+			await ctx.set('plain', 'kept')
+			await ctx.set(key, value)
+			await expect(ctx.get(key)).resolves.toEqual(value)
+			await expect(ctx.has(key)).resolves.toBe(true)
+			expect(await ctx.toJSON()).toEqual({ plain: 'kept', [key]: value })
 
-		// stored as one flat top-level key, not a path
-		const row = await svc.readContextRow(table, runId)
-		expect(Object.keys(row).sort()).toEqual(['plain', key].sort())
-		expect(row[key]).toEqual(value)
+			// stored as one flat top-level key, not a path
+			const row = await svc.readContextRow(table, runId)
+			expect(Object.keys(row).sort()).toEqual(['plain', key].sort())
+			expect(row[key]).toEqual(value)
 
-		await expect(ctx.delete(key)).resolves.toBe(true)
-		await expect(ctx.has(key)).resolves.toBe(false)
-		await expect(ctx.get(key)).resolves.toBeUndefined()
-		await expect(ctx.delete(key)).resolves.toBe(false)
-		expect(await svc.readContextRow(table, runId)).toEqual({ plain: 'kept' })
+			await expect(ctx.delete(key)).resolves.toBe(true)
+			await expect(ctx.has(key)).resolves.toBe(false)
+			await expect(ctx.get(key)).resolves.toBeUndefined()
+			await expect(ctx.delete(key)).resolves.toBe(false)
+			expect(await svc.readContextRow(table, runId)).toEqual({ plain: 'kept' })
 
-		expect(await svc.tableExists(victim)).toBe(true)
-		expect(await svc.listStableTables()).toEqual(expect.arrayContaining(tablesBefore))
-	})
+			expect(await svc.tableExists(victim)).toBe(true)
+			expect(await svc.listStableTables()).toEqual(expect.arrayContaining(tablesBefore))
+		},
+	)
 
 	test('hostile keys aimed at a real table, through set, delete and patch', async () => {
 		const { ctx, table, runId } = await freshContext()
@@ -281,7 +284,20 @@ describe('PostgresContext keys that would break string-built SQL', () => {
 })
 
 describe('PostgresContext table names', () => {
-	const INVALID = ['bad name', 't; drop table x', 'a.b.c', '', 'x"y', "x'y", 'x-y', '1;2', 'a..b', '.a', 'a.', 'tab\tle']
+	const INVALID = [
+		'bad name',
+		't; drop table x',
+		'a.b.c',
+		'',
+		'x"y',
+		"x'y",
+		'x-y',
+		'1;2',
+		'a..b',
+		'.a',
+		'a.',
+		'tab\tle',
+	]
 
 	test.each(INVALID.map((n) => [JSON.stringify(n), n]))(
 		'invalid table name %s is rejected with ERR_INVALID_TABLE_NAME and nothing runs',
@@ -646,13 +662,22 @@ describe('PostgresContext errors', () => {
 
 	test('wrong argument types give a TypeError-like error, not a crash', async () => {
 		const table = await res.contextTable('ctx')
-		for (const options of [undefined, null, 42, { client: 42, tableName: table }, { client: svc.POSTGRES_URL }, { client: svc.POSTGRES_URL, tableName: 42 }]) {
+		for (const options of [
+			undefined,
+			null,
+			42,
+			{ client: 42, tableName: table },
+			{ client: svc.POSTGRES_URL },
+			{ client: svc.POSTGRES_URL, tableName: 42 },
+		]) {
 			const err = await svc.captureError(async () => {
 				const ctx = new PostgresContext(newRunId(), options)
 				await ctx.set('k', 1)
 			})
 			expect(err).toBeInstanceOf(Error)
-			expect(err instanceof TypeError || ['ERR_INVALID_ARGUMENT', 'ERR_INVALID_TABLE_NAME'].includes(err.code)).toBe(true)
+			expect(err instanceof TypeError || ['ERR_INVALID_ARGUMENT', 'ERR_INVALID_TABLE_NAME'].includes(err.code)).toBe(
+				true,
+			)
 		}
 		expect(await svc.countRows(table)).toBe(0)
 	})

@@ -327,7 +327,10 @@ describe('RedisCoordinationStore errors', () => {
 			expect(err instanceof TypeError || ['ERR_INVALID_ARGUMENT'].includes(err.code)).toBe(true)
 		}
 		const { store, prefix, redis } = fresh()
-		for (const call of [() => store.increment(`${prefix}x`, 'soon'), () => store.setIfNotExist(`${prefix}x`, 'v', {})]) {
+		for (const call of [
+			() => store.increment(`${prefix}x`, 'soon'),
+			() => store.setIfNotExist(`${prefix}x`, 'v', {}),
+		]) {
 			const err = await svc.captureError(call)
 			expect(err).toBeInstanceOf(Error)
 			expect(err instanceof TypeError || ['ERR_INVALID_ARGUMENT'].includes(err.code)).toBe(true)

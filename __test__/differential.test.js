@@ -41,14 +41,16 @@ let client
 let anyFailure = false // worker logs are kept (and their directory printed) when a test failed
 
 /** Wraps a test body so that a failure keeps the worker logs. */
-const tracked = (fn) => async (...args) => {
-	try {
-		return await fn(...args)
-	} catch (e) {
-		anyFailure = true
-		throw e
+const tracked =
+	(fn) =>
+	async (...args) => {
+		try {
+			return await fn(...args)
+		} catch (e) {
+			anyFailure = true
+			throw e
+		}
 	}
-}
 const stubbornWorkers = [] // workers that needed SIGKILL after SIGTERM + 10 s
 
 // ------------------------------------------------------------------------ helpers
@@ -214,7 +216,9 @@ beforeAll(async () => {
 	const pg = new PgClient({ connectionString: POSTGRES_URL })
 	await pg.connect()
 	try {
-		await pg.query(`CREATE TABLE IF NOT EXISTS ${CTX_TABLE} (run_id TEXT PRIMARY KEY, context_data JSONB NOT NULL DEFAULT '{}')`)
+		await pg.query(
+			`CREATE TABLE IF NOT EXISTS ${CTX_TABLE} (run_id TEXT PRIMARY KEY, context_data JSONB NOT NULL DEFAULT '{}')`,
+		)
 		await pg.query(
 			`CREATE TABLE IF NOT EXISTS ${STATUS_TABLE} (run_id TEXT PRIMARY KEY, status TEXT, status_data JSONB, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())`,
 		)
@@ -272,7 +276,9 @@ afterAll(async () => {
 		redis.disconnect()
 	}
 	if (stubbornWorkers.length) {
-		console.warn(`worker processes that did not exit within 10 s of SIGTERM (SIGKILLed): ${stubbornWorkers.join(', ')}; logs in ${LOG_DIR}`)
+		console.warn(
+			`worker processes that did not exit within 10 s of SIGTERM (SIGKILLed): ${stubbornWorkers.join(', ')}; logs in ${LOG_DIR}`,
+		)
 	}
 	if (anyFailure || stubbornWorkers.length || process.env.KEEP_DIFF_LOGS) console.warn(`worker logs kept in ${LOG_DIR}`)
 	else fs.rmSync(LOG_DIR, { recursive: true, force: true })
@@ -283,7 +289,11 @@ afterAll(async () => {
 describe('reference: FlowRuntime gives the results each scenario intends', () => {
 	test.each(NAMES)('%s', (name) => {
 		const s = byName(name)
-		expect({ status: reference[name].status, outputs: reference[name].outputs, context: reference[name].context }).toStrictEqual({
+		expect({
+			status: reference[name].status,
+			outputs: reference[name].outputs,
+			context: reference[name].context,
+		}).toStrictEqual({
 			status: s.intended.status,
 			outputs: s.intended.outputs,
 			context: s.intended.context ?? {},
@@ -297,15 +307,18 @@ describe.each([
 ])('adapter with %s', (_label, workerCount) => {
 	const workers = []
 
-	beforeAll(tracked(async () => {
-		for (const group of Object.keys(GROUPS)) {
-			for (let i = 0; i < workerCount; i++) workers.push(spawnWorker(group, i, workerCount))
-		}
-		await Promise.all(workers.map((w) => w.ready))
-		// the workers declare their queues; let them, so the client never declares a queue
-		// with arguments different from the adapter's
-		for (const group of Object.keys(GROUPS)) await waitForQueue(queueOf(group))
-	}), 90000)
+	beforeAll(
+		tracked(async () => {
+			for (const group of Object.keys(GROUPS)) {
+				for (let i = 0; i < workerCount; i++) workers.push(spawnWorker(group, i, workerCount))
+			}
+			await Promise.all(workers.map((w) => w.ready))
+			// the workers declare their queues; let them, so the client never declares a queue
+			// with arguments different from the adapter's
+			for (const group of Object.keys(GROUPS)) await waitForQueue(queueOf(group))
+		}),
+		90000,
+	)
 
 	afterAll(async () => {
 		await killWorkers(workers)
@@ -318,7 +331,9 @@ describe.each([
 			const ref = reference[name]
 			assertGroupAlive(workers, scenario.group)
 			const results = await Promise.all(
-				Array.from({ length: RUNS_PER_SCENARIO }, (_, i) => runAdapter(scenario, `${PREFIX}-${workerCount}w-${name}-${i}`)),
+				Array.from({ length: RUNS_PER_SCENARIO }, (_, i) =>
+					runAdapter(scenario, `${PREFIX}-${workerCount}w-${name}-${i}`),
+				),
 			)
 			for (const actual of results) expectSameAsReference(scenario, ref, actual)
 		}),

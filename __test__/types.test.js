@@ -181,10 +181,7 @@ export const store: ICoordinationStore = new RedisCoordinationStore('redis://127
 
 // Code that must not compile. '// ERROR' marks the line the error must be reported on.
 const MUST_FAIL = {
-	'wrong_queue_name_type.ts': README_WORKER_EXAMPLE.replace(
-		"queueName: 'flowcraft-jobs',",
-		'queueName: 42, // ERROR',
-	),
+	'wrong_queue_name_type.ts': README_WORKER_EXAMPLE.replace("queueName: 'flowcraft-jobs',", 'queueName: 42, // ERROR'),
 	'misspelled_option.ts': README_WORKER_EXAMPLE.replace(
 		"queueName: 'flowcraft-jobs',",
 		"queueNmae: 'flowcraft-jobs', // ERROR",
@@ -327,7 +324,8 @@ function compile(files, { skipLibCheck = true, strict = true } = {}) {
 	const diagnostics = []
 	for (const line of output.split('\n')) {
 		const m = /^(.+?)\((\d+),(\d+)\): error (TS\d+): (.*)$/.exec(line)
-		if (m) diagnostics.push({ file: path.resolve(dir, m[1]), name: m[1], line: Number(m[2]), code: m[4], message: m[5] })
+		if (m)
+			diagnostics.push({ file: path.resolve(dir, m[1]), name: m[1], line: Number(m[2]), code: m[4], message: m[5] })
 	}
 	return { dir, status: r.status, output, diagnostics }
 }
@@ -386,10 +384,15 @@ describe('type declarations (tsc --noEmit)', () => {
 	})
 
 	test("the package's own declaration files have no errors (skipLibCheck off)", () => {
-		const r = compile({ 'env.d.ts': ENV_DTS, 'shared.ts': SHARED_LOOSE, 'worker.ts': README_WORKER_EXAMPLE, 'api.ts': API_USAGE }, { skipLibCheck: false })
+		const r = compile(
+			{ 'env.d.ts': ENV_DTS, 'shared.ts': SHARED_LOOSE, 'worker.ts': README_WORKER_EXAMPLE, 'api.ts': API_USAGE },
+			{ skipLibCheck: false },
+		)
 		// third-party declaration files are not ours to fix: keep the package's own files and the project's
 		const ownFile = (f) => !f.split(path.sep).includes('node_modules')
-		const own = r.diagnostics.filter((d) => ownFile(d.file)).map((d) => `${path.relative(ROOT, d.file)}(${d.line}): ${d.code} ${d.message}`)
+		const own = r.diagnostics
+			.filter((d) => ownFile(d.file))
+			.map((d) => `${path.relative(ROOT, d.file)}(${d.line}): ${d.code} ${d.message}`)
 		expect(own).toEqual([])
 		expect(r.diagnostics.length === 0 || r.status !== 0).toBe(true)
 	})

@@ -83,7 +83,9 @@ async function rabbitRates(rabbitmqUrl, ms) {
 	const ch = await conn.createConfirmChannel()
 	try {
 		await ch.assertQueue(queue, { durable: true })
-		const body = Buffer.from(JSON.stringify({ runId: 'r-00000000-0000', blueprintId: 'bench-diamond', nodeId: 'start' }))
+		const body = Buffer.from(
+			JSON.stringify({ runId: 'r-00000000-0000', blueprintId: 'bench-diamond', nodeId: 'start' }),
+		)
 		const WINDOW = 256
 		let outstanding = 0
 		let confirmed = 0
@@ -163,15 +165,31 @@ async function pgbenchCommitRate(postgresUrl, clients, ms) {
 	const tag = `${process.pid}_${crypto.randomBytes(4).toString('hex')}`
 	const table = `t_bench_pgbench_${tag}`
 	const script = path.join(os.tmpdir(), `bench_ceiling_${tag}.sql`)
-	fs.writeFileSync(script, `INSERT INTO ${table} AS t (id, v) VALUES (:client_id, 1) ON CONFLICT (id) DO UPDATE SET v = t.v + 1;\n`)
+	fs.writeFileSync(
+		script,
+		`INSERT INTO ${table} AS t (id, v) VALUES (:client_id, 1) ON CONFLICT (id) DO UPDATE SET v = t.v + 1;\n`,
+	)
 	const admin = new Client({ connectionString: postgresUrl })
 	await admin.connect()
 	await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v bigint NOT NULL)`)
 	try {
 		const args = [
-			'-h', decodeURIComponent(u.hostname), '-p', u.port || '5432', '-U', decodeURIComponent(u.username || 'postgres'),
-			'-n', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(Math.max(1, Math.round(ms / 1000))),
-			'-f', script, decodeURIComponent(u.pathname.replace(/^\//, '') || 'postgres'),
+			'-h',
+			decodeURIComponent(u.hostname),
+			'-p',
+			u.port || '5432',
+			'-U',
+			decodeURIComponent(u.username || 'postgres'),
+			'-n',
+			'-c',
+			String(clients),
+			'-j',
+			String(Math.min(clients, 2)),
+			'-T',
+			String(Math.max(1, Math.round(ms / 1000))),
+			'-f',
+			script,
+			decodeURIComponent(u.pathname.replace(/^\//, '') || 'postgres'),
 		]
 		const envs = { ...process.env }
 		if (u.password) envs.PGPASSWORD = decodeURIComponent(u.password)
@@ -196,7 +214,16 @@ async function measureCeilings({ postgresUrl, redisUrl, rabbitmqUrl, ms = 2000 }
 	const redisRtt = await redisRoundTrips(redisUrl, ms)
 	const pgbench1 = await pgbenchCommitRate(postgresUrl, 1, ms)
 	const pgbench8 = await pgbenchCommitRate(postgresUrl, 8, ms)
-	return { pgCommit1, pgCommit8, pgSelect1, amqpConfirmedPublish: publishRate, amqpConsumeAck: consumeRate, redisRtt, pgbench1, pgbench8 }
+	return {
+		pgCommit1,
+		pgCommit8,
+		pgSelect1,
+		amqpConfirmedPublish: publishRate,
+		amqpConsumeAck: consumeRate,
+		redisRtt,
+		pgbench1,
+		pgbench8,
+	}
 }
 
 module.exports = { measureCeilings, pgCommitRate, pgSelectRate, rabbitRates, redisRoundTrips, pgbenchCommitRate }

@@ -69,7 +69,10 @@ export class PeerPostgresContext {
 	}
 
 	async has(key) {
-		const { rows } = await this.client.query(`SELECT context_data ? $2 AS has FROM ${this.table} WHERE run_id = $1`, [this.runId, key])
+		const { rows } = await this.client.query(`SELECT context_data ? $2 AS has FROM ${this.table} WHERE run_id = $1`, [
+			this.runId,
+			key,
+		])
 		return rows.length > 0 && rows[0].has === true
 	}
 
@@ -135,7 +138,15 @@ export class PeerRedisStore {
 
 /** BaseDistributedAdapter + the amqplib / pg / ioredis transport above. */
 export class PeerAdapter extends BaseDistributedAdapter {
-	constructor({ amqpConnection, pgClient, coordinationStore, queueName, contextTableName, statusTableName, runtimeOptions }) {
+	constructor({
+		amqpConnection,
+		pgClient,
+		coordinationStore,
+		queueName,
+		contextTableName,
+		statusTableName,
+		runtimeOptions,
+	}) {
 		super({ runtimeOptions, coordinationStore })
 		this.amqpConnection = amqpConnection
 		this.pgClient = pgClient
@@ -177,7 +188,7 @@ export class PeerAdapter extends BaseDistributedAdapter {
 						await handler(job)
 						channel.ack(msg)
 					} catch (e) {
-						this.logger.error(`[Peer] job ${job.runId}/${job.nodeId} failed: ${e && e.message}`)
+						this.logger.error(`[Peer] job ${job.runId}/${job.nodeId} failed: ${e?.message}`)
 						channel.nack(msg, false, false)
 					}
 				})()
@@ -236,8 +247,12 @@ const quietLogger = {
 async function main() {
 	const env = process.env
 	const variant = env.PEER_VARIANT || 'documented'
-	if (variant !== 'documented' && variant !== 'tuned') throw new Error(`PEER_VARIANT must be documented or tuned; got ${variant}`)
-	const amqpConnection = variant === 'tuned' ? await amqplib.connect(env.RABBITMQ_URL, { noDelay: true }) : await amqplib.connect(env.RABBITMQ_URL)
+	if (variant !== 'documented' && variant !== 'tuned')
+		throw new Error(`PEER_VARIANT must be documented or tuned; got ${variant}`)
+	const amqpConnection =
+		variant === 'tuned'
+			? await amqplib.connect(env.RABBITMQ_URL, { noDelay: true })
+			: await amqplib.connect(env.RABBITMQ_URL)
 	amqpConnection.on('error', (e) => log('amqp connection error', e.message))
 	const pgClient = new pg.Client({ connectionString: env.POSTGRES_URL })
 	await pgClient.connect()
@@ -273,7 +288,7 @@ async function main() {
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href
 if (isMain) {
 	main().catch((e) => {
-		log('FATAL', e && e.stack ? e.stack : e)
+		log('FATAL', e?.stack ? e.stack : e)
 		process.stdout.write('WORKER_FAILED\n')
 		process.exit(1)
 	})

@@ -43,8 +43,20 @@ const RABBITMQ_URL = process.env.RABBITMQ_URL || 'amqp://guest:guest@127.0.0.1:5
 
 const SYSTEMS = {
 	ours: { key: 'ours', label: 'ours (default settings)', kind: 'ours', workers: 1 },
-	'peer-documented': { key: 'peer-documented', label: 'peer, documented amqplib.connect(url)', kind: 'peer', variant: 'documented', workers: 1 },
-	'peer-tuned': { key: 'peer-tuned', label: 'peer, tuned { noDelay: true }', kind: 'peer', variant: 'tuned', workers: 1 },
+	'peer-documented': {
+		key: 'peer-documented',
+		label: 'peer, documented amqplib.connect(url)',
+		kind: 'peer',
+		variant: 'documented',
+		workers: 1,
+	},
+	'peer-tuned': {
+		key: 'peer-tuned',
+		label: 'peer, tuned { noDelay: true }',
+		kind: 'peer',
+		variant: 'tuned',
+		workers: 1,
+	},
 	'ours-x2': { key: 'ours-x2', label: 'ours, two worker processes', kind: 'ours', workers: 2, only: ['diamond'] },
 }
 
@@ -79,7 +91,10 @@ function positiveInt(v, name) {
 
 function list(v, all, name) {
 	if (!v) return all
-	const items = v.split(',').map((s) => s.trim()).filter(Boolean)
+	const items = v
+		.split(',')
+		.map((s) => s.trim())
+		.filter(Boolean)
 	for (const i of items) if (!all.includes(i)) throw new Error(`${name}: unknown ${i} (known: ${all.join(', ')})`)
 	return items
 }
@@ -127,7 +142,11 @@ function procTicks(pid) {
 	}
 }
 
-const SERVICE_COMM = { postgres: /^postgres$/, rabbitmq: /^(beam\.smp|erl_child_setup|inet_gethost|epmd)$/, redis: /^redis-server$/ }
+const SERVICE_COMM = {
+	postgres: /^postgres$/,
+	rabbitmq: /^(beam\.smp|erl_child_setup|inet_gethost|epmd)$/,
+	redis: /^redis-server$/,
+}
 
 /** CPU ticks of every process of each service (all of PostgreSQL's backends, …), by pid. */
 function serviceTicks() {
@@ -194,7 +213,7 @@ function cpuDelta(a, b) {
 		machine: m.total > 0 ? (m.busy / m.total) * 100 : 0,
 	}
 	// whatever else ran meanwhile (other agents' builds and tests), in % of one core
-	out.others = Math.max(0, (out.machine * NCPU) - out.worker - out.postgres - out.rabbitmq - out.redis - out.bench)
+	out.others = Math.max(0, out.machine * NCPU - out.worker - out.postgres - out.rabbitmq - out.redis - out.bench)
 	/** CPU-seconds of the worker and the three services together. */
 	out.stackCpuSeconds = ((out.worker + out.postgres + out.rabbitmq + out.redis) / 100) * secs
 	return out
@@ -253,7 +272,9 @@ class Services {
 	/** The documented tables, plus the NOTIFY trigger on final statuses. */
 	async createPhaseTables(names) {
 		await this.pool.query(`CREATE TABLE ${names.ctx} (run_id TEXT PRIMARY KEY, context_data JSONB)`)
-		await this.pool.query(`CREATE TABLE ${names.status} (run_id TEXT PRIMARY KEY, status TEXT, status_data JSONB, updated_at TIMESTAMPTZ)`)
+		await this.pool.query(
+			`CREATE TABLE ${names.status} (run_id TEXT PRIMARY KEY, status TEXT, status_data JSONB, updated_at TIMESTAMPTZ)`,
+		)
 		await this.pool.query(
 			`CREATE TRIGGER ${names.status}_final AFTER INSERT OR UPDATE ON ${names.status} FOR EACH ROW
 			 WHEN (NEW.status IN ('completed', 'failed')) EXECUTE FUNCTION ${this.notifyFn}('${names.channel}')`,
@@ -263,10 +284,10 @@ class Services {
 	async insertContexts(ctxTable, runIds, blueprint) {
 		const context = JSON.stringify({ blueprintId: blueprint.id, blueprintVersion: blueprint.metadata?.version ?? null })
 		for (let i = 0; i < runIds.length; i += 5000) {
-			await this.pool.query(`INSERT INTO ${ctxTable} (run_id, context_data) SELECT id, $2::jsonb FROM unnest($1::text[]) AS id`, [
-				runIds.slice(i, i + 5000),
-				context,
-			])
+			await this.pool.query(
+				`INSERT INTO ${ctxTable} (run_id, context_data) SELECT id, $2::jsonb FROM unnest($1::text[]) AS id`,
+				[runIds.slice(i, i + 5000), context],
+			)
 		}
 	}
 
@@ -333,7 +354,12 @@ class Services {
 			const total = [...tally.values()].reduce((a, b) => a + b, 0)
 			const pct = {}
 			for (const [k, v] of tally) pct[k] = (v / total) * 100
-			return { samples, backends: backends.size, busyBackends: samples ? (total - (tally.get('idle') || 0)) / samples : 0, pct }
+			return {
+				samples,
+				backends: backends.size,
+				busyBackends: samples ? (total - (tally.get('idle') || 0)) / samples : 0,
+				pct,
+			}
 		}
 	}
 
@@ -360,7 +386,8 @@ class Services {
 
 	async cleanupPhase(names) {
 		await this.unlisten(names.channel)
-		for (const t of [names.ctx, names.status]) await this.pool.query(`DROP TABLE IF EXISTS ${t}`).catch((e) => log(`drop ${t}: ${e.message}`))
+		for (const t of [names.ctx, names.status])
+			await this.pool.query(`DROP TABLE IF EXISTS ${t}`).catch((e) => log(`drop ${t}: ${e.message}`))
 		for (const q of [names.queue, `${names.queue}.dead`]) {
 			const ch = await this.amqp.createChannel()
 			ch.on('error', () => {})
@@ -413,13 +440,18 @@ function spawnWorker(system, names) {
 		child.stderrTail.push(...text.split('\n').filter(Boolean))
 		if (child.stderrTail.length > 40) child.stderrTail.splice(0, child.stderrTail.length - 40)
 	})
-	child.exited = new Promise((resolve) => child.on('exit', (code, signal) => {
-		liveChildren.delete(child)
-		resolve({ code, signal })
-	}))
+	child.exited = new Promise((resolve) =>
+		child.on('exit', (code, signal) => {
+			liveChildren.delete(child)
+			resolve({ code, signal })
+		}),
+	)
 	child.ready = new Promise((resolve, reject) => {
 		let out = ''
-		const timer = setTimeout(() => reject(new Error(`worker ${system.key} not ready after 60 s: ${child.stderrTail.join(' | ')}`)), 60000)
+		const timer = setTimeout(
+			() => reject(new Error(`worker ${system.key} not ready after 60 s: ${child.stderrTail.join(' | ')}`)),
+			60000,
+		)
 		child.stdout.on('data', (d) => {
 			out += d.toString()
 			if (out.includes('WORKER_READY')) {
@@ -432,7 +464,11 @@ function spawnWorker(system, names) {
 		})
 		child.exited.then(({ code, signal }) => {
 			clearTimeout(timer)
-			reject(new Error(`worker ${system.key} exited (${code ?? signal}) before it was ready: ${child.stderrTail.join(' | ')}`))
+			reject(
+				new Error(
+					`worker ${system.key} exited (${code ?? signal}) before it was ready: ${child.stderrTail.join(' | ')}`,
+				),
+			)
 		})
 	})
 	child.ready.catch(() => {})
@@ -486,9 +522,14 @@ function drive({ services, names, blueprint, runIds, inflight, deadline }) {
 				pending.set(runId, { t0 })
 				for (const nodeId of starts) {
 					const job = { runId, blueprintId: blueprint.id, nodeId }
-					services.pub.sendToQueue(names.queue, Buffer.from(JSON.stringify(job)), { persistent: true, contentType: 'application/json' }, (err) => {
-						if (err) finish(new Error(`publish of ${runId} was not confirmed: ${err.message || err}`))
-					})
+					services.pub.sendToQueue(
+						names.queue,
+						Buffer.from(JSON.stringify(job)),
+						{ persistent: true, contentType: 'application/json' },
+						(err) => {
+							if (err) finish(new Error(`publish of ${runId} was not confirmed: ${err.message || err}`))
+						},
+					)
 				}
 			}
 			if (pending.size === 0) finish()
@@ -532,7 +573,16 @@ function summarize(results, nodes) {
 	const last = Math.max(...ok.map((r) => r.t1))
 	const seconds = ok.length ? (last - first) / 1000 : NaN
 	const runsPerSec = ok.length / seconds
-	return { runs: results.length, completed: ok.length, failed, lost, seconds, runsPerSec, jobsPerSec: runsPerSec * nodes, latencies: lat }
+	return {
+		runs: results.length,
+		completed: ok.length,
+		failed,
+		lost,
+		seconds,
+		runsPerSec,
+		jobsPerSec: runsPerSec * nodes,
+		latencies: lat,
+	}
 }
 
 /**
@@ -545,7 +595,14 @@ function phaseNames(system, wf) {
 	const short = { ours: 'o', 'ours-x2': 'o2', 'peer-documented': 'pd', 'peer-tuned': 'pt' }[system.key]
 	const token = `${process.pid}_${crypto.randomBytes(4).toString('hex')}`
 	const id = `t_bench_${short}_${wf}_${token}`
-	return { id, token, queue: id, ctx: `t_bench_${short}_${wf}_ctx_${token}`, status: `t_bench_${short}_${wf}_st_${token}`, channel: `${id}_ch` }
+	return {
+		id,
+		token,
+		queue: id,
+		ctx: `t_bench_${short}_${wf}_ctx_${token}`,
+		status: `t_bench_${short}_${wf}_st_${token}`,
+		channel: `${id}_ch`,
+	}
 }
 
 function runsFor(system, wf) {
@@ -570,7 +627,9 @@ async function runPhase(services, system, wf, round) {
 	const idleN = wf === 'chain' ? idleRunsFor(system) : 0
 	const idleWarm = idleN > 0 ? 2 : 0
 	const runIds = Array.from({ length: warm + n + idleWarm + idleN }, (_, i) => `${names.id}-r${i}`)
-	log(`round ${round} ${wf} ${system.key}: ${n} runs (+${warm} warm-up${idleN ? `, ${idleN} idle` : ''}), ${inflight} in flight`)
+	log(
+		`round ${round} ${wf} ${system.key}: ${n} runs (+${warm} warm-up${idleN ? `, ${idleN} idle` : ''}), ${inflight} in flight`,
+	)
 	await services.createPhaseTables(names)
 	const children = []
 	let result
@@ -602,11 +661,25 @@ async function runPhase(services, system, wf, round) {
 		}, 100)
 		try {
 			const started = performance.now()
-			const warmRes = await drive({ services, names, blueprint, runIds: runIds.slice(0, warm), inflight, deadline: started + cfg.phaseMaxMs })
+			const warmRes = await drive({
+				services,
+				names,
+				blueprint,
+				runIds: runIds.slice(0, warm),
+				inflight,
+				deadline: started + cfg.phaseMaxMs,
+			})
 			const stopSampler = services.startWaitSampler(names.token)
 			const pg0 = await services.pgCounters()
 			const cpu0 = cpuSnapshot(pids)
-			const measured = await drive({ services, names, blueprint, runIds: runIds.slice(warm, warm + n), inflight, deadline: performance.now() + cfg.phaseMaxMs })
+			const measured = await drive({
+				services,
+				names,
+				blueprint,
+				runIds: runIds.slice(warm, warm + n),
+				inflight,
+				deadline: performance.now() + cfg.phaseMaxMs,
+			})
 			const cpu1 = cpuSnapshot(pids)
 			const pg1 = await services.pgCounters()
 			const waits = await stopSampler()
@@ -614,7 +687,8 @@ async function runPhase(services, system, wf, round) {
 				const m = procMemory(pid)
 				if (m) peakRssKb = Math.max(peakRssKb, m.rssKb, m.hwmKb)
 			}
-			let allCompleted = warmRes.filter((r) => r.status === 'completed').length + measured.filter((r) => r.status === 'completed').length
+			let allCompleted =
+				warmRes.filter((r) => r.status === 'completed').length + measured.filter((r) => r.status === 'completed').length
 			const stats = summarize(measured, nodes)
 			const cpu = cpuDelta(cpu0, cpu1)
 			const jobs = stats.completed * nodes
@@ -626,8 +700,22 @@ async function runPhase(services, system, wf, round) {
 			let idle = null
 			if (idleN > 0) {
 				const idleIds = runIds.slice(warm + n)
-				const w = await drive({ services, names, blueprint, runIds: idleIds.slice(0, idleWarm), inflight: 1, deadline: performance.now() + cfg.phaseMaxMs })
-				const r = await drive({ services, names, blueprint, runIds: idleIds.slice(idleWarm), inflight: 1, deadline: performance.now() + cfg.phaseMaxMs })
+				const w = await drive({
+					services,
+					names,
+					blueprint,
+					runIds: idleIds.slice(0, idleWarm),
+					inflight: 1,
+					deadline: performance.now() + cfg.phaseMaxMs,
+				})
+				const r = await drive({
+					services,
+					names,
+					blueprint,
+					runIds: idleIds.slice(idleWarm),
+					inflight: 1,
+					deadline: performance.now() + cfg.phaseMaxMs,
+				})
 				allCompleted += [...w, ...r].filter((x) => x.status === 'completed').length
 				const lat = r.filter((x) => x.status === 'completed').map((x) => x.t1 - x.t0)
 				idle = { runLatencies: lat, perNode: lat.map((l) => l / nodes) }
@@ -654,11 +742,18 @@ async function runPhase(services, system, wf, round) {
 				`pg ${cpu.postgres.toFixed(0)}%, rabbit ${cpu.rabbitmq.toFixed(0)}%, redis ${cpu.redis.toFixed(0)}%, others ${cpu.others.toFixed(0)}%, machine ${cpu.machine.toFixed(0)}%; ` +
 				`pg: ${pgStats.xidsPerJob.toFixed(2)} write tx/job, ${pgStats.walKbPerJob.toFixed(1)} KB WAL/job, ` +
 				`${waits.busyBackends.toFixed(1)} of ${waits.backends} backends busy: ${formatWaits(waits.pct)}` +
-				(idle ? `; idle ${percentile([...idle.perNode].sort((a, b) => a - b), 50).toFixed(2)} ms/node` : '')
+				(idle
+					? `; idle ${percentile(
+							[...idle.perNode].sort((a, b) => a - b),
+							50,
+						).toFixed(2)} ms/node`
+					: '')
 			log(msg)
 			if (stats.failed || stats.lost) {
 				const depth = await services.queueDepth(names.queue)
-				log(`  queue depth ${depth}; worker stderr: ${children.map((c) => c.stderrTail.slice(-5).join(' | ')).join(' || ')}`)
+				log(
+					`  queue depth ${depth}; worker stderr: ${children.map((c) => c.stderrTail.slice(-5).join(' | ')).join(' || ')}`,
+				)
 			}
 		} finally {
 			clearInterval(sampler)
@@ -696,7 +791,10 @@ function meanPct(list) {
 function formatWaits(pct) {
 	const busy = Object.entries(pct).filter(([k]) => k !== 'idle')
 	const idle = pct.idle || 0
-	const parts = busy.sort((a, b) => b[1] - a[1]).filter(([, v]) => v >= 1).map(([k, v]) => `${k} ${v.toFixed(0)} %`)
+	const parts = busy
+		.sort((a, b) => b[1] - a[1])
+		.filter(([, v]) => v >= 1)
+		.map(([k, v]) => `${k} ${v.toFixed(0)} %`)
 	return `${parts.join(', ') || 'nothing'}${idle ? `; idle ${idle.toFixed(0)} %` : ''}`
 }
 
@@ -763,7 +861,7 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	L.push('')
 	for (const [k, v] of Object.entries(machine)) L.push(`- ${k}: ${v}`)
 	L.push(
-		'- Shared: the machine (2 cores) also runs other agents\' builds and test suites, and the services are the same PostgreSQL, Redis and RabbitMQ they use; ' +
+		"- Shared: the machine (2 cores) also runs other agents' builds and test suites, and the services are the same PostgreSQL, Redis and RabbitMQ they use; " +
 			'numbers move from run to run by ±20 % or more. Every service is on loopback; PostgreSQL runs with its defaults (`synchronous_commit = on`).',
 	)
 	L.push('')
@@ -773,7 +871,7 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 		`Closed loop: ${cfg.inflight} runs in flight per worker process (the next run starts when one finishes), ${cfg.rounds} round(s) alternating the systems ` +
 			'(A B A B), each round with a fresh worker process per system, its own queue, tables and Redis key prefix. ' +
 			'Latency = publish of the start job → `updated_at` of the final status row. Rates are the mean over rounds; latency percentiles pool every round; ' +
-			'RSS is the worker\'s peak (VmHWM) over the phase. `ours ÷ this` = our runs/s divided by this row\'s (for `ours-x2`: two workers ÷ one).',
+			"RSS is the worker's peak (VmHWM) over the phase. `ours ÷ this` = our runs/s divided by this row's (for `ours-x2`: two workers ÷ one).",
 	)
 	L.push('')
 	L.push('| workflow | system | runs | runs/s | node jobs/s | p50 ms | p99 ms | peak RSS MB | ours ÷ this |')
@@ -792,15 +890,21 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 		}
 	}
 	L.push('')
-	L.push('Systems: ' + cfg.systems.map((s) => `\`${s}\` = ${SYSTEMS[s].label}`).join('; ') + '.')
-	L.push('Workflows: ' + cfg.workflows.map((w) => `\`${w}\` = ${workflows[w].label}`).join('; ') + '.')
+	L.push(`Systems: ${cfg.systems.map((s) => `\`${s}\` = ${SYSTEMS[s].label}`).join('; ')}.`)
+	L.push(`Workflows: ${cfg.workflows.map((w) => `\`${w}\` = ${workflows[w].label}`).join('; ')}.`)
 	L.push('')
-	L.push('Runs/s per round: ' + [...agg.values()].map((a) => `${a.workflow}/${a.system} ${a.perRound.map(f1).join(', ')}`).join('; ') + '.')
+	L.push(
+		'Runs/s per round: ' +
+			[...agg.values()].map((a) => `${a.workflow}/${a.system} ${a.perRound.map(f1).join(', ')}`).join('; ') +
+			'.',
+	)
 	L.push('')
 
 	L.push('## Where the CPU goes (mean over rounds, % of one core)')
 	L.push('')
-	L.push('| workflow | system | worker | postgres (all backends) | rabbitmq | redis | bench client | other processes | machine busy (of 2 cores) | worker CPU ms / node job | worker+services CPU ms / node job | jobs/s if CPU-bound on 2 cores |')
+	L.push(
+		'| workflow | system | worker | postgres (all backends) | rabbitmq | redis | bench client | other processes | machine busy (of 2 cores) | worker CPU ms / node job | worker+services CPU ms / node job | jobs/s if CPU-bound on 2 cores |',
+	)
 	L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|')
 	for (const wf of cfg.workflows) {
 		for (const sys of cfg.systems) {
@@ -813,27 +917,32 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	}
 	L.push('')
 	L.push(
-		'Service CPU is every process of that service on the machine (so other agents\' use of the same services shows up here too); ' +
+		"Service CPU is every process of that service on the machine (so other agents' use of the same services shows up here too); " +
 			'"other processes" is the rest of the machine\'s busy time (other agents\' builds and tests).',
 	)
 	L.push('')
 	L.push('## PostgreSQL per node job')
 	L.push('')
 	L.push(
-		'Rows written = inserts + updates + deletes in the phase\'s own two tables (`pg_stat_user_tables`, read after the workers disconnected), per node job of the whole phase. ' +
-			'Write transactions (transaction ids assigned) and WAL bytes are cluster-wide deltas over the measured window, so other agents\' writes are included: ' +
+		"Rows written = inserts + updates + deletes in the phase's own two tables (`pg_stat_user_tables`, read after the workers disconnected), per node job of the whole phase. " +
+			"Write transactions (transaction ids assigned) and WAL bytes are cluster-wide deltas over the measured window, so other agents' writes are included: " +
 			'they are only meaningful for the fast phases (a slow phase lasts long and writes little). ' +
-			'The wait profile samples `pg_stat_activity` every 20 ms for the backends running this phase\'s statements: share of backend samples by state ' +
+			"The wait profile samples `pg_stat_activity` every 20 ms for the backends running this phase's statements: share of backend samples by state " +
 			'(`cpu` = active, no wait event; `idle` = waiting for the worker to send the next statement).',
 	)
 	L.push('')
-	L.push('| workflow | system | rows written / job (exact) | write tx / job (cluster-wide) | WAL KB / job (cluster-wide) | backends (busy on average) | busy backend samples | idle share |')
+	L.push(
+		'| workflow | system | rows written / job (exact) | write tx / job (cluster-wide) | WAL KB / job (cluster-wide) | backends (busy on average) | busy backend samples | idle share |',
+	)
 	L.push('|---|---|--:|--:|--:|--:|---|--:|')
 	for (const wf of cfg.workflows) {
 		for (const sys of cfg.systems) {
 			const a = get(wf, sys)
 			if (!a) continue
-			const busy = Object.entries(a.pg.waits).filter(([k]) => k !== 'idle').sort((x, y) => y[1] - x[1]).filter(([, v]) => v >= 1)
+			const busy = Object.entries(a.pg.waits)
+				.filter(([k]) => k !== 'idle')
+				.sort((x, y) => y[1] - x[1])
+				.filter(([, v]) => v >= 1)
 			L.push(
 				`| ${wf} | ${sys} | ${f2(a.pg.rowsPerJob)} | ${f2(a.pg.xidsPerJob)} | ${f1(a.pg.walKbPerJob)} | ${a.pg.backends} (${f1(a.pg.busyBackends)}) | ${busy.map(([k, v]) => `${k} ${v.toFixed(0)} %`).join(', ') || '–'} | ${f0(a.pg.waits.idle || 0)} % |`,
 			)
@@ -847,8 +956,10 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	L.push('|---|--:|--:|--:|--:|--:|')
 	for (const sys of cfg.systems) {
 		const a = get('chain', sys)
-		if (!a || !a.idlePerNode) continue
-		L.push(`| ${sys} | ${a.idleRun.length} | ${f1(percentile(a.idleRun, 50))} | ${f1(percentile(a.idleRun, 99))} | ${f2(percentile(a.idlePerNode, 50))} | ${f2(percentile(a.idlePerNode, 99))} |`)
+		if (!a?.idlePerNode) continue
+		L.push(
+			`| ${sys} | ${a.idleRun.length} | ${f1(percentile(a.idleRun, 50))} | ${f1(percentile(a.idleRun, 99))} | ${f2(percentile(a.idlePerNode, 50))} | ${f2(percentile(a.idlePerNode, 99))} |`,
+		)
 	}
 	L.push('')
 
@@ -893,18 +1004,33 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	const yes = (b) => (b === null ? '–' : b ? 'yes' : 'no')
 	const dd = get('diamond', 'peer-documented')
 	const dt = get('diamond', 'peer-tuned')
-	if (d && dd) L.push(`| diamond runs/s ≥ 30× documented peer | ${ratio(d.runsPerSec / dd.runsPerSec)} | ${yes(d.runsPerSec / dd.runsPerSec >= 30)} |`)
-	if (d && dt) L.push(`| diamond runs/s ≥ 5× tuned peer | ${ratio(d.runsPerSec / dt.runsPerSec)} | ${yes(d.runsPerSec / dt.runsPerSec >= 5)} |`)
+	if (d && dd)
+		L.push(
+			`| diamond runs/s ≥ 30× documented peer | ${ratio(d.runsPerSec / dd.runsPerSec)} | ${yes(d.runsPerSec / dd.runsPerSec >= 30)} |`,
+		)
+	if (d && dt)
+		L.push(
+			`| diamond runs/s ≥ 5× tuned peer | ${ratio(d.runsPerSec / dt.runsPerSec)} | ${yes(d.runsPerSec / dt.runsPerSec >= 5)} |`,
+		)
 	if (ceilings) {
 		for (const wf of cfg.workflows) {
 			const a = get(wf, 'ours')
-			if (a) L.push(`| ${wf}: node jobs/s ≥ 50 % of 8-connection commit ceiling | ${((a.jobsPerSec / ceilings.pgCommit8) * 100).toFixed(0)} % | ${yes(a.jobsPerSec / ceilings.pgCommit8 >= 0.5)} |`)
+			if (a)
+				L.push(
+					`| ${wf}: node jobs/s ≥ 50 % of 8-connection commit ceiling | ${((a.jobsPerSec / ceilings.pgCommit8) * 100).toFixed(0)} % | ${yes(a.jobsPerSec / ceilings.pgCommit8 >= 0.5)} |`,
+				)
 		}
 	}
 	const c = get('chain', 'ours')
-	if (c && c.idlePerNode) L.push(`| idle added latency per node p50 ≤ 2 ms | ${f2(percentile(c.idlePerNode, 50))} ms | ${yes(percentile(c.idlePerNode, 50) <= 2)} |`)
+	if (c?.idlePerNode)
+		L.push(
+			`| idle added latency per node p50 ≤ 2 ms | ${f2(percentile(c.idlePerNode, 50))} ms | ${yes(percentile(c.idlePerNode, 50) <= 2)} |`,
+		)
 	const x2 = get('diamond', 'ours-x2')
-	if (d && x2) L.push(`| two worker processes ≥ 1.6× one (diamond) | ${ratio(x2.runsPerSec / d.runsPerSec)} | ${yes(x2.runsPerSec / d.runsPerSec >= 1.6)} |`)
+	if (d && x2)
+		L.push(
+			`| two worker processes ≥ 1.6× one (diamond) | ${ratio(x2.runsPerSec / d.runsPerSec)} | ${yes(x2.runsPerSec / d.runsPerSec >= 1.6)} |`,
+		)
 	L.push('')
 	return L.join('\n')
 }
@@ -916,7 +1042,8 @@ async function machineDescription(services) {
 			return require(`${name}/package.json`).version
 		} catch {
 			try {
-				return JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'node_modules', name, 'package.json'), 'utf8')).version
+				return JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'node_modules', name, 'package.json'), 'utf8'))
+					.version
 			} catch {
 				return '?'
 			}
@@ -924,8 +1051,14 @@ async function machineDescription(services) {
 	}
 	let commit = '?'
 	try {
-		commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: path.join(__dirname, '..') }).toString().trim()
-		const dirty = execFileSync('git', ['status', '--porcelain', '--', 'core', 'src', 'lib'], { cwd: path.join(__dirname, '..') }).toString().trim()
+		commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: path.join(__dirname, '..') })
+			.toString()
+			.trim()
+		const dirty = execFileSync('git', ['status', '--porcelain', '--', 'core', 'src', 'lib'], {
+			cwd: path.join(__dirname, '..'),
+		})
+			.toString()
+			.trim()
 		if (dirty) commit += ' + uncommitted changes in core/src/lib'
 	} catch {}
 	return {
@@ -949,7 +1082,7 @@ async function main() {
 	const knobs = Object.entries(process.env)
 		.filter(([k]) => k.startsWith('BENCH_') && k !== 'BENCH_OUT')
 		.map(([k, v]) => `${k}=${v}`)
-	const command = `${knobs.length ? knobs.join(' ') + ' ' : ''}npm run bench`
+	const command = `${knobs.length ? `${knobs.join(' ')} ` : ''}npm run bench`
 	const services = await new Services().connect()
 	const results = []
 	const failedPhases = []
@@ -959,9 +1092,18 @@ async function main() {
 		for (let round = 1; round <= cfg.rounds; round++) {
 			if (cfg.ceilingMs > 0) {
 				log(`round ${round} ceilings (${cfg.ceilingMs} ms each)…`)
-				const c = await measureCeilings({ postgresUrl: POSTGRES_URL, redisUrl: REDIS_URL, rabbitmqUrl: RABBITMQ_URL, ms: cfg.ceilingMs })
+				const c = await measureCeilings({
+					postgresUrl: POSTGRES_URL,
+					redisUrl: REDIS_URL,
+					rabbitmqUrl: RABBITMQ_URL,
+					ms: cfg.ceilingMs,
+				})
 				ceilingRounds.push(c)
-				log(`  ${Object.entries(c).map(([k, v]) => `${k} ${v === null ? '–' : Math.round(v)}/s`).join(', ')}`)
+				log(
+					`  ${Object.entries(c)
+						.map(([k, v]) => `${k} ${v === null ? '–' : Math.round(v)}/s`)
+						.join(', ')}`,
+				)
 			}
 			for (const wf of cfg.workflows) {
 				for (const key of cfg.systems) {
@@ -971,8 +1113,8 @@ async function main() {
 						results.push(await runPhase(services, system, wf, round))
 					} catch (e) {
 						// One phase lost to the shared machine must not cost the whole invocation.
-						log(`round ${round} ${wf} ${key} FAILED: ${e && e.message}`)
-						failedPhases.push(`round ${round} ${wf} ${key}: ${String(e && e.message).split('\n')[0].slice(0, 300)}`)
+						log(`round ${round} ${wf} ${key} FAILED: ${e?.message}`)
+						failedPhases.push(`round ${round} ${wf} ${key}: ${String(e?.message).split('\n')[0].slice(0, 300)}`)
 					}
 				}
 			}
@@ -987,10 +1129,11 @@ async function main() {
 			}
 		}
 		let report = buildReport({ agg, ceilings, machine, command, startedAt, elapsedS: (performance.now() - t0) / 1000 })
-		if (failedPhases.length) report += `\n## Phases that failed (left out above)\n\n${failedPhases.map((f) => `- ${f}`).join('\n')}\n`
+		if (failedPhases.length)
+			report += `\n## Phases that failed (left out above)\n\n${failedPhases.map((f) => `- ${f}`).join('\n')}\n`
 		fs.mkdirSync(path.dirname(cfg.out), { recursive: true })
-		fs.writeFileSync(cfg.out, report + '\n')
-		process.stdout.write(report + '\n')
+		fs.writeFileSync(cfg.out, `${report}\n`)
+		process.stdout.write(`${report}\n`)
 		log(`written to ${cfg.out}`)
 		if (failedPhases.length) process.exitCode = 1
 	} finally {
@@ -1008,7 +1151,7 @@ process.on('SIGINT', () => {
 process.on('exit', killChildren)
 
 main().catch((e) => {
-	log(`FAILED: ${e && e.stack ? e.stack : e}`)
+	log(`FAILED: ${e?.stack ? e.stack : e}`)
 	killChildren()
 	process.exit(1)
 })

@@ -51,7 +51,7 @@ async function main() {
 		try {
 			await adapter.stop({ timeoutMs: 5000 })
 		} catch (e) {
-			log('adapter.stop() failed:', e && e.stack ? e.stack : e)
+			log('adapter.stop() failed:', e?.stack ? e.stack : e)
 		}
 		for (const close of [() => amqpConnection.close(), () => pgClient.end(), () => redisConnection.quit()]) {
 			try {
@@ -65,7 +65,7 @@ async function main() {
 }
 
 main().catch((e) => {
-	log('FATAL', e && e.stack ? e.stack : e)
+	log('FATAL', e?.stack ? e.stack : e)
 	process.stdout.write('WORKER_FAILED\n')
 	process.exit(1)
 })

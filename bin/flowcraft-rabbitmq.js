@@ -26,7 +26,7 @@ const COMMON_HELP = `Connection (flags win over environment variables):
   -h, --help               this help`
 
 const HELP = {
-  main: `Usage: flowcraft-rabbitmq <command> [options]
+	main: `Usage: flowcraft-rabbitmq <command> [options]
 
 Look at and repair the workflow runs of @flowcraft/rabbitmq-adapter.
 
@@ -41,7 +41,7 @@ Commands:
 ${COMMON_HELP}
 
 Exit status: 0 done, 1 the operation failed, 2 wrong usage.`,
-  runs: `Usage: flowcraft-rabbitmq runs [--status <status>] [--limit <n>]
+	runs: `Usage: flowcraft-rabbitmq runs [--status <status>] [--limit <n>]
 
 The most recently updated runs, newest first: id, status, blueprint, time since the
 run last changed, progress (nodes done / nodes in the blueprint; "?" without
@@ -51,7 +51,7 @@ run last changed, progress (nodes done / nodes in the blueprint; "?" without
   --limit <n>         at most n runs (default 20)
 
 ${COMMON_HELP}`,
-  show: `Usage: flowcraft-rabbitmq show <runId> [--mermaid]
+	show: `Usage: flowcraft-rabbitmq show <runId> [--mermaid]
 
 A run's status, its nodes with their state (done, running, waiting, awaiting,
 failed, not_reached), and its blueprint as a Mermaid \`graph TD\` in which each node
@@ -60,7 +60,7 @@ has its state as a class. Needs --blueprints.
   --mermaid   print only the Mermaid graph
 
 ${COMMON_HELP}`,
-  reconcile: `Usage: flowcraft-rabbitmq reconcile [runId] [--stalled-seconds <n>]
+	reconcile: `Usage: flowcraft-rabbitmq reconcile [runId] [--stalled-seconds <n>]
 
 With a run id: enqueue what that run needs to move on (nodes ready but never queued,
 and queued nodes with no change to the run for --stalled-seconds).
@@ -73,7 +73,7 @@ oldest first, one line per run. Needs --blueprints.
 Exit status 1 when a run could not be reconciled.
 
 ${COMMON_HELP}`,
-  'dead-letters': `Usage: flowcraft-rabbitmq dead-letters [--limit <n>]
+	'dead-letters': `Usage: flowcraft-rabbitmq dead-letters [--limit <n>]
        flowcraft-rabbitmq dead-letters requeue [--limit <n>]
 
 List the messages of the dead-letter queue (<queue>.dead), oldest first, with the
@@ -87,289 +87,326 @@ ${COMMON_HELP}`,
 class UsageError extends Error {}
 
 const OPTIONS = {
-  'postgres-url': { type: 'string' },
-  'redis-url': { type: 'string' },
-  'amqp-url': { type: 'string' },
-  queue: { type: 'string' },
-  'context-table': { type: 'string' },
-  'status-table': { type: 'string' },
-  blueprints: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-  status: { type: 'string' },
-  limit: { type: 'string' },
-  'stalled-seconds': { type: 'string' },
-  mermaid: { type: 'boolean' },
+	'postgres-url': { type: 'string' },
+	'redis-url': { type: 'string' },
+	'amqp-url': { type: 'string' },
+	queue: { type: 'string' },
+	'context-table': { type: 'string' },
+	'status-table': { type: 'string' },
+	blueprints: { type: 'string' },
+	json: { type: 'boolean' },
+	help: { type: 'boolean', short: 'h' },
+	status: { type: 'string' },
+	limit: { type: 'string' },
+	'stalled-seconds': { type: 'string' },
+	mermaid: { type: 'boolean' },
 }
 
 // Which command-specific options each command takes (the connection options go everywhere).
 const COMMAND_OPTIONS = {
-  runs: ['status', 'limit'],
-  show: ['mermaid'],
-  reconcile: ['stalled-seconds', 'limit'],
-  'dead-letters': ['limit'],
+	runs: ['status', 'limit'],
+	show: ['mermaid'],
+	reconcile: ['stalled-seconds', 'limit'],
+	'dead-letters': ['limit'],
 }
 
 const STATUSES = ['running', 'awaiting', 'completed', 'failed', 'cancelled']
 
 async function main(argv, { env = process.env, out = process.stdout, err = process.stderr } = {}) {
-  const print = (s = '') => out.write(`${s}\n`)
-  let parsed
-  try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
-  } catch (e) {
-    err.write(`flowcraft-rabbitmq: ${e.message}\nRun flowcraft-rabbitmq --help for the usage.\n`)
-    return EXIT_USAGE
-  }
-  const { values, positionals } = parsed
-  let [command, ...rest] = positionals
-  if (command === 'help') {
-    const topic = rest[0] && HELP[rest[0]] ? rest[0] : 'main'
-    print(HELP[topic])
-    return EXIT_OK
-  }
-  if (!command || values.help) {
-    print(HELP[command && HELP[command] ? command : 'main'])
-    return command || values.help ? EXIT_OK : EXIT_USAGE
-  }
-  if (!COMMAND_OPTIONS[command]) {
-    err.write(`flowcraft-rabbitmq: unknown command ${JSON.stringify(command)}\n\n${HELP.main}\n`)
-    return EXIT_USAGE
-  }
+	const print = (s = '') => out.write(`${s}\n`)
+	let parsed
+	try {
+		parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
+	} catch (e) {
+		err.write(`flowcraft-rabbitmq: ${e.message}\nRun flowcraft-rabbitmq --help for the usage.\n`)
+		return EXIT_USAGE
+	}
+	const { values, positionals } = parsed
+	const [command, ...rest] = positionals
+	if (command === 'help') {
+		const topic = rest[0] && HELP[rest[0]] ? rest[0] : 'main'
+		print(HELP[topic])
+		return EXIT_OK
+	}
+	if (!command || values.help) {
+		print(HELP[command && HELP[command] ? command : 'main'])
+		return command || values.help ? EXIT_OK : EXIT_USAGE
+	}
+	if (!COMMAND_OPTIONS[command]) {
+		err.write(`flowcraft-rabbitmq: unknown command ${JSON.stringify(command)}\n\n${HELP.main}\n`)
+		return EXIT_USAGE
+	}
 
-  let adapter
-  try {
-    for (const name of Object.keys(values)) {
-      const common = ['postgres-url', 'redis-url', 'amqp-url', 'queue', 'context-table', 'status-table', 'blueprints', 'json', 'help']
-      if (!common.includes(name) && !COMMAND_OPTIONS[command].includes(name)) {
-        throw new UsageError(`${command} does not take --${name}`)
-      }
-    }
-    const blueprints = await loadBlueprints(values.blueprints ?? env.FLOWCRAFT_BLUEPRINTS)
-    adapter = createAdapter(values, env, blueprints)
-    const ctx = { adapter, blueprints, values, print, err, json: !!values.json }
-    switch (command) {
-      case 'runs':
-        if (rest.length) throw new UsageError(`runs takes no argument; got ${JSON.stringify(rest[0])}`)
-        return await cmdRuns(ctx)
-      case 'show':
-        if (rest.length !== 1) throw new UsageError('show takes one run id: flowcraft-rabbitmq show <runId>')
-        return await cmdShow(ctx, rest[0])
-      case 'reconcile':
-        if (rest.length > 1) throw new UsageError('reconcile takes at most one run id')
-        return await cmdReconcile(ctx, rest[0])
-      case 'dead-letters':
-        if (rest.length === 0) return await cmdDeadLetters(ctx)
-        if (rest.length === 1 && rest[0] === 'requeue') return await cmdRequeue(ctx)
-        throw new UsageError(`dead-letters takes no argument or "requeue"; got ${JSON.stringify(rest.join(' '))}`)
-    }
-    return EXIT_USAGE
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err.write(`flowcraft-rabbitmq: ${e.message}\nRun flowcraft-rabbitmq ${command} --help for the usage.\n`)
-      return EXIT_USAGE
-    }
-    err.write(`flowcraft-rabbitmq: ${explain(e, values, env)}\n`)
-    return EXIT_FAILED
-  } finally {
-    if (adapter) await adapter.close().catch(() => {})
-  }
+	let adapter
+	try {
+		for (const name of Object.keys(values)) {
+			const common = [
+				'postgres-url',
+				'redis-url',
+				'amqp-url',
+				'queue',
+				'context-table',
+				'status-table',
+				'blueprints',
+				'json',
+				'help',
+			]
+			if (!common.includes(name) && !COMMAND_OPTIONS[command].includes(name)) {
+				throw new UsageError(`${command} does not take --${name}`)
+			}
+		}
+		const blueprints = await loadBlueprints(values.blueprints ?? env.FLOWCRAFT_BLUEPRINTS)
+		adapter = createAdapter(values, env, blueprints)
+		const ctx = { adapter, blueprints, values, print, err, json: !!values.json }
+		switch (command) {
+			case 'runs':
+				if (rest.length) throw new UsageError(`runs takes no argument; got ${JSON.stringify(rest[0])}`)
+				return await cmdRuns(ctx)
+			case 'show':
+				if (rest.length !== 1) throw new UsageError('show takes one run id: flowcraft-rabbitmq show <runId>')
+				return await cmdShow(ctx, rest[0])
+			case 'reconcile':
+				if (rest.length > 1) throw new UsageError('reconcile takes at most one run id')
+				return await cmdReconcile(ctx, rest[0])
+			case 'dead-letters':
+				if (rest.length === 0) return await cmdDeadLetters(ctx)
+				if (rest.length === 1 && rest[0] === 'requeue') return await cmdRequeue(ctx)
+				throw new UsageError(`dead-letters takes no argument or "requeue"; got ${JSON.stringify(rest.join(' '))}`)
+		}
+		return EXIT_USAGE
+	} catch (e) {
+		if (e instanceof UsageError) {
+			err.write(`flowcraft-rabbitmq: ${e.message}\nRun flowcraft-rabbitmq ${command} --help for the usage.\n`)
+			return EXIT_USAGE
+		}
+		err.write(`flowcraft-rabbitmq: ${explain(e, values, env)}\n`)
+		return EXIT_FAILED
+	} finally {
+		if (adapter) await adapter.close().catch(() => {})
+	}
 }
 
 // ─────────────────────────────────────────────────────────────── setup
 
 function createAdapter(values, env, blueprints) {
-  const { RabbitMqAdapter, RedisCoordinationStore } = require('..')
-  const pg = values['postgres-url'] ?? env.POSTGRES_URL
-  const redis = values['redis-url'] ?? env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-  const amqp = values['amqp-url'] ?? env.RABBITMQ_URL ?? env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
-  const quiet = { debug() {}, info() {}, warn: (m) => process.stderr.write(`warning: ${m}\n`), error: (m) => process.stderr.write(`error: ${m}\n`) }
-  return new RabbitMqAdapter({
-    amqpConnection: amqp,
-    pgClient: pg || {},
-    coordinationStore: new RedisCoordinationStore(redis),
-    queueName: values.queue ?? env.FLOWCRAFT_QUEUE ?? undefined,
-    contextTableName: values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? undefined,
-    statusTableName: values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? undefined,
-    // An operations tool does not create tables: a typo in a table name is an error.
-    createTables: false,
-    runtimeOptions: { registry: {}, blueprints: blueprints || {}, logger: quiet },
-  })
+	const { RabbitMqAdapter, RedisCoordinationStore } = require('..')
+	const pg = values['postgres-url'] ?? env.POSTGRES_URL
+	const redis = values['redis-url'] ?? env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+	const amqp = values['amqp-url'] ?? env.RABBITMQ_URL ?? env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
+	const quiet = {
+		debug() {},
+		info() {},
+		warn: (m) => process.stderr.write(`warning: ${m}\n`),
+		error: (m) => process.stderr.write(`error: ${m}\n`),
+	}
+	return new RabbitMqAdapter({
+		amqpConnection: amqp,
+		pgClient: pg || {},
+		coordinationStore: new RedisCoordinationStore(redis),
+		queueName: values.queue ?? env.FLOWCRAFT_QUEUE ?? undefined,
+		contextTableName: values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? undefined,
+		statusTableName: values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? undefined,
+		// An operations tool does not create tables: a typo in a table name is an error.
+		createTables: false,
+		runtimeOptions: { registry: {}, blueprints: blueprints || {}, logger: quiet },
+	})
 }
 
 async function loadBlueprints(modulePath) {
-  if (modulePath === undefined || modulePath === '') return undefined
-  const file = path.resolve(modulePath)
-  let mod
-  try {
-    mod = require(file)
-  } catch (e) {
-    if (e && e.code === 'ERR_REQUIRE_ESM') {
-      mod = await import(pathToFileURL(file).href)
-    } else if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(file)) {
-      throw new UsageError(`--blueprints: cannot find the module ${file}`)
-    } else {
-      throw new Error(`--blueprints: loading ${file} failed: ${e && e.message}`)
-    }
-  }
-  let bps = mod && (mod.blueprints ?? (mod.default && mod.default.blueprints))
-  if (bps instanceof Map) bps = Object.fromEntries(bps)
-  if (!bps || typeof bps !== 'object') {
-    throw new UsageError(`--blueprints: ${file} must export \`blueprints\` (an object of blueprint id → blueprint)`)
-  }
-  return bps
+	if (modulePath === undefined || modulePath === '') return undefined
+	const file = path.resolve(modulePath)
+	let mod
+	try {
+		mod = require(file)
+	} catch (e) {
+		if (e && e.code === 'ERR_REQUIRE_ESM') {
+			mod = await import(pathToFileURL(file).href)
+		} else if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(file)) {
+			throw new UsageError(`--blueprints: cannot find the module ${file}`)
+		} else {
+			throw new Error(`--blueprints: loading ${file} failed: ${e?.message}`)
+		}
+	}
+	let bps = mod && (mod.blueprints ?? mod.default?.blueprints)
+	if (bps instanceof Map) bps = Object.fromEntries(bps)
+	if (!bps || typeof bps !== 'object') {
+		throw new UsageError(`--blueprints: ${file} must export \`blueprints\` (an object of blueprint id → blueprint)`)
+	}
+	return bps
 }
 
 function needBlueprints(ctx, command) {
-  if (!ctx.blueprints) throw new UsageError(`${command} needs the blueprints: pass --blueprints <module> (or set FLOWCRAFT_BLUEPRINTS)`)
+	if (!ctx.blueprints)
+		throw new UsageError(`${command} needs the blueprints: pass --blueprints <module> (or set FLOWCRAFT_BLUEPRINTS)`)
 }
 
 function positiveInt(value, name, fallback) {
-  if (value === undefined) return fallback
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 100000) {
-    throw new UsageError(`--${name} must be a whole number from 1 to 100000; got ${JSON.stringify(value)}`)
-  }
-  return Number(value)
+	if (value === undefined) return fallback
+	if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 100000) {
+		throw new UsageError(`--${name} must be a whole number from 1 to 100000; got ${JSON.stringify(value)}`)
+	}
+	return Number(value)
 }
 
 function seconds(value, name, fallback) {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 4294967) {
-    throw new UsageError(`--${name} must be a number of seconds from 0 to 4294967; got ${JSON.stringify(value)}`)
-  }
-  return n
+	if (value === undefined) return fallback
+	const n = Number(value)
+	if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 4294967) {
+		throw new UsageError(`--${name} must be a number of seconds from 0 to 4294967; got ${JSON.stringify(value)}`)
+	}
+	return n
 }
 
 /** A failure in words, with a hint for the usual causes. */
 function explain(e, values, env) {
-  const message = e && e.message ? e.message : String(e)
-  const code = e && e.code ? ` [${e.code}]` : ''
-  if (/does not exist/.test(message) && e.code === 'ERR_PG') {
-    const ctx = values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? 'flowcraft_contexts'
-    const st = values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? 'flowcraft_statuses'
-    return `${message}${code}\nThe tables ${ctx} / ${st} are not in this database: check --postgres-url, --context-table and --status-table (a worker creates them when it starts).`
-  }
-  return `${message}${code}`
+	const message = e?.message ? e.message : String(e)
+	const code = e?.code ? ` [${e.code}]` : ''
+	if (/does not exist/.test(message) && e.code === 'ERR_PG') {
+		const ctx = values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? 'flowcraft_contexts'
+		const st = values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? 'flowcraft_statuses'
+		return `${message}${code}\nThe tables ${ctx} / ${st} are not in this database: check --postgres-url, --context-table and --status-table (a worker creates them when it starts).`
+	}
+	return `${message}${code}`
 }
 
 // ─────────────────────────────────────────────────────────────── formatting
 
 function ago(secondsAgo) {
-  if (typeof secondsAgo !== 'number' || !Number.isFinite(secondsAgo)) return '-'
-  const s = Math.max(0, Math.floor(secondsAgo))
-  if (s < 60) return `${s}s ago`
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s ago`
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ago`
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h ago`
+	if (typeof secondsAgo !== 'number' || !Number.isFinite(secondsAgo)) return '-'
+	const s = Math.max(0, Math.floor(secondsAgo))
+	if (s < 60) return `${s}s ago`
+	if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s ago`
+	if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ago`
+	return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h ago`
 }
 
 function truncate(s, n) {
-  const t = String(s).replace(/\s+/g, ' ')
-  return t.length > n ? `${t.slice(0, n - 1)}…` : t
+	const t = String(s).replace(/\s+/g, ' ')
+	return t.length > n ? `${t.slice(0, n - 1)}…` : t
 }
 
 /** Rows of strings as aligned columns under a header; the last column is not padded. */
 function table(header, rows) {
-  const all = [header, ...rows]
-  const widths = header.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)))
-  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]))).join('  ').trimEnd()).join('\n')
+	const all = [header, ...rows]
+	const widths = header.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)))
+	return all
+		.map((r) =>
+			r
+				.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i])))
+				.join('  ')
+				.trimEnd(),
+		)
+		.join('\n')
 }
 
 function totalNodes(blueprints, blueprintId) {
-  const bp = blueprints && blueprintId ? blueprints[blueprintId] : undefined
-  return bp && Array.isArray(bp.nodes) ? bp.nodes.length : undefined
+	const bp = blueprints && blueprintId ? blueprints[blueprintId] : undefined
+	return bp && Array.isArray(bp.nodes) ? bp.nodes.length : undefined
 }
 
 // ─────────────────────────────────────────────────────────────── commands
 
 async function cmdRuns(ctx) {
-  const { adapter, values, print } = ctx
-  const status = values.status
-  if (status !== undefined && !STATUSES.includes(status)) {
-    throw new UsageError(`--status must be one of ${STATUSES.join(', ')}; got ${JSON.stringify(status)}`)
-  }
-  const limit = positiveInt(values.limit, 'limit', 20)
-  const runs = await adapter.listRuns({ status, limit })
-  const rows = runs.map((r) => ({ ...r, totalNodes: totalNodes(ctx.blueprints, r.blueprintId) }))
-  if (ctx.json) {
-    print(JSON.stringify(rows, null, 2))
-    return EXIT_OK
-  }
-  if (rows.length === 0) {
-    print(status ? `No ${status} runs.` : 'No runs.')
-    return EXIT_OK
-  }
-  print(
-    table(
-      ['RUN ID', 'STATUS', 'BLUEPRINT', 'UPDATED', 'PROGRESS', 'REASON'],
-      rows.map((r) => [
-        r.runId,
-        r.status ?? '-',
-        r.blueprintId ?? '-',
-        ago(r.idleSeconds),
-        `${r.doneNodes}/${r.totalNodes ?? '?'}`,
-        r.reason ? truncate(r.reason, 60) : '',
-      ]),
-    ),
-  )
-  return EXIT_OK
+	const { adapter, values, print } = ctx
+	const status = values.status
+	if (status !== undefined && !STATUSES.includes(status)) {
+		throw new UsageError(`--status must be one of ${STATUSES.join(', ')}; got ${JSON.stringify(status)}`)
+	}
+	const limit = positiveInt(values.limit, 'limit', 20)
+	const runs = await adapter.listRuns({ status, limit })
+	const rows = runs.map((r) => ({ ...r, totalNodes: totalNodes(ctx.blueprints, r.blueprintId) }))
+	if (ctx.json) {
+		print(JSON.stringify(rows, null, 2))
+		return EXIT_OK
+	}
+	if (rows.length === 0) {
+		print(status ? `No ${status} runs.` : 'No runs.')
+		return EXIT_OK
+	}
+	print(
+		table(
+			['RUN ID', 'STATUS', 'BLUEPRINT', 'UPDATED', 'PROGRESS', 'REASON'],
+			rows.map((r) => [
+				r.runId,
+				r.status ?? '-',
+				r.blueprintId ?? '-',
+				ago(r.idleSeconds),
+				`${r.doneNodes}/${r.totalNodes ?? '?'}`,
+				r.reason ? truncate(r.reason, 60) : '',
+			]),
+		),
+	)
+	return EXIT_OK
 }
 
 async function cmdShow(ctx, runId) {
-  const { adapter, print } = ctx
-  needBlueprints(ctx, 'show')
-  const run = await adapter.getRun(runId)
-  if (!run) {
-    ctx.err.write(`flowcraft-rabbitmq: run ${JSON.stringify(runId)} not found in ${adapter.statusTableName} / ${adapter.contextTableName}\n`)
-    return EXIT_FAILED
-  }
-  const bp = run.blueprintId ? ctx.blueprints[run.blueprintId] : undefined
-  const mermaid = bp ? toMermaid(bp, run.nodes) : undefined
-  if (ctx.json) {
-    print(JSON.stringify({ ...run, mermaid }, null, 2))
-    return bp ? EXIT_OK : EXIT_FAILED
-  }
-  if (ctx.values.mermaid) {
-    if (!mermaid) throw new Error(`the blueprint ${JSON.stringify(run.blueprintId)} of run ${runId} is not in --blueprints`)
-    print(mermaid)
-    return EXIT_OK
-  }
-  const done = run.nodes.filter((n) => n.state === 'done').length
-  const version = bp && bp.metadata && bp.metadata.version !== undefined ? ` (version ${bp.metadata.version})` : ''
-  const lines = [
-    ['Run', run.runId],
-    ['Blueprint', `${run.blueprintId ?? '-'}${version}`],
-    ['Status', run.status ?? '-'],
-  ]
-  if (run.reason) lines.push(['Reason', run.reason])
-  if (run.updatedAt) lines.push(['Updated', `${run.updatedAt.toISOString()} (${ago((Date.now() - run.updatedAt.getTime()) / 1000)})`])
-  lines.push(['Progress', bp ? `${done}/${bp.nodes.length} nodes done` : '?'])
-  const w = Math.max(...lines.map((l) => l[0].length))
-  for (const [k, v] of lines) print(`${k.padEnd(w)}  ${v}`)
-  if (!bp) {
-    ctx.err.write(`flowcraft-rabbitmq: the blueprint ${JSON.stringify(run.blueprintId)} of this run is not in --blueprints; its nodes are unknown\n`)
-    return EXIT_FAILED
-  }
-  print()
-  print(table(['NODE', 'USES', 'STATE'], run.nodes.map((n) => [n.id, n.uses, n.state])))
-  print()
-  print(mermaid)
-  return EXIT_OK
+	const { adapter, print } = ctx
+	needBlueprints(ctx, 'show')
+	const run = await adapter.getRun(runId)
+	if (!run) {
+		ctx.err.write(
+			`flowcraft-rabbitmq: run ${JSON.stringify(runId)} not found in ${adapter.statusTableName} / ${adapter.contextTableName}\n`,
+		)
+		return EXIT_FAILED
+	}
+	const bp = run.blueprintId ? ctx.blueprints[run.blueprintId] : undefined
+	const mermaid = bp ? toMermaid(bp, run.nodes) : undefined
+	if (ctx.json) {
+		print(JSON.stringify({ ...run, mermaid }, null, 2))
+		return bp ? EXIT_OK : EXIT_FAILED
+	}
+	if (ctx.values.mermaid) {
+		if (!mermaid)
+			throw new Error(`the blueprint ${JSON.stringify(run.blueprintId)} of run ${runId} is not in --blueprints`)
+		print(mermaid)
+		return EXIT_OK
+	}
+	const done = run.nodes.filter((n) => n.state === 'done').length
+	const version = bp && bp.metadata && bp.metadata.version !== undefined ? ` (version ${bp.metadata.version})` : ''
+	const lines = [
+		['Run', run.runId],
+		['Blueprint', `${run.blueprintId ?? '-'}${version}`],
+		['Status', run.status ?? '-'],
+	]
+	if (run.reason) lines.push(['Reason', run.reason])
+	if (run.updatedAt)
+		lines.push(['Updated', `${run.updatedAt.toISOString()} (${ago((Date.now() - run.updatedAt.getTime()) / 1000)})`])
+	lines.push(['Progress', bp ? `${done}/${bp.nodes.length} nodes done` : '?'])
+	const w = Math.max(...lines.map((l) => l[0].length))
+	for (const [k, v] of lines) print(`${k.padEnd(w)}  ${v}`)
+	if (!bp) {
+		ctx.err.write(
+			`flowcraft-rabbitmq: the blueprint ${JSON.stringify(run.blueprintId)} of this run is not in --blueprints; its nodes are unknown\n`,
+		)
+		return EXIT_FAILED
+	}
+	print()
+	print(
+		table(
+			['NODE', 'USES', 'STATE'],
+			run.nodes.map((n) => [n.id, n.uses, n.state]),
+		),
+	)
+	print()
+	print(mermaid)
+	return EXIT_OK
 }
 
 const STATE_STYLES = {
-  done: 'fill:#d4edda,stroke:#28a745,color:#155724',
-  running: 'fill:#cce5ff,stroke:#007bff,color:#004085',
-  waiting: 'fill:#fff3cd,stroke:#ffc107,color:#856404',
-  awaiting: 'fill:#e2d9f3,stroke:#6f42c1,color:#3d2a6b',
-  failed: 'fill:#f8d7da,stroke:#dc3545,color:#721c24',
-  not_reached: 'fill:#f8f9fa,stroke:#adb5bd,color:#6c757d',
+	done: 'fill:#d4edda,stroke:#28a745,color:#155724',
+	running: 'fill:#cce5ff,stroke:#007bff,color:#004085',
+	waiting: 'fill:#fff3cd,stroke:#ffc107,color:#856404',
+	awaiting: 'fill:#e2d9f3,stroke:#6f42c1,color:#3d2a6b',
+	failed: 'fill:#f8d7da,stroke:#dc3545,color:#721c24',
+	not_reached: 'fill:#f8f9fa,stroke:#adb5bd,color:#6c757d',
 }
 
 /** Text safe inside a quoted Mermaid label. */
 function mermaidText(s) {
-  return String(s).replace(/[#"<>&]/g, (c) => ({ '#': '#35;', '"': '#quot;', '<': '#lt;', '>': '#gt;', '&': '#amp;' })[c])
+	return String(s).replace(
+		/[#"<>&]/g,
+		(c) => ({ '#': '#35;', '"': '#quot;', '<': '#lt;', '>': '#gt;', '&': '#amp;' })[c],
+	)
 }
 
 /**
@@ -378,110 +415,129 @@ function mermaidText(s) {
  * Mermaid ids are n0, n1, ... so that any node id is safe.
  */
 function toMermaid(bp, nodes) {
-  const stateOf = new Map(nodes.map((n) => [n.id, n.state]))
-  const ids = new Map(bp.nodes.map((n, i) => [n.id, `n${i}`]))
-  const lines = ['graph TD']
-  for (const n of bp.nodes) lines.push(`    ${ids.get(n.id)}["${mermaidText(n.id)}<br/>${mermaidText(n.uses)}"]`)
-  for (const e of bp.edges) {
-    const from = ids.get(e.source)
-    const to = ids.get(e.target)
-    if (!from || !to) continue
-    const label = [e.action, e.condition ? `if ${e.condition}` : undefined].filter(Boolean).join(' ')
-    lines.push(label ? `    ${from} -->|"${mermaidText(label)}"| ${to}` : `    ${from} --> ${to}`)
-  }
-  const byState = new Map()
-  for (const n of bp.nodes) {
-    const state = stateOf.get(n.id) || 'not_reached'
-    if (!byState.has(state)) byState.set(state, [])
-    byState.get(state).push(ids.get(n.id))
-  }
-  for (const [state, style] of Object.entries(STATE_STYLES)) {
-    if (byState.has(state)) lines.push(`    classDef ${state} ${style}`)
-  }
-  for (const [state, list] of byState) lines.push(`    class ${list.join(',')} ${state}`)
-  return lines.join('\n')
+	const stateOf = new Map(nodes.map((n) => [n.id, n.state]))
+	const ids = new Map(bp.nodes.map((n, i) => [n.id, `n${i}`]))
+	const lines = ['graph TD']
+	for (const n of bp.nodes) lines.push(`    ${ids.get(n.id)}["${mermaidText(n.id)}<br/>${mermaidText(n.uses)}"]`)
+	for (const e of bp.edges) {
+		const from = ids.get(e.source)
+		const to = ids.get(e.target)
+		if (!from || !to) continue
+		const label = [e.action, e.condition ? `if ${e.condition}` : undefined].filter(Boolean).join(' ')
+		lines.push(label ? `    ${from} -->|"${mermaidText(label)}"| ${to}` : `    ${from} --> ${to}`)
+	}
+	const byState = new Map()
+	for (const n of bp.nodes) {
+		const state = stateOf.get(n.id) || 'not_reached'
+		if (!byState.has(state)) byState.set(state, [])
+		byState.get(state).push(ids.get(n.id))
+	}
+	for (const [state, style] of Object.entries(STATE_STYLES)) {
+		if (byState.has(state)) lines.push(`    classDef ${state} ${style}`)
+	}
+	for (const [state, list] of byState) lines.push(`    class ${list.join(',')} ${state}`)
+	return lines.join('\n')
 }
 
 async function cmdReconcile(ctx, runId) {
-  const { adapter, values, print } = ctx
-  needBlueprints(ctx, 'reconcile')
-  const stalledSeconds = seconds(values['stalled-seconds'], 'stalled-seconds', 300)
-  if (runId !== undefined) {
-    if (values.limit !== undefined) throw new UsageError('--limit applies to reconciling all stalled runs, not one run')
-    const enqueued = [...(await adapter.reconcile(runId, { staleAfterMs: Math.ceil(stalledSeconds * 1000) }))]
-    if (ctx.json) print(JSON.stringify({ runId, enqueued }))
-    else if (enqueued.length) print(`Run ${runId}: enqueued ${enqueued.join(', ')}`)
-    else {
-      const run = await adapter.getRun(runId)
-      const why = !run ? 'no such run' : run.status === 'running' ? `it is running and changed within the last ${stalledSeconds} seconds; --stalled-seconds sets how long` : `it is ${run.status}`
-      print(`Run ${runId}: nothing to enqueue (${why})`)
-    }
-    return EXIT_OK
-  }
-  const { createRabbitMqReconciler } = require('..')
-  const silent = { debug() {}, info() {}, warn() {}, error() {} }
-  const results = []
-  const reconciler = createRabbitMqReconciler({
-    adapter,
-    stalledThresholdSeconds: stalledSeconds,
-    limit: positiveInt(values.limit, 'limit', 100),
-    logger: silent,
-    onProgress: ({ runId: id, index, total, enqueued, error }) => {
-      results.push({ runId: id, enqueued: enqueued ? [...enqueued] : undefined, error: error ? error.message : undefined })
-      if (ctx.json) return
-      const what = error ? `failed: ${error.message}` : enqueued.size ? `enqueued ${[...enqueued].join(', ')}` : 'nothing to enqueue'
-      print(`[${index}/${total}] ${id}: ${what}`)
-    },
-  })
-  if (!ctx.json) print(`Looking for running runs with no change for ${stalledSeconds}s...`)
-  const stats = await reconciler.run()
-  if (ctx.json) print(JSON.stringify({ ...stats, runs: results }, null, 2))
-  else print(`Stalled: ${stats.stalledRuns}, reconciled: ${stats.reconciledRuns}, failed: ${stats.failedRuns}`)
-  return stats.failedRuns > 0 ? EXIT_FAILED : EXIT_OK
+	const { adapter, values, print } = ctx
+	needBlueprints(ctx, 'reconcile')
+	const stalledSeconds = seconds(values['stalled-seconds'], 'stalled-seconds', 300)
+	if (runId !== undefined) {
+		if (values.limit !== undefined) throw new UsageError('--limit applies to reconciling all stalled runs, not one run')
+		const enqueued = [...(await adapter.reconcile(runId, { staleAfterMs: Math.ceil(stalledSeconds * 1000) }))]
+		if (ctx.json) print(JSON.stringify({ runId, enqueued }))
+		else if (enqueued.length) print(`Run ${runId}: enqueued ${enqueued.join(', ')}`)
+		else {
+			const run = await adapter.getRun(runId)
+			const why = !run
+				? 'no such run'
+				: run.status === 'running'
+					? `it is running and changed within the last ${stalledSeconds} seconds; --stalled-seconds sets how long`
+					: `it is ${run.status}`
+			print(`Run ${runId}: nothing to enqueue (${why})`)
+		}
+		return EXIT_OK
+	}
+	const { createRabbitMqReconciler } = require('..')
+	const silent = { debug() {}, info() {}, warn() {}, error() {} }
+	const results = []
+	const reconciler = createRabbitMqReconciler({
+		adapter,
+		stalledThresholdSeconds: stalledSeconds,
+		limit: positiveInt(values.limit, 'limit', 100),
+		logger: silent,
+		onProgress: ({ runId: id, index, total, enqueued, error }) => {
+			results.push({
+				runId: id,
+				enqueued: enqueued ? [...enqueued] : undefined,
+				error: error ? error.message : undefined,
+			})
+			if (ctx.json) return
+			const what = error
+				? `failed: ${error.message}`
+				: enqueued.size
+					? `enqueued ${[...enqueued].join(', ')}`
+					: 'nothing to enqueue'
+			print(`[${index}/${total}] ${id}: ${what}`)
+		},
+	})
+	if (!ctx.json) print(`Looking for running runs with no change for ${stalledSeconds}s...`)
+	const stats = await reconciler.run()
+	if (ctx.json) print(JSON.stringify({ ...stats, runs: results }, null, 2))
+	else print(`Stalled: ${stats.stalledRuns}, reconciled: ${stats.reconciledRuns}, failed: ${stats.failedRuns}`)
+	return stats.failedRuns > 0 ? EXIT_FAILED : EXIT_OK
 }
 
 async function cmdDeadLetters(ctx) {
-  const { adapter, values, print } = ctx
-  const limit = positiveInt(values.limit, 'limit', 20)
-  const list = await adapter.deadLetters({ limit })
-  if (ctx.json) {
-    print(JSON.stringify(list, null, 2))
-    return EXIT_OK
-  }
-  if (list.length === 0) {
-    print(`No dead letters in ${adapter.queueName}.dead.`)
-    return EXIT_OK
-  }
-  print(`${list.length} dead letter(s) in ${adapter.queueName}.dead${list.length === limit ? ` (the first ${limit}; --limit for more)` : ''}:`)
-  print(
-    table(
-      ['#', 'DEAD AT', 'REASON', 'BODY'],
-      list.map((d, i) => [String(i + 1), d.deadAt ? d.deadAt.toISOString() : '-', truncate(d.reason || '-', 80), truncate(d.body, 80)]),
-    ),
-  )
-  return EXIT_OK
+	const { adapter, values, print } = ctx
+	const limit = positiveInt(values.limit, 'limit', 20)
+	const list = await adapter.deadLetters({ limit })
+	if (ctx.json) {
+		print(JSON.stringify(list, null, 2))
+		return EXIT_OK
+	}
+	if (list.length === 0) {
+		print(`No dead letters in ${adapter.queueName}.dead.`)
+		return EXIT_OK
+	}
+	print(
+		`${list.length} dead letter(s) in ${adapter.queueName}.dead${list.length === limit ? ` (the first ${limit}; --limit for more)` : ''}:`,
+	)
+	print(
+		table(
+			['#', 'DEAD AT', 'REASON', 'BODY'],
+			list.map((d, i) => [
+				String(i + 1),
+				d.deadAt ? d.deadAt.toISOString() : '-',
+				truncate(d.reason || '-', 80),
+				truncate(d.body, 80),
+			]),
+		),
+	)
+	return EXIT_OK
 }
 
 async function cmdRequeue(ctx) {
-  const { adapter, values, print } = ctx
-  const limit = positiveInt(values.limit, 'limit', 100)
-  if (!ctx.json) print(`Moving up to ${limit} dead letter(s) from ${adapter.queueName}.dead to ${adapter.queueName}...`)
-  const moved = await adapter.requeueDeadLetters({ limit })
-  if (ctx.json) print(JSON.stringify({ requeued: moved }))
-  else print(`Requeued ${moved} dead letter(s).`)
-  return EXIT_OK
+	const { adapter, values, print } = ctx
+	const limit = positiveInt(values.limit, 'limit', 100)
+	if (!ctx.json) print(`Moving up to ${limit} dead letter(s) from ${adapter.queueName}.dead to ${adapter.queueName}...`)
+	const moved = await adapter.requeueDeadLetters({ limit })
+	if (ctx.json) print(JSON.stringify({ requeued: moved }))
+	else print(`Requeued ${moved} dead letter(s).`)
+	return EXIT_OK
 }
 
 module.exports = { main, toMermaid }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code
-    },
-    (e) => {
-      process.stderr.write(`flowcraft-rabbitmq: ${e && e.stack ? e.stack : e}\n`)
-      process.exitCode = EXIT_FAILED
-    },
-  )
+	main(process.argv.slice(2)).then(
+		(code) => {
+			process.exitCode = code
+		},
+		(e) => {
+			process.stderr.write(`flowcraft-rabbitmq: ${e?.stack ? e.stack : e}\n`)
+			process.exitCode = EXIT_FAILED
+		},
+	)
 }

@@ -272,8 +272,10 @@ class Chaos {
 		}
 		await this.closeAmqp()
 		if (this.pg && this.created) {
-			for (const t of Object.values(this.t)) await run(() => this.pg.query(`DROP TABLE IF EXISTS ${quoteIdent(t)} CASCADE`))
-			for (const f of ['eff_fn', 'slog_fn']) await run(() => this.pg.query(`DROP FUNCTION IF EXISTS ${quoteIdent(`${this.prefix}_${f}`)}()`))
+			for (const t of Object.values(this.t))
+				await run(() => this.pg.query(`DROP TABLE IF EXISTS ${quoteIdent(t)} CASCADE`))
+			for (const f of ['eff_fn', 'slog_fn'])
+				await run(() => this.pg.query(`DROP FUNCTION IF EXISTS ${quoteIdent(`${this.prefix}_${f}`)}()`))
 		}
 		await run(async () => {
 			const amqplib = require('amqplib')
@@ -320,8 +322,20 @@ class Chaos {
 			CONCURRENCY: String(this.concurrency),
 		}
 		if (this.maxDeliveries) env.MAX_DELIVERIES = String(this.maxDeliveries)
-		const child = spawn(process.execPath, [path.join(__dirname, 'worker.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-		const w = { slot, child, pid: child.pid, ready: false, selfKill: false, killedByUs: false, stopping: false, out: '' }
+		const child = spawn(process.execPath, [path.join(__dirname, 'worker.js')], {
+			env,
+			stdio: ['ignore', 'pipe', 'pipe'],
+		})
+		const w = {
+			slot,
+			child,
+			pid: child.pid,
+			ready: false,
+			selfKill: false,
+			killedByUs: false,
+			stopping: false,
+			out: '',
+		}
 		this.slots[slot] = w
 		child.stderr.pipe(logStream, { end: false })
 		w.readyPromise = new Promise((resolve) => {
@@ -357,9 +371,13 @@ class Chaos {
 				}
 				if (this.slots[slot] === w && this.autoRestart && !this.closing && !w.stopping && slot < this.active) {
 					this.stats.workerRestarts++
-					setTimeout(() => {
-						if (this.slots[slot] === w && this.autoRestart && !this.closing && slot < this.active) this.spawnWorker(slot)
-					}, w.ready ? 50 : 500)
+					setTimeout(
+						() => {
+							if (this.slots[slot] === w && this.autoRestart && !this.closing && slot < this.active)
+								this.spawnWorker(slot)
+						},
+						w.ready ? 50 : 500,
+					)
 				}
 				resolve({ code, signal })
 			})
@@ -369,7 +387,8 @@ class Chaos {
 
 	async startWorkers() {
 		for (let i = 0; i < this.workerCount; i++) this.spawnWorker(i)
-		if (!(await this.waitForWorkersReady(60000))) throw new Error(`the workers did not start within 60 s; logs in ${this.logDir}`)
+		if (!(await this.waitForWorkersReady(60000)))
+			throw new Error(`the workers did not start within 60 s; logs in ${this.logDir}`)
 	}
 
 	liveWorkers() {
@@ -486,7 +505,10 @@ class Chaos {
 		await Promise.all(
 			live.map(async (w) => {
 				let timer
-				const r = await Promise.race([w.closed, new Promise((resolve) => (timer = setTimeout(() => resolve(null), 15000)))])
+				const r = await Promise.race([
+					w.closed,
+					new Promise((resolve) => (timer = setTimeout(() => resolve(null), 15000))),
+				])
 				clearTimeout(timer)
 				if (!r) {
 					w.child.kill('SIGKILL')
@@ -549,7 +571,9 @@ class Chaos {
 			.map((l) => l.trim().split(/\s+/))
 			.filter((p) => p.length >= 2 && p[0].startsWith('<') && ports.has(Number(p[1])))
 			.map((p) => p[0])
-		await Promise.all(pids.map((pid) => rabbitmqctl(['close_connection', pid, 'flowcraft chaos test: connection closed on purpose'])))
+		await Promise.all(
+			pids.map((pid) => rabbitmqctl(['close_connection', pid, 'flowcraft chaos test: connection closed on purpose'])),
+		)
 		this.stats.amqpClosed += pids.length
 		return pids.length
 	}
@@ -680,7 +704,10 @@ class Chaos {
 				if (r.duplicateStart) jobs.push({ runId: r.runId, blueprintId: bp.id, nodeId })
 			}
 		}
-		await this.pg.query(`INSERT INTO ${quoteIdent(this.t.ctx)} (run_id, context_data) SELECT * FROM unnest($1::text[], $2::jsonb[])`, [ids, ctxs])
+		await this.pg.query(
+			`INSERT INTO ${quoteIdent(this.t.ctx)} (run_id, context_data) SELECT * FROM unnest($1::text[], $2::jsonb[])`,
+			[ids, ctxs],
+		)
 		await this.publish(jobs)
 	}
 
@@ -690,7 +717,10 @@ class Chaos {
 	}
 
 	async statuses(runIds) {
-		const r = await this.pg.query(`SELECT run_id, status, status_data->>'reason' AS reason FROM ${quoteIdent(this.t.st)} WHERE run_id = ANY($1)`, [runIds])
+		const r = await this.pg.query(
+			`SELECT run_id, status, status_data->>'reason' AS reason FROM ${quoteIdent(this.t.st)} WHERE run_id = ANY($1)`,
+			[runIds],
+		)
 		return new Map(r.rows.map((x) => [x.run_id, x]))
 	}
 
@@ -730,7 +760,10 @@ class Chaos {
 	async waitForKey(runId, key, timeoutMs = 30000) {
 		const deadline = Date.now() + timeoutMs
 		while (Date.now() < deadline) {
-			const r = await this.pg.query(`SELECT context_data ? $2 AS ok FROM ${quoteIdent(this.t.ctx)} WHERE run_id = $1`, [runId, key])
+			const r = await this.pg.query(`SELECT context_data ? $2 AS ok FROM ${quoteIdent(this.t.ctx)} WHERE run_id = $1`, [
+				runId,
+				key,
+			])
 			if (r.rows[0]?.ok) return true
 			await sleep(50)
 		}
@@ -836,7 +869,7 @@ class Chaos {
 			const c = ctxOf.get(id) || {}
 			const runExecs = execOf.get(id) || []
 			const problems = { lost: [], dup: [], inc: [] }
-			if (!s || s.status !== 'completed') {
+			if (s?.status !== 'completed') {
 				problems.lost.push(`status ${s ? `${s.status}${s.reason ? ` (${s.reason})` : ''}` : 'missing'}`)
 			} else {
 				res.completed++
@@ -853,9 +886,12 @@ class Chaos {
 				const idx = [...(join.indexes || [])].sort((a, b) => a - b)
 				const want = Array.from({ length: BRANCHES }, (_, i) => i)
 				if (join.sum !== expected || JSON.stringify(idx) !== JSON.stringify(want)) {
-					problems.dup.push(`join saw ${JSON.stringify(join.indexes)} sum ${join.sum}, expected every branch once (sum ${expected})`)
+					problems.dup.push(
+						`join saw ${JSON.stringify(join.indexes)} sum ${join.sum}, expected every branch once (sum ${expected})`,
+					)
 				}
-				if (c['_outputs.end'] && c['_outputs.end'].total !== join.sum) problems.inc.push(`end.total ${c['_outputs.end'].total} != join.sum ${join.sum}`)
+				if (c['_outputs.end'] && c['_outputs.end'].total !== join.sum)
+					problems.inc.push(`end.total ${c['_outputs.end'].total} != join.sum ${join.sum}`)
 			}
 			// effects: one per key
 			const effCount = new Map()
@@ -864,15 +900,21 @@ class Chaos {
 			// a node's context write committed with its own output (same execution)
 			for (const n of FANOUT_NODES) {
 				const out = c[`_outputs.${n}`]
-				if (out && c[`w.${n}`] !== out.exec) problems.inc.push(`w.${n} = ${c[`w.${n}`]} but _outputs.${n}.exec = ${out.exec}`)
+				if (out && c[`w.${n}`] !== out.exec)
+					problems.inc.push(`w.${n} = ${c[`w.${n}`]} but _outputs.${n}.exec = ${out.exec}`)
 			}
 			// one final status write, none after it
 			const log = slogOf.get(id) || []
 			const finals = log.filter((l) => FINAL.includes(l.new_status))
 			const afterFinal = log.filter((l) => FINAL.includes(l.old_status))
-			if (finals.length > 1) problems.dup.push(`${finals.length} final status writes (${finals.map((f) => f.new_status).join(', ')})`)
-			if (afterFinal.length) problems.dup.push(`status changed after final: ${afterFinal.map((l) => `${l.old_status}->${l.new_status}`).join(', ')}`)
-			if (s && FINAL.includes(s.status) && finals.length === 0) problems.inc.push('final status without a final write in the status log')
+			if (finals.length > 1)
+				problems.dup.push(`${finals.length} final status writes (${finals.map((f) => f.new_status).join(', ')})`)
+			if (afterFinal.length)
+				problems.dup.push(
+					`status changed after final: ${afterFinal.map((l) => `${l.old_status}->${l.new_status}`).join(', ')}`,
+				)
+			if (s && FINAL.includes(s.status) && finals.length === 0)
+				problems.inc.push('final status without a final write in the status log')
 			// executions per committed effect
 			const runDeliveries = deliveries.get(id)
 			if (runDeliveries) for (const v of runDeliveries.values()) res.redeliveredJobs += v
@@ -881,7 +923,8 @@ class Chaos {
 			for (const n of FANOUT_NODES) {
 				const rows = byNode.get(n) || []
 				const committed = c[`_outputs.${n}`]?.exec
-				if (committed && !rows.some((r) => r.exec_id === committed)) problems.inc.push(`_outputs.${n} came from no recorded execution (${committed})`)
+				if (committed && !rows.some((r) => r.exec_id === committed))
+					problems.inc.push(`_outputs.${n} came from no recorded execution (${committed})`)
 				const extras = rows.filter((r) => r.exec_id !== committed)
 				const expectedExtras = committed ? extras.length : Math.max(0, rows.length - 1)
 				for (const r of extras.slice(0, expectedExtras)) {
@@ -890,7 +933,9 @@ class Chaos {
 					else if (faults.service) why = 'connection'
 					else if (faults.duplicates) why = 'duplicateMessage'
 					if (!why) {
-						problems.dup.push(`node ${n} executed ${rows.length} times without a crash, lost connection or duplicate message (pids ${rows.map((x) => `${x.pid}#${x.attempt}`).join(', ')})`)
+						problems.dup.push(
+							`node ${n} executed ${rows.length} times without a crash, lost connection or duplicate message (pids ${rows.map((x) => `${x.pid}#${x.attempt}`).join(', ')})`,
+						)
 						res.unexplained.push({ runId: id, node: n, rows })
 						break
 					}
@@ -908,7 +953,9 @@ class Chaos {
 					if (n === 'join' && why === 'connection' && !faults.brokerConnection) {
 						res.joinRerunsWithoutCrash.push({
 							runId: id,
-							executions: rows.map((x) => `pid ${x.pid} #${x.attempt}${x.exec_id === committed ? ' (committed)' : ''}`).join(', '),
+							executions: rows
+								.map((x) => `pid ${x.pid} #${x.attempt}${x.exec_id === committed ? ' (committed)' : ''}`)
+								.join(', '),
 						})
 					}
 				}
@@ -916,16 +963,25 @@ class Chaos {
 			if (problems.lost.length && res.lost.length < 20) {
 				// Where did it stop? The run's bookkeeping, the join's arrivals in Redis, and
 				// who executed the nodes that are still queued.
-				const row = (await this.pg.query(`SELECT to_jsonb(s) - 'status_data' AS r FROM ${quoteIdent(this.t.st)} s WHERE run_id = $1`, [id])).rows[0]?.r || {}
+				const row =
+					(
+						await this.pg.query(
+							`SELECT to_jsonb(s) - 'status_data' AS r FROM ${quoteIdent(this.t.st)} s WHERE run_id = $1`,
+							[id],
+						)
+					).rows[0]?.r || {}
 				const queued = Object.keys(row.queued || {})
 				// join arrivals: kept in the status row (a `joins` column) or in Redis
-				const arrivals = row.joins ? [].concat(row.joins.join || []) : await this.redis.smembers(`flowcraft:fanin:${id}:join`)
+				const arrivals = row.joins
+					? [].concat(row.joins.join || [])
+					: await this.redis.smembers(`flowcraft:fanin:${id}:join`)
 				const missing = Array.from({ length: BRANCHES }, (_, i) => `b${i}`).filter((b) => !arrivals.includes(b))
 				problems.lost.push(`queued [${queued.join(',')}]`)
 				if (c['_outputs.b0'] !== undefined) problems.lost.push(`join arrivals missing [${missing.join(',')}]`)
 				const preds = (n) => blueprints[FANOUT].edges.filter((e) => e.target === n).map((e) => e.source)
 				// the node that made each queued node ready: its only predecessor, or the join's last arrival
-				const readiedBy = (q) => (preds(q).length === 1 ? preds(q) : q === 'join' && arrivals.length ? [arrivals[arrivals.length - 1]] : [])
+				const readiedBy = (q) =>
+					preds(q).length === 1 ? preds(q) : q === 'join' && arrivals.length ? [arrivals[arrivals.length - 1]] : []
 				const shown = new Set([...queued, ...missing, ...queued.flatMap(readiedBy)])
 				for (const n of shown) {
 					const rows = byNodeOf(runExecs, n)
@@ -1004,9 +1060,14 @@ function phaseProblems(p) {
 	const out = []
 	const v = p.verify
 	if (v.lost.length) out.push(`${v.lost.length} runs lost, e.g. ${JSON.stringify(v.lost.slice(0, 3))}`)
-	if (v.duplicated.length) out.push(`${v.duplicated.length} runs with a doubled effect, e.g. ${JSON.stringify(v.duplicated.slice(0, 3))}`)
-	if (v.inconsistent.length) out.push(`${v.inconsistent.length} runs inconsistent, e.g. ${JSON.stringify(v.inconsistent.slice(0, 3))}`)
-	if (p.deadLetters.length) out.push(`${p.deadLetters.length} dead letters, e.g. ${JSON.stringify(p.deadLetters.slice(0, 3).map((d) => ({ text: d.text.slice(0, 200), reason: d.reason })))}`)
+	if (v.duplicated.length)
+		out.push(`${v.duplicated.length} runs with a doubled effect, e.g. ${JSON.stringify(v.duplicated.slice(0, 3))}`)
+	if (v.inconsistent.length)
+		out.push(`${v.inconsistent.length} runs inconsistent, e.g. ${JSON.stringify(v.inconsistent.slice(0, 3))}`)
+	if (p.deadLetters.length)
+		out.push(
+			`${p.deadLetters.length} dead letters, e.g. ${JSON.stringify(p.deadLetters.slice(0, 3).map((d) => ({ text: d.text.slice(0, 200), reason: d.reason })))}`,
+		)
 	if (p.unexpectedExits) out.push(`${p.unexpectedExits} worker processes exited by themselves`)
 	if (v.joinRerunsWithoutCrash.length) {
 		out.push(
@@ -1029,9 +1090,19 @@ async function redeliveryCases(h, { poison = false } = {}) {
 	const add = (name, expected, observed, pass) => cases.push({ name, expected, observed, pass: !!pass })
 	const execCount = (rows, node) => rows.filter((r) => r.node_id === node).length
 	const effCount = async (runId, key) =>
-		(await h.pg.query(`SELECT count(*)::int AS n FROM ${quoteIdent(h.t.eff)} WHERE run_id = $1 AND key = $2`, [runId, key])).rows[0].n
+		(
+			await h.pg.query(`SELECT count(*)::int AS n FROM ${quoteIdent(h.t.eff)} WHERE run_id = $1 AND key = $2`, [
+				runId,
+				key,
+			])
+		).rows[0].n
 	const finalWrites = async (runId) =>
-		(await h.pg.query(`SELECT count(*)::int AS n FROM ${quoteIdent(h.t.slog)} WHERE run_id = $1 AND new_status IN ('completed','failed','cancelled')`, [runId])).rows[0].n
+		(
+			await h.pg.query(
+				`SELECT count(*)::int AS n FROM ${quoteIdent(h.t.slog)} WHERE run_id = $1 AND new_status IN ('completed','failed','cancelled')`,
+				[runId],
+			)
+		).rows[0].n
 
 	// 1. The same start job published twice, at once.
 	const dup = h.fanoutRuns('dupstart', 4, () => ({ duplicateStart: true }))
@@ -1055,7 +1126,10 @@ async function redeliveryCases(h, { poison = false } = {}) {
 	if (okJoin) await h.publish([{ runId: jnId, blueprintId: FANOUT, nodeId: 'join' }])
 
 	const all = [...dup, ...br, ...jn]
-	const pending = await h.waitForRuns(all.map((r) => r.runId), { stallMs: 15000, timeoutMs: 120000 })
+	const pending = await h.waitForRuns(
+		all.map((r) => r.runId),
+		{ stallMs: 15000, timeoutMs: 120000 },
+	)
 	await h.waitForWorkersReady()
 
 	// 1b. After completion: publish the start job of a completed run again.
@@ -1107,7 +1181,10 @@ async function redeliveryCases(h, { poison = false } = {}) {
 	const crash = h.fanoutRuns('crash-once', 1, () => ({ crash: { b2: 'once' }, delays: { b0: 200, b1: 200 } }))
 	const beside = h.fanoutRuns('beside-crash', 12, () => ({ delays: { b3: 150, b4: 150, join: 50, end: 50 } }))
 	await h.startRuns([...beside.slice(0, 6), ...crash, ...beside.slice(6)])
-	const crashPending = await h.waitForRuns([...crash, ...beside].map((r) => r.runId), { stallMs: 15000, timeoutMs: 120000 })
+	const crashPending = await h.waitForRuns(
+		[...crash, ...beside].map((r) => r.runId),
+		{ stallMs: 15000, timeoutMs: 120000 },
+	)
 	await h.waitForWorkersReady()
 	const cv = await h.verifyFanout([...crash, ...beside], { kills: true })
 	const cbad = (id) => [...cv.lost, ...cv.duplicated, ...cv.inconsistent].filter((x) => x.runId === id)
@@ -1119,7 +1196,11 @@ async function redeliveryCases(h, { poison = false } = {}) {
 		'worker killed inside node b2 (real broker redelivery)',
 		'b2 re-run by another worker (user code re-ran after crash), committed once, redelivery counted in Redis, run completed',
 		`${crashPending.includes(crId) ? 'run never finished; ' : ''}b2 executed ${b2.length}x (first by pid ${b2[0]?.pid}, ${h.deadPids.has(b2[0]?.pid) ? 'dead' : 'alive'}), _outputs.b2 committed ${await effCount(crId, '_outputs.b2')}x, delivery counter b2=${crDel?.get('b2') ?? 0}${cbad(crId).length ? `; ${JSON.stringify(cbad(crId))}` : ''}`,
-		b2.length === 2 && h.deadPids.has(b2[0].pid) && (await effCount(crId, '_outputs.b2')) === 1 && (crDel?.get('b2') ?? 0) >= 1 && cbad(crId).length === 0,
+		b2.length === 2 &&
+			h.deadPids.has(b2[0].pid) &&
+			(await effCount(crId, '_outputs.b2')) === 1 &&
+			(crDel?.get('b2') ?? 0) >= 1 &&
+			cbad(crId).length === 0,
 	)
 	const besideBad = beside.flatMap((r) => cbad(r.runId))
 	add(
@@ -1135,7 +1216,13 @@ async function redeliveryCases(h, { poison = false } = {}) {
 		// are redelivered together every time. The poison job must end in the dead-letter
 		// queue; the innocent run must not pay for it.
 		const stray0 = await h.drainDeadLetters()
-		if (stray0.length) add('no dead letters from the redelivery cases', 'none', `${stray0.length}: ${JSON.stringify(stray0.map((d) => d.reason))}`, false)
+		if (stray0.length)
+			add(
+				'no dead letters from the redelivery cases',
+				'none',
+				`${stray0.length}: ${JSON.stringify(stray0.map((d) => d.reason))}`,
+				false,
+			)
 		await h.scaleTo(1)
 		const poisonRun = h.fanoutRuns('poison', 1, () => ({ crash: { b5: 'always' } }))
 		const innocent = h.fanoutRuns('beside-poison', 1, () => ({ delays: { b1: 2000 } }))
@@ -1163,7 +1250,10 @@ async function redeliveryCases(h, { poison = false } = {}) {
 			`poison job: b5 kills every worker that runs it (one worker process, maxDeliveries ${max})`,
 			`b5 dead-lettered (every copy of its job) after about ${max} deliveries, with a reason; the run fails with that reason`,
 			`${left.includes(pId) ? 'run never finished; ' : ''}status ${ps?.status}, reason ${JSON.stringify(ps?.reason)}; b5 executed ${pExecs.length}x; dead letters of the run: ${pDls.map((d) => `${nodeOf(d)} (${(d.reason || '').slice(0, 60)}…)`).join(', ') || 'none'}`,
-			ps?.status === 'failed' && /poison/.test(ps?.reason || '') && pDls.length >= 1 && pDls.every((d) => nodeOf(d) === 'b5' && /poison/.test(d.reason || '')),
+			ps?.status === 'failed' &&
+				/poison/.test(ps?.reason || '') &&
+				pDls.length >= 1 &&
+				pDls.every((d) => nodeOf(d) === 'b5' && /poison/.test(d.reason || '')),
 		)
 		const iv = await h.verifyFanout(innocent, { kills: true })
 		const iBad = [...iv.lost, ...iv.duplicated, ...iv.inconsistent]
@@ -1174,11 +1264,18 @@ async function redeliveryCases(h, { poison = false } = {}) {
 			iBad.length === 0 && iDls.length === 0,
 		)
 		const others = dls.filter((d) => !pDls.includes(d) && !iDls.includes(d))
-		if (others.length) add('no other dead letters beside the poison job', 'none', JSON.stringify(others.map((d) => d.reason)), false)
+		if (others.length)
+			add('no other dead letters beside the poison job', 'none', JSON.stringify(others.map((d) => d.reason)), false)
 		await h.scaleTo(h.workerCount)
 	}
 	const stray = await h.drainDeadLetters()
-	if (stray.length) add('no dead letters from the redelivery cases', 'none', `${stray.length}: ${JSON.stringify(stray.map((d) => d.reason))}`, false)
+	if (stray.length)
+		add(
+			'no dead letters from the redelivery cases',
+			'none',
+			`${stray.length}: ${JSON.stringify(stray.map((d) => d.reason))}`,
+			false,
+		)
 	return cases
 }
 
@@ -1213,7 +1310,8 @@ async function inflightCommitCases(h) {
 		let lock
 		try {
 			const first = await h.waitForExecutions(id, 'b3', 1)
-			if (!first.length || !(await waitOthers(id))) throw new Error('b3 never started or the other branches never committed')
+			if (!first.length || !(await waitOthers(id)))
+				throw new Error('b3 never started or the other branches never committed')
 			const pid = first[0].pid
 			lock = await h.lockRun(id)
 			const blocked = await h.blockedBackends(pid, 5000)
@@ -1222,9 +1320,15 @@ async function inflightCommitCases(h) {
 			if (kind === 'kill') {
 				h.killWorkerByPid(pid)
 				const again = await h.waitForExecutions(id, 'b3', 2, 15000)
-				steps.push(again.length >= 2 ? `killed it; b3 redelivered and running again on ${again[1].pid}` : 'killed it; b3 was not run again within 15 s')
+				steps.push(
+					again.length >= 2
+						? `killed it; b3 redelivered and running again on ${again[1].pid}`
+						: 'killed it; b3 was not run again within 15 s',
+				)
 			} else {
-				const r = await h.pg.query('SELECT pg_terminate_backend(pid) AS ok FROM unnest($1::int[]) AS pid', [blocked.map((b) => b.pid)])
+				const r = await h.pg.query('SELECT pg_terminate_backend(pid) AS ok FROM unnest($1::int[]) AS pid', [
+					blocked.map((b) => b.pid),
+				])
 				steps.push(`terminated its backend (${r.rows.filter((x) => x.ok).length})`)
 				await sleep(300)
 			}
@@ -1238,10 +1342,14 @@ async function inflightCommitCases(h) {
 		const v = await h.verifyFanout([run], { kills: kind === 'kill', service: kind === 'terminate' })
 		const probs = [...v.lost, ...v.duplicated, ...v.inconsistent].flatMap((x) => x.problems)
 		const dls = (await h.drainDeadLetters()).filter((d) => d.text.includes(id))
-		const row = (await h.pg.query(`SELECT to_jsonb(s) - 'status_data' AS r FROM ${quoteIdent(h.t.st)} s WHERE run_id = $1`, [id])).rows[0]?.r || {}
+		const row =
+			(await h.pg.query(`SELECT to_jsonb(s) - 'status_data' AS r FROM ${quoteIdent(h.t.st)} s WHERE run_id = $1`, [id]))
+				.rows[0]?.r || {}
 		const fanin = row.joins ? [].concat(row.joins.join || []) : await h.redis.smembers(`flowcraft:fanin:${id}:join`)
 		add(
-			kind === 'kill' ? 'worker killed while its commit is in flight; the commit lands after the redelivered job loaded the run' : 'PostgreSQL backend terminated while a commit is in flight',
+			kind === 'kill'
+				? 'worker killed while its commit is in flight; the commit lands after the redelivered job loaded the run'
+				: 'PostgreSQL backend terminated while a commit is in flight',
 			kind === 'kill'
 				? 'run completed: b3 committed once, the join counts b3 and fires once (b3 may run twice)'
 				: 'the commit is retried on a new connection; run completed, nothing dead-lettered',
@@ -1271,13 +1379,38 @@ async function badInputCases(h, { big = true, normalRuns = 20 } = {}) {
 	const raw = [
 		{ name: 'malformed JSON', body: `{"runId": "${marker('malformed')}", "blueprintId": `, reason: /not JSON/ },
 		{ name: 'JSON that is not an object', body: JSON.stringify([marker('array')]), reason: /not an object/ },
-		{ name: 'invalid UTF-8', body: Buffer.concat([Buffer.from([0xff, 0xfe, 0xfd]), Buffer.from(marker('utf8'))]), reason: /UTF-8/ },
-		{ name: 'runId of the wrong type (number)', body: JSON.stringify({ runId: 12345, blueprintId: FANOUT, nodeId: 'start', m: marker('type1') }), reason: /runId.*must be a string/ },
-		{ name: 'nodeId of the wrong type (object)', body: JSON.stringify({ runId: marker('type2'), blueprintId: FANOUT, nodeId: { id: 'start' } }), reason: /nodeId.*must be a string/ },
-		{ name: 'attempt of the wrong type (string)', body: JSON.stringify({ runId: marker('type3'), blueprintId: FANOUT, nodeId: 'start', attempt: 'two' }), reason: /wrong type/ },
-		{ name: 'missing nodeId', body: JSON.stringify({ runId: marker('missing'), blueprintId: FANOUT }), reason: /nodeId/ },
+		{
+			name: 'invalid UTF-8',
+			body: Buffer.concat([Buffer.from([0xff, 0xfe, 0xfd]), Buffer.from(marker('utf8'))]),
+			reason: /UTF-8/,
+		},
+		{
+			name: 'runId of the wrong type (number)',
+			body: JSON.stringify({ runId: 12345, blueprintId: FANOUT, nodeId: 'start', m: marker('type1') }),
+			reason: /runId.*must be a string/,
+		},
+		{
+			name: 'nodeId of the wrong type (object)',
+			body: JSON.stringify({ runId: marker('type2'), blueprintId: FANOUT, nodeId: { id: 'start' } }),
+			reason: /nodeId.*must be a string/,
+		},
+		{
+			name: 'attempt of the wrong type (string)',
+			body: JSON.stringify({ runId: marker('type3'), blueprintId: FANOUT, nodeId: 'start', attempt: 'two' }),
+			reason: /wrong type/,
+		},
+		{
+			name: 'missing nodeId',
+			body: JSON.stringify({ runId: marker('missing'), blueprintId: FANOUT }),
+			reason: /nodeId/,
+		},
 	]
-	if (big) raw.push({ name: '10 MB body that is not JSON', body: `${marker('bigjunk')} ${'x'.repeat(10 * 1024 * 1024)}`, reason: /not JSON/ })
+	if (big)
+		raw.push({
+			name: '10 MB body that is not JSON',
+			body: `${marker('bigjunk')} ${'x'.repeat(10 * 1024 * 1024)}`,
+			reason: /not JSON/,
+		})
 	await h.publish(raw.map((r) => r.body))
 
 	// Jobs naming an unknown blueprint / node: dead-lettered, and the run fails naming it.
@@ -1306,11 +1439,26 @@ async function badInputCases(h, { big = true, normalRuns = 20 } = {}) {
 		{ bp: 'bad-ctx-bigint', name: 'context value that is a BigInt', reason: /amount[\s\S]*BigInt|BigInt[\s\S]*amount/ },
 		{ bp: 'bad-number', name: 'node returning 42 (not an object)', reason: /returned.*42.*must return an object/ },
 		{ bp: 'bad-string', name: "node returning 'done' (not an object)", reason: /must return an object/ },
-		{ bp: 'sql-uses-missing', name: '`uses` key with SQL in it, not registered', reason: new RegExp(`No implementation registered for '${SQL_USES_MISSING.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'`) },
+		{
+			bp: 'sql-uses-missing',
+			name: '`uses` key with SQL in it, not registered',
+			reason: new RegExp(
+				`No implementation registered for '${SQL_USES_MISSING.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'`,
+			),
+		},
 	].map((c) => ({ ...c, runId: marker(c.bp) }))
 	const completing = [
-		{ bp: 'sql-uses', name: '`uses` key with SQL in it, registered', check: (ctx) => ctx['_outputs.n'] === 'sql-key-ok' },
-		{ bp: FANOUT, name: 'run id with quotes and SQL', runId: `${marker('quote')}.O'Brien"; DROP TABLE ${h.t.ctx}; --\\`, fanout: true },
+		{
+			bp: 'sql-uses',
+			name: '`uses` key with SQL in it, registered',
+			check: (ctx) => ctx['_outputs.n'] === 'sql-key-ok',
+		},
+		{
+			bp: FANOUT,
+			name: 'run id with quotes and SQL',
+			runId: `${marker('quote')}.O'Brien"; DROP TABLE ${h.t.ctx}; --\\`,
+			fanout: true,
+		},
 	]
 	if (big) {
 		completing.push({
@@ -1318,10 +1466,20 @@ async function badInputCases(h, { big = true, normalRuns = 20 } = {}) {
 			name: 'node output of 10 MB',
 			check: (ctx) => typeof ctx['_outputs.n']?.blob === 'string' && ctx['_outputs.n'].blob.length === 10 * 1024 * 1024,
 		})
-		completing.push({ bp: FANOUT, name: '10 MB job (valid job plus a 10 MB unknown field)', runId: marker('bigjob'), fanout: true, bigJob: true })
+		completing.push({
+			bp: FANOUT,
+			name: '10 MB job (valid job plus a 10 MB unknown field)',
+			runId: marker('bigjob'),
+			fanout: true,
+			bigJob: true,
+		})
 	}
 	for (const c of completing) c.runId = c.runId || marker(c.bp)
-	const startList = [...failing, ...completing.filter((c) => !c.bigJob)].map((c) => ({ runId: c.runId, blueprintId: c.bp, seed: 7 }))
+	const startList = [...failing, ...completing.filter((c) => !c.bigJob)].map((c) => ({
+		runId: c.runId,
+		blueprintId: c.bp,
+		seed: 7,
+	}))
 	await h.startRuns(startList)
 	for (const c of completing.filter((x) => x.bigJob)) {
 		await h.pg.query(`INSERT INTO ${quoteIdent(h.t.ctx)} (run_id, context_data) VALUES ($1, $2)`, [
@@ -1331,7 +1489,13 @@ async function badInputCases(h, { big = true, normalRuns = 20 } = {}) {
 		await h.publish([{ runId: c.runId, blueprintId: FANOUT, nodeId: 'start', padding: 'p'.repeat(10 * 1024 * 1024) }])
 	}
 
-	const watched = [...normal.map((r) => r.runId), ...failing.map((c) => c.runId), ...completing.map((c) => c.runId), unknownBp.runId, unknownNode.runId]
+	const watched = [
+		...normal.map((r) => r.runId),
+		...failing.map((c) => c.runId),
+		...completing.map((c) => c.runId),
+		unknownBp.runId,
+		unknownNode.runId,
+	]
 	const pending = await h.waitForRuns(watched, { stallMs: 45000, timeoutMs: 120000 })
 	await sleep(1000) // dead letters of messages without a run
 	const dls = await h.drainDeadLetters()
@@ -1344,12 +1508,19 @@ async function badInputCases(h, { big = true, normalRuns = 20 } = {}) {
 		add(
 			`message: ${r.name}`,
 			`dead-lettered with a reason matching ${r.reason}`,
-			found.length ? `${found.length} dead letter(s), reason ${JSON.stringify((found[0].reason || '').slice(0, 200))}` : 'not dead-lettered',
+			found.length
+				? `${found.length} dead letter(s), reason ${JSON.stringify((found[0].reason || '').slice(0, 200))}`
+				: 'not dead-lettered',
 			found.length === 1 && r.reason.test(found[0].reason || ''),
 		)
 	}
 	const type3 = st.get(marker('type3'))
-	add('message with a bad field type leaves its run untouched', 'no status row for that run id', type3 ? `status row ${type3.status}` : 'no status row', !type3)
+	add(
+		'message with a bad field type leaves its run untouched',
+		'no status row for that run id',
+		type3 ? `status row ${type3.status}` : 'no status row',
+		!type3,
+	)
 	for (const [job, what, re] of [
 		[unknownBp, 'unknown blueprint', /no-such-blueprint/],
 		[unknownNode, 'unknown node', /no-such-node/],
@@ -1397,11 +1568,23 @@ async function badInputCases(h, { big = true, normalRuns = 20 } = {}) {
 			ok = probs.length === 0
 			detail = ok ? ', all checks pass' : `, ${JSON.stringify(probs)}`
 		}
-		add(c.name, 'run completed with its output intact', `run ${s ? s.status : 'not finished'}${s?.reason ? ` (${s.reason.slice(0, 200)})` : ''}${detail}`, ok)
+		add(
+			c.name,
+			'run completed with its output intact',
+			`run ${s ? s.status : 'not finished'}${s?.reason ? ` (${s.reason.slice(0, 200)})` : ''}${detail}`,
+			ok,
+		)
 	}
 	// The tables survived the SQL in keys and ids.
-	const tables = await h.pg.query(`SELECT count(*)::int AS n FROM pg_tables WHERE tablename = ANY($1)`, [[h.t.ctx, h.t.st]])
-	add('tables intact after SQL in keys and run ids', 'context and status tables exist', `${tables.rows[0].n}/2 exist`, tables.rows[0].n === 2)
+	const tables = await h.pg.query(`SELECT count(*)::int AS n FROM pg_tables WHERE tablename = ANY($1)`, [
+		[h.t.ctx, h.t.st],
+	])
+	add(
+		'tables intact after SQL in keys and run ids',
+		'context and status tables exist',
+		`${tables.rows[0].n}/2 exist`,
+		tables.rows[0].n === 2,
+	)
 	// Table names with quotes are refused before anything runs.
 	{
 		const { RabbitMqAdapter, RedisCoordinationStore } = require(path.join(__dirname, '..'))
@@ -1419,7 +1602,12 @@ async function badInputCases(h, { big = true, normalRuns = 20 } = {}) {
 		} catch (e) {
 			err = e
 		}
-		add('table name with quotes', 'the constructor throws ERR_INVALID_TABLE_NAME', err ? `${err.code}: ${err.message.slice(0, 160)}` : 'no error', err && err.code === 'ERR_INVALID_TABLE_NAME')
+		add(
+			'table name with quotes',
+			'the constructor throws ERR_INVALID_TABLE_NAME',
+			err ? `${err.code}: ${err.message.slice(0, 160)}` : 'no error',
+			err && err.code === 'ERR_INVALID_TABLE_NAME',
+		)
 	}
 	// The worker kept serving: the runs beside the bad inputs all completed correctly.
 	const v = await h.verifyFanout(normal)
@@ -1437,8 +1625,17 @@ async function badInputCases(h, { big = true, normalRuns = 20 } = {}) {
 		`${countLogLines(h, 'Message dead-lettered')} 'Message dead-lettered' log lines in all (this harness so far)`,
 		countLogLines(h, 'Message dead-lettered') >= expectedDl,
 	)
-	const extra = dls.filter((d) => !raw.some((r) => d.text.includes(r.body.toString().match(new RegExp(`${h.prefix}\\.bad\\.[a-z0-9]+`))[0])) && ![unknownBp, unknownNode, versionRun].some((j) => d.text.includes(j.runId)))
-	add('no other dead letters', 'none', extra.length ? JSON.stringify(extra.map((d) => ({ text: d.text.slice(0, 120), reason: d.reason }))) : 'none', extra.length === 0)
+	const extra = dls.filter(
+		(d) =>
+			!raw.some((r) => d.text.includes(r.body.toString().match(new RegExp(`${h.prefix}\\.bad\\.[a-z0-9]+`))[0])) &&
+			![unknownBp, unknownNode, versionRun].some((j) => d.text.includes(j.runId)),
+	)
+	add(
+		'no other dead letters',
+		'none',
+		extra.length ? JSON.stringify(extra.map((d) => ({ text: d.text.slice(0, 120), reason: d.reason }))) : 'none',
+		extra.length === 0,
+	)
 	return { cases, deadLettered: dls.length }
 }
 
@@ -1455,7 +1652,11 @@ function countLogLines(h, needle) {
 
 function table(headers, rows) {
 	const line = (cells) => `| ${cells.join(' | ')} |`
-	return [line(headers), line(headers.map(() => '---')), ...rows.map((r) => line(r.map((c) => String(c).replace(/\|/g, '\\|').replace(/\n/g, ' '))))].join('\n')
+	return [
+		line(headers),
+		line(headers.map(() => '---')),
+		...rows.map((r) => line(r.map((c) => String(c).replace(/\|/g, '\\|').replace(/\n/g, ' ')))),
+	].join('\n')
 }
 
 function phaseRow(p) {

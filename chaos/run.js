@@ -45,7 +45,8 @@ const SKIP_RABBIT = env.CHAOS_SKIP_RABBIT === '1'
 // Node delays (ms) of the service phases: runs last a few seconds, so a fault lands on
 // runs in every state (starting, fanning out, joining, finishing).
 const SLOW = { b0: 300, b2: 200, b4: 300, b6: 200, join: 150, end: 100 }
-const randomDelays = (min, max) => Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`b${i}`, Math.round(min + Math.random() * (max - min))]))
+const randomDelays = (min, max) =>
+	Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`b${i}`, Math.round(min + Math.random() * (max - min))]))
 
 const log = (...a) => console.log(`[chaos ${new Date().toISOString().slice(11, 23)}]`, ...a)
 
@@ -91,21 +92,32 @@ function fourTimes(fault) {
 
 async function main() {
 	const t0 = Date.now()
-	const h = (harness = new Chaos({ label: 'full', workers: 3, log }))
+	harness = new Chaos({ label: 'full', workers: 3, log })
+	const h = harness
 	log(`prefix ${h.prefix}; worker logs in ${h.logDir}`)
 	await h.setup()
 	await h.startWorkers()
-	log(`3 workers ready (pids ${h.liveWorkers().map((w) => w.pid).join(', ')})`)
+	log(
+		`3 workers ready (pids ${h
+			.liveWorkers()
+			.map((w) => w.pid)
+			.join(', ')})`,
+	)
 
 	const phases = []
 	const failures = []
 	const runPhase = async (opts) => {
 		log(`phase ${opts.name}: ${opts.runs} runs`)
-		const p = await fanoutPhase(h, { ...opts, waitOptions: { stallMs: 60000, timeoutMs: 1800000, onTick: progress(opts.name), ...(opts.waitOptions || {}) } })
+		const p = await fanoutPhase(h, {
+			...opts,
+			waitOptions: { stallMs: 60000, timeoutMs: 1800000, onTick: progress(opts.name), ...(opts.waitOptions || {}) },
+		})
 		phases.push(p)
 		const probs = phaseProblems(p)
 		for (const x of probs) failures.push(`${p.name}: ${x}`)
-		log(`phase ${p.name} done in ${p.seconds.toFixed(1)} s: ${p.verify.completed}/${p.verify.runs} completed, ${p.verify.lost.length} lost, ${p.verify.duplicated.length} duplicated, ${p.deadLetters.length} dead letters${probs.length ? `\n  !! ${probs.join('\n  !! ')}` : ''}`)
+		log(
+			`phase ${p.name} done in ${p.seconds.toFixed(1)} s: ${p.verify.completed}/${p.verify.runs} completed, ${p.verify.lost.length} lost, ${p.verify.duplicated.length} duplicated, ${p.deadLetters.length} dead letters${probs.length ? `\n  !! ${probs.join('\n  !! ')}` : ''}`,
+		)
 		await h.waitForWorkersReady()
 		return p
 	}
@@ -117,7 +129,14 @@ async function main() {
 		startOverMs: (RUNS / START_RATE) * 1000,
 		// every node takes 0-60 ms, so each kill lands on many jobs in flight: mid-node,
 		// mid-commit, between the commit and the publish of the successors
-		runExtra: () => ({ delays: Object.fromEntries(['start', 'b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'join', 'end'].map((n) => [n, 1 + Math.floor(Math.random() * 60)])) }),
+		runExtra: () => ({
+			delays: Object.fromEntries(
+				['start', 'b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'join', 'end'].map((n) => [
+					n,
+					1 + Math.floor(Math.random() * 60),
+				]),
+			),
+		}),
 		faults: { kills: true },
 		chaos: async (hh, state) => {
 			// Kill until every run is final, or until nothing has finished for 5 s after the
@@ -128,7 +147,10 @@ async function main() {
 			while (!state.done) {
 				await sleep(KILL_MS * (0.5 + Math.random()))
 				if (state.done) break
-				const r = await hh.pg.query(`SELECT count(*)::int AS n FROM "${hh.t.st}" WHERE run_id = ANY($1) AND status IN ('completed','failed')`, [state.runIds])
+				const r = await hh.pg.query(
+					`SELECT count(*)::int AS n FROM "${hh.t.st}" WHERE run_id = ANY($1) AND status IN ('completed','failed')`,
+					[state.runIds],
+				)
 				if (r.rows[0].n !== last) {
 					last = r.rows[0].n
 					lastChange = Date.now()
@@ -154,7 +176,10 @@ async function main() {
 			chaos: async (hh, state) => {
 				while (!state.started) await sleep(50)
 				await sleep(800)
-				const r = await hh.pg.query(`SELECT count(*)::int AS n FROM "${hh.t.st}" WHERE run_id = ANY($1) AND status IN ('completed','failed')`, [state.runIds])
+				const r = await hh.pg.query(
+					`SELECT count(*)::int AS n FROM "${hh.t.st}" WHERE run_id = ANY($1) AND status IN ('completed','failed')`,
+					[state.runIds],
+				)
 				log(`rabbitmqctl stop_app (${r.rows[0].n}/${state.runIds.length} runs final)`)
 				await hh.restartRabbit(3000)
 				log('rabbitmqctl start_app done')
@@ -186,7 +211,9 @@ async function main() {
 		startOverMs: 3000,
 		runExtra: () => ({ delays: SLOW }),
 		faults: { service: true },
-		chaos: fourTimes(async (hh) => log(`terminated ${await hh.terminatePgBackends()} PostgreSQL backends of the workers`)),
+		chaos: fourTimes(async (hh) =>
+			log(`terminated ${await hh.terminatePgBackends()} PostgreSQL backends of the workers`),
+		),
 	})
 
 	// 4. Redis clients killed mid-run
@@ -208,9 +235,17 @@ async function main() {
 	// 6. bad inputs
 	log('bad input cases')
 	const bad = await badInputCases(h, { big: true, normalRuns: 40 })
-	const cases = [...redelivery.map((c) => ({ group: 'redelivery', ...c })), ...inflight.map((c) => ({ group: 'in-flight commit', ...c })), ...bad.cases.map((c) => ({ group: 'bad input', ...c }))]
-	for (const c of cases) if (!c.pass) failures.push(`${c.group}: ${c.name}: expected ${c.expected}; observed ${c.observed}`)
-	if (h.stats.unexpectedExits.length) failures.push(`${h.stats.unexpectedExits.length} worker processes exited by themselves: ${JSON.stringify(h.stats.unexpectedExits.map((e) => ({ pid: e.pid, code: e.code, signal: e.signal })))}`)
+	const cases = [
+		...redelivery.map((c) => ({ group: 'redelivery', ...c })),
+		...inflight.map((c) => ({ group: 'in-flight commit', ...c })),
+		...bad.cases.map((c) => ({ group: 'bad input', ...c })),
+	]
+	for (const c of cases)
+		if (!c.pass) failures.push(`${c.group}: ${c.name}: expected ${c.expected}; observed ${c.observed}`)
+	if (h.stats.unexpectedExits.length)
+		failures.push(
+			`${h.stats.unexpectedExits.length} worker processes exited by themselves: ${JSON.stringify(h.stats.unexpectedExits.map((e) => ({ pid: e.pid, code: e.code, signal: e.signal })))}`,
+		)
 
 	const seconds = (Date.now() - t0) / 1000
 	const totals = phases.reduce(
@@ -230,7 +265,20 @@ async function main() {
 			a.dl += p.deadLetters.length
 			return a
 		},
-		{ runs: 0, completed: 0, lost: 0, dup: 0, inc: 0, crash: 0, conn: 0, connSame: 0, joinCrash: 0, joinConn: 0, redeliveries: 0, dl: 0 },
+		{
+			runs: 0,
+			completed: 0,
+			lost: 0,
+			dup: 0,
+			inc: 0,
+			crash: 0,
+			conn: 0,
+			connSame: 0,
+			joinCrash: 0,
+			joinConn: 0,
+			redeliveries: 0,
+			dl: 0,
+		},
 	)
 	const rows = phases.map(phaseRow)
 	rows.push([
@@ -275,7 +323,9 @@ async function main() {
 		'',
 		table(['group', 'case', 'expected', 'observed', 'result'], caseRows),
 		'',
-		failures.length ? `### Failures (${failures.length})\n\n${failures.map((f) => `- ${f}`).join('\n')}` : '### Failures\n\nNone.',
+		failures.length
+			? `### Failures (${failures.length})\n\n${failures.map((f) => `- ${f}`).join('\n')}`
+			: '### Failures\n\nNone.',
 		'',
 	].join('\n')
 	console.log(`\n${md}`)
@@ -291,7 +341,7 @@ async function main() {
 main()
 	.then((code) => process.exit(code))
 	.catch(async (e) => {
-		log('FATAL', e && e.stack ? e.stack : e)
+		log('FATAL', e?.stack ? e.stack : e)
 		if (rabbitIsStoppedByUs()) await ensureRabbitStarted().catch((err) => log('!! start_app failed:', err.message))
 		if (harness) await harness.cleanup({ keepLogs: true }).catch(() => {})
 		if (harness) log(`worker logs kept in ${harness.logDir}`)

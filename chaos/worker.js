@@ -36,7 +36,8 @@ const { RabbitMqAdapter, RedisCoordinationStore } = require(path.join(__dirname,
 const { blueprints, BRANCHES, SQL_USES_KEY } = require('./lib')
 
 const env = process.env
-const log = (...args) => process.stderr.write(`[chaos-worker ${process.pid}] ${new Date().toISOString()} ${args.join(' ')}\n`)
+const log = (...args) =>
+	process.stderr.write(`[chaos-worker ${process.pid}] ${new Date().toISOString()} ${args.join(' ')}\n`)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 // The side table is written on connections of its own (application_name differs from
@@ -68,10 +69,13 @@ async function record(ctx, nodeId) {
 	const attempt = (counts.get(key) || 0) + 1
 	counts.set(key, attempt)
 	const execId = `${process.pid}.${attempt}.${crypto.randomBytes(4).toString('hex')}`
-	const crash = ((await ctx.context.get('chaosCrash')) || {})[nodeId]
+	const crash = (await ctx.context.get('chaosCrash'))?.[nodeId]
 	let before = 0
 	if (crash === 'once') {
-		const r = await sideQuery(`SELECT count(*)::int AS n FROM ${EXEC_TABLE} WHERE run_id = $1 AND node_id = $2`, [runId, nodeId])
+		const r = await sideQuery(`SELECT count(*)::int AS n FROM ${EXEC_TABLE} WHERE run_id = $1 AND node_id = $2`, [
+			runId,
+			nodeId,
+		])
 		before = r.rows[0].n
 	}
 	await sideQuery(`INSERT INTO ${EXEC_TABLE} (run_id, node_id, attempt, pid, exec_id) VALUES ($1, $2, $3, $4, $5)`, [
@@ -220,9 +224,14 @@ async function main() {
 		try {
 			await adapter.stop({ timeoutMs: 10000 })
 		} catch (e) {
-			log('adapter.stop() failed:', e && e.stack ? e.stack : e)
+			log('adapter.stop() failed:', e?.stack ? e.stack : e)
 		}
-		for (const close of [() => amqpConnection.close(), () => pgClient.end(), () => redisConnection.quit(), () => sidePool.end()]) {
+		for (const close of [
+			() => amqpConnection.close(),
+			() => pgClient.end(),
+			() => redisConnection.quit(),
+			() => sidePool.end(),
+		]) {
 			try {
 				await close()
 			} catch (e) {
@@ -240,18 +249,18 @@ async function main() {
 }
 
 process.on('uncaughtException', (e) => {
-	log('UNCAUGHT', e && e.stack ? e.stack : e)
-	fs.writeSync(1, `WORKER_UNCAUGHT ${JSON.stringify(String(e && e.message))}\n`)
+	log('UNCAUGHT', e?.stack ? e.stack : e)
+	fs.writeSync(1, `WORKER_UNCAUGHT ${JSON.stringify(String(e?.message))}\n`)
 	process.exit(70)
 })
 process.on('unhandledRejection', (e) => {
-	log('UNHANDLED REJECTION', e && e.stack ? e.stack : e)
-	fs.writeSync(1, `WORKER_UNCAUGHT ${JSON.stringify(String(e && e.message))}\n`)
+	log('UNHANDLED REJECTION', e?.stack ? e.stack : e)
+	fs.writeSync(1, `WORKER_UNCAUGHT ${JSON.stringify(String(e?.message))}\n`)
 	process.exit(71)
 })
 
 main().catch((e) => {
-	log('FATAL', e && e.stack ? e.stack : e)
-	process.stdout.write(`WORKER_FAILED ${JSON.stringify({ message: String(e && e.message), code: e && e.code })}\n`)
+	log('FATAL', e?.stack ? e.stack : e)
+	process.stdout.write(`WORKER_FAILED ${JSON.stringify({ message: String(e?.message), code: e?.code })}\n`)
 	process.exit(1)
 })

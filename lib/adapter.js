@@ -19,533 +19,585 @@ const { stopOnSignals } = require('./signals')
 const { CODES, codedError, invalidArgument, checkTableName, describe } = require('./errors')
 
 const DEFAULTS = Object.freeze({
-  queueName: 'flowcraft-queue',
-  contextTableName: 'flowcraft_contexts',
-  statusTableName: 'flowcraft_statuses',
-  concurrency: 64,
-  maxDeliveries: 20,
-  createTables: true,
-  stopTimeoutMs: 30000,
-  handleSignals: false,
+	queueName: 'flowcraft-queue',
+	contextTableName: 'flowcraft_contexts',
+	statusTableName: 'flowcraft_statuses',
+	concurrency: 64,
+	maxDeliveries: 20,
+	createTables: true,
+	stopTimeoutMs: 30000,
+	handleSignals: false,
 })
 
 /** The largest millisecond count the native calls take (u32). */
 const MAX_MS = 2 ** 32 - 1
 
 /** What stats() reports before start(). */
-const ZERO_STATS = Object.freeze({ processed: 0, failed: 0, deadLettered: 0, retried: 0, inFlight: 0, p50Ms: 0, p99Ms: 0 })
+const ZERO_STATS = Object.freeze({
+	processed: 0,
+	failed: 0,
+	deadLettered: 0,
+	retried: 0,
+	inFlight: 0,
+	p50Ms: 0,
+	p99Ms: 0,
+})
 
 const COORDINATION_METHODS = ['increment', 'setIfNotExist', 'extendTTL', 'delete', 'get']
 
 const isObject = (v) => v !== null && typeof v === 'object'
 
 class RabbitMqAdapter {
-  constructor(options) {
-    if (!isObject(options)) throw invalidArgument('RabbitMqAdapter: an options object is required')
-    const o = { ...DEFAULTS, ...stripUndefined(options) }
+	constructor(options) {
+		if (!isObject(options)) throw invalidArgument('RabbitMqAdapter: an options object is required')
+		const o = { ...DEFAULTS, ...stripUndefined(options) }
 
-    const ro = o.runtimeOptions
-    if (!isObject(ro)) throw invalidArgument('RabbitMqAdapter: options.runtimeOptions { registry, blueprints } is required')
-    const registry = checkRegistry(ro.registry)
-    const blueprints = checkBlueprints(ro.blueprints)
-    checkOptionalObject(ro.dependencies, 'runtimeOptions.dependencies')
-    checkMethods(ro.logger, 'runtimeOptions.logger', [])
-    checkMethods(ro.evaluator, 'runtimeOptions.evaluator', ['evaluate'])
-    checkMethods(ro.eventBus, 'runtimeOptions.eventBus', ['emit'])
-    checkMethods(o.eventBus, 'eventBus', ['emit'])
-    if (ro.middleware !== undefined && ro.middleware !== null) {
-      if (!Array.isArray(ro.middleware)) throw invalidArgument(`RabbitMqAdapter: runtimeOptions.middleware must be an array; got ${describe(ro.middleware)}`)
-      ro.middleware.forEach((m, i) => {
-        if (!isObject(m)) throw invalidArgument(`RabbitMqAdapter: runtimeOptions.middleware[${i}] must be an object with beforeNode / afterNode / aroundNode`)
-      })
-    }
+		const ro = o.runtimeOptions
+		if (!isObject(ro))
+			throw invalidArgument('RabbitMqAdapter: options.runtimeOptions { registry, blueprints } is required')
+		const registry = checkRegistry(ro.registry)
+		const blueprints = checkBlueprints(ro.blueprints)
+		checkOptionalObject(ro.dependencies, 'runtimeOptions.dependencies')
+		checkMethods(ro.logger, 'runtimeOptions.logger', [])
+		checkMethods(ro.evaluator, 'runtimeOptions.evaluator', ['evaluate'])
+		checkMethods(ro.eventBus, 'runtimeOptions.eventBus', ['emit'])
+		checkMethods(o.eventBus, 'eventBus', ['emit'])
+		if (ro.middleware !== undefined && ro.middleware !== null) {
+			if (!Array.isArray(ro.middleware))
+				throw invalidArgument(
+					`RabbitMqAdapter: runtimeOptions.middleware must be an array; got ${describe(ro.middleware)}`,
+				)
+			ro.middleware.forEach((m, i) => {
+				if (!isObject(m))
+					throw invalidArgument(
+						`RabbitMqAdapter: runtimeOptions.middleware[${i}] must be an object with beforeNode / afterNode / aroundNode`,
+					)
+			})
+		}
 
-    if (typeof o.queueName !== 'string' || o.queueName === '' || Buffer.byteLength(o.queueName) > 250) {
-      // 255 bytes is AMQP's limit, and the dead-letter queue adds ".dead".
-      throw invalidArgument(`RabbitMqAdapter: queueName must be a non-empty string of at most 250 bytes; got ${describe(o.queueName)}`)
-    }
-    checkTableName(o.contextTableName, 'RabbitMqAdapter: contextTableName')
-    checkTableName(o.statusTableName, 'RabbitMqAdapter: statusTableName')
-    if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 10000) {
-      throw invalidArgument(`RabbitMqAdapter: concurrency must be a whole number from 1 to 10000; got ${describe(o.concurrency)}`)
-    }
-    if (!Number.isInteger(o.maxDeliveries) || o.maxDeliveries < 1 || o.maxDeliveries > 1000000) {
-      throw invalidArgument(`RabbitMqAdapter: maxDeliveries must be a whole number from 1 to 1000000; got ${describe(o.maxDeliveries)}`)
-    }
-    if (typeof o.createTables !== 'boolean') throw invalidArgument(`RabbitMqAdapter: createTables must be a boolean; got ${describe(o.createTables)}`)
-    checkTimeout(o.stopTimeoutMs, 'RabbitMqAdapter: stopTimeoutMs')
-    if (typeof o.handleSignals !== 'boolean') throw invalidArgument(`RabbitMqAdapter: handleSignals must be a boolean; got ${describe(o.handleSignals)}`)
+		if (typeof o.queueName !== 'string' || o.queueName === '' || Buffer.byteLength(o.queueName) > 250) {
+			// 255 bytes is AMQP's limit, and the dead-letter queue adds ".dead".
+			throw invalidArgument(
+				`RabbitMqAdapter: queueName must be a non-empty string of at most 250 bytes; got ${describe(o.queueName)}`,
+			)
+		}
+		checkTableName(o.contextTableName, 'RabbitMqAdapter: contextTableName')
+		checkTableName(o.statusTableName, 'RabbitMqAdapter: statusTableName')
+		if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 10000) {
+			throw invalidArgument(
+				`RabbitMqAdapter: concurrency must be a whole number from 1 to 10000; got ${describe(o.concurrency)}`,
+			)
+		}
+		if (!Number.isInteger(o.maxDeliveries) || o.maxDeliveries < 1 || o.maxDeliveries > 1000000) {
+			throw invalidArgument(
+				`RabbitMqAdapter: maxDeliveries must be a whole number from 1 to 1000000; got ${describe(o.maxDeliveries)}`,
+			)
+		}
+		if (typeof o.createTables !== 'boolean')
+			throw invalidArgument(`RabbitMqAdapter: createTables must be a boolean; got ${describe(o.createTables)}`)
+		checkTimeout(o.stopTimeoutMs, 'RabbitMqAdapter: stopTimeoutMs')
+		if (typeof o.handleSignals !== 'boolean')
+			throw invalidArgument(`RabbitMqAdapter: handleSignals must be a boolean; got ${describe(o.handleSignals)}`)
 
-    if (o.pgClient === undefined || o.pgClient === null) {
-      throw invalidArgument('RabbitMqAdapter: pgClient is required (a pg.Client, pg.Pool, postgres:// URL or pg config)')
-    }
-    const pg = toPgTarget(o.pgClient)
-    const redisTarget = coordinationTarget(o.coordinationStore)
-    // A user's own ICoordinationStore: the core calls it through a callback.
-    const coordinate = redisTarget ? undefined : createCoordinate(o.coordinationStore)
-    if (o.amqpConnection === undefined || o.amqpConnection === null) {
-      throw invalidArgument('RabbitMqAdapter: amqpConnection is required (an amqplib connection or an amqp:// URL)')
-    }
-    const amqpUrl = toAmqpUrl(o.amqpConnection, { amqpUrl: o.amqpUrl })
+		if (o.pgClient === undefined || o.pgClient === null) {
+			throw invalidArgument(
+				'RabbitMqAdapter: pgClient is required (a pg.Client, pg.Pool, postgres:// URL or pg config)',
+			)
+		}
+		const pg = toPgTarget(o.pgClient)
+		const redisTarget = coordinationTarget(o.coordinationStore)
+		// A user's own ICoordinationStore: the core calls it through a callback.
+		const coordinate = redisTarget ? undefined : createCoordinate(o.coordinationStore)
+		if (o.amqpConnection === undefined || o.amqpConnection === null) {
+			throw invalidArgument('RabbitMqAdapter: amqpConnection is required (an amqplib connection or an amqp:// URL)')
+		}
+		const amqpUrl = toAmqpUrl(o.amqpConnection, { amqpUrl: o.amqpUrl })
 
-    const logger = ro.logger || createConsoleLogger()
-    // Internal state lives in one non-enumerable slot: console.log(adapter) must not
-    // print passwords, and users should not come to depend on it.
-    Object.defineProperty(this, '_s', {
-      value: {
-        registry,
-        blueprints,
-        runtimeOptions: ro,
-        logger,
-        log: safeLogger(logger),
-        // Node events go to the runtime's bus, worker events to the adapter's (as in
-        // Flowcraft's BaseDistributedAdapter); each falls back to the other.
-        nodeEventBus: ro.eventBus || o.eventBus,
-        workerEventBus: o.eventBus || ro.eventBus,
-        pg,
-        redisTarget,
-        coordinate,
-        amqpUrl,
-        queueName: o.queueName,
-        contextTableName: o.contextTableName,
-        statusTableName: o.statusTableName,
-        concurrency: o.concurrency,
-        maxDeliveries: o.maxDeliveries,
-        createTables: o.createTables,
-        stopTimeoutMs: o.stopTimeoutMs,
-        handleSignals: o.handleSignals,
-        worker: undefined,
-        // the last worker started, kept for stats() after stop()
-        statsWorker: undefined,
-        runner: undefined,
-        startPromise: undefined,
-        stopPromise: undefined,
-        // NativeRuns, created on first use of the run API
-        runsPromise: undefined,
-        closed: false,
-        disposeSignals: undefined,
-      },
-    })
-  }
+		const logger = ro.logger || createConsoleLogger()
+		// Internal state lives in one non-enumerable slot: console.log(adapter) must not
+		// print passwords, and users should not come to depend on it.
+		Object.defineProperty(this, '_s', {
+			value: {
+				registry,
+				blueprints,
+				runtimeOptions: ro,
+				logger,
+				log: safeLogger(logger),
+				// Node events go to the runtime's bus, worker events to the adapter's (as in
+				// Flowcraft's BaseDistributedAdapter); each falls back to the other.
+				nodeEventBus: ro.eventBus || o.eventBus,
+				workerEventBus: o.eventBus || ro.eventBus,
+				pg,
+				redisTarget,
+				coordinate,
+				amqpUrl,
+				queueName: o.queueName,
+				contextTableName: o.contextTableName,
+				statusTableName: o.statusTableName,
+				concurrency: o.concurrency,
+				maxDeliveries: o.maxDeliveries,
+				createTables: o.createTables,
+				stopTimeoutMs: o.stopTimeoutMs,
+				handleSignals: o.handleSignals,
+				worker: undefined,
+				// the last worker started, kept for stats() after stop()
+				statsWorker: undefined,
+				runner: undefined,
+				startPromise: undefined,
+				stopPromise: undefined,
+				// NativeRuns, created on first use of the run API
+				runsPromise: undefined,
+				closed: false,
+				disposeSignals: undefined,
+			},
+		})
+	}
 
-  /** The durable queue this worker consumes (failed messages go to `<queueName>.dead`). */
-  get queueName() {
-    return this._s.queueName
-  }
+	/** The durable queue this worker consumes (failed messages go to `<queueName>.dead`). */
+	get queueName() {
+		return this._s.queueName
+	}
 
-  /** The context table (one JSONB row per run). */
-  get contextTableName() {
-    return this._s.contextTableName
-  }
+	/** The context table (one JSONB row per run). */
+	get contextTableName() {
+		return this._s.contextTableName
+	}
 
-  /** The status table (one row per run). */
-  get statusTableName() {
-    return this._s.statusTableName
-  }
+	/** The status table (one row per run). */
+	get statusTableName() {
+		return this._s.statusTableName
+	}
 
-  /**
-   * Connects to RabbitMQ, PostgreSQL and Redis, creates the tables (unless
-   * `createTables: false`) and begins consuming jobs. Resolves once consuming.
-   * Calling it again returns the same promise. A failure is also logged through the
-   * logger, so an un-awaited `adapter.start()` never becomes an unhandled rejection.
-   */
-  start() {
-    const s = this._s
-    if (s.stopPromise) {
-      return Promise.reject(codedError(CODES.WORKER_STATE, 'RabbitMqAdapter: start() after stop(); create a new adapter to start again'))
-    }
-    if (!s.startPromise) {
-      if (s.handleSignals && !s.disposeSignals) s.disposeSignals = stopOnSignals(this)
-      const p = this._start().catch((err) => {
-        s.startPromise = undefined // a later start() may try again
-        throw err
-      })
-      p.catch((err) => s.log.error(`Worker failed to start: ${err && err.message}`, err && err.code ? { code: err.code } : undefined))
-      s.startPromise = p
-    }
-    return s.startPromise
-  }
+	/**
+	 * Connects to RabbitMQ, PostgreSQL and Redis, creates the tables (unless
+	 * `createTables: false`) and begins consuming jobs. Resolves once consuming.
+	 * Calling it again returns the same promise. A failure is also logged through the
+	 * logger, so an un-awaited `adapter.start()` never becomes an unhandled rejection.
+	 */
+	start() {
+		const s = this._s
+		if (s.stopPromise) {
+			return Promise.reject(
+				codedError(CODES.WORKER_STATE, 'RabbitMqAdapter: start() after stop(); create a new adapter to start again'),
+			)
+		}
+		if (!s.startPromise) {
+			if (s.handleSignals && !s.disposeSignals) s.disposeSignals = stopOnSignals(this)
+			const p = this._start().catch((err) => {
+				s.startPromise = undefined // a later start() may try again
+				throw err
+			})
+			p.catch((err) =>
+				s.log.error(`Worker failed to start: ${err?.message}`, err?.code ? { code: err.code } : undefined),
+			)
+			s.startPromise = p
+		}
+		return s.startPromise
+	}
 
-  async _start() {
-    const s = this._s
-    const native = loadNative()
-    warnUnknownUses(s)
-    const ro = s.runtimeOptions
-    const config = await buildConfig(s)
-    const runner = createNodeRunner({
-      registry: s.registry,
-      dependencies: { ...(ro.dependencies || {}), adapter: this },
-      logger: s.logger,
-      middleware: ro.middleware,
-      eventBus: s.nodeEventBus,
-    })
-    const evaluate = ro.evaluator ? createEvaluate(ro.evaluator, { logger: s.logger }) : undefined
-    const notify = createNotify({
-      logger: s.logger,
-      eventBus: s.workerEventBus,
-      onCancel: (runId) => {
-        const n = runner.abortRun(runId)
-        if (n > 0) s.log.info(`Run cancelled: aborted the signal of ${n} running node(s)`, { runId })
-      },
-    })
-    const worker = constructNative(native.NativeWorker, config, runner, evaluate, notify, s.coordinate)
-    s.worker = worker
-    s.statsWorker = worker
-    s.runner = runner
-    try {
-      await callNative(() => worker.start())
-    } catch (err) {
-      // Release the native callbacks: live ones would keep the process from exiting.
-      s.worker = undefined
-      try {
-        await worker.stop(0)
-      } catch {
-        // already failed; the start error is the one worth reporting
-      }
-      throw err
-    }
-  }
+	async _start() {
+		const s = this._s
+		const native = loadNative()
+		warnUnknownUses(s)
+		const ro = s.runtimeOptions
+		const config = await buildConfig(s)
+		const runner = createNodeRunner({
+			registry: s.registry,
+			dependencies: { ...(ro.dependencies || {}), adapter: this },
+			logger: s.logger,
+			middleware: ro.middleware,
+			eventBus: s.nodeEventBus,
+		})
+		const evaluate = ro.evaluator ? createEvaluate(ro.evaluator, { logger: s.logger }) : undefined
+		const notify = createNotify({
+			logger: s.logger,
+			eventBus: s.workerEventBus,
+			onCancel: (runId) => {
+				const n = runner.abortRun(runId)
+				if (n > 0) s.log.info(`Run cancelled: aborted the signal of ${n} running node(s)`, { runId })
+			},
+		})
+		const worker = constructNative(native.NativeWorker, config, runner, evaluate, notify, s.coordinate)
+		s.worker = worker
+		s.statsWorker = worker
+		s.runner = runner
+		try {
+			await callNative(() => worker.start())
+		} catch (err) {
+			// Release the native callbacks: live ones would keep the process from exiting.
+			s.worker = undefined
+			try {
+				await worker.stop(0)
+			} catch {
+				// already failed; the start error is the one worth reporting
+			}
+			throw err
+		}
+	}
 
-  /**
-   * Stops taking jobs, lets the jobs in flight finish for up to `timeoutMs`
-   * (default: the `stopTimeoutMs` option), aborts the `signal` of nodes still running
-   * then, and releases everything so that Node can exit: the worker, the run API's
-   * connection, and the signal listeners of `handleSignals`. Idempotent. The run API
-   * (startRun, getRun, ...) rejects with ERR_WORKER_STATE afterwards.
-   */
-  stop(options) {
-    const s = this._s
-    if (s.stopPromise) return s.stopPromise
-    let timeoutMs = s.stopTimeoutMs
-    if (options !== undefined && options !== null) {
-      if (!isObject(options)) return Promise.reject(invalidArgument(`stop(): options must be { timeoutMs }; got ${describe(options)}`))
-      if (options.timeoutMs !== undefined) {
-        try {
-          checkTimeout(options.timeoutMs, 'stop(): timeoutMs')
-        } catch (err) {
-          return Promise.reject(err)
-        }
-        timeoutMs = options.timeoutMs
-      }
-    }
-    s.stopPromise = (async () => {
-      try {
-        await stopWorker(s, timeoutMs)
-      } finally {
-        // Only now: nodes draining above may still use the run API.
-        s.closed = true
-        await closeRuns(s)
-        if (s.disposeSignals) {
-          s.disposeSignals()
-          s.disposeSignals = undefined
-        }
-      }
-    })()
-    return s.stopPromise
-  }
+	/**
+	 * Stops taking jobs, lets the jobs in flight finish for up to `timeoutMs`
+	 * (default: the `stopTimeoutMs` option), aborts the `signal` of nodes still running
+	 * then, and releases everything so that Node can exit: the worker, the run API's
+	 * connection, and the signal listeners of `handleSignals`. Idempotent. The run API
+	 * (startRun, getRun, ...) rejects with ERR_WORKER_STATE afterwards.
+	 */
+	stop(options) {
+		const s = this._s
+		if (s.stopPromise) return s.stopPromise
+		let timeoutMs = s.stopTimeoutMs
+		if (options !== undefined && options !== null) {
+			if (!isObject(options))
+				return Promise.reject(invalidArgument(`stop(): options must be { timeoutMs }; got ${describe(options)}`))
+			if (options.timeoutMs !== undefined) {
+				try {
+					checkTimeout(options.timeoutMs, 'stop(): timeoutMs')
+				} catch (err) {
+					return Promise.reject(err)
+				}
+				timeoutMs = options.timeoutMs
+			}
+		}
+		s.stopPromise = (async () => {
+			try {
+				await stopWorker(s, timeoutMs)
+			} finally {
+				// Only now: nodes draining above may still use the run API.
+				s.closed = true
+				await closeRuns(s)
+				if (s.disposeSignals) {
+					s.disposeSignals()
+					s.disposeSignals = undefined
+				}
+			}
+		})()
+		return s.stopPromise
+	}
 
-  /**
-   * Releases everything: the same as `stop()` (which also stops a started worker).
-   * Meant for processes that only use the run API.
-   */
-  close() {
-    return this.stop()
-  }
+	/**
+	 * Releases everything: the same as `stop()` (which also stops a started worker).
+	 * Meant for processes that only use the run API.
+	 */
+	close() {
+		return this.stop()
+	}
 
-  // ─────────────────────────────────────────────────────────── run API
+	// ─────────────────────────────────────────────────────────── run API
 
-  /** NativeRuns, created on first use from the worker's config. */
-  _runs() {
-    const s = this._s
-    if (s.closed) {
-      return Promise.reject(codedError(CODES.WORKER_STATE, 'RabbitMqAdapter: the adapter was stopped or closed; create a new adapter to use the run API'))
-    }
-    if (!s.runsPromise) {
-      const p = (async () => constructNative(loadNative().NativeRuns, await buildConfig(s), s.coordinate))()
-      p.catch(() => {
-        if (s.runsPromise === p) s.runsPromise = undefined // a later call may try again
-      })
-      s.runsPromise = p
-    }
-    return s.runsPromise
-  }
+	/** NativeRuns, created on first use from the worker's config. */
+	_runs() {
+		const s = this._s
+		if (s.closed) {
+			return Promise.reject(
+				codedError(
+					CODES.WORKER_STATE,
+					'RabbitMqAdapter: the adapter was stopped or closed; create a new adapter to use the run API',
+				),
+			)
+		}
+		if (!s.runsPromise) {
+			const p = (async () => constructNative(loadNative().NativeRuns, await buildConfig(s), s.coordinate))()
+			p.catch(() => {
+				if (s.runsPromise === p) s.runsPromise = undefined // a later call may try again
+			})
+			s.runsPromise = p
+		}
+		return s.runsPromise
+	}
 
-  /** Runs a native method of NativeRuns with its errors translated. */
-  async _call(method, ...args) {
-    const runs = await this._runs()
-    return callNative(() => runs[method](...args))
-  }
+	/** Runs a native method of NativeRuns with its errors translated. */
+	async _call(method, ...args) {
+		const runs = await this._runs()
+		return callNative(() => runs[method](...args))
+	}
 
-  /**
-   * Starts a run: writes its context row (the initial context plus `blueprintId` and
-   * `blueprintVersion`), marks it `running` and publishes its start jobs, all or
-   * nothing. Starting twice with one `runId` or one `idempotencyKey` starts one run:
-   * the second call resolves with the first run's id and `created: false`.
-   * Needs no started worker.
-   */
-  async startRun(blueprintId, initialContext, options) {
-    const s = this._s
-    if (typeof blueprintId !== 'string' || blueprintId === '') {
-      throw invalidArgument(`startRun(): blueprintId must be a non-empty string; got ${describe(blueprintId)}`)
-    }
-    if (!Object.prototype.hasOwnProperty.call(s.blueprints, blueprintId)) {
-      const known = Object.keys(s.blueprints)
-      const list = known.length === 0 ? 'none' : known.slice(0, 10).map((k) => JSON.stringify(k)).join(', ') + (known.length > 10 ? ', ...' : '')
-      throw codedError(CODES.UNKNOWN_BLUEPRINT, `startRun(): unknown blueprint ${JSON.stringify(blueprintId)}; the adapter's runtimeOptions.blueprints has ${list}`)
-    }
-    const contextJson = initialContextJson(initialContext)
-    const o = optionsObject(options, 'startRun()', ['runId', 'idempotencyKey'])
-    let runId = o.runId
-    if (runId === undefined || runId === null) runId = crypto.randomUUID()
-    else checkRunId(runId, 'startRun(): options.runId')
-    let key = o.idempotencyKey
-    if (key === undefined) key = null
-    if (key !== null && (typeof key !== 'string' || key === '')) {
-      throw invalidArgument(`startRun(): options.idempotencyKey must be a non-empty string; got ${describe(key)}`)
-    }
-    const out = JSON.parse(await this._call('startRun', blueprintId, contextJson, runId, key))
-    return { runId: out.runId, created: out.created === true }
-  }
+	/**
+	 * Starts a run: writes its context row (the initial context plus `blueprintId` and
+	 * `blueprintVersion`), marks it `running` and publishes its start jobs, all or
+	 * nothing. Starting twice with one `runId` or one `idempotencyKey` starts one run:
+	 * the second call resolves with the first run's id and `created: false`.
+	 * Needs no started worker.
+	 */
+	async startRun(blueprintId, initialContext, options) {
+		const s = this._s
+		if (typeof blueprintId !== 'string' || blueprintId === '') {
+			throw invalidArgument(`startRun(): blueprintId must be a non-empty string; got ${describe(blueprintId)}`)
+		}
+		if (!Object.hasOwn(s.blueprints, blueprintId)) {
+			const known = Object.keys(s.blueprints)
+			const list =
+				known.length === 0
+					? 'none'
+					: known
+							.slice(0, 10)
+							.map((k) => JSON.stringify(k))
+							.join(', ') + (known.length > 10 ? ', ...' : '')
+			throw codedError(
+				CODES.UNKNOWN_BLUEPRINT,
+				`startRun(): unknown blueprint ${JSON.stringify(blueprintId)}; the adapter's runtimeOptions.blueprints has ${list}`,
+			)
+		}
+		const contextJson = initialContextJson(initialContext)
+		const o = optionsObject(options, 'startRun()', ['runId', 'idempotencyKey'])
+		let runId = o.runId
+		if (runId === undefined || runId === null) runId = crypto.randomUUID()
+		else checkRunId(runId, 'startRun(): options.runId')
+		let key = o.idempotencyKey
+		if (key === undefined) key = null
+		if (key !== null && (typeof key !== 'string' || key === '')) {
+			throw invalidArgument(`startRun(): options.idempotencyKey must be a non-empty string; got ${describe(key)}`)
+		}
+		const out = JSON.parse(await this._call('startRun', blueprintId, contextJson, runId, key))
+		return { runId: out.runId, created: out.created === true }
+	}
 
-  /**
-   * Resolves with the run's status data `{ status, payload?, reason? }` as soon as the
-   * run is completed, failed, cancelled or awaiting (woken by PostgreSQL NOTIFY, not
-   * by polling); at once when it already is. Rejects with ERR_TIMEOUT after
-   * `timeoutMs` (default 30000); the run goes on.
-   */
-  async waitForRun(runId, options) {
-    checkRunId(runId, 'waitForRun(): runId')
-    const o = optionsObject(options, 'waitForRun()', ['timeoutMs'])
-    const timeoutMs = o.timeoutMs === undefined ? 30000 : checkMs(o.timeoutMs, 'waitForRun(): options.timeoutMs')
-    return JSON.parse(await this._call('waitForRun', runId, timeoutMs))
-  }
+	/**
+	 * Resolves with the run's status data `{ status, payload?, reason? }` as soon as the
+	 * run is completed, failed, cancelled or awaiting (woken by PostgreSQL NOTIFY, not
+	 * by polling); at once when it already is. Rejects with ERR_TIMEOUT after
+	 * `timeoutMs` (default 30000); the run goes on.
+	 */
+	async waitForRun(runId, options) {
+		checkRunId(runId, 'waitForRun(): runId')
+		const o = optionsObject(options, 'waitForRun()', ['timeoutMs'])
+		const timeoutMs = o.timeoutMs === undefined ? 30000 : checkMs(o.timeoutMs, 'waitForRun(): options.timeoutMs')
+		return JSON.parse(await this._call('waitForRun', runId, timeoutMs))
+	}
 
-  /**
-   * What is stored about a run: its status, context, and the state of each node of
-   * its blueprint. `undefined` when there is no such run.
-   */
-  async getRun(runId) {
-    checkRunId(runId, 'getRun(): runId')
-    const text = await this._call('getRun', runId)
-    if (text === null || text === undefined) return undefined
-    const r = JSON.parse(text)
-    const statusData = r.statusData === null || typeof r.statusData !== 'object' ? undefined : r.statusData
-    const out = {
-      runId: r.runId,
-      status: r.status === undefined ? null : r.status,
-      blueprintId: r.blueprintId === null ? undefined : r.blueprintId,
-      updatedAt: r.updatedAt ? new Date(r.updatedAt) : undefined,
-      statusData,
-      context: r.context && typeof r.context === 'object' ? r.context : {},
-      nodes: Array.isArray(r.nodes) ? r.nodes : [],
-    }
-    if (statusData && typeof statusData.reason === 'string') out.reason = statusData.reason
-    return out
-  }
+	/**
+	 * What is stored about a run: its status, context, and the state of each node of
+	 * its blueprint. `undefined` when there is no such run.
+	 */
+	async getRun(runId) {
+		checkRunId(runId, 'getRun(): runId')
+		const text = await this._call('getRun', runId)
+		if (text === null || text === undefined) return undefined
+		const r = JSON.parse(text)
+		const statusData = r.statusData === null || typeof r.statusData !== 'object' ? undefined : r.statusData
+		const out = {
+			runId: r.runId,
+			status: r.status === undefined ? null : r.status,
+			blueprintId: r.blueprintId === null ? undefined : r.blueprintId,
+			updatedAt: r.updatedAt ? new Date(r.updatedAt) : undefined,
+			statusData,
+			context: r.context && typeof r.context === 'object' ? r.context : {},
+			nodes: Array.isArray(r.nodes) ? r.nodes : [],
+		}
+		if (statusData && typeof statusData.reason === 'string') out.reason = statusData.reason
+		return out
+	}
 
-  /**
-   * The most recently updated runs, newest first: `[{ runId, status, blueprintId,
-   * idleSeconds, doneNodes, reason? }]`.
-   */
-  async listRuns(options) {
-    const o = optionsObject(options, 'listRuns()', ['status', 'limit'])
-    const limit = o.limit === undefined ? 20 : checkLimit(o.limit, 'listRuns(): options.limit')
-    if (o.status !== undefined && o.status !== null && (typeof o.status !== 'string' || o.status === '')) {
-      throw invalidArgument(`listRuns(): options.status must be a status such as 'running'; got ${describe(o.status)}`)
-    }
-    const rows = JSON.parse(await this._call('listRuns', limit, o.status ?? null))
-    return rows.map((r) => {
-      const row = {
-        runId: r.runId,
-        status: r.status ?? null,
-        blueprintId: r.blueprintId ?? undefined,
-        idleSeconds: typeof r.idleSeconds === 'number' ? r.idleSeconds : undefined,
-        doneNodes: Number(r.doneNodes) || 0,
-      }
-      if (typeof r.reason === 'string') row.reason = r.reason
-      return row
-    })
-  }
+	/**
+	 * The most recently updated runs, newest first: `[{ runId, status, blueprintId,
+	 * idleSeconds, doneNodes, reason? }]`.
+	 */
+	async listRuns(options) {
+		const o = optionsObject(options, 'listRuns()', ['status', 'limit'])
+		const limit = o.limit === undefined ? 20 : checkLimit(o.limit, 'listRuns(): options.limit')
+		if (o.status !== undefined && o.status !== null && (typeof o.status !== 'string' || o.status === '')) {
+			throw invalidArgument(`listRuns(): options.status must be a status such as 'running'; got ${describe(o.status)}`)
+		}
+		const rows = JSON.parse(await this._call('listRuns', limit, o.status ?? null))
+		return rows.map((r) => {
+			const row = {
+				runId: r.runId,
+				status: r.status ?? null,
+				blueprintId: r.blueprintId ?? undefined,
+				idleSeconds: typeof r.idleSeconds === 'number' ? r.idleSeconds : undefined,
+				doneNodes: Number(r.doneNodes) || 0,
+			}
+			if (typeof r.reason === 'string') row.reason = r.reason
+			return row
+		})
+	}
 
-  /** Ids of `running` runs with no change for `thresholdMs` (oldest first). Used by the reconciler. */
-  async _staleRuns(thresholdMs, limit) {
-    return this._call('staleRuns', checkMs(thresholdMs, 'thresholdMs'), checkLimit(limit, 'limit'))
-  }
+	/** Ids of `running` runs with no change for `thresholdMs` (oldest first). Used by the reconciler. */
+	async _staleRuns(thresholdMs, limit) {
+		return this._call('staleRuns', checkMs(thresholdMs, 'thresholdMs'), checkLimit(limit, 'limit'))
+	}
 
-  /**
-   * Enqueues what a running run needs to move on: nodes queued but idle for longer
-   * than `staleAfterMs` (default 30000; their message may be lost), and nodes whose
-   * predecessors are done but that were never queued. A node lock keeps two
-   * reconcilers from both enqueueing it. Resolves with the ids enqueued (Flowcraft's
-   * `reconcile` contract); empty for a healthy, finished or awaiting run.
-   */
-  async reconcile(runId, options) {
-    checkRunId(runId, 'reconcile(): runId')
-    const o = optionsObject(options, 'reconcile()', ['staleAfterMs'])
-    const staleAfterMs = o.staleAfterMs === undefined ? 30000 : checkMs(o.staleAfterMs, 'reconcile(): options.staleAfterMs')
-    return new Set(await this._call('reconcile', runId, staleAfterMs))
-  }
+	/**
+	 * Enqueues what a running run needs to move on: nodes queued but idle for longer
+	 * than `staleAfterMs` (default 30000; their message may be lost), and nodes whose
+	 * predecessors are done but that were never queued. A node lock keeps two
+	 * reconcilers from both enqueueing it. Resolves with the ids enqueued (Flowcraft's
+	 * `reconcile` contract); empty for a healthy, finished or awaiting run.
+	 */
+	async reconcile(runId, options) {
+		checkRunId(runId, 'reconcile(): runId')
+		const o = optionsObject(options, 'reconcile()', ['staleAfterMs'])
+		const staleAfterMs =
+			o.staleAfterMs === undefined ? 30000 : checkMs(o.staleAfterMs, 'reconcile(): options.staleAfterMs')
+		return new Set(await this._call('reconcile', runId, staleAfterMs))
+	}
 
-  /**
-   * Resumes a run stopped at a `wait` node (status `awaiting`): writes
-   * `_resume.action` / `_resume.output`, completes the awaiting nodes with `output`,
-   * follows the edges for `action`, and enqueues what follows. Resolves with the ids
-   * enqueued. Rejects with ERR_WORKER_STATE when the run is not awaiting.
-   */
-  async resumeWithAction(runId, action, output) {
-    checkRunId(runId, 'resumeWithAction(): runId')
-    if (typeof action !== 'string' || action === '') {
-      throw invalidArgument(`resumeWithAction(): action must be a non-empty string; got ${describe(action)}`)
-    }
-    const outputJson = output === undefined ? null : jsonOf(output, 'resumeWithAction(): output')
-    return new Set(await this._call('resumeWithAction', runId, action, outputJson))
-  }
+	/**
+	 * Resumes a run stopped at a `wait` node (status `awaiting`): writes
+	 * `_resume.action` / `_resume.output`, completes the awaiting nodes with `output`,
+	 * follows the edges for `action`, and enqueues what follows. Resolves with the ids
+	 * enqueued. Rejects with ERR_WORKER_STATE when the run is not awaiting.
+	 */
+	async resumeWithAction(runId, action, output) {
+		checkRunId(runId, 'resumeWithAction(): runId')
+		if (typeof action !== 'string' || action === '') {
+			throw invalidArgument(`resumeWithAction(): action must be a non-empty string; got ${describe(action)}`)
+		}
+		const outputJson = output === undefined ? null : jsonOf(output, 'resumeWithAction(): output')
+		return new Set(await this._call('resumeWithAction', runId, action, outputJson))
+	}
 
-  /**
-   * Cancels a run: it ends `cancelled` with `reason`, no new node of it starts, and
-   * the `signal` of its nodes running in any worker is aborted. `true` when this call
-   * cancelled it, `false` when it had already ended (or does not exist).
-   */
-  async cancelRun(runId, reason = 'cancelled by user') {
-    checkRunId(runId, 'cancelRun(): runId')
-    if (typeof reason !== 'string') throw invalidArgument(`cancelRun(): reason must be a string; got ${describe(reason)}`)
-    const cancelled = await this._call('cancelRun', runId, reason)
-    // Workers learn of it by NOTIFY; this process's own nodes need not wait for that.
-    if (cancelled && this._s.runner) this._s.runner.abortRun(runId)
-    return cancelled
-  }
+	/**
+	 * Cancels a run: it ends `cancelled` with `reason`, no new node of it starts, and
+	 * the `signal` of its nodes running in any worker is aborted. `true` when this call
+	 * cancelled it, `false` when it had already ended (or does not exist).
+	 */
+	async cancelRun(runId, reason = 'cancelled by user') {
+		checkRunId(runId, 'cancelRun(): runId')
+		if (typeof reason !== 'string')
+			throw invalidArgument(`cancelRun(): reason must be a string; got ${describe(reason)}`)
+		const cancelled = await this._call('cancelRun', runId, reason)
+		// Workers learn of it by NOTIFY; this process's own nodes need not wait for that.
+		if (cancelled && this._s.runner) this._s.runner.abortRun(runId)
+		return cancelled
+	}
 
-  /**
-   * Counters of this process's worker since start(): jobs processed, failed,
-   * dead-lettered, retried (redelivered), in flight, and p50 / p99 job time in ms.
-   * All zero before start().
-   */
-  stats() {
-    const w = this._s.statsWorker
-    if (!w) return { ...ZERO_STATS }
-    let c
-    try {
-      c = JSON.parse(w.counters())
-    } catch {
-      return { ...ZERO_STATS }
-    }
-    const out = {}
-    for (const k of Object.keys(ZERO_STATS)) out[k] = Number(c[k]) || 0
-    return out
-  }
+	/**
+	 * Counters of this process's worker since start(): jobs processed, failed,
+	 * dead-lettered, retried (redelivered), in flight, and p50 / p99 job time in ms.
+	 * All zero before start().
+	 */
+	stats() {
+		const w = this._s.statsWorker
+		if (!w) return { ...ZERO_STATS }
+		let c
+		try {
+			c = JSON.parse(w.counters())
+		} catch {
+			return { ...ZERO_STATS }
+		}
+		const out = {}
+		for (const k of Object.keys(ZERO_STATS)) out[k] = Number(c[k]) || 0
+		return out
+	}
 
-  /**
-   * Messages in the dead-letter queue `<queueName>.dead`, oldest first, left in place:
-   * `[{ body, job?, reason, deadAt? }]` (`job` is the parsed body when it is JSON).
-   */
-  async deadLetters(options) {
-    const o = optionsObject(options, 'deadLetters()', ['limit'])
-    const limit = o.limit === undefined ? 100 : checkLimit(o.limit, 'deadLetters(): options.limit')
-    const list = JSON.parse(await this._call('deadLetters', limit))
-    return list.map((d) => {
-      const out = { body: String(d.body), reason: String(d.reason || '') }
-      try {
-        const job = JSON.parse(out.body)
-        if (job !== null && typeof job === 'object') out.job = job
-      } catch {
-        // not JSON: body says it all
-      }
-      if (Number(d.deadAt) > 0) out.deadAt = new Date(Number(d.deadAt))
-      return out
-    })
-  }
+	/**
+	 * Messages in the dead-letter queue `<queueName>.dead`, oldest first, left in place:
+	 * `[{ body, job?, reason, deadAt? }]` (`job` is the parsed body when it is JSON).
+	 */
+	async deadLetters(options) {
+		const o = optionsObject(options, 'deadLetters()', ['limit'])
+		const limit = o.limit === undefined ? 100 : checkLimit(o.limit, 'deadLetters(): options.limit')
+		const list = JSON.parse(await this._call('deadLetters', limit))
+		return list.map((d) => {
+			const out = { body: String(d.body), reason: String(d.reason || '') }
+			try {
+				const job = JSON.parse(out.body)
+				if (job !== null && typeof job === 'object') out.job = job
+			} catch {
+				// not JSON: body says it all
+			}
+			if (Number(d.deadAt) > 0) out.deadAt = new Date(Number(d.deadAt))
+			return out
+		})
+	}
 
-  /** Moves up to `limit` (default 100) dead letters back to the job queue, oldest first; resolves with how many moved. */
-  async requeueDeadLetters(options) {
-    const o = optionsObject(options, 'requeueDeadLetters()', ['limit'])
-    const limit = o.limit === undefined ? 100 : checkLimit(o.limit, 'requeueDeadLetters(): options.limit')
-    return this._call('requeueDeadLetters', limit)
-  }
+	/** Moves up to `limit` (default 100) dead letters back to the job queue, oldest first; resolves with how many moved. */
+	async requeueDeadLetters(options) {
+		const o = optionsObject(options, 'requeueDeadLetters()', ['limit'])
+		const limit = o.limit === undefined ? 100 : checkLimit(o.limit, 'requeueDeadLetters(): options.limit')
+		return this._call('requeueDeadLetters', limit)
+	}
 }
 
 /** The JSON config both native objects are built from (resolves pg's password function). */
 async function buildConfig(s) {
-  const pg = { ...s.pg.target }
-  if (s.pg.passwordFn) pg.password = String(await s.pg.passwordFn())
-  const kinds = {}
-  for (const [key, impl] of s.registry) kinds[key] = isNodeClass(impl) ? 'class' : 'function'
-  return JSON.stringify({
-    amqpUrl: s.amqpUrl,
-    pg,
-    redis: s.redisTarget,
-    queueName: s.queueName,
-    contextTableName: s.contextTableName,
-    statusTableName: s.statusTableName,
-    concurrency: s.concurrency,
-    maxDeliveries: s.maxDeliveries,
-    createTables: s.createTables,
-    blueprints: s.blueprints,
-    registry: kinds,
-    customEvaluator: !!s.runtimeOptions.evaluator,
-  })
+	const pg = { ...s.pg.target }
+	if (s.pg.passwordFn) pg.password = String(await s.pg.passwordFn())
+	const kinds = {}
+	for (const [key, impl] of s.registry) kinds[key] = isNodeClass(impl) ? 'class' : 'function'
+	return JSON.stringify({
+		amqpUrl: s.amqpUrl,
+		pg,
+		redis: s.redisTarget,
+		queueName: s.queueName,
+		contextTableName: s.contextTableName,
+		statusTableName: s.statusTableName,
+		concurrency: s.concurrency,
+		maxDeliveries: s.maxDeliveries,
+		createTables: s.createTables,
+		blueprints: s.blueprints,
+		registry: kinds,
+		customEvaluator: !!s.runtimeOptions.evaluator,
+	})
 }
 
 async function stopWorker(s, timeoutMs) {
-  if (s.startPromise) {
-    try {
-      await s.startPromise
-    } catch {
-      return // a failed start has already released the worker
-    }
-  }
-  const worker = s.worker
-  if (!worker) return
-  const timer = setTimeout(() => {
-    s.runner.abortAll(codedError(CODES.NODE_CANCELLED, `the worker is stopping and its ${timeoutMs} ms stop timeout has passed`))
-  }, timeoutMs)
-  timer.unref()
-  try {
-    await callNative(() => worker.stop(Math.min(Math.ceil(timeoutMs), MAX_MS)))
-  } finally {
-    clearTimeout(timer)
-    s.worker = undefined
-  }
+	if (s.startPromise) {
+		try {
+			await s.startPromise
+		} catch {
+			return // a failed start has already released the worker
+		}
+	}
+	const worker = s.worker
+	if (!worker) return
+	const timer = setTimeout(() => {
+		s.runner.abortAll(
+			codedError(CODES.NODE_CANCELLED, `the worker is stopping and its ${timeoutMs} ms stop timeout has passed`),
+		)
+	}, timeoutMs)
+	timer.unref()
+	try {
+		await callNative(() => worker.stop(Math.min(Math.ceil(timeoutMs), MAX_MS)))
+	} finally {
+		clearTimeout(timer)
+		s.worker = undefined
+	}
 }
 
 async function closeRuns(s) {
-  const p = s.runsPromise
-  s.runsPromise = undefined
-  if (!p) return
-  try {
-    const runs = await p
-    await callNative(() => runs.close())
-  } catch (err) {
-    s.log.debug(`Closing the run API's connections failed: ${err && err.message}`)
-  }
+	const p = s.runsPromise
+	s.runsPromise = undefined
+	if (!p) return
+	try {
+		const runs = await p
+		await callNative(() => runs.close())
+	} catch (err) {
+		s.log.debug(`Closing the run API's connections failed: ${err?.message}`)
+	}
 }
 
 function checkRunId(runId, what) {
-  if (typeof runId !== 'string' || runId === '') throw invalidArgument(`${what} must be a non-empty string; got ${describe(runId)}`)
-  return runId
+	if (typeof runId !== 'string' || runId === '')
+		throw invalidArgument(`${what} must be a non-empty string; got ${describe(runId)}`)
+	return runId
 }
 
 /** A millisecond count for the native side: a number >= 0, rounded up, at most 2^32 - 1. */
 function checkMs(ms, what) {
-  if (typeof ms !== 'number' || Number.isNaN(ms) || ms < 0) {
-    throw invalidArgument(`${what} must be a number of milliseconds >= 0; got ${describe(ms)}`)
-  }
-  if (ms > MAX_MS) throw invalidArgument(`${what} must be at most ${MAX_MS} ms (about 49 days); got ${ms}`)
-  return Math.ceil(ms)
+	if (typeof ms !== 'number' || Number.isNaN(ms) || ms < 0) {
+		throw invalidArgument(`${what} must be a number of milliseconds >= 0; got ${describe(ms)}`)
+	}
+	if (ms > MAX_MS) throw invalidArgument(`${what} must be at most ${MAX_MS} ms (about 49 days); got ${ms}`)
+	return Math.ceil(ms)
 }
 
 function checkLimit(n, what) {
-  if (!Number.isInteger(n) || n < 1 || n > 100000) throw invalidArgument(`${what} must be a whole number from 1 to 100000; got ${describe(n)}`)
-  return n
+	if (!Number.isInteger(n) || n < 1 || n > 100000)
+		throw invalidArgument(`${what} must be a whole number from 1 to 100000; got ${describe(n)}`)
+	return n
 }
 
 /** `options` as an object (undefined/null → {}); unknown keys are refused, so a typo is not ignored. */
 function optionsObject(options, what, keys) {
-  if (options === undefined || options === null) return {}
-  if (!isObject(options) || Array.isArray(options)) throw invalidArgument(`${what}: options must be an object { ${keys.join(', ')} }; got ${describe(options)}`)
-  for (const k of Object.keys(options)) {
-    if (!keys.includes(k)) throw invalidArgument(`${what}: unknown option ${JSON.stringify(k)}; expected ${keys.join(', ')}`)
-  }
-  return options
+	if (options === undefined || options === null) return {}
+	if (!isObject(options) || Array.isArray(options))
+		throw invalidArgument(`${what}: options must be an object { ${keys.join(', ')} }; got ${describe(options)}`)
+	for (const k of Object.keys(options)) {
+		if (!keys.includes(k))
+			throw invalidArgument(`${what}: unknown option ${JSON.stringify(k)}; expected ${keys.join(', ')}`)
+	}
+	return options
 }
 
 /**
@@ -553,138 +605,154 @@ function optionsObject(options, what, keys) {
  * symbols) as well as what it cannot hold (BigInt, cycles), naming the key.
  */
 function jsonOf(value, what) {
-  let text
-  try {
-    text = JSON.stringify(value, function (key, v) {
-      if (typeof v === 'function' || typeof v === 'symbol') {
-        throw codedError(CODES.NOT_SERIALIZABLE, `${what}${key === '' ? '' : ` (key ${JSON.stringify(key)})`} is a ${typeof v}, which cannot be stored as JSON`)
-      }
-      return v
-    })
-  } catch (cause) {
-    if (cause && cause.code === CODES.NOT_SERIALIZABLE) throw cause
-    throw codedError(CODES.NOT_SERIALIZABLE, `${what} is not JSON-serialisable: ${cause && cause.message}`, { cause })
-  }
-  return text === undefined ? 'null' : text
+	let text
+	try {
+		text = JSON.stringify(value, (key, v) => {
+			if (typeof v === 'function' || typeof v === 'symbol') {
+				throw codedError(
+					CODES.NOT_SERIALIZABLE,
+					`${what}${key === '' ? '' : ` (key ${JSON.stringify(key)})`} is a ${typeof v}, which cannot be stored as JSON`,
+				)
+			}
+			return v
+		})
+	} catch (cause) {
+		if (cause && cause.code === CODES.NOT_SERIALIZABLE) throw cause
+		throw codedError(CODES.NOT_SERIALIZABLE, `${what} is not JSON-serialisable: ${cause?.message}`, { cause })
+	}
+	return text === undefined ? 'null' : text
 }
 
 function initialContextJson(initialContext) {
-  if (initialContext === undefined || initialContext === null) return '{}'
-  const proto = isObject(initialContext) ? Object.getPrototypeOf(initialContext) : undefined
-  if (!isObject(initialContext) || (proto !== Object.prototype && proto !== null)) {
-    throw invalidArgument(`startRun(): initialContext must be a plain object of context keys; got ${describe(initialContext)}`)
-  }
-  return jsonOf(initialContext, 'startRun(): initialContext')
+	if (initialContext === undefined || initialContext === null) return '{}'
+	const proto = isObject(initialContext) ? Object.getPrototypeOf(initialContext) : undefined
+	if (!isObject(initialContext) || (proto !== Object.prototype && proto !== null)) {
+		throw invalidArgument(
+			`startRun(): initialContext must be a plain object of context keys; got ${describe(initialContext)}`,
+		)
+	}
+	return jsonOf(initialContext, 'startRun(): initialContext')
 }
 
 function stripUndefined(obj) {
-  const out = {}
-  for (const [k, v] of Object.entries(obj)) if (v !== undefined) out[k] = v
-  return out
+	const out = {}
+	for (const [k, v] of Object.entries(obj)) if (v !== undefined) out[k] = v
+	return out
 }
 
 function checkTimeout(ms, what) {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-    throw invalidArgument(`${what} must be a number of milliseconds >= 0; got ${describe(ms)}`)
-  }
+	if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+		throw invalidArgument(`${what} must be a number of milliseconds >= 0; got ${describe(ms)}`)
+	}
 }
 
 function checkOptionalObject(v, what) {
-  if (v !== undefined && v !== null && !isObject(v)) throw invalidArgument(`RabbitMqAdapter: ${what} must be an object; got ${describe(v)}`)
+	if (v !== undefined && v !== null && !isObject(v))
+		throw invalidArgument(`RabbitMqAdapter: ${what} must be an object; got ${describe(v)}`)
 }
 
 function checkMethods(v, what, methods) {
-  if (v === undefined || v === null) return
-  if (!isObject(v) && typeof v !== 'function') throw invalidArgument(`RabbitMqAdapter: ${what} must be an object; got ${describe(v)}`)
-  for (const m of methods) {
-    if (typeof v[m] !== 'function') throw invalidArgument(`RabbitMqAdapter: ${what} must have a ${m}() method`)
-  }
+	if (v === undefined || v === null) return
+	if (!isObject(v) && typeof v !== 'function')
+		throw invalidArgument(`RabbitMqAdapter: ${what} must be an object; got ${describe(v)}`)
+	for (const m of methods) {
+		if (typeof v[m] !== 'function') throw invalidArgument(`RabbitMqAdapter: ${what} must have a ${m}() method`)
+	}
 }
 
 function checkRegistry(registry) {
-  if (!isObject(registry)) {
-    throw invalidArgument('RabbitMqAdapter: runtimeOptions.registry is required: an object mapping each `uses` key to a node function or class')
-  }
-  const map = registry instanceof Map ? registry : new Map(Object.entries(registry))
-  for (const [key, impl] of map) {
-    if (typeof impl !== 'function') {
-      throw invalidArgument(`RabbitMqAdapter: runtimeOptions.registry[${JSON.stringify(key)}] must be a node function or class; got ${describe(impl)}`)
-    }
-  }
-  return map
+	if (!isObject(registry)) {
+		throw invalidArgument(
+			'RabbitMqAdapter: runtimeOptions.registry is required: an object mapping each `uses` key to a node function or class',
+		)
+	}
+	const map = registry instanceof Map ? registry : new Map(Object.entries(registry))
+	for (const [key, impl] of map) {
+		if (typeof impl !== 'function') {
+			throw invalidArgument(
+				`RabbitMqAdapter: runtimeOptions.registry[${JSON.stringify(key)}] must be a node function or class; got ${describe(impl)}`,
+			)
+		}
+	}
+	return map
 }
 
 function checkBlueprints(blueprints) {
-  if (!isObject(blueprints)) {
-    throw invalidArgument('RabbitMqAdapter: runtimeOptions.blueprints is required: an object mapping each blueprint id to its blueprint')
-  }
-  const entries = blueprints instanceof Map ? [...blueprints] : Object.entries(blueprints)
-  const out = {}
-  const bad = (id, why) => codedError(CODES.INVALID_BLUEPRINT, `RabbitMqAdapter: blueprint ${JSON.stringify(id)} ${why}`)
-  for (const [id, bp] of entries) {
-    if (!isObject(bp)) throw bad(id, `must be an object; got ${describe(bp)}`)
-    if (!Array.isArray(bp.nodes)) throw bad(id, 'must have a nodes array')
-    if (!Array.isArray(bp.edges)) throw bad(id, 'must have an edges array (use [] for none)')
-    bp.nodes.forEach((n, i) => {
-      if (!isObject(n) || typeof n.id !== 'string' || typeof n.uses !== 'string') {
-        throw bad(id, `node ${i} must have string id and uses`)
-      }
-    })
-    bp.edges.forEach((e, i) => {
-      if (!isObject(e) || typeof e.source !== 'string' || typeof e.target !== 'string') {
-        throw bad(id, `edge ${i} must have string source and target`)
-      }
-    })
-    try {
-      JSON.stringify(bp)
-    } catch (e) {
-      throw bad(id, `is not JSON-serialisable: ${e.message}`)
-    }
-    out[id] = bp
-  }
-  return out
+	if (!isObject(blueprints)) {
+		throw invalidArgument(
+			'RabbitMqAdapter: runtimeOptions.blueprints is required: an object mapping each blueprint id to its blueprint',
+		)
+	}
+	const entries = blueprints instanceof Map ? [...blueprints] : Object.entries(blueprints)
+	const out = {}
+	const bad = (id, why) =>
+		codedError(CODES.INVALID_BLUEPRINT, `RabbitMqAdapter: blueprint ${JSON.stringify(id)} ${why}`)
+	for (const [id, bp] of entries) {
+		if (!isObject(bp)) throw bad(id, `must be an object; got ${describe(bp)}`)
+		if (!Array.isArray(bp.nodes)) throw bad(id, 'must have a nodes array')
+		if (!Array.isArray(bp.edges)) throw bad(id, 'must have an edges array (use [] for none)')
+		bp.nodes.forEach((n, i) => {
+			if (!isObject(n) || typeof n.id !== 'string' || typeof n.uses !== 'string') {
+				throw bad(id, `node ${i} must have string id and uses`)
+			}
+		})
+		bp.edges.forEach((e, i) => {
+			if (!isObject(e) || typeof e.source !== 'string' || typeof e.target !== 'string') {
+				throw bad(id, `edge ${i} must have string source and target`)
+			}
+		})
+		try {
+			JSON.stringify(bp)
+		} catch (e) {
+			throw bad(id, `is not JSON-serialisable: ${e.message}`)
+		}
+		out[id] = bp
+	}
+	return out
 }
 
 function coordinationTarget(store) {
-  if (store === undefined || store === null) {
-    throw invalidArgument('RabbitMqAdapter: coordinationStore is required (new RedisCoordinationStore(redis))')
-  }
-  if (isObject(store) && isObject(store._nativeTarget)) return store._nativeTarget
-  if (isObject(store) && COORDINATION_METHODS.every((m) => typeof store[m] === 'function')) return null
-  throw invalidArgument(
-    `RabbitMqAdapter: coordinationStore must be a RedisCoordinationStore or an object with ${COORDINATION_METHODS.join(', ')}(); got ${describe(store)}`,
-  )
+	if (store === undefined || store === null) {
+		throw invalidArgument('RabbitMqAdapter: coordinationStore is required (new RedisCoordinationStore(redis))')
+	}
+	if (isObject(store) && isObject(store._nativeTarget)) return store._nativeTarget
+	if (isObject(store) && COORDINATION_METHODS.every((m) => typeof store[m] === 'function')) return null
+	throw invalidArgument(
+		`RabbitMqAdapter: coordinationStore must be a RedisCoordinationStore or an object with ${COORDINATION_METHODS.join(', ')}(); got ${describe(store)}`,
+	)
 }
 
 /** The `coordinate` callback through which the core uses a user's own store. */
 function createCoordinate(store) {
-  return async (requestJson) => {
-    const req = JSON.parse(requestJson)
-    let value
-    if (req.op === 'increment') value = await store.increment(req.key, req.ttlSeconds)
-    else if (req.op === 'setIfNotExist') value = await store.setIfNotExist(req.key, req.value, req.ttlSeconds)
-    else throw new Error(`unknown coordination operation ${req.op}`)
-    return JSON.stringify({ value: value === undefined ? null : value })
-  }
+	return async (requestJson) => {
+		const req = JSON.parse(requestJson)
+		let value
+		if (req.op === 'increment') value = await store.increment(req.key, req.ttlSeconds)
+		else if (req.op === 'setIfNotExist') value = await store.setIfNotExist(req.key, req.value, req.ttlSeconds)
+		else throw new Error(`unknown coordination operation ${req.op}`)
+		return JSON.stringify({ value: value === undefined ? null : value })
+	}
 }
 
 // Not an error (a run that reaches such a node fails with a reason naming it), but
 // worth a line at startup: it is usually a typo or a registry that is not loaded.
 function warnUnknownUses(s) {
-  const missing = new Set()
-  for (const [id, bp] of Object.entries(s.blueprints)) {
-    for (const n of bp.nodes) {
-      // 'wait' is Flowcraft's built-in human-in-the-loop node (see resumeWithAction).
-      if (!s.registry.has(n.uses) && n.uses !== 'wait') missing.add(`${id}/${n.id} uses '${n.uses}'`)
-      const fb = n.config && n.config.fallback
-      if (typeof fb === 'string' && !s.registry.has(fb) && !bp.nodes.some((m) => m.id === fb)) {
-        missing.add(`${id}/${n.id} falls back to '${fb}'`)
-      }
-    }
-  }
-  if (missing.size > 0) {
-    s.log.warn(`Some blueprint nodes have no implementation in the registry; runs that reach them will fail: ${[...missing].join('; ')}`)
-  }
+	const missing = new Set()
+	for (const [id, bp] of Object.entries(s.blueprints)) {
+		for (const n of bp.nodes) {
+			// 'wait' is Flowcraft's built-in human-in-the-loop node (see resumeWithAction).
+			if (!s.registry.has(n.uses) && n.uses !== 'wait') missing.add(`${id}/${n.id} uses '${n.uses}'`)
+			const fb = n.config?.fallback
+			if (typeof fb === 'string' && !s.registry.has(fb) && !bp.nodes.some((m) => m.id === fb)) {
+				missing.add(`${id}/${n.id} falls back to '${fb}'`)
+			}
+		}
+	}
+	if (missing.size > 0) {
+		s.log.warn(
+			`Some blueprint nodes have no implementation in the registry; runs that reach them will fail: ${[...missing].join('; ')}`,
+		)
+	}
 }
 
 module.exports = { RabbitMqAdapter, DEFAULTS }

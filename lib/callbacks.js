@@ -14,38 +14,42 @@ const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error'])
  * @param {{ logger?: object, eventBus?: { emit: Function }, onCancel?: (runId: string) => void }} options
  */
 function createNotify({ logger, eventBus, onCancel } = {}) {
-  const log = safeLogger(logger)
-  const canEmit = !!eventBus && typeof eventBus.emit === 'function'
-  return function notify(messageJson) {
-    let msg
-    try {
-      msg = typeof messageJson === 'string' ? JSON.parse(messageJson) : messageJson
-    } catch (e) {
-      log.warn('notify: message from the native core is not JSON', { error: e.message })
-      return
-    }
-    if (!msg || typeof msg !== 'object') return
-    if (msg.kind === 'log') {
-      const level = LOG_LEVELS.has(msg.level) ? msg.level : 'info'
-      log[level](String(msg.message), msg.meta === null || typeof msg.meta !== 'object' ? undefined : msg.meta)
-    } else if (msg.kind === 'cancel') {
-      if (typeof onCancel !== 'function' || typeof msg.runId !== 'string') return
-      try {
-        onCancel(msg.runId)
-      } catch (e) {
-        log.warn('Aborting the nodes of a cancelled run failed', { runId: msg.runId, error: e && e.message ? e.message : String(e) })
-      }
-    } else if (msg.kind === 'event') {
-      if (!canEmit) return
-      const onError = (e) => log.warn('eventBus.emit failed', { type: msg.type, error: e && e.message ? e.message : String(e) })
-      try {
-        const p = eventBus.emit({ type: msg.type, payload: msg.payload })
-        if (p && typeof p.then === 'function') p.then(undefined, onError)
-      } catch (e) {
-        onError(e)
-      }
-    }
-  }
+	const log = safeLogger(logger)
+	const canEmit = !!eventBus && typeof eventBus.emit === 'function'
+	return function notify(messageJson) {
+		let msg
+		try {
+			msg = typeof messageJson === 'string' ? JSON.parse(messageJson) : messageJson
+		} catch (e) {
+			log.warn('notify: message from the native core is not JSON', { error: e.message })
+			return
+		}
+		if (!msg || typeof msg !== 'object') return
+		if (msg.kind === 'log') {
+			const level = LOG_LEVELS.has(msg.level) ? msg.level : 'info'
+			log[level](String(msg.message), msg.meta === null || typeof msg.meta !== 'object' ? undefined : msg.meta)
+		} else if (msg.kind === 'cancel') {
+			if (typeof onCancel !== 'function' || typeof msg.runId !== 'string') return
+			try {
+				onCancel(msg.runId)
+			} catch (e) {
+				log.warn('Aborting the nodes of a cancelled run failed', {
+					runId: msg.runId,
+					error: e?.message ? e.message : String(e),
+				})
+			}
+		} else if (msg.kind === 'event') {
+			if (!canEmit) return
+			const onError = (e) =>
+				log.warn('eventBus.emit failed', { type: msg.type, error: e?.message ? e.message : String(e) })
+			try {
+				const p = eventBus.emit({ type: msg.type, payload: msg.payload })
+				if (p && typeof p.then === 'function') p.then(undefined, onError)
+			} catch (e) {
+				onError(e)
+			}
+		}
+	}
 }
 
 /**
@@ -54,21 +58,24 @@ function createNotify({ logger, eventBus, onCancel } = {}) {
  * throws or its value is not JSON.
  */
 function createEvaluate(evaluator, { logger } = {}) {
-  const log = safeLogger(logger)
-  return async function evaluate(requestJson) {
-    let expression
-    try {
-      const req = typeof requestJson === 'string' ? JSON.parse(requestJson) : requestJson
-      expression = req.expression
-      const value = await evaluator.evaluate(expression, req.data === null || typeof req.data !== 'object' ? {} : req.data)
-      if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return '{}'
-      return JSON.stringify({ value })
-    } catch (e) {
-      const message = `evaluator failed for expression ${JSON.stringify(expression)}: ${e && e.message ? e.message : String(e)}`
-      log.warn(message)
-      return JSON.stringify({ error: { message } })
-    }
-  }
+	const log = safeLogger(logger)
+	return async function evaluate(requestJson) {
+		let expression
+		try {
+			const req = typeof requestJson === 'string' ? JSON.parse(requestJson) : requestJson
+			expression = req.expression
+			const value = await evaluator.evaluate(
+				expression,
+				req.data === null || typeof req.data !== 'object' ? {} : req.data,
+			)
+			if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return '{}'
+			return JSON.stringify({ value })
+		} catch (e) {
+			const message = `evaluator failed for expression ${JSON.stringify(expression)}: ${e?.message ? e.message : String(e)}`
+			log.warn(message)
+			return JSON.stringify({ error: { message } })
+		}
+	}
 }
 
 module.exports = { createNotify, createEvaluate }

@@ -2,17 +2,18 @@
 
 const { invalidArgument, describe } = require('./errors')
 
-const hasOwn = (o, k) => Object.prototype.hasOwnProperty.call(o, k)
+const hasOwn = (o, k) => Object.hasOwn(o, k)
 
 // Assignment to `__proto__` would set the prototype instead of a key; context keys
 // may hold any characters, so that one is defined as a plain property.
 function setOwn(obj, key, value) {
-  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true })
-  else obj[key] = value
+	if (key === '__proto__')
+		Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true })
+	else obj[key] = value
 }
 
 function checkKey(key) {
-  if (typeof key !== 'string') throw invalidArgument(`context key must be a string; got ${describe(key)}`)
+	if (typeof key !== 'string') throw invalidArgument(`context key must be a string; got ${describe(key)}`)
 }
 
 const DELETED = Symbol('deleted')
@@ -25,88 +26,97 @@ const DELETED = Symbol('deleted')
  * at the end.
  */
 class NodeContextView {
-  #snapshot
-  #writes = new Map() // key → value | DELETED, in order of each key's last write
-  #sealed = false
-  #onLateWrite
+	#snapshot
+	#writes = new Map() // key → value | DELETED, in order of each key's last write
+	#sealed = false
+	#onLateWrite
 
-  constructor(snapshot, onLateWrite) {
-    this.#snapshot = snapshot !== null && typeof snapshot === 'object' ? snapshot : {}
-    this.#onLateWrite = onLateWrite
-  }
+	constructor(snapshot, onLateWrite) {
+		this.#snapshot = snapshot !== null && typeof snapshot === 'object' ? snapshot : {}
+		this.#onLateWrite = onLateWrite
+	}
 
-  get type() {
-    return 'async'
-  }
+	get type() {
+		return 'async'
+	}
 
-  #lookup(key) {
-    if (this.#writes.has(key)) return this.#writes.get(key)
-    return hasOwn(this.#snapshot, key) ? this.#snapshot[key] : DELETED
-  }
+	#lookup(key) {
+		if (this.#writes.has(key)) return this.#writes.get(key)
+		return hasOwn(this.#snapshot, key) ? this.#snapshot[key] : DELETED
+	}
 
-  #write(key, value) {
-    if (this.#sealed) {
-      // A timed-out attempt that kept running: its result was already sent.
-      if (this.#onLateWrite) this.#onLateWrite(key)
-      return
-    }
-    // Delete first so the key moves to the end: the core applies writes in order.
-    this.#writes.delete(key)
-    this.#writes.set(key, value)
-  }
+	#write(key, value) {
+		if (this.#sealed) {
+			// A timed-out attempt that kept running: its result was already sent.
+			if (this.#onLateWrite) this.#onLateWrite(key)
+			return
+		}
+		// Delete first so the key moves to the end: the core applies writes in order.
+		this.#writes.delete(key)
+		this.#writes.set(key, value)
+	}
 
-  async get(key) {
-    checkKey(key)
-    const v = this.#lookup(key)
-    return v === DELETED ? undefined : v
-  }
+	async get(key) {
+		checkKey(key)
+		const v = this.#lookup(key)
+		return v === DELETED ? undefined : v
+	}
 
-  async set(key, value) {
-    checkKey(key)
-    this.#write(key, value)
-  }
+	async set(key, value) {
+		checkKey(key)
+		this.#write(key, value)
+	}
 
-  async has(key) {
-    checkKey(key)
-    return this.#lookup(key) !== DELETED
-  }
+	async has(key) {
+		checkKey(key)
+		return this.#lookup(key) !== DELETED
+	}
 
-  async delete(key) {
-    checkKey(key)
-    const existed = this.#lookup(key) !== DELETED
-    this.#write(key, DELETED)
-    return existed
-  }
+	async delete(key) {
+		checkKey(key)
+		const existed = this.#lookup(key) !== DELETED
+		this.#write(key, DELETED)
+		return existed
+	}
 
-  async toJSON() {
-    const out = {}
-    for (const key of Object.keys(this.#snapshot)) if (!this.#writes.has(key)) setOwn(out, key, this.#snapshot[key])
-    for (const [key, value] of this.#writes) if (value !== DELETED) setOwn(out, key, value)
-    return out
-  }
+	async toJSON() {
+		const out = {}
+		for (const key of Object.keys(this.#snapshot)) if (!this.#writes.has(key)) setOwn(out, key, this.#snapshot[key])
+		for (const [key, value] of this.#writes) if (value !== DELETED) setOwn(out, key, value)
+		return out
+	}
 
-  async patch(operations) {
-    if (!Array.isArray(operations)) throw invalidArgument(`patch: operations must be an array; got ${describe(operations)}`)
-    // Validate all before applying any, so a bad batch changes nothing.
-    for (const op of operations) {
-      if (op === null || typeof op !== 'object' || typeof op.key !== 'string' || (op.op !== 'set' && op.op !== 'delete')) {
-        throw invalidArgument("patch: each operation must be { op: 'set', key, value } or { op: 'delete', key } with a string key")
-      }
-    }
-    for (const op of operations) this.#write(op.key, op.op === 'set' ? op.value : DELETED)
-  }
+	async patch(operations) {
+		if (!Array.isArray(operations))
+			throw invalidArgument(`patch: operations must be an array; got ${describe(operations)}`)
+		// Validate all before applying any, so a bad batch changes nothing.
+		for (const op of operations) {
+			if (
+				op === null ||
+				typeof op !== 'object' ||
+				typeof op.key !== 'string' ||
+				(op.op !== 'set' && op.op !== 'delete')
+			) {
+				throw invalidArgument(
+					"patch: each operation must be { op: 'set', key, value } or { op: 'delete', key } with a string key",
+				)
+			}
+		}
+		for (const op of operations) this.#write(op.key, op.op === 'set' ? op.value : DELETED)
+	}
 
-  /** Stops recording: later writes are reported through `onLateWrite` and dropped. */
-  seal() {
-    this.#sealed = true
-  }
+	/** Stops recording: later writes are reported through `onLateWrite` and dropped. */
+	seal() {
+		this.#sealed = true
+	}
 
-  /** The writes as patch operations, last write per key, in order. */
-  operations() {
-    const ops = []
-    for (const [key, value] of this.#writes) ops.push(value === DELETED ? { op: 'delete', key } : { op: 'set', key, value })
-    return ops
-  }
+	/** The writes as patch operations, last write per key, in order. */
+	operations() {
+		const ops = []
+		for (const [key, value] of this.#writes)
+			ops.push(value === DELETED ? { op: 'delete', key } : { op: 'set', key, value })
+		return ops
+	}
 }
 
 module.exports = { NodeContextView }

@@ -5,67 +5,67 @@
 
 /** Every stable error code of the package, from the JS layer and the native core. */
 const CODES = Object.freeze({
-  INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT',
-  INVALID_TABLE_NAME: 'ERR_INVALID_TABLE_NAME',
-  INVALID_BLUEPRINT: 'ERR_INVALID_BLUEPRINT',
-  NOT_SERIALIZABLE: 'ERR_NOT_SERIALIZABLE',
-  NOT_IMPLEMENTED: 'ERR_NOT_IMPLEMENTED',
-  AMQP_CREDENTIALS: 'ERR_AMQP_CREDENTIALS',
-  NATIVE_MISSING: 'ERR_NATIVE_MISSING',
-  WORKER_STATE: 'ERR_WORKER_STATE',
-  NODE_TIMEOUT: 'ERR_NODE_TIMEOUT',
-  NODE_CANCELLED: 'ERR_NODE_CANCELLED',
-  RUN_CANCELLED: 'ERR_RUN_CANCELLED',
-  UNKNOWN_BLUEPRINT: 'ERR_UNKNOWN_BLUEPRINT',
-  TIMEOUT: 'ERR_TIMEOUT',
-  // raised by the native core
-  PG_CONNECT: 'ERR_PG_CONNECT',
-  PG: 'ERR_PG',
-  REDIS_CONNECT: 'ERR_REDIS_CONNECT',
-  REDIS: 'ERR_REDIS',
-  AMQP_CONNECT: 'ERR_AMQP_CONNECT',
-  AMQP: 'ERR_AMQP',
-  INVALID_JSON: 'ERR_INVALID_JSON',
-  UNSUPPORTED: 'ERR_UNSUPPORTED',
+	INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT',
+	INVALID_TABLE_NAME: 'ERR_INVALID_TABLE_NAME',
+	INVALID_BLUEPRINT: 'ERR_INVALID_BLUEPRINT',
+	NOT_SERIALIZABLE: 'ERR_NOT_SERIALIZABLE',
+	NOT_IMPLEMENTED: 'ERR_NOT_IMPLEMENTED',
+	AMQP_CREDENTIALS: 'ERR_AMQP_CREDENTIALS',
+	NATIVE_MISSING: 'ERR_NATIVE_MISSING',
+	WORKER_STATE: 'ERR_WORKER_STATE',
+	NODE_TIMEOUT: 'ERR_NODE_TIMEOUT',
+	NODE_CANCELLED: 'ERR_NODE_CANCELLED',
+	RUN_CANCELLED: 'ERR_RUN_CANCELLED',
+	UNKNOWN_BLUEPRINT: 'ERR_UNKNOWN_BLUEPRINT',
+	TIMEOUT: 'ERR_TIMEOUT',
+	// raised by the native core
+	PG_CONNECT: 'ERR_PG_CONNECT',
+	PG: 'ERR_PG',
+	REDIS_CONNECT: 'ERR_REDIS_CONNECT',
+	REDIS: 'ERR_REDIS',
+	AMQP_CONNECT: 'ERR_AMQP_CONNECT',
+	AMQP: 'ERR_AMQP',
+	INVALID_JSON: 'ERR_INVALID_JSON',
+	UNSUPPORTED: 'ERR_UNSUPPORTED',
 })
 
 /** An Error (or TypeError, for wrong argument types) with a stable `code`. */
 function codedError(code, message, { cause, type } = {}) {
-  const Ctor = type === 'TypeError' ? TypeError : Error
-  const err = cause === undefined ? new Ctor(message) : new Ctor(message, { cause })
-  // Non-enumerable like the built-in fields, but still shown by util.inspect.
-  Object.defineProperty(err, 'code', { value: code, enumerable: true, writable: true, configurable: true })
-  return err
+	const Ctor = type === 'TypeError' ? TypeError : Error
+	const err = cause === undefined ? new Ctor(message) : new Ctor(message, { cause })
+	// Non-enumerable like the built-in fields, but still shown by util.inspect.
+	Object.defineProperty(err, 'code', { value: code, enumerable: true, writable: true, configurable: true })
+	return err
 }
 
 function invalidArgument(message) {
-  return codedError(CODES.INVALID_ARGUMENT, message, { type: 'TypeError' })
+	return codedError(CODES.INVALID_ARGUMENT, message, { type: 'TypeError' })
 }
 
 // Table names become SQL identifiers: only `name` or `schema.name` of word characters.
 const TABLE_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
 
 function checkTableName(name, what) {
-  if (typeof name !== 'string' || !TABLE_NAME_RE.test(name)) {
-    throw codedError(
-      CODES.INVALID_TABLE_NAME,
-      `${what} must be a table name like "flowcraft_contexts" or "schema.table" ` +
-        `(letters, digits and underscores, not starting with a digit); got ${describe(name)}`,
-      { type: typeof name === 'string' ? undefined : 'TypeError' },
-    )
-  }
-  return name
+	if (typeof name !== 'string' || !TABLE_NAME_RE.test(name)) {
+		throw codedError(
+			CODES.INVALID_TABLE_NAME,
+			`${what} must be a table name like "flowcraft_contexts" or "schema.table" ` +
+				`(letters, digits and underscores, not starting with a digit); got ${describe(name)}`,
+			{ type: typeof name === 'string' ? undefined : 'TypeError' },
+		)
+	}
+	return name
 }
 
 /** A short, safe description of a value for error messages. */
 function describe(value) {
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? value.slice(0, 77) + '...' : value)
-  if (typeof value === 'function') return value.name ? `function ${value.name}` : 'a function'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'object') return value.constructor && value.constructor.name ? `a ${value.constructor.name}` : 'an object'
-  return `${typeof value} ${String(value)}`
+	if (value === null) return 'null'
+	if (value === undefined) return 'undefined'
+	if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)
+	if (typeof value === 'function') return value.name ? `function ${value.name}` : 'a function'
+	if (Array.isArray(value)) return 'an array'
+	if (typeof value === 'object') return value.constructor?.name ? `a ${value.constructor.name}` : 'an object'
+	return `${typeof value} ${String(value)}`
 }
 
 module.exports = { CODES, codedError, invalidArgument, checkTableName, describe, TABLE_NAME_RE }

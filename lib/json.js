@@ -12,21 +12,21 @@ const { CODES, codedError } = require('./errors')
  * @param {string} what  e.g. `value for key "k"`, used in the error message
  */
 function toJsonText(value, what) {
-  if (typeof value === 'function' || typeof value === 'symbol') {
-    throw codedError(CODES.NOT_SERIALIZABLE, `${what} is a ${typeof value}, which cannot be stored as JSON`)
-  }
-  let text
-  try {
-    text = JSON.stringify(value)
-  } catch (cause) {
-    throw codedError(CODES.NOT_SERIALIZABLE, `${what} is not JSON-serialisable: ${cause.message}`, { cause })
-  }
-  return text === undefined ? 'null' : text
+	if (typeof value === 'function' || typeof value === 'symbol') {
+		throw codedError(CODES.NOT_SERIALIZABLE, `${what} is a ${typeof value}, which cannot be stored as JSON`)
+	}
+	let text
+	try {
+		text = JSON.stringify(value)
+	} catch (cause) {
+		throw codedError(CODES.NOT_SERIALIZABLE, `${what} is not JSON-serialisable: ${cause.message}`, { cause })
+	}
+	return text === undefined ? 'null' : text
 }
 
 /** Parses JSON text from the core; null/undefined text means "missing" → undefined. */
 function fromJsonText(text) {
-  return text === null || text === undefined ? undefined : JSON.parse(text)
+	return text === null || text === undefined ? undefined : JSON.parse(text)
 }
 
 module.exports = { toJsonText, fromJsonText }

@@ -1,6 +1,6 @@
 'use strict'
 
-const path = require('path')
+const path = require('node:path')
 const { CODES, codedError } = require('./errors')
 
 // The addon is loaded on first use, not at require time, so that `require()` of the
@@ -10,19 +10,19 @@ const { CODES, codedError } = require('./errors')
 let cached
 
 function loadNative() {
-  if (cached) return cached
-  const file = path.join(__dirname, '..', 'native.js')
-  try {
-    cached = require(file)
-  } catch (cause) {
-    throw codedError(
-      CODES.NATIVE_MISSING,
-      `The native addon of @flowcraft/rabbitmq-adapter could not be loaded (${cause && cause.message}). ` +
-        'In a checkout, run `npm run build`; in an installed package, reinstall it for this platform.',
-      { cause },
-    )
-  }
-  return cached
+	if (cached) return cached
+	const file = path.join(__dirname, '..', 'native.js')
+	try {
+		cached = require(file)
+	} catch (cause) {
+		throw codedError(
+			CODES.NATIVE_MISSING,
+			`The native addon of @flowcraft/rabbitmq-adapter could not be loaded (${cause?.message}). ` +
+				'In a checkout, run `npm run build`; in an installed package, reinstall it for this platform.',
+			{ cause },
+		)
+	}
+	return cached
 }
 
 // napi-rs gives errors of async native calls the generic status as `code` and puts
@@ -32,43 +32,52 @@ function loadNative() {
 // and with a stack that shows the JS call site rather than nothing.
 const PREFIX_RE = /^\[(ERR_[A-Z0-9_]+)\]\s*/
 const NAPI_ARGUMENT_STATUSES = new Set([
-  'InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected', 'FunctionExpected', 'NumberExpected',
-  'BooleanExpected', 'ArrayExpected', 'BigintExpected', 'DateExpected', 'ArrayBufferExpected',
+	'InvalidArg',
+	'ObjectExpected',
+	'StringExpected',
+	'NameExpected',
+	'FunctionExpected',
+	'NumberExpected',
+	'BooleanExpected',
+	'ArrayExpected',
+	'BigintExpected',
+	'DateExpected',
+	'ArrayBufferExpected',
 ])
 
 function fromNative(err) {
-  if (err === null || typeof err !== 'object') return err
-  const text = String(err.message)
-  const m = PREFIX_RE.exec(text)
-  let code
-  let message = text
-  if (m) {
-    code = m[1]
-    message = text.slice(m[0].length)
-  } else if (NAPI_ARGUMENT_STATUSES.has(err.code)) {
-    code = CODES.INVALID_ARGUMENT
-  } else {
-    code = typeof err.code === 'string' ? err.code : 'ERR_NATIVE'
-  }
-  return codedError(code, message, { cause: err, type: code === CODES.INVALID_ARGUMENT ? 'TypeError' : undefined })
+	if (err === null || typeof err !== 'object') return err
+	const text = String(err.message)
+	const m = PREFIX_RE.exec(text)
+	let code
+	let message = text
+	if (m) {
+		code = m[1]
+		message = text.slice(m[0].length)
+	} else if (NAPI_ARGUMENT_STATUSES.has(err.code)) {
+		code = CODES.INVALID_ARGUMENT
+	} else {
+		code = typeof err.code === 'string' ? err.code : 'ERR_NATIVE'
+	}
+	return codedError(code, message, { cause: err, type: code === CODES.INVALID_ARGUMENT ? 'TypeError' : undefined })
 }
 
 /** `new Ctor(...args)` with native errors translated. */
 function constructNative(Ctor, ...args) {
-  try {
-    return new Ctor(...args)
-  } catch (err) {
-    throw fromNative(err)
-  }
+	try {
+		return new Ctor(...args)
+	} catch (err) {
+		throw fromNative(err)
+	}
 }
 
 /** Runs and awaits a native call (`() => native.method(...)`) with its error translated, sync or async. */
 async function callNative(fn) {
-  try {
-    return await fn()
-  } catch (err) {
-    throw fromNative(err)
-  }
+	try {
+		return await fn()
+	} catch (err) {
+		throw fromNative(err)
+	}
 }
 
 module.exports = { loadNative, fromNative, constructNative, callNative }

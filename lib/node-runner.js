@@ -5,38 +5,38 @@
 // Flowcraft's NodeExecutor does (middleware, retries, class lifecycle, events) and
 // answers with the result and the context writes, as JSON text (docs/native-api.md).
 
-const { setTimeout: sleep } = require('timers/promises')
+const { setTimeout: sleep } = require('node:timers/promises')
 const { NodeContextView } = require('./context-view')
 const { safeLogger, createConsoleLogger } = require('./logger')
 const { CODES, codedError, describe } = require('./errors')
 
 /** Same test as Flowcraft's `isNodeClass`: a function whose prototype has `exec`. */
 function isNodeClass(impl) {
-  return typeof impl === 'function' && !!(impl.prototype && impl.prototype.exec)
+	return typeof impl === 'function' && !!impl.prototype?.exec
 }
 
 function toError(e) {
-  if (e instanceof Error) return e
-  if (e !== null && typeof e === 'object' && typeof e.message === 'string') {
-    const err = new Error(e.message)
-    if (typeof e.name === 'string') err.name = e.name
-    return err
-  }
-  return new Error(typeof e === 'string' ? e : describe(e))
+	if (e instanceof Error) return e
+	if (e !== null && typeof e === 'object' && typeof e.message === 'string') {
+		const err = new Error(e.message)
+		if (typeof e.name === 'string') err.name = e.name
+		return err
+	}
+	return new Error(typeof e === 'string' ? e : describe(e))
 }
 
 function toRegistryMap(registry) {
-  if (registry instanceof Map) return registry
-  return new Map(Object.entries(registry || {}))
+	if (registry instanceof Map) return registry
+	return new Map(Object.entries(registry || {}))
 }
 
 /** The error part of a response: the root cause's own message, not a wrapper's. */
 function errorPayload(err) {
-  const e = toError(err)
-  const out = { message: String(e.message), name: String(e.name || 'Error') }
-  if (typeof e.code === 'string') out.code = e.code
-  if (typeof e.stack === 'string') out.stack = e.stack
-  return out
+	const e = toError(err)
+	const out = { message: String(e.message), name: String(e.name || 'Error') }
+	if (typeof e.code === 'string') out.code = e.code
+	if (typeof e.stack === 'string') out.stack = e.stack
+	return out
 }
 
 /**
@@ -51,309 +51,334 @@ function errorPayload(err) {
  * @returns {((requestJson: string) => Promise<string>) & { abortAll(reason?: Error): void, inFlight(): number }}
  */
 function createNodeRunner({ registry, dependencies, logger, middleware, eventBus } = {}) {
-  const reg = toRegistryMap(registry)
-  const userLogger = logger || createConsoleLogger()
-  const log = safeLogger(userLogger)
-  const deps = { ...(dependencies || {}), logger: userLogger }
-  const mws = Array.isArray(middleware) ? middleware.filter(Boolean) : []
-  const beforeHooks = mws.map((m) => m.beforeNode).filter((h) => typeof h === 'function')
-  const afterHooks = mws.map((m) => m.afterNode).filter((h) => typeof h === 'function')
-  const aroundHooks = mws.map((m) => m.aroundNode).filter((h) => typeof h === 'function')
-  const canEmit = !!eventBus && typeof eventBus.emit === 'function'
-  // Node-level controllers of the executions in flight: all of them for abortAll()
-  // at shutdown, and by run id for abortRun() when a run is cancelled.
-  const inFlight = new Set()
-  const byRun = new Map()
+	const reg = toRegistryMap(registry)
+	const userLogger = logger || createConsoleLogger()
+	const log = safeLogger(userLogger)
+	const deps = { ...(dependencies || {}), logger: userLogger }
+	const mws = Array.isArray(middleware) ? middleware.filter(Boolean) : []
+	const beforeHooks = mws.map((m) => m.beforeNode).filter((h) => typeof h === 'function')
+	const afterHooks = mws.map((m) => m.afterNode).filter((h) => typeof h === 'function')
+	const aroundHooks = mws.map((m) => m.aroundNode).filter((h) => typeof h === 'function')
+	const canEmit = !!eventBus && typeof eventBus.emit === 'function'
+	// Node-level controllers of the executions in flight: all of them for abortAll()
+	// at shutdown, and by run id for abortRun() when a run is cancelled.
+	const inFlight = new Set()
+	const byRun = new Map()
 
-  async function emit(type, payload) {
-    if (!canEmit) return
-    try {
-      await eventBus.emit({ type, payload })
-    } catch (e) {
-      log.warn('eventBus.emit failed', { type, error: toError(e).message })
-    }
-  }
+	async function emit(type, payload) {
+		if (!canEmit) return
+		try {
+			await eventBus.emit({ type, payload })
+		} catch (e) {
+			log.warn('eventBus.emit failed', { type, error: toError(e).message })
+		}
+	}
 
-  async function runNode(requestJson) {
-    let req
-    try {
-      req = typeof requestJson === 'string' ? JSON.parse(requestJson) : requestJson
-      if (req === null || typeof req !== 'object') throw new Error('not an object')
-    } catch (e) {
-      return JSON.stringify({ ok: false, error: errorPayload(new Error(`invalid runNode request: ${toError(e).message}`)), writes: [] })
-    }
-    try {
-      return await execute(req)
-    } catch (e) {
-      // execute() handles every failure itself; this is the last line of defence,
-      // because a rejection here would reach the native side as a failed call.
-      return JSON.stringify({ ok: false, error: errorPayload(e), writes: [] })
-    }
-  }
+	async function runNode(requestJson) {
+		let req
+		try {
+			req = typeof requestJson === 'string' ? JSON.parse(requestJson) : requestJson
+			if (req === null || typeof req !== 'object') throw new Error('not an object')
+		} catch (e) {
+			return JSON.stringify({
+				ok: false,
+				error: errorPayload(new Error(`invalid runNode request: ${toError(e).message}`)),
+				writes: [],
+			})
+		}
+		try {
+			return await execute(req)
+		} catch (e) {
+			// execute() handles every failure itself; this is the last line of defence,
+			// because a rejection here would reach the native side as a failed call.
+			return JSON.stringify({ ok: false, error: errorPayload(e), writes: [] })
+		}
+	}
 
-  async function execute(req) {
-    const nodeId = String(req.nodeId)
-    const runId = req.runId === undefined ? '' : String(req.runId)
-    const blueprintId = req.blueprintId === undefined ? '' : String(req.blueprintId)
-    const config = req.config !== null && typeof req.config === 'object' ? req.config : {}
-    const meta = { runId, blueprintId, nodeId }
-    let lateWriteLogged = false
-    const view = new NodeContextView(req.context, (key) => {
-      if (lateWriteLogged) return
-      lateWriteLogged = true
-      log.warn(`Node '${nodeId}' wrote context key ${JSON.stringify(key)} after its result was sent (an attempt that timed out kept running); the write is ignored`, meta)
-    })
+	async function execute(req) {
+		const nodeId = String(req.nodeId)
+		const runId = req.runId === undefined ? '' : String(req.runId)
+		const blueprintId = req.blueprintId === undefined ? '' : String(req.blueprintId)
+		const config = req.config !== null && typeof req.config === 'object' ? req.config : {}
+		const meta = { runId, blueprintId, nodeId }
+		let lateWriteLogged = false
+		const view = new NodeContextView(req.context, (key) => {
+			if (lateWriteLogged) return
+			lateWriteLogged = true
+			log.warn(
+				`Node '${nodeId}' wrote context key ${JSON.stringify(key)} after its result was sent (an attempt that timed out kept running); the write is ignored`,
+				meta,
+			)
+		})
 
-    const impl = reg.get(req.uses)
-    if (typeof impl !== 'function') {
-      const why = impl === undefined ? 'not found in the registry' : `is ${describe(impl)}, not a function or class`
-      return failure(new Error(`Implementation for '${req.uses}' ${why} (node '${nodeId}')`), view, nodeId)
-    }
+		const impl = reg.get(req.uses)
+		if (typeof impl !== 'function') {
+			const why = impl === undefined ? 'not found in the registry' : `is ${describe(impl)}, not a function or class`
+			return failure(new Error(`Implementation for '${req.uses}' ${why} (node '${nodeId}')`), view, nodeId)
+		}
 
-    const nodeCtl = new AbortController()
-    inFlight.add(nodeCtl)
-    let runCtls = byRun.get(runId)
-    if (!runCtls) byRun.set(runId, (runCtls = new Set()))
-    runCtls.add(nodeCtl)
-    const ctx = {
-      context: view,
-      input: req.input,
-      params: req.params !== null && typeof req.params === 'object' ? req.params : {},
-      dependencies: deps,
-      signal: nodeCtl.signal,
-    }
-    const run = {
-      nodeId, meta, ctx, nodeCtl, config,
-      maxRetries: Number.isInteger(config.maxRetries) && config.maxRetries > 1 ? config.maxRetries : 1,
-      retryDelay: Number.isFinite(config.retryDelay) && config.retryDelay > 0 ? config.retryDelay : 0,
-      timeout: Number.isFinite(config.timeout) && config.timeout > 0 ? config.timeout : 0,
-    }
+		const nodeCtl = new AbortController()
+		inFlight.add(nodeCtl)
+		let runCtls = byRun.get(runId)
+		if (!runCtls) {
+			runCtls = new Set()
+			byRun.set(runId, runCtls)
+		}
+		runCtls.add(nodeCtl)
+		const ctx = {
+			context: view,
+			input: req.input,
+			params: req.params !== null && typeof req.params === 'object' ? req.params : {},
+			dependencies: deps,
+			signal: nodeCtl.signal,
+		}
+		const run = {
+			nodeId,
+			meta,
+			ctx,
+			nodeCtl,
+			config,
+			maxRetries: Number.isInteger(config.maxRetries) && config.maxRetries > 1 ? config.maxRetries : 1,
+			retryDelay: Number.isFinite(config.retryDelay) && config.retryDelay > 0 ? config.retryDelay : 0,
+			timeout: Number.isFinite(config.timeout) && config.timeout > 0 ? config.timeout : 0,
+		}
 
-    try {
-      const strategy = isNodeClass(impl) ? () => runClass(impl, run) : () => withRetries(() => impl(ctx), run)
-      await emit('node:start', { nodeId, executionId: runId, input: ctx.input, blueprintId })
+		try {
+			const strategy = isNodeClass(impl) ? () => runClass(impl, run) : () => withRetries(() => impl(ctx), run)
+			await emit('node:start', { nodeId, executionId: runId, input: ctx.input, blueprintId })
 
-      let outcome
-      try {
-        outcome = await withMiddleware(strategy, run)
-      } catch (e) {
-        outcome = { status: 'failed', error: toError(e) }
-      }
-      view.seal() // the result is decided: writes from here on belong to no attempt
-      let response
-      if (outcome.status === 'success') {
-        try {
-          response = success(normalizeResult(outcome.result, nodeId), view, nodeId)
-        } catch (e) {
-          outcome = { status: 'failed', error: toError(e) }
-        }
-      }
-      if (outcome.status === 'success') {
-        await emit('node:finish', { nodeId, result: outcome.result, executionId: runId, blueprintId })
-        return response
-      }
-      await emit('node:error', { nodeId, error: outcome.error, executionId: runId, blueprintId })
-      return failure(outcome.error, view, nodeId)
-    } finally {
-      view.seal()
-      inFlight.delete(nodeCtl)
-      runCtls.delete(nodeCtl)
-      if (runCtls.size === 0 && byRun.get(runId) === runCtls) byRun.delete(runId)
-    }
-  }
+			let outcome
+			try {
+				outcome = await withMiddleware(strategy, run)
+			} catch (e) {
+				outcome = { status: 'failed', error: toError(e) }
+			}
+			view.seal() // the result is decided: writes from here on belong to no attempt
+			let response
+			if (outcome.status === 'success') {
+				try {
+					response = success(normalizeResult(outcome.result, nodeId), view, nodeId)
+				} catch (e) {
+					outcome = { status: 'failed', error: toError(e) }
+				}
+			}
+			if (outcome.status === 'success') {
+				await emit('node:finish', { nodeId, result: outcome.result, executionId: runId, blueprintId })
+				return response
+			}
+			await emit('node:error', { nodeId, error: outcome.error, executionId: runId, blueprintId })
+			return failure(outcome.error, view, nodeId)
+		} finally {
+			view.seal()
+			inFlight.delete(nodeCtl)
+			runCtls.delete(nodeCtl)
+			if (runCtls.size === 0 && byRun.get(runId) === runCtls) byRun.delete(runId)
+		}
+	}
 
-  // Middleware exactly as Flowcraft composes it: before hooks and the node inside a
-  // core step whose failure is a value, after hooks in its finally, around hooks
-  // wrapped outside-in (the first middleware is the outermost).
-  async function withMiddleware(strategy, run) {
-    const { ctx, nodeId } = run
-    const core = async () => {
-      let result
-      let error
-      try {
-        for (const hook of beforeHooks) await hook(ctx.context, nodeId)
-        result = await strategy()
-        return { status: 'success', result }
-      } catch (e) {
-        error = toError(e)
-        return { status: 'failed', error }
-      } finally {
-        for (const hook of afterHooks) await hook(ctx.context, nodeId, result, error)
-      }
-    }
-    let chain = core
-    for (let i = aroundHooks.length - 1; i >= 0; i--) {
-      const hook = aroundHooks[i]
-      const next = chain
-      chain = async () => {
-        let captured
-        const returned = await hook(ctx.context, nodeId, async () => {
-          captured = await next()
-          if (captured.status === 'success') return captured.result
-          throw captured.error
-        })
-        // A hook that short-circuits (never calls next) supplies the result itself.
-        if (!captured && returned) return { status: 'success', result: returned }
-        if (!captured) throw new Error(`Middleware aroundNode for node '${nodeId}' did not call next() and returned no result`)
-        return captured
-      }
-    }
-    return chain()
-  }
+	// Middleware exactly as Flowcraft composes it: before hooks and the node inside a
+	// core step whose failure is a value, after hooks in its finally, around hooks
+	// wrapped outside-in (the first middleware is the outermost).
+	async function withMiddleware(strategy, run) {
+		const { ctx, nodeId } = run
+		const core = async () => {
+			let result
+			let error
+			try {
+				for (const hook of beforeHooks) await hook(ctx.context, nodeId)
+				result = await strategy()
+				return { status: 'success', result }
+			} catch (e) {
+				error = toError(e)
+				return { status: 'failed', error }
+			} finally {
+				for (const hook of afterHooks) await hook(ctx.context, nodeId, result, error)
+			}
+		}
+		let chain = core
+		for (let i = aroundHooks.length - 1; i >= 0; i--) {
+			const hook = aroundHooks[i]
+			const next = chain
+			chain = async () => {
+				let captured
+				const returned = await hook(ctx.context, nodeId, async () => {
+					captured = await next()
+					if (captured.status === 'success') return captured.result
+					throw captured.error
+				})
+				// A hook that short-circuits (never calls next) supplies the result itself.
+				if (!captured && returned) return { status: 'success', result: returned }
+				if (!captured)
+					throw new Error(`Middleware aroundNode for node '${nodeId}' did not call next() and returned no result`)
+				return captured
+			}
+		}
+		return chain()
+	}
 
-  // Flowcraft's ClassNodeExecutor lifecycle: prep, exec under retries, fallback when
-  // exec is exhausted, post; recover whenever anything failed (its own error is logged).
-  async function runClass(Impl, run) {
-    const { ctx, nodeId, meta } = run
-    const instance = new Impl(ctx.params, nodeId)
-    let lastError
-    try {
-      throwIfCancelled(run)
-      const prepResult = typeof instance.prep === 'function' ? await instance.prep(ctx) : ctx.input
-      let execResult
-      try {
-        execResult = await withRetries(() => instance.exec(prepResult, ctx), run)
-      } catch (e) {
-        lastError = toError(e)
-        if (isCancelled(run) || isFatal(e)) throw e
-      }
-      if (lastError) {
-        throwIfCancelled(run)
-        if (typeof instance.fallback !== 'function') throw lastError
-        execResult = await instance.fallback(lastError, ctx)
-      }
-      throwIfCancelled(run)
-      if (!execResult) {
-        throw new Error(`Node '${nodeId}': ${lastError ? 'fallback' : 'exec'}() returned ${describe(execResult)}; it must return an object such as { output }`)
-      }
-      return typeof instance.post === 'function' ? await instance.post(execResult, ctx) : execResult
-    } catch (e) {
-      lastError = toError(e)
-      throw e
-    } finally {
-      if (lastError && typeof instance.recover === 'function') {
-        try {
-          await instance.recover(lastError, ctx)
-        } catch (recoverError) {
-          log.warn('Recover phase failed', { ...meta, originalError: lastError.message, recoverError: toError(recoverError).message })
-        }
-      }
-    }
-  }
+	// Flowcraft's ClassNodeExecutor lifecycle: prep, exec under retries, fallback when
+	// exec is exhausted, post; recover whenever anything failed (its own error is logged).
+	async function runClass(Impl, run) {
+		const { ctx, nodeId, meta } = run
+		const instance = new Impl(ctx.params, nodeId)
+		let lastError
+		try {
+			throwIfCancelled(run)
+			const prepResult = typeof instance.prep === 'function' ? await instance.prep(ctx) : ctx.input
+			let execResult
+			try {
+				execResult = await withRetries(() => instance.exec(prepResult, ctx), run)
+			} catch (e) {
+				lastError = toError(e)
+				if (isCancelled(run) || isFatal(e)) throw e
+			}
+			if (lastError) {
+				throwIfCancelled(run)
+				if (typeof instance.fallback !== 'function') throw lastError
+				execResult = await instance.fallback(lastError, ctx)
+			}
+			throwIfCancelled(run)
+			if (!execResult) {
+				throw new Error(
+					`Node '${nodeId}': ${lastError ? 'fallback' : 'exec'}() returned ${describe(execResult)}; it must return an object such as { output }`,
+				)
+			}
+			return typeof instance.post === 'function' ? await instance.post(execResult, ctx) : execResult
+		} catch (e) {
+			lastError = toError(e)
+			throw e
+		} finally {
+			if (lastError && typeof instance.recover === 'function') {
+				try {
+					await instance.recover(lastError, ctx)
+				} catch (recoverError) {
+					log.warn('Recover phase failed', {
+						...meta,
+						originalError: lastError.message,
+						recoverError: toError(recoverError).message,
+					})
+				}
+			}
+		}
+	}
 
-  async function withRetries(fn, run) {
-    const { nodeId, meta, maxRetries, retryDelay } = run
-    let lastError
-    for (let attempt = 1; attempt <= maxRetries; attempt++) {
-      throwIfCancelled(run)
-      try {
-        const result = await runAttempt(fn, run)
-        if (attempt > 1) log.info('Node execution succeeded after retry', { ...meta, attempt })
-        return result
-      } catch (e) {
-        lastError = e
-        if (isCancelled(run)) throw cancelledError(nodeId, run.nodeCtl.signal.reason)
-        // Like Flowcraft: a fatal error or an abort is not retried.
-        if (isFatal(e) || (e && e.name === 'AbortError')) break
-        const message = toError(e).message
-        if (attempt < maxRetries) {
-          log.warn('Node execution failed, retrying', { ...meta, attempt, maxRetries, error: message })
-          await emit('node:retry', { nodeId, attempt, executionId: meta.runId, blueprintId: meta.blueprintId })
-          if (retryDelay > 0) {
-            try {
-              await sleep(retryDelay, undefined, { signal: run.nodeCtl.signal })
-            } catch {
-              throw cancelledError(nodeId, run.nodeCtl.signal.reason)
-            }
-          }
-        } else if (maxRetries > 1) {
-          log.error('Node execution failed after all retries', { ...meta, attempts: maxRetries, error: message })
-        }
-      }
-    }
-    throw lastError
-  }
+	async function withRetries(fn, run) {
+		const { nodeId, meta, maxRetries, retryDelay } = run
+		let lastError
+		for (let attempt = 1; attempt <= maxRetries; attempt++) {
+			throwIfCancelled(run)
+			try {
+				const result = await runAttempt(fn, run)
+				if (attempt > 1) log.info('Node execution succeeded after retry', { ...meta, attempt })
+				return result
+			} catch (e) {
+				lastError = e
+				if (isCancelled(run)) throw cancelledError(nodeId, run.nodeCtl.signal.reason)
+				// Like Flowcraft: a fatal error or an abort is not retried.
+				if (isFatal(e) || (e && e.name === 'AbortError')) break
+				const message = toError(e).message
+				if (attempt < maxRetries) {
+					log.warn('Node execution failed, retrying', { ...meta, attempt, maxRetries, error: message })
+					await emit('node:retry', { nodeId, attempt, executionId: meta.runId, blueprintId: meta.blueprintId })
+					if (retryDelay > 0) {
+						try {
+							await sleep(retryDelay, undefined, { signal: run.nodeCtl.signal })
+						} catch {
+							throw cancelledError(nodeId, run.nodeCtl.signal.reason)
+						}
+					}
+				} else if (maxRetries > 1) {
+					log.error('Node execution failed after all retries', { ...meta, attempts: maxRetries, error: message })
+				}
+			}
+		}
+		throw lastError
+	}
 
-  // One attempt: its own AbortController (aborted on timeout, or with the node's on
-  // shutdown), exposed as ctx.signal while it runs. The attempt's promise is raced,
-  // so a node that ignores its signal still fails the attempt on time.
-  async function runAttempt(fn, run) {
-    const { ctx, nodeCtl, timeout, nodeId } = run
-    const attemptCtl = new AbortController()
-    const onNodeAbort = () => attemptCtl.abort(nodeCtl.signal.reason)
-    nodeCtl.signal.addEventListener('abort', onNodeAbort, { once: true })
-    ctx.signal = attemptCtl.signal
-    let timer
-    try {
-      const work = new Promise((resolve) => resolve(fn())) // a sync throw becomes a rejection
-      work.catch(() => {}) // it may settle after we stopped waiting for it
-      return await new Promise((resolve, reject) => {
-        work.then(resolve, reject)
-        if (timeout > 0) {
-          timer = setTimeout(() => {
-            const err = codedError(CODES.NODE_TIMEOUT, `Node '${nodeId}' timed out after ${timeout} ms`)
-            err.name = 'TimeoutError'
-            reject(err) // first, so the timeout and not the node's reaction to the abort is the attempt's error
-            attemptCtl.abort(err)
-          }, timeout)
-        }
-        attemptCtl.signal.addEventListener('abort', () => {
-          if (nodeCtl.signal.aborted) reject(cancelledError(nodeId, nodeCtl.signal.reason))
-        }, { once: true })
-      })
-    } finally {
-      clearTimeout(timer)
-      nodeCtl.signal.removeEventListener('abort', onNodeAbort)
-      ctx.signal = nodeCtl.signal
-    }
-  }
+	// One attempt: its own AbortController (aborted on timeout, or with the node's on
+	// shutdown), exposed as ctx.signal while it runs. The attempt's promise is raced,
+	// so a node that ignores its signal still fails the attempt on time.
+	async function runAttempt(fn, run) {
+		const { ctx, nodeCtl, timeout, nodeId } = run
+		const attemptCtl = new AbortController()
+		const onNodeAbort = () => attemptCtl.abort(nodeCtl.signal.reason)
+		nodeCtl.signal.addEventListener('abort', onNodeAbort, { once: true })
+		ctx.signal = attemptCtl.signal
+		let timer
+		try {
+			const work = new Promise((resolve) => resolve(fn())) // a sync throw becomes a rejection
+			work.catch(() => {}) // it may settle after we stopped waiting for it
+			return await new Promise((resolve, reject) => {
+				work.then(resolve, reject)
+				if (timeout > 0) {
+					timer = setTimeout(() => {
+						const err = codedError(CODES.NODE_TIMEOUT, `Node '${nodeId}' timed out after ${timeout} ms`)
+						err.name = 'TimeoutError'
+						reject(err) // first, so the timeout and not the node's reaction to the abort is the attempt's error
+						attemptCtl.abort(err)
+					}, timeout)
+				}
+				attemptCtl.signal.addEventListener(
+					'abort',
+					() => {
+						if (nodeCtl.signal.aborted) reject(cancelledError(nodeId, nodeCtl.signal.reason))
+					},
+					{ once: true },
+				)
+			})
+		} finally {
+			clearTimeout(timer)
+			nodeCtl.signal.removeEventListener('abort', onNodeAbort)
+			ctx.signal = nodeCtl.signal
+		}
+	}
 
-  function isCancelled(run) {
-    return run.nodeCtl.signal.aborted
-  }
+	function isCancelled(run) {
+		return run.nodeCtl.signal.aborted
+	}
 
-  function throwIfCancelled(run) {
-    if (isCancelled(run)) throw cancelledError(run.nodeId, run.nodeCtl.signal.reason)
-  }
+	function throwIfCancelled(run) {
+		if (isCancelled(run)) throw cancelledError(run.nodeId, run.nodeCtl.signal.reason)
+	}
 
-  /** Aborts the signal of every node in flight (the worker is stopping). */
-  runNode.abortAll = (reason) => {
-    const why = reason instanceof Error ? reason : codedError(CODES.NODE_CANCELLED, 'The worker is stopping')
-    for (const ctl of inFlight) ctl.abort(why)
-  }
-  /**
-   * Aborts the signal of every node of `runId` running in this process (the run was
-   * cancelled). Their executions fail with ERR_RUN_CANCELLED; the core does not
-   * commit anything for a run that has ended. Returns how many were aborted.
-   */
-  runNode.abortRun = (runId, reason) => {
-    const ctls = byRun.get(String(runId))
-    if (!ctls) return 0
-    const why = reason instanceof Error ? reason : codedError(CODES.RUN_CANCELLED, `Run '${runId}' was cancelled`)
-    let n = 0
-    for (const ctl of ctls) {
-      if (!ctl.signal.aborted) {
-        ctl.abort(why)
-        n++
-      }
-    }
-    return n
-  }
-  runNode.inFlight = () => inFlight.size
-  return runNode
+	/** Aborts the signal of every node in flight (the worker is stopping). */
+	runNode.abortAll = (reason) => {
+		const why = reason instanceof Error ? reason : codedError(CODES.NODE_CANCELLED, 'The worker is stopping')
+		for (const ctl of inFlight) ctl.abort(why)
+	}
+	/**
+	 * Aborts the signal of every node of `runId` running in this process (the run was
+	 * cancelled). Their executions fail with ERR_RUN_CANCELLED; the core does not
+	 * commit anything for a run that has ended. Returns how many were aborted.
+	 */
+	runNode.abortRun = (runId, reason) => {
+		const ctls = byRun.get(String(runId))
+		if (!ctls) return 0
+		const why = reason instanceof Error ? reason : codedError(CODES.RUN_CANCELLED, `Run '${runId}' was cancelled`)
+		let n = 0
+		for (const ctl of ctls) {
+			if (!ctl.signal.aborted) {
+				ctl.abort(why)
+				n++
+			}
+		}
+		return n
+	}
+	runNode.inFlight = () => inFlight.size
+	return runNode
 }
 
 function isFatal(e) {
-  return !!e && e.isFatal === true
+	return !!e && e.isFatal === true
 }
 
 // A node interrupted by shutdown fails with ERR_NODE_CANCELLED (the core puts its job
 // back on the queue); one interrupted because its run was cancelled carries
 // ERR_RUN_CANCELLED (nothing of it is committed: the run has ended).
 function cancelledError(nodeId, reason) {
-  const why = reason instanceof Error ? reason.message : 'the worker is stopping'
-  const code = reason && reason.code === CODES.RUN_CANCELLED ? CODES.RUN_CANCELLED : CODES.NODE_CANCELLED
-  return codedError(code, `Node '${nodeId}' was cancelled: ${why}`, { cause: reason })
+	const why = reason instanceof Error ? reason.message : 'the worker is stopping'
+	const code = reason && reason.code === CODES.RUN_CANCELLED ? CODES.RUN_CANCELLED : CODES.NODE_CANCELLED
+	return codedError(code, `Node '${nodeId}' was cancelled: ${why}`, { cause: reason })
 }
 
 /**
@@ -363,90 +388,106 @@ function cancelledError(nodeId, reason) {
  * `return { output: 42 }`), so it fails with a message that says so.
  */
 function normalizeResult(result, nodeId) {
-  if (result === undefined || result === null) return {}
-  if (typeof result !== 'object' || Array.isArray(result)) {
-    throw new TypeError(`Node '${nodeId}' returned ${describe(result)}; a node must return an object such as { output: value }`)
-  }
-  const out = {}
-  // JSON would silently drop a function or symbol output: refuse it instead.
-  if (typeof result.output === 'function' || typeof result.output === 'symbol') {
-    throw codedError(CODES.NOT_SERIALIZABLE, `Node '${nodeId}' returned an output that is a ${typeof result.output}, which cannot be stored as JSON; return plain data`)
-  }
-  if (result.output !== undefined) out.output = result.output
-  if (result.action !== undefined && result.action !== null) {
-    if (typeof result.action !== 'string') {
-      throw new TypeError(`Node '${nodeId}' returned an action that is ${describe(result.action)}; an action must be a string`)
-    }
-    out.action = result.action
-  }
-  return out
+	if (result === undefined || result === null) return {}
+	if (typeof result !== 'object' || Array.isArray(result)) {
+		throw new TypeError(
+			`Node '${nodeId}' returned ${describe(result)}; a node must return an object such as { output: value }`,
+		)
+	}
+	const out = {}
+	// JSON would silently drop a function or symbol output: refuse it instead.
+	if (typeof result.output === 'function' || typeof result.output === 'symbol') {
+		throw codedError(
+			CODES.NOT_SERIALIZABLE,
+			`Node '${nodeId}' returned an output that is a ${typeof result.output}, which cannot be stored as JSON; return plain data`,
+		)
+	}
+	if (result.output !== undefined) out.output = result.output
+	if (result.action !== undefined && result.action !== null) {
+		if (typeof result.action !== 'string') {
+			throw new TypeError(
+				`Node '${nodeId}' returned an action that is ${describe(result.action)}; an action must be a string`,
+			)
+		}
+		out.action = result.action
+	}
+	return out
 }
 
 /** Throws an error naming the node and the culprit when the result or a write is not JSON. */
 function success(result, view, nodeId) {
-  const writes = wireWrites(view, nodeId, true)
-  try {
-    return JSON.stringify({ ok: true, result, writes })
-  } catch (cause) {
-    // Find the culprit for the message: the output, or one of the writes.
-    try {
-      JSON.stringify(result.output)
-    } catch (e) {
-      throw new TypeError(`Node '${nodeId}' returned an output that is not JSON-serialisable: ${e.message}`, { cause: e })
-    }
-    for (const w of writes) {
-      try {
-        JSON.stringify(w.value)
-      } catch (e) {
-        throw new TypeError(`Node '${nodeId}' set context key ${JSON.stringify(w.key)} to a value that is not JSON-serialisable: ${e.message}`, { cause: e })
-      }
-    }
-    throw cause
-  }
+	const writes = wireWrites(view, nodeId, true)
+	try {
+		return JSON.stringify({ ok: true, result, writes })
+	} catch (cause) {
+		// Find the culprit for the message: the output, or one of the writes.
+		try {
+			JSON.stringify(result.output)
+		} catch (e) {
+			throw new TypeError(`Node '${nodeId}' returned an output that is not JSON-serialisable: ${e.message}`, {
+				cause: e,
+			})
+		}
+		for (const w of writes) {
+			try {
+				JSON.stringify(w.value)
+			} catch (e) {
+				throw new TypeError(
+					`Node '${nodeId}' set context key ${JSON.stringify(w.key)} to a value that is not JSON-serialisable: ${e.message}`,
+					{ cause: e },
+				)
+			}
+		}
+		throw cause
+	}
 }
 
 /** A failed node's writes still go to the core (Flowcraft keeps them); unserialisable ones are dropped. */
 function failure(err, view, nodeId) {
-  const error = errorPayload(err)
-  let writes
-  try {
-    writes = wireWrites(view, nodeId, false)
-  } catch {
-    writes = []
-  }
-  try {
-    return JSON.stringify({ ok: false, error, writes })
-  } catch {
-    const ok = writes.filter((w) => {
-      try {
-        JSON.stringify(w)
-        return true
-      } catch {
-        return false
-      }
-    })
-    return JSON.stringify({ ok: false, error, writes: ok })
-  }
+	const error = errorPayload(err)
+	let writes
+	try {
+		writes = wireWrites(view, nodeId, false)
+	} catch {
+		writes = []
+	}
+	try {
+		return JSON.stringify({ ok: false, error, writes })
+	} catch {
+		const ok = writes.filter((w) => {
+			try {
+				JSON.stringify(w)
+				return true
+			} catch {
+				return false
+			}
+		})
+		return JSON.stringify({ ok: false, error, writes: ok })
+	}
 }
 
 // On the wire a set always carries a value: undefined becomes null (what a context
 // store keeps), and a function or symbol (which JSON would drop silently) is an error.
 function wireWrites(view, nodeId, strict) {
-  const ops = view.operations()
-  const out = []
-  for (const op of ops) {
-    if (op.op === 'set') {
-      const t = typeof op.value
-      if (t === 'function' || t === 'symbol') {
-        if (strict) throw codedError(CODES.NOT_SERIALIZABLE, `Node '${nodeId}' set context key ${JSON.stringify(op.key)} to a ${t}, which cannot be stored as JSON`)
-        continue
-      }
-      out.push(op.value === undefined ? { op: 'set', key: op.key, value: null } : op)
-    } else {
-      out.push(op)
-    }
-  }
-  return out
+	const ops = view.operations()
+	const out = []
+	for (const op of ops) {
+		if (op.op === 'set') {
+			const t = typeof op.value
+			if (t === 'function' || t === 'symbol') {
+				if (strict)
+					throw codedError(
+						CODES.NOT_SERIALIZABLE,
+						`Node '${nodeId}' set context key ${JSON.stringify(op.key)} to a ${t}, which cannot be stored as JSON`,
+					)
+				continue
+			}
+			out.push(op.value === undefined ? { op: 'set', key: op.key, value: null } : op)
+		} else {
+			out.push(op)
+		}
+	}
+	return out
 }
 
 module.exports = { createNodeRunner, isNodeClass, normalizeResult }

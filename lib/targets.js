@@ -18,102 +18,104 @@ const nonEmpty = (v) => (v === undefined || v === null || v === '' ? undefined :
  *   `password: () => Promise<string>`); the caller resolves it before connecting.
  */
 function toPgTarget(client, env = process.env) {
-  if (typeof client === 'string') return fromPgParams(resolvePgConfig(parsePgConnectionString(client), env))
-  if (!isObject(client)) {
-    throw invalidArgument(
-      `client must be a pg.Client, a pg.Pool, a postgres:// connection string or a pg config object; got ${describe(client)}`,
-    )
-  }
-  // pg.Client: its ConnectionParameters already hold pg's resolved values (env and pg.defaults applied).
-  if (isObject(client.connectionParameters)) return fromPgParams(client.connectionParameters)
-  // pg.Pool: a Client built from the pool options resolves the same way, without connecting.
-  if (isObject(client.options) && typeof client.Client === 'function') {
-    let params
-    try {
-      params = new client.Client(client.options).connectionParameters
-    } catch {
-      params = undefined // an unusual Client class: fall back to our own resolution below
-    }
-    return fromPgParams(isObject(params) ? params : resolvePgConfig(client.options, env))
-  }
-  return fromPgParams(resolvePgConfig(client, env))
+	if (typeof client === 'string') return fromPgParams(resolvePgConfig(parsePgConnectionString(client), env))
+	if (!isObject(client)) {
+		throw invalidArgument(
+			`client must be a pg.Client, a pg.Pool, a postgres:// connection string or a pg config object; got ${describe(client)}`,
+		)
+	}
+	// pg.Client: its ConnectionParameters already hold pg's resolved values (env and pg.defaults applied).
+	if (isObject(client.connectionParameters)) return fromPgParams(client.connectionParameters)
+	// pg.Pool: a Client built from the pool options resolves the same way, without connecting.
+	if (isObject(client.options) && typeof client.Client === 'function') {
+		let params
+		try {
+			params = new client.Client(client.options).connectionParameters
+		} catch {
+			params = undefined // an unusual Client class: fall back to our own resolution below
+		}
+		return fromPgParams(isObject(params) ? params : resolvePgConfig(client.options, env))
+	}
+	return fromPgParams(resolvePgConfig(client, env))
 }
 
 function fromPgParams(p) {
-  const target = {}
-  if (nonEmpty(p.host) !== undefined) target.host = String(p.host)
-  const port = Number.parseInt(p.port, 10)
-  if (Number.isFinite(port)) target.port = port
-  if (nonEmpty(p.user) !== undefined) target.user = String(p.user)
-  if (nonEmpty(p.database) !== undefined) target.database = String(p.database)
-  // The core refuses TLS with a clear error if it cannot do it; that is not decided here.
-  if (p.ssl) target.ssl = true
-  let passwordFn
-  const password = p.password
-  if (typeof password === 'function') passwordFn = password
-  else if (nonEmpty(password) !== undefined) target.password = String(password)
-  return passwordFn ? { target, passwordFn } : { target }
+	const target = {}
+	if (nonEmpty(p.host) !== undefined) target.host = String(p.host)
+	const port = Number.parseInt(p.port, 10)
+	if (Number.isFinite(port)) target.port = port
+	if (nonEmpty(p.user) !== undefined) target.user = String(p.user)
+	if (nonEmpty(p.database) !== undefined) target.database = String(p.database)
+	// The core refuses TLS with a clear error if it cannot do it; that is not decided here.
+	if (p.ssl) target.ssl = true
+	let passwordFn
+	const password = p.password
+	if (typeof password === 'function') passwordFn = password
+	else if (nonEmpty(password) !== undefined) target.password = String(password)
+	return passwordFn ? { target, passwordFn } : { target }
 }
 
 /** pg's own defaulting (lib/connection-parameters.js): a falsy field falls back to PG* env, then defaults. */
 function resolvePgConfig(config, env) {
-  let c = config || {}
-  if (typeof c.connectionString === 'string' && c.connectionString) {
-    c = Object.assign({}, c, parsePgConnectionString(c.connectionString))
-  }
-  const pick = (key, envVar) => nonEmpty(c[key]) ?? nonEmpty(env[envVar])
-  const user = pick('user', 'PGUSER') ?? nonEmpty(env.USER)
-  return {
-    user,
-    database: pick('database', 'PGDATABASE') ?? user,
-    host: pick('host', 'PGHOST') ?? 'localhost',
-    port: pick('port', 'PGPORT') ?? 5432,
-    password: pick('password', 'PGPASSWORD'),
-    ssl: c.ssl === undefined ? sslFromMode(env.PGSSLMODE) : c.ssl,
-  }
+	let c = config || {}
+	if (typeof c.connectionString === 'string' && c.connectionString) {
+		c = Object.assign({}, c, parsePgConnectionString(c.connectionString))
+	}
+	const pick = (key, envVar) => nonEmpty(c[key]) ?? nonEmpty(env[envVar])
+	const user = pick('user', 'PGUSER') ?? nonEmpty(env.USER)
+	return {
+		user,
+		database: pick('database', 'PGDATABASE') ?? user,
+		host: pick('host', 'PGHOST') ?? 'localhost',
+		port: pick('port', 'PGPORT') ?? 5432,
+		password: pick('password', 'PGPASSWORD'),
+		ssl: c.ssl === undefined ? sslFromMode(env.PGSSLMODE) : c.ssl,
+	}
 }
 
 function sslFromMode(mode) {
-  if (mode === undefined || mode === null || mode === '' || mode === 'disable' || mode === 'allow') return false
-  return true // prefer, require, verify-ca, verify-full, no-verify
+	if (mode === undefined || mode === null || mode === '' || mode === 'disable' || mode === 'allow') return false
+	return true // prefer, require, verify-ca, verify-full, no-verify
 }
 
 /** A small parser for `postgres://user:pass@host:port/db?sslmode=...` and `/socket/dir db`. */
 function parsePgConnectionString(str) {
-  if (str.charAt(0) === '/') {
-    const [host, database] = str.split(' ')
-    return { host, database }
-  }
-  let url
-  try {
-    url = new URL(str)
-  } catch {
-    throw invalidArgument(`not a valid PostgreSQL connection string: ${redactUrl(str)}`)
-  }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:' && url.protocol !== 'socket:') {
-    throw invalidArgument(`a PostgreSQL connection string must start with postgres:// or postgresql://; got ${redactUrl(str)}`)
-  }
-  const dec = (s) => (s ? decodeURIComponent(s) : undefined)
-  const config = {}
-  if (url.protocol === 'socket:') {
-    config.host = dec(url.pathname)
-    config.database = url.searchParams.get('db') ?? undefined
-  } else {
-    const hostname = url.hostname.replace(/^\[|\]$/g, '')
-    if (hostname) config.host = dec(hostname)
-    if (url.port) config.port = url.port
-    const db = url.pathname.replace(/^\//, '')
-    if (db) config.database = dec(db)
-  }
-  if (url.username) config.user = dec(url.username)
-  if (url.password) config.password = dec(url.password)
-  for (const [k, v] of url.searchParams) {
-    if (k === 'host' || k === 'port' || k === 'user' || k === 'password') config[k] = v
-    else if (k === 'dbname' || k === 'database') config.database = v
-    else if (k === 'ssl') config.ssl = v === 'true' || v === '1'
-    else if (k === 'sslmode') config.ssl = sslFromMode(v)
-  }
-  return config
+	if (str.charAt(0) === '/') {
+		const [host, database] = str.split(' ')
+		return { host, database }
+	}
+	let url
+	try {
+		url = new URL(str)
+	} catch {
+		throw invalidArgument(`not a valid PostgreSQL connection string: ${redactUrl(str)}`)
+	}
+	if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:' && url.protocol !== 'socket:') {
+		throw invalidArgument(
+			`a PostgreSQL connection string must start with postgres:// or postgresql://; got ${redactUrl(str)}`,
+		)
+	}
+	const dec = (s) => (s ? decodeURIComponent(s) : undefined)
+	const config = {}
+	if (url.protocol === 'socket:') {
+		config.host = dec(url.pathname)
+		config.database = url.searchParams.get('db') ?? undefined
+	} else {
+		const hostname = url.hostname.replace(/^\[|\]$/g, '')
+		if (hostname) config.host = dec(hostname)
+		if (url.port) config.port = url.port
+		const db = url.pathname.replace(/^\//, '')
+		if (db) config.database = dec(db)
+	}
+	if (url.username) config.user = dec(url.username)
+	if (url.password) config.password = dec(url.password)
+	for (const [k, v] of url.searchParams) {
+		if (k === 'host' || k === 'port' || k === 'user' || k === 'password') config[k] = v
+		else if (k === 'dbname' || k === 'database') config.database = v
+		else if (k === 'ssl') config.ssl = v === 'true' || v === '1'
+		else if (k === 'sslmode') config.ssl = sslFromMode(v)
+	}
+	return config
 }
 
 // ---------------------------------------------------------------- Redis
@@ -123,53 +125,61 @@ function parsePgConnectionString(str) {
  *   option, which ioredis prepends to every key.
  */
 function toRedisTarget(redis) {
-  if (typeof redis === 'string') {
-    checkRedisUrl(redis)
-    return { target: { url: redis }, keyPrefix: '' }
-  }
-  if (!isObject(redis)) {
-    throw invalidArgument(`redis must be an ioredis instance, a redis:// URL or an options object; got ${describe(redis)}`)
-  }
-  if (redis.isCluster === true) {
-    throw codedError(CODES.NOT_IMPLEMENTED, 'Redis Cluster (IORedis.Cluster) is not supported yet; pass a standalone Redis connection or URL')
-  }
-  // An ioredis instance keeps its resolved options (URL already parsed) in `.options`.
-  const o = isObject(redis.options) && typeof redis.options !== 'function' && typeof redis.sendCommand === 'function'
-    ? redis.options
-    : redis
-  if (Array.isArray(o.sentinels) && o.sentinels.length > 0) {
-    throw codedError(CODES.NOT_IMPLEMENTED, 'Redis Sentinel is not supported yet; pass the master\'s address or URL')
-  }
-  const keyPrefix = typeof o.keyPrefix === 'string' ? o.keyPrefix : ''
-  if (typeof o.url === 'string') {
-    checkRedisUrl(o.url)
-    return { target: { url: o.url }, keyPrefix }
-  }
-  const db = o.db === undefined || o.db === null ? 0 : Number(o.db)
-  if (!Number.isInteger(db) || db < 0) throw invalidArgument(`redis db must be a non-negative integer; got ${describe(o.db)}`)
-  if (typeof o.path === 'string' && o.path) {
-    // A Unix socket: the redis crate's URL form for it.
-    const q = new URLSearchParams({ db: String(db) })
-    if (nonEmpty(o.username) !== undefined) q.set('user', String(o.username))
-    if (nonEmpty(o.password) !== undefined) q.set('pass', String(o.password))
-    return { target: { url: `redis+unix://${o.path}?${q}` }, keyPrefix }
-  }
-  const target = { host: nonEmpty(o.host) !== undefined ? String(o.host) : 'localhost', port: 6379, db }
-  if (nonEmpty(o.port) !== undefined) {
-    const port = Number.parseInt(o.port, 10)
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`redis port must be a TCP port; got ${describe(o.port)}`)
-    target.port = port
-  }
-  if (nonEmpty(o.username) !== undefined) target.username = String(o.username)
-  if (nonEmpty(o.password) !== undefined) target.password = String(o.password)
-  if (o.tls) target.tls = true
-  return { target, keyPrefix }
+	if (typeof redis === 'string') {
+		checkRedisUrl(redis)
+		return { target: { url: redis }, keyPrefix: '' }
+	}
+	if (!isObject(redis)) {
+		throw invalidArgument(
+			`redis must be an ioredis instance, a redis:// URL or an options object; got ${describe(redis)}`,
+		)
+	}
+	if (redis.isCluster === true) {
+		throw codedError(
+			CODES.NOT_IMPLEMENTED,
+			'Redis Cluster (IORedis.Cluster) is not supported yet; pass a standalone Redis connection or URL',
+		)
+	}
+	// An ioredis instance keeps its resolved options (URL already parsed) in `.options`.
+	const o =
+		isObject(redis.options) && typeof redis.options !== 'function' && typeof redis.sendCommand === 'function'
+			? redis.options
+			: redis
+	if (Array.isArray(o.sentinels) && o.sentinels.length > 0) {
+		throw codedError(CODES.NOT_IMPLEMENTED, "Redis Sentinel is not supported yet; pass the master's address or URL")
+	}
+	const keyPrefix = typeof o.keyPrefix === 'string' ? o.keyPrefix : ''
+	if (typeof o.url === 'string') {
+		checkRedisUrl(o.url)
+		return { target: { url: o.url }, keyPrefix }
+	}
+	const db = o.db === undefined || o.db === null ? 0 : Number(o.db)
+	if (!Number.isInteger(db) || db < 0)
+		throw invalidArgument(`redis db must be a non-negative integer; got ${describe(o.db)}`)
+	if (typeof o.path === 'string' && o.path) {
+		// A Unix socket: the redis crate's URL form for it.
+		const q = new URLSearchParams({ db: String(db) })
+		if (nonEmpty(o.username) !== undefined) q.set('user', String(o.username))
+		if (nonEmpty(o.password) !== undefined) q.set('pass', String(o.password))
+		return { target: { url: `redis+unix://${o.path}?${q}` }, keyPrefix }
+	}
+	const target = { host: nonEmpty(o.host) !== undefined ? String(o.host) : 'localhost', port: 6379, db }
+	if (nonEmpty(o.port) !== undefined) {
+		const port = Number.parseInt(o.port, 10)
+		if (!Number.isInteger(port) || port <= 0 || port > 65535)
+			throw invalidArgument(`redis port must be a TCP port; got ${describe(o.port)}`)
+		target.port = port
+	}
+	if (nonEmpty(o.username) !== undefined) target.username = String(o.username)
+	if (nonEmpty(o.password) !== undefined) target.password = String(o.password)
+	if (o.tls) target.tls = true
+	return { target, keyPrefix }
 }
 
 function checkRedisUrl(url) {
-  if (!/^(rediss?|redis\+unix|unix):\/\//i.test(url)) {
-    throw invalidArgument(`a Redis URL must start with redis:// or rediss://; got ${redactUrl(url)}`)
-  }
+	if (!/^(rediss?|redis\+unix|unix):\/\//i.test(url)) {
+		throw invalidArgument(`a Redis URL must start with redis:// or rediss://; got ${redactUrl(url)}`)
+	}
 }
 
 // ---------------------------------------------------------------- RabbitMQ
@@ -182,76 +192,83 @@ function checkRedisUrl(url) {
  *   RABBITMQ_URL / AMQP_URL environment variable, else guest:guest on a loopback host.
  */
 function toAmqpUrl(amqpConnection, { amqpUrl, env = process.env } = {}) {
-  if (amqpUrl !== undefined && amqpUrl !== null) checkAmqpUrl(amqpUrl, 'amqpUrl')
-  if (typeof amqpConnection === 'string') {
-    checkAmqpUrl(amqpConnection, 'amqpConnection')
-    return amqpConnection
-  }
-  if (!isObject(amqpConnection)) {
-    throw invalidArgument(
-      `amqpConnection must be an amqplib connection (from amqplib.connect()) or an amqp:// URL; got ${describe(amqpConnection)}`,
-    )
-  }
-  // ChannelModel / CallbackModel keep the Connection in `.connection`; a Connection keeps the socket in `.stream`.
-  const conn = isObject(amqpConnection.connection) ? amqpConnection.connection : amqpConnection
-  const sock = conn.stream
-  if (!isObject(sock)) {
-    throw invalidArgument('amqpConnection must be an amqplib connection (from amqplib.connect()) or an amqp:// URL; it has no socket')
-  }
-  const remote = typeof sock.remoteAddress === 'string' ? sock.remoteAddress : undefined
-  // `_host` is the name the user connected to: needed for TLS certificate checks.
-  const host = (typeof sock.servername === 'string' && sock.servername) || (typeof sock._host === 'string' && sock._host) || remote
-  const port = sock.remotePort
-  if (!host || !Number.isInteger(port)) {
-    throw invalidArgument('amqpConnection is not connected (its socket has no remote address); pass an open connection or an amqp:// URL')
-  }
-  const tls = sock.encrypted === true
+	if (amqpUrl !== undefined && amqpUrl !== null) checkAmqpUrl(amqpUrl, 'amqpUrl')
+	if (typeof amqpConnection === 'string') {
+		checkAmqpUrl(amqpConnection, 'amqpConnection')
+		return amqpConnection
+	}
+	if (!isObject(amqpConnection)) {
+		throw invalidArgument(
+			`amqpConnection must be an amqplib connection (from amqplib.connect()) or an amqp:// URL; got ${describe(amqpConnection)}`,
+		)
+	}
+	// ChannelModel / CallbackModel keep the Connection in `.connection`; a Connection keeps the socket in `.stream`.
+	const conn = isObject(amqpConnection.connection) ? amqpConnection.connection : amqpConnection
+	const sock = conn.stream
+	if (!isObject(sock)) {
+		throw invalidArgument(
+			'amqpConnection must be an amqplib connection (from amqplib.connect()) or an amqp:// URL; it has no socket',
+		)
+	}
+	const remote = typeof sock.remoteAddress === 'string' ? sock.remoteAddress : undefined
+	// `_host` is the name the user connected to: needed for TLS certificate checks.
+	const host =
+		(typeof sock.servername === 'string' && sock.servername) || (typeof sock._host === 'string' && sock._host) || remote
+	const port = sock.remotePort
+	if (!host || !Number.isInteger(port)) {
+		throw invalidArgument(
+			'amqpConnection is not connected (its socket has no remote address); pass an open connection or an amqp:// URL',
+		)
+	}
+	const tls = sock.encrypted === true
 
-  const source = nonEmpty(amqpUrl) ?? nonEmpty(env.RABBITMQ_URL) ?? nonEmpty(env.AMQP_URL)
-  let user = 'guest'
-  let pass = 'guest'
-  let vhost = '/'
-  let heartbeat
-  if (source !== undefined) {
-    checkAmqpUrl(source, amqpUrl ? 'amqpUrl' : 'RABBITMQ_URL/AMQP_URL')
-    const u = new URL(source)
-    if (u.username || u.password) {
-      user = decodeURIComponent(u.username)
-      pass = decodeURIComponent(u.password)
-    }
-    const path = u.pathname.replace(/^\//, '')
-    if (path) vhost = decodeURIComponent(path)
-    heartbeat = u.searchParams.get('heartbeat') ?? undefined
-  } else if (!isLoopback(remote) && !isLoopback(host)) {
-    throw codedError(
-      CODES.AMQP_CREDENTIALS,
-      `amqplib does not keep the credentials of a connection, and ${host} is not a loopback host where guest/guest ` +
-        'would work: pass the broker URL as the `amqpUrl` option (e.g. amqpUrl: process.env.RABBITMQ_URL), ' +
-        'set RABBITMQ_URL, or pass an amqp:// URL as `amqpConnection`',
-    )
-  }
-  const hostPart = host.includes(':') ? `[${host}]` : host
-  let url = `${tls ? 'amqps' : 'amqp'}://${encodeURIComponent(user)}:${encodeURIComponent(pass)}@${hostPart}:${port}`
-  if (vhost !== '/') url += '/' + encodeURIComponent(vhost)
-  if (heartbeat !== undefined) url += `${vhost === '/' ? '/' : ''}?heartbeat=${encodeURIComponent(heartbeat)}`
-  return url
+	const source = nonEmpty(amqpUrl) ?? nonEmpty(env.RABBITMQ_URL) ?? nonEmpty(env.AMQP_URL)
+	let user = 'guest'
+	let pass = 'guest'
+	let vhost = '/'
+	let heartbeat
+	if (source !== undefined) {
+		checkAmqpUrl(source, amqpUrl ? 'amqpUrl' : 'RABBITMQ_URL/AMQP_URL')
+		const u = new URL(source)
+		if (u.username || u.password) {
+			user = decodeURIComponent(u.username)
+			pass = decodeURIComponent(u.password)
+		}
+		const path = u.pathname.replace(/^\//, '')
+		if (path) vhost = decodeURIComponent(path)
+		heartbeat = u.searchParams.get('heartbeat') ?? undefined
+	} else if (!isLoopback(remote) && !isLoopback(host)) {
+		throw codedError(
+			CODES.AMQP_CREDENTIALS,
+			`amqplib does not keep the credentials of a connection, and ${host} is not a loopback host where guest/guest ` +
+				'would work: pass the broker URL as the `amqpUrl` option (e.g. amqpUrl: process.env.RABBITMQ_URL), ' +
+				'set RABBITMQ_URL, or pass an amqp:// URL as `amqpConnection`',
+		)
+	}
+	const hostPart = host.includes(':') ? `[${host}]` : host
+	let url = `${tls ? 'amqps' : 'amqp'}://${encodeURIComponent(user)}:${encodeURIComponent(pass)}@${hostPart}:${port}`
+	if (vhost !== '/') url += `/${encodeURIComponent(vhost)}`
+	if (heartbeat !== undefined) url += `${vhost === '/' ? '/' : ''}?heartbeat=${encodeURIComponent(heartbeat)}`
+	return url
 }
 
 function checkAmqpUrl(url, what) {
-  if (typeof url !== 'string' || !/^amqps?:\/\//i.test(url)) {
-    throw invalidArgument(`${what} must be an amqp:// or amqps:// URL; got ${typeof url === 'string' ? redactUrl(url) : describe(url)}`)
-  }
+	if (typeof url !== 'string' || !/^amqps?:\/\//i.test(url)) {
+		throw invalidArgument(
+			`${what} must be an amqp:// or amqps:// URL; got ${typeof url === 'string' ? redactUrl(url) : describe(url)}`,
+		)
+	}
 }
 
 function isLoopback(host) {
-  if (typeof host !== 'string') return false
-  const h = host.toLowerCase()
-  return h === 'localhost' || h === '::1' || h.startsWith('127.') || h.startsWith('::ffff:127.')
+	if (typeof host !== 'string') return false
+	const h = host.toLowerCase()
+	return h === 'localhost' || h === '::1' || h.startsWith('127.') || h.startsWith('::ffff:127.')
 }
 
 /** The URL with its password replaced, for messages and logs. */
 function redactUrl(url) {
-  return String(url).replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@')
+	return String(url).replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@')
 }
 
 module.exports = { toPgTarget, toRedisTarget, toAmqpUrl, parsePgConnectionString, redactUrl, isLoopback }

@@ -12,6 +12,7 @@ use flowcraft_core::error::CoreError;
 use flowcraft_core::executor::{BoxFuture, Level, NodeExecutor, NodeRequest, NodeResponse};
 use flowcraft_core::job::JobRunner;
 use flowcraft_core::pg::PgTarget;
+use flowcraft_core::queue::QueueTarget;
 use flowcraft_core::run_store::RunStore;
 use flowcraft_core::runs::RunClient;
 use flowcraft_core::worker::{Worker, WorkerConfig};
@@ -250,11 +251,14 @@ impl NodeExecutor for JsBridge {
             let node_id = request.node_id.clone();
             let arg = match serde_json::to_string(&request) {
                 Ok(a) => a,
-                Err(e) => return NodeResponse::failure(format!("cannot serialise the request for node '{node_id}': {e}")),
+                Err(e) => {
+                    return NodeResponse::failure(format!("cannot serialise the request for node '{node_id}': {e}"))
+                }
             };
             match call_js(&self.run_node, arg).await {
-                Ok(text) => serde_json::from_str(&text)
-                    .unwrap_or_else(|e| NodeResponse::failure(format!("node '{node_id}' returned an unreadable response: {e}"))),
+                Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                    NodeResponse::failure(format!("node '{node_id}' returned an unreadable response: {e}"))
+                }),
                 Err(reason) => NodeResponse::failure(reason),
             }
         })
@@ -307,15 +311,28 @@ impl<const WEAK: bool> JsCoordination<WEAK> {
 }
 
 impl<const WEAK: bool> flowcraft_core::coordination::CoordinationStore for JsCoordination<WEAK> {
-    fn increment<'a>(&'a self, key: &'a str, ttl_seconds: u64) -> BoxFuture<'a, flowcraft_core::error::CoreResult<i64>> {
+    fn increment<'a>(
+        &'a self,
+        key: &'a str,
+        ttl_seconds: u64,
+    ) -> BoxFuture<'a, flowcraft_core::error::CoreResult<i64>> {
         Box::pin(async move {
             let v = self.call(json!({ "op": "increment", "key": key, "ttlSeconds": ttl_seconds })).await?;
-            v.as_f64().map(|n| n as i64).ok_or_else(|| CoreError::WorkerState(format!("the coordination store's increment returned {v}, not a number")))
+            v.as_f64().map(|n| n as i64).ok_or_else(|| {
+                CoreError::WorkerState(format!("the coordination store's increment returned {v}, not a number"))
+            })
         })
     }
-    fn set_if_not_exist<'a>(&'a self, key: &'a str, value: &'a str, ttl_seconds: u64) -> BoxFuture<'a, flowcraft_core::error::CoreResult<bool>> {
+    fn set_if_not_exist<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        ttl_seconds: u64,
+    ) -> BoxFuture<'a, flowcraft_core::error::CoreResult<bool>> {
         Box::pin(async move {
-            let v = self.call(json!({ "op": "setIfNotExist", "key": key, "value": value, "ttlSeconds": ttl_seconds })).await?;
+            let v = self
+                .call(json!({ "op": "setIfNotExist", "key": key, "value": value, "ttlSeconds": ttl_seconds }))
+                .await?;
             Ok(v.as_bool().unwrap_or(false))
         })
     }
@@ -348,16 +365,32 @@ impl NativeWorker {
         notify: ThreadsafeFunction<String, (), String, Status, false>,
         coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,
     ) -> napi::Result<Self> {
-        let config: ConfigJson = serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the worker configuration", e)))?;
+        let config: ConfigJson =
+            serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the worker configuration", e)))?;
         let blueprints = Blueprints::from_value(config.blueprints).map_err(js_error)?;
         let registry: HashSet<String> = config.registry.keys().cloned().collect();
-        let store = RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
+        let store =
+            RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
         let coordination = coordination_of(&config.redis, coordinate)?;
         let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
-        let runner = JobRunner { in_flight: Default::default(), node_locks: Default::default(), blueprints, registry, store, coordination, executor: Arc::new(bridge) };
+        let runner = JobRunner {
+            in_flight: Default::default(),
+            node_locks: Default::default(),
+            blueprints,
+            registry,
+            store,
+            coordination,
+            executor: Arc::new(bridge),
+        };
         let worker = Worker::new(
             runner,
-            WorkerConfig { amqp_url: config.amqp_url, queue: config.queue_name, concurrency: config.concurrency, create_tables: config.create_tables, max_deliveries: config.max_deliveries },
+            WorkerConfig {
+                amqp_url: config.amqp_url,
+                queue: config.queue_name,
+                concurrency: config.concurrency,
+                create_tables: config.create_tables,
+                max_deliveries: config.max_deliveries,
+            },
         );
         Ok(NativeWorker { worker: Arc::new(worker) })
     }
@@ -419,7 +452,8 @@ impl NativeRuns {
         config_json: String,
         coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false, true>>,
     ) -> napi::Result<Self> {
-        let config: ConfigJson = serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the adapter configuration", e)))?;
+        let config: ConfigJson = serde_json::from_str(&config_json)
+            .map_err(|e| js_error(CoreError::json("the adapter configuration", e)))?;
         let blueprints = Arc::new(Blueprints::from_value(config.blueprints).map_err(js_error)?);
         let coordination = coordination_of(&config.redis, coordinate)?;
         let client = RunClient::new(
@@ -428,8 +462,7 @@ impl NativeRuns {
             &config.status_table_name,
             blueprints,
             coordination,
-            &config.amqp_url,
-            &config.queue_name,
+            QueueTarget { url: config.amqp_url.clone(), queue: config.queue_name.clone() },
             config.create_tables,
         )
         .map_err(js_error)?;
@@ -439,21 +472,31 @@ impl NativeRuns {
     /// Starts a run; JSON `{ runId, created }` (created is false when the run
     /// id or idempotency key was already used).
     #[napi]
-    pub async fn start_run(&self, blueprint_id: String, context_json: String, run_id: String, idempotency_key: Option<String>) -> napi::Result<String> {
+    pub async fn start_run(
+        &self,
+        blueprint_id: String,
+        context_json: String,
+        run_id: String,
+        idempotency_key: Option<String>,
+    ) -> napi::Result<String> {
         let context = match parse_json(&context_json, "the initial context")? {
             Value::Object(m) => m,
             Value::Null => serde_json::Map::new(),
             _ => return Err(invalid("the initial context must be an object".into())),
         };
-        let (run_id, created) =
-            self.client.start_run(&blueprint_id, context, &run_id, idempotency_key.as_deref()).await.map_err(js_error)?;
+        let (run_id, created) = self
+            .client
+            .start_run(&blueprint_id, context, &run_id, idempotency_key.as_deref())
+            .await
+            .map_err(js_error)?;
         Ok(json!({ "runId": run_id, "created": created }).to_string())
     }
 
     /// JSON status data once the run is final or awaiting.
     #[napi]
     pub async fn wait_for_run(&self, run_id: String, timeout_ms: u32) -> napi::Result<String> {
-        let v = self.client.wait_for_run(&run_id, Duration::from_millis(u64::from(timeout_ms))).await.map_err(js_error)?;
+        let v =
+            self.client.wait_for_run(&run_id, Duration::from_millis(u64::from(timeout_ms))).await.map_err(js_error)?;
         Ok(v.to_string())
     }
 
@@ -480,7 +523,12 @@ impl NativeRuns {
     }
 
     #[napi]
-    pub async fn resume_with_action(&self, run_id: String, action: String, output_json: Option<String>) -> napi::Result<Vec<String>> {
+    pub async fn resume_with_action(
+        &self,
+        run_id: String,
+        action: String,
+        output_json: Option<String>,
+    ) -> napi::Result<Vec<String>> {
         let output = match output_json {
             Some(t) => Some(parse_json(&t, "the resume output")?),
             None => None,
@@ -498,7 +546,10 @@ impl NativeRuns {
     #[napi]
     pub async fn dead_letters(&self, limit: u32) -> napi::Result<String> {
         let list = self.client.dead_letters(limit as usize).await.map_err(js_error)?;
-        let list: Vec<Value> = list.into_iter().map(|(body, reason, at)| json!({ "body": body, "reason": reason, "deadAt": at })).collect();
+        let list: Vec<Value> = list
+            .into_iter()
+            .map(|(body, reason, at)| json!({ "body": body, "reason": reason, "deadAt": at }))
+            .collect();
         Ok(Value::Array(list).to_string())
     }
 

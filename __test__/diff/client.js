@@ -87,7 +87,10 @@ class DiffClient {
 			blueprintId: blueprint.id,
 			blueprintVersion: blueprint.metadata?.version ?? null,
 		}
-		await this.pool.query(`INSERT INTO ${this.ctx} (run_id, context_data) VALUES ($1, $2)`, [runId, JSON.stringify(context)])
+		await this.pool.query(`INSERT INTO ${this.ctx} (run_id, context_data) VALUES ($1, $2)`, [
+			runId,
+			JSON.stringify(context),
+		])
 		const starts = startNodeIds(blueprint)
 		for (const nodeId of starts) {
 			const job = { runId, blueprintId: blueprint.id, nodeId }
@@ -104,7 +107,9 @@ class DiffClient {
 		const deadline = Date.now() + timeoutMs
 		let last = null
 		for (;;) {
-			const { rows } = await this.pool.query(`SELECT status, status_data FROM ${this.status} WHERE run_id = $1`, [runId])
+			const { rows } = await this.pool.query(`SELECT status, status_data FROM ${this.status} WHERE run_id = $1`, [
+				runId,
+			])
 			last = rows[0] ?? null
 			const status = last ? (last.status ?? last.status_data?.status) : null
 			if (status && FINAL.has(status)) {

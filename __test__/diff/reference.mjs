@@ -38,7 +38,8 @@ export async function runScenario(scenario, runTag) {
 		cause: e.originalError?.cause?.message ?? e.originalError?.message ?? null,
 	}))
 	const context = {}
-	for (const key of scenario.compareContext ?? []) if (Object.hasOwn(result.context, key)) context[key] = result.context[key]
+	for (const key of scenario.compareContext ?? [])
+		if (Object.hasOwn(result.context, key)) context[key] = result.context[key]
 	return { status: result.status, outputs: outputsOf(result.context), context, errors }
 }
 
@@ -92,6 +93,11 @@ if (isMain) {
 
 function sortKeys(v) {
 	if (Array.isArray(v)) return v.map(sortKeys)
-	if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]))
+	if (v && typeof v === 'object')
+		return Object.fromEntries(
+			Object.keys(v)
+				.sort()
+				.map((k) => [k, sortKeys(v[k])]),
+		)
 	return v
 }

@@ -67,12 +67,18 @@ class MiniEvaluator {
 			const left = this.resolve(m[1], data)
 			const right = Number(m[3])
 			switch (m[2]) {
-				case '>': return left > right
-				case '<': return left < right
-				case '>=': return left >= right
-				case '<=': return left <= right
-				case '===': return left === right
-				case '!==': return left !== right
+				case '>':
+					return left > right
+				case '<':
+					return left < right
+				case '>=':
+					return left >= right
+				case '<=':
+					return left <= right
+				case '===':
+					return left === right
+				case '!==':
+					return left !== right
 			}
 		}
 		return this.resolve(expr, data)
@@ -215,7 +221,7 @@ const scenarios = [
 		expect: {
 			notes:
 				"Deliberate difference (DESIGN.md step 7): our adapter runs an 'any' join once, on the FIRST " +
-				'arrival, with that arrival\'s input; FlowRuntime runs it once per batch in which a predecessor ' +
+				"arrival, with that arrival's input; FlowRuntime runs it once per batch in which a predecessor " +
 				'completed, with the last `_inputs.first` written. The join output does not depend on which ' +
 				'predecessor it saw, so outputs still compare equal.',
 		},
@@ -603,7 +609,7 @@ const scenarios = [
 		expect: {
 			reasonIncludes: 'doomed node exploded',
 			notes:
-				"FlowRuntime reports the failure as FlowcraftError \"Node 'doomed' execution failed\" with the " +
+				'FlowRuntime reports the failure as FlowcraftError "Node \'doomed\' execution failed" with the ' +
 				"node's error as cause; our adapter's status reason must carry the node's own message.",
 		},
 	},
@@ -732,7 +738,12 @@ const scenarios = [
 				},
 				'wide.join': async (ctx) => {
 					const values = Object.values(ctx.input)
-					return { output: { count: values.filter((v) => typeof v === 'number').length, sum: values.reduce((a, b) => a + b, 0) } }
+					return {
+						output: {
+							count: values.filter((v) => typeof v === 'number').length,
+							sum: values.reduce((a, b) => a + b, 0),
+						},
+					}
 				},
 			}),
 			intended: { status: 'completed', outputs },
@@ -759,7 +770,8 @@ const scenarios = [
 		intended: { status: 'failed', outputs: { '_outputs.start': 'ran' } },
 		expect: {
 			reasonIncludes: 'uu.notRegistered',
-			notes: "FlowRuntime fails the run with \"Implementation for 'uu.notRegistered' not found.\"; our reason must name the key.",
+			notes:
+				'FlowRuntime fails the run with "Implementation for \'uu.notRegistered\' not found."; our reason must name the key.',
 		},
 	},
 
@@ -1070,7 +1082,10 @@ function byName(name) {
 
 function groups() {
 	const out = {}
-	for (const s of scenarios) (out[s.group] ||= []).push(s.name)
+	for (const s of scenarios) {
+		out[s.group] ??= []
+		out[s.group].push(s.name)
+	}
 	return out
 }
 

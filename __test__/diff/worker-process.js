@@ -15,7 +15,9 @@ const { byName, buildRuntimeOptions } = require('./scenarios')
 
 // DIFF_ADAPTER_MODULE only serves to check this harness against another implementation
 // of the same API; by default the package itself is under test.
-const { RabbitMqAdapter, RedisCoordinationStore } = require(process.env.DIFF_ADAPTER_MODULE || path.join(__dirname, '..', '..'))
+const { RabbitMqAdapter, RedisCoordinationStore } = require(
+	process.env.DIFF_ADAPTER_MODULE || path.join(__dirname, '..', '..'),
+)
 
 function log(...args) {
 	process.stderr.write(`[worker ${process.pid}] ${args.join(' ')}\n`)
@@ -58,7 +60,7 @@ async function main() {
 		try {
 			await adapter.stop()
 		} catch (e) {
-			log('adapter.stop() failed:', e && e.stack ? e.stack : e)
+			log('adapter.stop() failed:', e?.stack ? e.stack : e)
 		}
 		for (const close of [() => amqpConnection.close(), () => pgClient.end(), () => redisConnection.quit()]) {
 			try {
@@ -79,7 +81,7 @@ async function main() {
 }
 
 main().catch((e) => {
-	log('FATAL', e && e.stack ? e.stack : e, e && e.code ? `code=${e.code}` : '')
-	process.stdout.write(`WORKER_FAILED ${JSON.stringify({ message: String(e && e.message), code: e && e.code })}\n`)
+	log('FATAL', e?.stack ? e.stack : e, e?.code ? `code=${e.code}` : '')
+	process.stdout.write(`WORKER_FAILED ${JSON.stringify({ message: String(e?.message), code: e?.code })}\n`)
 	process.exit(1)
 })

@@ -15,33 +15,38 @@ const { RabbitMqAdapter, RedisCoordinationStore } = require(path.join(__dirname,
 const { blueprints, createRegistry } = require('./runs-fixtures')
 
 async function main() {
-  const env = process.env
-  const amqpConnection = await amqplib.connect(env.RABBITMQ_URL)
-  const pgClient = new PgClient({ connectionString: env.POSTGRES_URL })
-  await pgClient.connect()
-  const redisConnection = new IORedis(env.REDIS_URL)
-  const side = env.SIDE_TABLE ? new Pool({ connectionString: env.POSTGRES_URL, max: 4 }) : undefined
-  const dependencies = {}
-  if (side) {
-    dependencies.record = (runId, nodeId, token) =>
-      side.query(`INSERT INTO ${env.SIDE_TABLE} (run_id, node_id, token, pid) VALUES ($1, $2, $3, $4)`, [runId, nodeId, token, process.pid])
-  }
-  const adapter = new RabbitMqAdapter({
-    amqpConnection,
-    amqpUrl: env.RABBITMQ_URL,
-    pgClient,
-    coordinationStore: new RedisCoordinationStore(redisConnection),
-    queueName: env.QUEUE,
-    contextTableName: env.CTX_TABLE,
-    statusTableName: env.STATUS_TABLE,
-    handleSignals: env.HANDLE_SIGNALS === '1',
-    runtimeOptions: { registry: createRegistry(), blueprints, dependencies },
-  })
-  await adapter.start()
-  process.stdout.write('WORKER_READY\n')
+	const env = process.env
+	const amqpConnection = await amqplib.connect(env.RABBITMQ_URL)
+	const pgClient = new PgClient({ connectionString: env.POSTGRES_URL })
+	await pgClient.connect()
+	const redisConnection = new IORedis(env.REDIS_URL)
+	const side = env.SIDE_TABLE ? new Pool({ connectionString: env.POSTGRES_URL, max: 4 }) : undefined
+	const dependencies = {}
+	if (side) {
+		dependencies.record = (runId, nodeId, token) =>
+			side.query(`INSERT INTO ${env.SIDE_TABLE} (run_id, node_id, token, pid) VALUES ($1, $2, $3, $4)`, [
+				runId,
+				nodeId,
+				token,
+				process.pid,
+			])
+	}
+	const adapter = new RabbitMqAdapter({
+		amqpConnection,
+		amqpUrl: env.RABBITMQ_URL,
+		pgClient,
+		coordinationStore: new RedisCoordinationStore(redisConnection),
+		queueName: env.QUEUE,
+		contextTableName: env.CTX_TABLE,
+		statusTableName: env.STATUS_TABLE,
+		handleSignals: env.HANDLE_SIGNALS === '1',
+		runtimeOptions: { registry: createRegistry(), blueprints, dependencies },
+	})
+	await adapter.start()
+	process.stdout.write('WORKER_READY\n')
 }
 
 main().catch((e) => {
-  process.stderr.write(`worker failed: ${e && e.stack}\n`)
-  process.exit(1)
+	process.stderr.write(`worker failed: ${e?.stack}\n`)
+	process.exit(1)
 })

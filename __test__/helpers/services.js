@@ -24,7 +24,10 @@ const REFUSED_REDIS_URL = 'redis://127.0.0.1:1'
  * a queue name: uniqueName('ctx') -> 't_ctx_12345_9f3a1c2b'.
  */
 function uniqueName(label = 'x') {
-	const clean = String(label).toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 20)
+	const clean = String(label)
+		.toLowerCase()
+		.replace(/[^a-z0-9_]/g, '_')
+		.slice(0, 20)
 	return `t_${clean}_${process.pid}_${crypto.randomBytes(4).toString('hex')}`
 }
 
@@ -235,7 +238,7 @@ async function deleteQueues(names) {
 			ch.on('error', () => {})
 			try {
 				const res = await ch.deleteQueue(q)
-				dropped += (res && res.messageCount) || 0
+				dropped += res?.messageCount || 0
 				await ch.close()
 			} catch {
 				/* already gone */

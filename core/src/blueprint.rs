@@ -112,7 +112,10 @@ impl Blueprint {
         for (i, e) in raw.edges.iter().enumerate() {
             for end in [&e.source, &e.target] {
                 if !index.contains_key(end) {
-                    return Err(bad(format!("edge {} -> {} names node '{}', which is not in the blueprint", e.source, e.target, end)));
+                    return Err(bad(format!(
+                        "edge {} -> {} names node '{}', which is not in the blueprint",
+                        e.source, e.target, end
+                    )));
                 }
             }
             predecessors.entry(e.target.clone()).or_default().insert(e.source.clone());
@@ -226,7 +229,9 @@ pub struct Blueprints(HashMap<String, std::sync::Arc<Blueprint>>);
 impl Blueprints {
     pub fn from_value(value: Value) -> CoreResult<Blueprints> {
         let Value::Object(map) = value else {
-            return Err(CoreError::InvalidArgument("runtimeOptions.blueprints must be an object of blueprints keyed by id".into()));
+            return Err(CoreError::InvalidArgument(
+                "runtimeOptions.blueprints must be an object of blueprints keyed by id".into(),
+            ));
         };
         let mut out = HashMap::new();
         for (key, v) in map {
@@ -271,8 +276,10 @@ mod tests {
 
     #[test]
     fn rejects_an_edge_to_nowhere() {
-        let err = Blueprint::from_value(json!({"id": "b", "nodes": [{"id": "a", "uses": "x"}], "edges": [{"source": "a", "target": "q"}]}))
-            .unwrap_err();
+        let err = Blueprint::from_value(
+            json!({"id": "b", "nodes": [{"id": "a", "uses": "x"}], "edges": [{"source": "a", "target": "q"}]}),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "ERR_INVALID_BLUEPRINT");
         assert!(err.to_string().contains("'q'"));
     }

@@ -93,14 +93,24 @@ pub const KEY_TTL_SECONDS: u64 = 3600;
 /// node locks. Redis natively; any JS `ICoordinationStore` through callbacks.
 pub trait CoordinationStore: Send + Sync + 'static {
     fn increment<'a>(&'a self, key: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<i64>>;
-    fn set_if_not_exist<'a>(&'a self, key: &'a str, value: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<bool>>;
+    fn set_if_not_exist<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        ttl_seconds: u64,
+    ) -> crate::executor::BoxFuture<'a, CoreResult<bool>>;
 }
 
 impl CoordinationStore for Coordination {
     fn increment<'a>(&'a self, key: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<i64>> {
         Box::pin(Coordination::increment(self, key, ttl_seconds))
     }
-    fn set_if_not_exist<'a>(&'a self, key: &'a str, value: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<bool>> {
+    fn set_if_not_exist<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        ttl_seconds: u64,
+    ) -> crate::executor::BoxFuture<'a, CoreResult<bool>> {
         Box::pin(Coordination::set_if_not_exist(self, key, value, ttl_seconds))
     }
 }
@@ -180,7 +190,11 @@ impl Coordination {
     pub async fn delete(&self, key: &str) -> CoreResult<bool> {
         let key = &self.key(key);
         let mut c = self.conn().await?;
-        let n: i64 = redis::cmd("DEL").arg(key).query_async(&mut c).await.map_err(|e| CoreError::redis(format!("deleting {key:?}"), e))?;
+        let n: i64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| CoreError::redis(format!("deleting {key:?}"), e))?;
         Ok(n > 0)
     }
 
@@ -199,6 +213,10 @@ impl Coordination {
     pub async fn get(&self, key: &str) -> CoreResult<Option<String>> {
         let key = &self.key(key);
         let mut c = self.conn().await?;
-        redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(|e| CoreError::redis(format!("reading {key:?}"), e))
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| CoreError::redis(format!("reading {key:?}"), e))
     }
 }

@@ -82,7 +82,10 @@ impl CoreError {
                 }
             },
             CoreError::Redis { source, .. } => {
-                source.is_io_error() || source.is_connection_dropped() || source.is_connection_refusal() || source.is_timeout()
+                source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_timeout()
             }
             CoreError::Amqp { .. } => true,
             CoreError::Timeout(_) => true,

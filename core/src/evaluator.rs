@@ -52,7 +52,9 @@ impl Scope for TransformScope<'_> {
 /// calls, brackets) yields `None`, i.e. `undefined`, exactly as Flowcraft's
 /// default evaluator does; users who need more pass their own evaluator.
 pub fn evaluate_path(expression: &str, scope: &(dyn Scope + Sync)) -> Option<Value> {
-    if expression.is_empty() || !expression.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.') {
+    if expression.is_empty()
+        || !expression.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.')
+    {
         return None;
     }
     let mut parts = expression.split('.');

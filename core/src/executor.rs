@@ -61,7 +61,12 @@ impl NodeResponse {
         NodeResponse { ok: true, result: Some(NodeResult { output, action }), writes, error: None }
     }
     pub fn failure(message: impl Into<String>) -> NodeResponse {
-        NodeResponse { ok: false, result: None, writes: vec![], error: Some(NodeError { message: message.into(), code: None }) }
+        NodeResponse {
+            ok: false,
+            result: None,
+            writes: vec![],
+            error: Some(NodeError { message: message.into(), code: None }),
+        }
     }
 }
 

@@ -32,8 +32,10 @@ struct Redelivery {
 }
 
 /// Per-process locks on `(run, node)`, dropped when no one holds them.
+type NodeLockMap = std::collections::HashMap<(String, String), std::sync::Weak<tokio::sync::Mutex<()>>>;
+
 #[derive(Default)]
-pub struct NodeLocks(std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Weak<tokio::sync::Mutex<()>>>>);
+pub struct NodeLocks(std::sync::Mutex<NodeLockMap>);
 
 impl NodeLocks {
     fn lock(&self, run_id: &str, node_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -127,7 +129,11 @@ impl JobRunner {
             Err(e) if e.is_transient() => Disposition::Retry(e),
             Err(e) => {
                 let reason = format!("Job for node '{}' of run '{}' failed: {e}", job.node_id, job.run_id);
-                self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id, "code": e.code() }));
+                self.log(
+                    Level::Error,
+                    &reason,
+                    json!({ "runId": job.run_id, "nodeId": job.node_id, "code": e.code() }),
+                );
                 // The run cannot go on without this node: fail it with the reason
                 // rather than leave it running forever.
                 match self.store.fail_node(&job.run_id, &job.node_id, &reason).await {
@@ -221,12 +227,21 @@ impl JobRunner {
             return Ok(Disposition::Ack);
         }
         if let Some(status) = snapshot.status.as_deref() {
-            if status == "awaiting" && context.get("_awaitingNodeIds").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == job.node_id.as_str())) {
+            if status == "awaiting"
+                && context
+                    .get("_awaitingNodeIds")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|v| v == job.node_id.as_str()))
+            {
                 return Ok(Disposition::Ack);
             }
         }
 
-        let context_text = if first_sight { Value::Object(context.clone()).to_string() } else { snapshot.context_text.clone().unwrap_or_else(|| "{}".into()) };
+        let context_text = if first_sight {
+            Value::Object(context.clone()).to_string()
+        } else {
+            snapshot.context_text.clone().unwrap_or_else(|| "{}".into())
+        };
         if let Some(poison) = self.count_delivery(job, redelivery).await? {
             return Ok(poison);
         }
@@ -234,7 +249,8 @@ impl JobRunner {
             // Flowcraft's built-in wait node: the run stops for a human.
             self.store.mark_awaiting(&job.run_id, &node.id).await?;
             self.log(Level::Info, "Run is awaiting resumeWithAction", meta);
-            self.executor.event("workflow:pause", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
+            self.executor
+                .event("workflow:pause", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
             return Ok(Disposition::Ack);
         }
         self.executor.event("node:start", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
@@ -242,7 +258,9 @@ impl JobRunner {
             Ok(done) => self.complete(&bp, job, &node.id, done, context, broker).await,
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
             Err(Failure::RunCancelled) => Ok(Disposition::Ack),
-            Err(Failure::Failed(message)) => self.node_failed(&bp, job, node, message, context, &context_text, broker).await,
+            Err(Failure::Failed(message)) => {
+                self.node_failed(&bp, job, node, message, context, &context_text, broker).await
+            }
         }
     }
 
@@ -250,7 +268,10 @@ impl JobRunner {
     async fn refuse_run(&self, job: &JobMessage, reason: &str, _broker: &Broker) -> CoreResult<Disposition> {
         self.log(Level::Error, reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
         if self.store.fail_run(&job.run_id, reason).await? {
-            self.executor.event("workflow:finish", json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": "failed", "reason": reason }));
+            self.executor.event(
+                "workflow:finish",
+                json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": "failed", "reason": reason }),
+            );
         }
         Ok(Disposition::DeadLetter(reason.to_string()))
     }
@@ -311,12 +332,24 @@ impl JobRunner {
         // Flowcraft's `config.fallback` names another node: the failed node
         // completes with a null output and the fallback runs next.
         if let Some(fallback) = bp.fallback_node(&node.id) {
-            self.log(Level::Warn, &format!("Node '{}' failed, running fallback '{}': {message}", node.id, fallback.id), meta);
-            self.executor.event("node:fallback", json!({ "runId": job.run_id, "nodeId": node.id, "fallback": fallback.id, "blueprintId": bp.id }));
+            self.log(
+                Level::Warn,
+                &format!("Node '{}' failed, running fallback '{}': {message}", node.id, fallback.id),
+                meta,
+            );
+            self.executor.event(
+                "node:fallback",
+                json!({ "runId": job.run_id, "nodeId": node.id, "fallback": fallback.id, "blueprintId": bp.id }),
+            );
             let mut sets = Map::new();
             sets.insert(format!("_outputs.{}", node.id), Value::Null);
             sets.insert(node.id.clone(), Value::Null);
-            let effect = Effect { sets, route: vec![fallback.id.clone()], ready: vec![fallback.id.clone()], ..Default::default() };
+            let effect = Effect {
+                sets,
+                route: vec![fallback.id.clone()],
+                ready: vec![fallback.id.clone()],
+                ..Default::default()
+            };
             match retry_transient(|| self.store.commit(&job.run_id, &node.id, &effect)).await? {
                 Commit::Applied { ready, .. } => self.publish(bp, job, &ready, &context, broker).await?,
                 Commit::AlreadyDone => self.republish(bp, job, broker).await?,
@@ -326,7 +359,10 @@ impl JobRunner {
         // A fallback that is a registry key rather than a node: run it in place.
         if let Some(key) = bp.fallback_key(&node.id) {
             if self.registry.contains(key) {
-                self.executor.event("node:fallback", json!({ "runId": job.run_id, "nodeId": node.id, "fallback": key, "blueprintId": bp.id }));
+                self.executor.event(
+                    "node:fallback",
+                    json!({ "runId": job.run_id, "nodeId": node.id, "fallback": key, "blueprintId": bp.id }),
+                );
                 match self.execute(bp, node, key, job, &context, context_text).await {
                     Ok(done) => return self.complete(bp, job, &node.id, done, context, broker).await,
                     Err(Failure::Interrupted) => return Ok(Disposition::Requeue),
@@ -337,8 +373,14 @@ impl JobRunner {
         }
         let reason = format!("Node '{}' failed: {message}", node.id);
         self.log(Level::Error, &reason, meta);
-        self.executor.event("node:error", json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }));
-        self.executor.event("job:failed", json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }));
+        self.executor.event(
+            "node:error",
+            json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }),
+        );
+        self.executor.event(
+            "job:failed",
+            json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }),
+        );
         if retry_transient(|| self.store.fail_node(&job.run_id, &node.id, &reason)).await? {
             self.finished(job, "failed");
         }
@@ -367,7 +409,15 @@ impl JobRunner {
         context.insert(format!("_outputs.{node_id}"), done.output.clone());
         context.insert(node_id.to_string(), done.output.clone());
 
-        let routed = crate::routing::route(bp, node_id, &done.output, done.action.as_deref(), &context, Some(self.executor.as_ref())).await;
+        let routed = crate::routing::route(
+            bp,
+            node_id,
+            &done.output,
+            done.action.as_deref(),
+            &context,
+            Some(self.executor.as_ref()),
+        )
+        .await;
         for (k, v) in routed.inputs {
             sets.insert(k.clone(), v.clone());
             context.insert(k, v);
@@ -391,12 +441,19 @@ impl JobRunner {
         effect.route = route;
         // The node has run: a lost connection retries the commit, not the node.
         let commit = retry_transient(|| self.store.commit(&job.run_id, node_id, &effect)).await?;
-        self.executor.event("node:finish", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "result": result }));
+        self.executor.event(
+            "node:finish",
+            json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "result": result }),
+        );
         match commit {
             Commit::AlreadyDone => {
                 // Another delivery committed first; it may have died before
                 // publishing, so publish what its commit enqueued.
-                self.log(Level::Debug, "Node output was committed by another delivery", json!({ "runId": job.run_id, "nodeId": node_id }));
+                self.log(
+                    Level::Debug,
+                    "Node output was committed by another delivery",
+                    json!({ "runId": job.run_id, "nodeId": node_id }),
+                );
                 self.republish(bp, job, broker).await?;
             }
             Commit::Applied { ready, finished } => {
@@ -406,7 +463,10 @@ impl JobRunner {
                 }
             }
         }
-        self.executor.event("job:processed", json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "success": true }));
+        self.executor.event(
+            "job:processed",
+            json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "success": true }),
+        );
         Ok(Disposition::Ack)
     }
 
@@ -439,7 +499,14 @@ impl JobRunner {
         self.publish(bp, job, &fired, context, broker).await
     }
 
-    async fn publish(&self, bp: &Blueprint, job: &JobMessage, ready: &[String], context: &Map<String, Value>, broker: &Broker) -> CoreResult<()> {
+    async fn publish(
+        &self,
+        bp: &Blueprint,
+        job: &JobMessage,
+        ready: &[String],
+        context: &Map<String, Value>,
+        broker: &Broker,
+    ) -> CoreResult<()> {
         let jobs: Vec<JobMessage> = ready
             .iter()
             .filter(|t| !context.contains_key(&format!("_outputs.{t}")))
@@ -450,15 +517,25 @@ impl JobRunner {
         }
         broker.publish_jobs(&jobs).await?;
         for j in &jobs {
-            self.executor.event("job:enqueued", json!({ "runId": j.run_id, "blueprintId": j.blueprint_id, "nodeId": j.node_id }));
+            self.executor.event(
+                "job:enqueued",
+                json!({ "runId": j.run_id, "blueprintId": j.blueprint_id, "nodeId": j.node_id }),
+            );
         }
         Ok(())
     }
 
     /// Reports a run that a commit of this job ended.
     fn finished(&self, job: &JobMessage, status: &str) {
-        self.log(Level::Info, &format!("Run {status}"), json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
-        self.executor.event("workflow:finish", json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }));
+        self.log(
+            Level::Info,
+            &format!("Run {status}"),
+            json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }),
+        );
+        self.executor.event(
+            "workflow:finish",
+            json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }),
+        );
     }
 }
 
@@ -503,7 +580,11 @@ fn fired_by(bp: &Blueprint, node: &str, route: &[String], joins: &Map<String, Va
                 return true;
             }
             let member = join_member(bp, node, t);
-            let arrived: Vec<&str> = joins.get(*t).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let arrived: Vec<&str> = joins
+                .get(*t)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             match bp.join_strategy(t) {
                 JoinStrategy::Any => arrived.first() == Some(&member.as_str()),
                 JoinStrategy::All => arrived.len() >= preds && arrived.last() == Some(&member.as_str()),

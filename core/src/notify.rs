@@ -53,7 +53,8 @@ impl Listener {
             }
         }
         let mut rx = self.ready.subscribe();
-        let state = rx.wait_for(|s| s.is_some()).await.map_err(|_| CoreError::WorkerState("listener stopped".into()))?.clone();
+        let state =
+            rx.wait_for(|s| s.is_some()).await.map_err(|_| CoreError::WorkerState("listener stopped".into()))?.clone();
         match state {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => {
@@ -109,7 +110,8 @@ impl Listener {
 
     async fn listen_once(&self, first: &mut bool) -> Result<(), String> {
         let config = self.target.config().map_err(|e| e.to_string())?;
-        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| crate::error::chain(&e))?;
+        let (client, mut connection) =
+            config.connect(tokio_postgres::NoTls).await.map_err(|e| crate::error::chain(&e))?;
         let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
             let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -40,7 +40,9 @@ impl PgTarget {
         }
         let mut config = match &self.connection_string {
             Some(s) => {
-                let c: Config = s.parse().map_err(|e| CoreError::InvalidArgument(format!("invalid PostgreSQL connection string: {e}")))?;
+                let c: Config = s
+                    .parse()
+                    .map_err(|e| CoreError::InvalidArgument(format!("invalid PostgreSQL connection string: {e}")))?;
                 if c.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
                     return Err(CoreError::Unsupported(
                         "sslmode=require is not supported yet: use sslmode=disable or prefer".into(),
@@ -177,7 +179,11 @@ impl PgPool {
         Ok(pools
             .entry(target.clone())
             .or_insert_with(|| {
-                Arc::new(PgPool { target: target.clone(), conns: Mutex::new(Vec::new()), growing: tokio::sync::Mutex::new(()) })
+                Arc::new(PgPool {
+                    target: target.clone(),
+                    conns: Mutex::new(Vec::new()),
+                    growing: tokio::sync::Mutex::new(()),
+                })
             })
             .clone())
     }
@@ -222,10 +228,8 @@ impl PgPool {
     /// A connection of its own, outside the pool (for transactions).
     pub async fn connect(&self) -> CoreResult<PgConn> {
         let config = self.target.config()?;
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|source| CoreError::PgConnect { target: self.label(), source })?;
+        let (client, connection) =
+            config.connect(NoTls).await.map_err(|source| CoreError::PgConnect { target: self.label(), source })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -25,7 +25,13 @@ pub struct JobMessage {
 
 impl JobMessage {
     pub fn new(run_id: &str, blueprint_id: &str, node_id: &str) -> JobMessage {
-        JobMessage { run_id: run_id.into(), blueprint_id: blueprint_id.into(), node_id: node_id.into(), is_last_attempt: None, attempt: None }
+        JobMessage {
+            run_id: run_id.into(),
+            blueprint_id: blueprint_id.into(),
+            node_id: node_id.into(),
+            is_last_attempt: None,
+            attempt: None,
+        }
     }
 
     /// Parses a queue message, saying precisely what is wrong with a bad one.
@@ -39,7 +45,9 @@ impl JobMessage {
                 Some(serde_json::Value::String(s)) if !s.is_empty() => {}
                 Some(serde_json::Value::String(_)) => return Err(format!("the job field '{field}' is empty")),
                 Some(other) => return Err(format!("the job field '{field}' must be a string, got {other}")),
-                None => return Err(format!("the job has no '{field}' field (a job is {{ runId, blueprintId, nodeId }})")),
+                None => {
+                    return Err(format!("the job has no '{field}' field (a job is {{ runId, blueprintId, nodeId }})"))
+                }
             }
         }
         serde_json::from_value(value).map_err(|e| format!("the job has a field of the wrong type ({e})"))
@@ -58,6 +66,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Where a client publishes jobs: the broker URL and the job queue's name.
+#[derive(Debug, Clone)]
+pub struct QueueTarget {
+    pub url: String,
+    pub queue: String,
+}
+
 pub struct Broker {
     connection: Connection,
     publisher: Channel,
@@ -73,15 +88,25 @@ impl Broker {
         if queue.is_empty() || queue.len() > 200 {
             return Err(CoreError::InvalidArgument(format!("queueName {queue:?} must be 1 to 200 characters")));
         }
-        let connection = Connection::connect(url, ConnectionProperties::default().with_connection_name("flowcraft-rabbitmq-adapter".into()))
-            .await
-            .map_err(|source| CoreError::AmqpConnect { target: redact(url), source })?;
+        let connection = Connection::connect(
+            url,
+            ConnectionProperties::default().with_connection_name("flowcraft-rabbitmq-adapter".into()),
+        )
+        .await
+        .map_err(|source| CoreError::AmqpConnect { target: redact(url), source })?;
         let publisher = connection.create_channel().await.map_err(|e| CoreError::amqp("opening a channel", e))?;
-        publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| CoreError::amqp("enabling publisher confirms", e))?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| CoreError::amqp("enabling publisher confirms", e))?;
         let dead_queue = format!("{queue}.dead");
         for q in [queue, dead_queue.as_str()] {
             publisher
-                .queue_declare(q.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+                .queue_declare(
+                    q.into(),
+                    QueueDeclareOptions { durable: true, ..Default::default() },
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(|e| CoreError::amqp(format!("declaring queue {q:?}"), e))?;
         }
@@ -95,9 +120,17 @@ impl Broker {
     /// A consumer with manual acks and at most `prefetch` unacked messages.
     pub async fn consume(&self, prefetch: u16, tag: &str) -> CoreResult<(Channel, Consumer)> {
         let channel = self.connection.create_channel().await.map_err(|e| CoreError::amqp("opening a channel", e))?;
-        channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(|e| CoreError::amqp("setting the prefetch", e))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| CoreError::amqp("setting the prefetch", e))?;
         let consumer = channel
-            .basic_consume(self.queue.as_str().into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                self.queue.as_str().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(|e| CoreError::amqp(format!("consuming from {:?}", self.queue), e))?;
         Ok((channel, consumer))
@@ -115,14 +148,18 @@ impl Broker {
             let body = serde_json::to_vec(job).expect("a job serialises");
             let confirm = self
                 .publisher
-                .basic_publish("".into(), self.queue.as_str().into(), BasicPublishOptions::default(), &body, Self::persistent())
+                .basic_publish(
+                    "".into(),
+                    self.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    Self::persistent(),
+                )
                 .await
                 .map_err(|e| CoreError::amqp("publishing a job", e))?;
             confirms.push(confirm);
         }
-        let results = try_join_all(confirms.into_iter().map(|c| async move { c.await }))
-            .await
-            .map_err(|e| CoreError::amqp("waiting for a publish confirm", e))?;
+        let results = try_join_all(confirms).await.map_err(|e| CoreError::amqp("waiting for a publish confirm", e))?;
         if results.iter().any(|c| !c.is_ack()) {
             return Err(CoreError::WorkerState("RabbitMQ refused (nacked) a published job".into()));
         }
@@ -135,7 +172,10 @@ impl Broker {
         let mut headers = original.headers().clone().unwrap_or_default();
         headers.insert("x-flowcraft-reason".into(), AMQPValue::LongString(LongString::from(reason.to_string())));
         headers.insert("x-flowcraft-queue".into(), AMQPValue::LongString(LongString::from(self.queue.clone())));
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         headers.insert("x-flowcraft-dead-at".into(), AMQPValue::LongLongInt(now));
         let props = Self::persistent().with_headers(headers);
         let confirm = self
@@ -191,7 +231,13 @@ impl Broker {
             let Some(m) = got else { break };
             let confirm = self
                 .publisher
-                .basic_publish("".into(), self.queue.as_str().into(), BasicPublishOptions::default(), &m.delivery.data, Self::persistent())
+                .basic_publish(
+                    "".into(),
+                    self.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &m.delivery.data,
+                    Self::persistent(),
+                )
                 .await
                 .map_err(|e| CoreError::amqp("requeueing a dead letter", e))?
                 .await
@@ -199,7 +245,11 @@ impl Broker {
             if !confirm.is_ack() {
                 break;
             }
-            m.delivery.acker.ack(lapin::options::BasicAckOptions::default()).await.map_err(|e| CoreError::amqp("removing a dead letter", e))?;
+            m.delivery
+                .acker
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .map_err(|e| CoreError::amqp("removing a dead letter", e))?;
             moved += 1;
         }
         let _ = channel.close(200, "requeued".into()).await;
@@ -223,7 +273,9 @@ mod tests {
         assert!(JobMessage::parse(b"nope").unwrap_err().contains("not JSON"));
         assert!(JobMessage::parse(b"[1]").unwrap_err().contains("not an object"));
         assert!(JobMessage::parse(br#"{"runId":"r","blueprintId":"b"}"#).unwrap_err().contains("'nodeId'"));
-        assert!(JobMessage::parse(br#"{"runId":5,"blueprintId":"b","nodeId":"n"}"#).unwrap_err().contains("must be a string"));
+        assert!(JobMessage::parse(br#"{"runId":5,"blueprintId":"b","nodeId":"n"}"#)
+            .unwrap_err()
+            .contains("must be a string"));
         assert!(JobMessage::parse(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
     }
 

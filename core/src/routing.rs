@@ -22,7 +22,12 @@ pub async fn evaluate(
     }
 }
 
-async fn condition_holds(evaluator: Option<&dyn NodeExecutor>, condition: Option<&str>, context: &Map<String, Value>, result: &Value) -> bool {
+async fn condition_holds(
+    evaluator: Option<&dyn NodeExecutor>,
+    condition: Option<&str>,
+    context: &Map<String, Value>,
+    result: &Value,
+) -> bool {
     let Some(condition) = condition else { return true };
     let scope = ConditionScope { context, result };
     let data = || {

@@ -345,7 +345,13 @@ impl RunStore {
 
     /// Makes sure the run has a context row carrying `initial` keys (kept when
     /// already present) and a tracked status row.
-    pub async fn init_run(&self, run_id: &str, blueprint_id: &str, initial: &Map<String, Value>, queued: &[String]) -> CoreResult<()> {
+    pub async fn init_run(
+        &self,
+        run_id: &str,
+        blueprint_id: &str,
+        initial: &Map<String, Value>,
+        queued: &[String],
+    ) -> CoreResult<()> {
         let initial = Value::Object(initial.clone()).to_string();
         let queued = node_set(queued);
         self.pool.query("creating a run", &self.sql.init_run, &[&run_id, &initial, &blueprint_id, &queued]).await?;
@@ -376,11 +382,25 @@ impl RunStore {
             .query(
                 "committing a node's output",
                 &self.sql.commit,
-                &[&run_id, &node_id, &sets, &effect.deletes, &output_key, &effect.route, &effect.ready, &targets, &members, &expected, &any],
+                &[
+                    &run_id,
+                    &node_id,
+                    &sets,
+                    &effect.deletes,
+                    &output_key,
+                    &effect.route,
+                    &effect.ready,
+                    &targets,
+                    &members,
+                    &expected,
+                    &any,
+                ],
             )
             .await?;
         Ok(match rows.first() {
-            Some(r) => Commit::Applied { ready: r.get::<_, Option<Vec<String>>>(0).unwrap_or_default(), finished: r.get(1) },
+            Some(r) => {
+                Commit::Applied { ready: r.get::<_, Option<Vec<String>>>(0).unwrap_or_default(), finished: r.get(1) }
+            }
             None => Commit::AlreadyDone,
         })
     }
@@ -389,7 +409,8 @@ impl RunStore {
     /// removes the node from the queue, and fails the run when nothing of it
     /// remains. True when this call ended the run.
     pub async fn fail_node(&self, run_id: &str, node_id: &str, reason: &str) -> CoreResult<bool> {
-        let rows = self.pool.query("recording a node failure", &self.sql.fail_node, &[&run_id, &node_id, &reason]).await?;
+        let rows =
+            self.pool.query("recording a node failure", &self.sql.fail_node, &[&run_id, &node_id, &reason]).await?;
         Ok(rows.first().and_then(|r| r.get::<_, Option<bool>>(1)).unwrap_or(false))
     }
 
@@ -419,7 +440,11 @@ impl RunStore {
         let queued = node_set(start_nodes);
         let rows = self
             .pool
-            .query("starting a run", &self.sql.start_run, &[&run_id, &blueprint_id, &context, &queued, &idempotency_key])
+            .query(
+                "starting a run",
+                &self.sql.start_run,
+                &[&run_id, &blueprint_id, &context, &queued, &idempotency_key],
+            )
             .await?;
         Ok(!rows.is_empty())
     }
@@ -509,7 +534,12 @@ impl RunStore {
 
     /// Writes the resume keys and the awaiting nodes' outputs and routes, and
     /// sets the run running again. False when the run was not awaiting.
-    pub async fn resume(&self, run_id: &str, sets: &Map<String, Value>, routes: &Map<String, Value>) -> CoreResult<bool> {
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        sets: &Map<String, Value>,
+        routes: &Map<String, Value>,
+    ) -> CoreResult<bool> {
         let sets = Value::Object(sets.clone()).to_string();
         let routes = Value::Object(routes.clone()).to_string();
         let rows = self.pool.query("resuming a run", &self.sql.resume, &[&run_id, &sets, &routes]).await?;

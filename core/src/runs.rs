@@ -6,7 +6,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::executor::NodeExecutor;
 use crate::notify::Listener;
 use crate::pg::PgTarget;
-use crate::queue::{Broker, JobMessage};
+use crate::queue::{Broker, JobMessage, QueueTarget};
 use crate::run_store::{RunStore, RunSummary, RunView, FINAL_STATUSES};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -19,8 +19,7 @@ pub struct RunClient {
     pub blueprints: Arc<Blueprints>,
     coordination: Arc<dyn crate::coordination::CoordinationStore>,
     listener: Arc<Listener>,
-    amqp_url: String,
-    queue: String,
+    target: QueueTarget,
     create_tables: bool,
     broker: tokio::sync::Mutex<Option<Arc<Broker>>>,
     prepared: OnceCell<()>,
@@ -55,8 +54,7 @@ impl RunClient {
         status_table: &str,
         blueprints: Arc<Blueprints>,
         coordination: Arc<dyn crate::coordination::CoordinationStore>,
-        amqp_url: &str,
-        queue: &str,
+        target: QueueTarget,
         create_tables: bool,
     ) -> CoreResult<RunClient> {
         Ok(RunClient {
@@ -64,8 +62,7 @@ impl RunClient {
             blueprints,
             coordination,
             listener: Listener::shared(pg),
-            amqp_url: amqp_url.to_string(),
-            queue: queue.to_string(),
+            target,
             create_tables,
             broker: tokio::sync::Mutex::new(None),
             prepared: OnceCell::new(),
@@ -73,7 +70,10 @@ impl RunClient {
     }
 
     async fn prepare(&self) -> CoreResult<()> {
-        self.prepared.get_or_try_init(|| async { self.store.prepare_tables(self.create_tables).await }).await.map(|_| ())
+        self.prepared
+            .get_or_try_init(|| async { self.store.prepare_tables(self.create_tables).await })
+            .await
+            .map(|_| ())
     }
 
     async fn broker(&self) -> CoreResult<Arc<Broker>> {
@@ -83,15 +83,15 @@ impl RunClient {
                 return Ok(b.clone());
             }
         }
-        let b = Arc::new(Broker::connect(&self.amqp_url, &self.queue).await?);
+        let b = Arc::new(Broker::connect(&self.target.url, &self.target.queue).await?);
         *slot = Some(b.clone());
         Ok(b)
     }
 
     fn blueprint(&self, id: &str) -> CoreResult<Arc<Blueprint>> {
-        self.blueprints
-            .get(id)
-            .ok_or_else(|| CoreError::InvalidArgument(format!("unknown blueprint '{id}': add it to runtimeOptions.blueprints")))
+        self.blueprints.get(id).ok_or_else(|| {
+            CoreError::InvalidArgument(format!("unknown blueprint '{id}': add it to runtimeOptions.blueprints"))
+        })
     }
 
     /// Starts a run: context row, `running` status with its start nodes queued,
@@ -107,7 +107,10 @@ impl RunClient {
         self.prepare().await?;
         let bp = self.blueprint(blueprint_id)?;
         if bp.start_nodes().is_empty() {
-            return Err(CoreError::InvalidBlueprint { id: bp.id.clone(), reason: "it has no start node (a node without incoming edges)".into() });
+            return Err(CoreError::InvalidBlueprint {
+                id: bp.id.clone(),
+                reason: "it has no start node (a node without incoming edges)".into(),
+            });
         }
         let mut context = initial;
         context.insert("blueprintId".into(), Value::String(bp.id.clone()));
@@ -144,7 +147,8 @@ impl RunClient {
             let woken = self.listener.wait(key.clone());
             if let Some((Some(status), data)) = self.store.status(run_id).await? {
                 if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" {
-                    let data = data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_else(|| json!({ "status": status }));
+                    let data =
+                        data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_else(|| json!({ "status": status }));
                     return Ok(data);
                 }
             }
@@ -200,15 +204,19 @@ impl RunClient {
         if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" {
             return Ok(vec![]);
         }
-        let bp_id = view
-            .blueprint()
-            .ok_or_else(|| CoreError::InvalidArgument(format!("cannot reconcile run '{run_id}': its blueprint is unknown")))?;
+        let bp_id = view.blueprint().ok_or_else(|| {
+            CoreError::InvalidArgument(format!("cannot reconcile run '{run_id}': its blueprint is unknown"))
+        })?;
         let bp = self.blueprint(&bp_id)?;
         let frontier = frontier(&bp, &view, stale_after);
         let mut enqueue = Vec::new();
         let ttl = stale_after.as_secs().max(30);
         for node in frontier {
-            if self.coordination.set_if_not_exist(&format!("flowcraft:nodelock:{run_id}:{node}"), "reconcile", ttl).await? {
+            if self
+                .coordination
+                .set_if_not_exist(&format!("flowcraft:nodelock:{run_id}:{node}"), "reconcile", ttl)
+                .await?
+            {
                 enqueue.push(node);
             }
         }
@@ -262,7 +270,8 @@ impl RunClient {
         sets.insert("_resume.output".into(), output.clone().unwrap_or(Value::Null));
         let mut routes = Map::new();
         for node in &awaiting {
-            let out = output.clone().or_else(|| context.get(&format!("_outputs.{node}")).cloned()).unwrap_or(Value::Null);
+            let out =
+                output.clone().or_else(|| context.get(&format!("_outputs.{node}")).cloned()).unwrap_or(Value::Null);
             sets.insert(format!("_outputs.{node}"), out.clone());
             sets.insert(node.clone(), out.clone());
             context.insert(format!("_outputs.{node}"), out.clone());
@@ -318,7 +327,9 @@ fn route_of(bp: &Blueprint, view: &RunView, node: &str) -> Vec<String> {
         Some(r) => r.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
         // Completed without our bookkeeping (e.g. by another adapter): assume
         // every unconditional successor was chosen.
-        None => bp.edges.iter().filter(|e| e.source == node && e.condition.is_none()).map(|e| e.target.clone()).collect(),
+        None => {
+            bp.edges.iter().filter(|e| e.source == node && e.condition.is_none()).map(|e| e.target.clone()).collect()
+        }
     }
 }
 
@@ -336,7 +347,8 @@ fn frontier(bp: &Blueprint, view: &RunView, stale_after: Duration) -> Vec<String
             if done.contains(&t) || queued.contains(&t) || out.contains(&t) || bp.node(&t).is_none() {
                 continue;
             }
-            let arrived: Vec<&String> = bp.predecessor_ids(&t).filter(|p| done.contains(*p) && route_of(bp, view, p).contains(&t)).collect();
+            let arrived: Vec<&String> =
+                bp.predecessor_ids(&t).filter(|p| done.contains(*p) && route_of(bp, view, p).contains(&t)).collect();
             let ready = match bp.join_strategy(&t) {
                 JoinStrategy::Any => !arrived.is_empty(),
                 JoinStrategy::All => arrived.len() == bp.predecessors(&t),
@@ -362,7 +374,12 @@ fn node_states(bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    let failed_node = view.error.as_deref().and_then(|e| e.strip_prefix("Node '")).and_then(|r| r.split_once('\'')).map(|(n, _)| n.to_string());
+    let failed_node = view
+        .error
+        .as_deref()
+        .and_then(|e| e.strip_prefix("Node '"))
+        .and_then(|r| r.split_once('\''))
+        .map(|(n, _)| n.to_string());
     bp.nodes
         .iter()
         .map(|n| {

@@ -89,17 +89,34 @@ impl Worker {
         if self.task.lock().unwrap().is_some() {
             return Err(CoreError::WorkerState("the worker is already started".into()));
         }
-        let runner = self.runner.lock().unwrap().clone().ok_or_else(|| CoreError::WorkerState("the worker was stopped; create a new adapter to start again".into()))?;
+        let runner = self.runner.lock().unwrap().clone().ok_or_else(|| {
+            CoreError::WorkerState("the worker was stopped; create a new adapter to start again".into())
+        })?;
         if self.config.concurrency == 0 || self.config.concurrency > 10_000 {
-            return Err(CoreError::InvalidArgument(format!("concurrency must be between 1 and 10000, got {}", self.config.concurrency)));
+            return Err(CoreError::InvalidArgument(format!(
+                "concurrency must be between 1 and 10000, got {}",
+                self.config.concurrency
+            )));
         }
         runner.store.prepare_tables(self.config.create_tables).await?;
         let (broker, channel, consumer) = connect_consumer(&self.config).await?;
-        runner.executor.log(Level::Info, "Worker started", json!({ "queue": self.config.queue, "concurrency": self.config.concurrency }));
+        runner.executor.log(
+            Level::Info,
+            "Worker started",
+            json!({ "queue": self.config.queue, "concurrency": self.config.concurrency }),
+        );
         tokio::spawn(watch_cancellations(runner.clone(), self.shutdown.subscribe()));
         tokio::spawn(heartbeat(runner.clone(), self.shutdown.subscribe()));
         let stop = Stop { signal: self.shutdown.subscribe(), drain_timeout: self.drain_timeout.clone() };
-        let task = tokio::spawn(supervise(runner, self.config.clone(), broker, channel, consumer, stop, self.counters.clone()));
+        let task = tokio::spawn(supervise(
+            runner,
+            self.config.clone(),
+            broker,
+            channel,
+            consumer,
+            stop,
+            self.counters.clone(),
+        ));
         *self.task.lock().unwrap() = Some(task);
         Ok(())
     }
@@ -115,7 +132,10 @@ impl Worker {
         if let Some(task) = task {
             if tokio::time::timeout(timeout + Duration::from_secs(5), task).await.is_err() {
                 self.runner.lock().unwrap().take();
-                return Err(CoreError::Timeout(format!("jobs still running after {} ms; they will be redelivered", timeout.as_millis())));
+                return Err(CoreError::Timeout(format!(
+                    "jobs still running after {} ms; they will be redelivered",
+                    timeout.as_millis()
+                )));
             }
         }
         self.runner.lock().unwrap().take();
@@ -196,11 +216,19 @@ async fn supervise(
             let delivery = match next {
                 Some(Ok(d)) => d,
                 Some(Err(e)) => {
-                    runner.executor.log(Level::Warn, &format!("RabbitMQ consumer failed: {e}; reconnecting"), json!({ "queue": config.queue }));
+                    runner.executor.log(
+                        Level::Warn,
+                        &format!("RabbitMQ consumer failed: {e}; reconnecting"),
+                        json!({ "queue": config.queue }),
+                    );
                     break false;
                 }
                 None => {
-                    runner.executor.log(Level::Warn, "RabbitMQ consumer was cancelled; reconnecting", json!({ "queue": config.queue }));
+                    runner.executor.log(
+                        Level::Warn,
+                        "RabbitMQ consumer was cancelled; reconnecting",
+                        json!({ "queue": config.queue }),
+                    );
                     break false;
                 }
             };
@@ -246,7 +274,11 @@ async fn supervise(
                 Err(e) => {
                     runner.executor.log(
                         Level::Warn,
-                        &format!("Cannot reach RabbitMQ at {}: {e}; retrying in {} ms", redact(&config.amqp_url), delay.as_millis()),
+                        &format!(
+                            "Cannot reach RabbitMQ at {}: {e}; retrying in {} ms",
+                            redact(&config.amqp_url),
+                            delay.as_millis()
+                        ),
                         json!({ "queue": config.queue }),
                     );
                     tokio::select! {
@@ -309,11 +341,19 @@ async fn handle_delivery(
             match broker.dead_letter(&delivery.data, &reason, &delivery.properties).await {
                 Ok(()) => {
                     counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    runner.executor.log(Level::Warn, &format!("Message dead-lettered to {}: {reason}", broker.dead_queue), json!({ "queue": broker.queue }));
+                    runner.executor.log(
+                        Level::Warn,
+                        &format!("Message dead-lettered to {}: {reason}", broker.dead_queue),
+                        json!({ "queue": broker.queue }),
+                    );
                     delivery.acker.ack(BasicAckOptions::default()).await
                 }
                 Err(e) => {
-                    runner.executor.log(Level::Error, &format!("Cannot dead-letter a message ({e}); requeueing it"), json!({ "queue": broker.queue }));
+                    runner.executor.log(
+                        Level::Error,
+                        &format!("Cannot dead-letter a message ({e}); requeueing it"),
+                        json!({ "queue": broker.queue }),
+                    );
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
                 }
@@ -322,12 +362,20 @@ async fn handle_delivery(
         Disposition::Requeue => delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
         Disposition::Retry(e) => {
             // Stopping or disconnected: give the job back to the broker.
-            runner.executor.log(Level::Warn, &format!("Job handed back to the queue: {e}"), json!({ "code": e.code() }));
+            runner.executor.log(
+                Level::Warn,
+                &format!("Job handed back to the queue: {e}"),
+                json!({ "code": e.code() }),
+            );
             delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
         }
     };
     if let Err(e) = outcome {
         // The channel is gone; the broker redelivers the message to someone.
-        runner.executor.log(Level::Warn, &format!("Cannot acknowledge a message ({e}); it will be redelivered"), json!({ "queue": broker.queue }));
+        runner.executor.log(
+            Level::Warn,
+            &format!("Cannot acknowledge a message ({e}); it will be redelivered"),
+            json!({ "queue": broker.queue }),
+        );
     }
 }

@@ -7,11 +7,10 @@ use flowcraft_core::coordination::{Coordination, RedisTarget};
 use flowcraft_core::executor::{BoxFuture, NodeExecutor, NodeRequest, NodeResponse};
 use flowcraft_core::job::JobRunner;
 use flowcraft_core::pg::{PgPool, PgTarget};
-use flowcraft_core::queue::{Broker, JobMessage};
+use flowcraft_core::queue::{Broker, JobMessage, QueueTarget};
 use flowcraft_core::run_store::RunStore;
 use flowcraft_core::runs::RunClient;
 use flowcraft_core::worker::{Worker, WorkerConfig};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +23,9 @@ fn rt() -> &'static tokio::runtime::Runtime {
 }
 
 fn pg() -> PgTarget {
-    PgTarget::from_url(&std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()))
+    PgTarget::from_url(
+        &std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+    )
 }
 fn redis() -> RedisTarget {
     RedisTarget::from_url(&std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
@@ -61,14 +62,17 @@ struct Shared(Arc<RustNodes>);
 
 impl NodeExecutor for Shared {
     fn log(&self, level: flowcraft_core::executor::Level, message: &str, meta: Value) {
-        if matches!(level, flowcraft_core::executor::Level::Warn | flowcraft_core::executor::Level::Error) && std::env::var("TEST_LOG").is_ok() {
+        if matches!(level, flowcraft_core::executor::Level::Warn | flowcraft_core::executor::Level::Error)
+            && std::env::var("TEST_LOG").is_ok()
+        {
             eprintln!("[{level:?}] {message} {meta}");
         }
     }
 
     fn run(&self, request: NodeRequest) -> BoxFuture<'_, NodeResponse> {
         Box::pin(async move {
-            *self.0.executions.lock().unwrap().entry((request.run_id.clone(), request.node_id.clone())).or_default() += 1;
+            *self.0.executions.lock().unwrap().entry((request.run_id.clone(), request.node_id.clone())).or_default() +=
+                1;
             if let Some(ms) = request.params.get("sleepMs").and_then(Value::as_u64) {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
@@ -108,7 +112,16 @@ impl Harness {
             coordination: Arc::new(Coordination::shared(&redis()).unwrap()),
             executor: Arc::new(Shared(nodes.clone())),
         };
-        let worker = Worker::new(runner, WorkerConfig { amqp_url: amqp(), queue: queue.clone(), concurrency: std::env::var("CORE_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16), create_tables: true, max_deliveries: 5 });
+        let worker = Worker::new(
+            runner,
+            WorkerConfig {
+                amqp_url: amqp(),
+                queue: queue.clone(),
+                concurrency: std::env::var("CORE_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+                create_tables: true,
+                max_deliveries: 5,
+            },
+        );
         worker.start().await.unwrap();
         let broker = Broker::connect(&amqp(), &queue).await.unwrap();
         Harness { runs: unique("run"), queue, ctx, st, worker, nodes, broker }
@@ -156,7 +169,11 @@ impl Harness {
         let conn = lapin::Connection::connect(&amqp(), Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         let mut out = Vec::new();
-        while let Some(m) = ch.basic_get(format!("{}.dead", self.queue).as_str().into(), lapin::options::BasicGetOptions { no_ack: true }).await.unwrap() {
+        while let Some(m) = ch
+            .basic_get(format!("{}.dead", self.queue).as_str().into(), lapin::options::BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
             let reason = m
                 .delivery
                 .properties
@@ -427,11 +444,16 @@ fn stop_drains_and_releases_the_worker() {
         assert_eq!(h.runs_of("r2", "start"), 0);
         let conn = lapin::Connection::connect(&amqp(), Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
-        let q = ch.queue_declare(h.queue.as_str().into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, Default::default()).await.unwrap();
+        let q = ch
+            .queue_declare(
+                h.queue.as_str().into(),
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                Default::default(),
+            )
+            .await
+            .unwrap();
         assert_eq!(q.message_count(), 1);
         let _ = conn.close(200, "bye".into()).await;
-        // A Consumer stream import keeps StreamExt in use for future tests.
-        let _ = futures_util::stream::empty::<()>().next();
         h.finish().await;
     });
 }
@@ -444,8 +466,7 @@ impl Harness {
             &self.st,
             Arc::new(Blueprints::from_value(blueprints).unwrap()),
             Arc::new(Coordination::shared(&redis()).unwrap()),
-            &amqp(),
-            &self.queue,
+            QueueTarget { url: amqp(), queue: self.queue.clone() },
             true,
         )
         .unwrap()
@@ -566,7 +587,10 @@ fn throughput_of_the_core_alone() {
         let names: Vec<String> = (0..runs).map(|i| h.run(&format!("b{i}"))).collect();
         let mut ids = Vec::new();
         for chunk in names.chunks(64) {
-            let started = futures_util::future::join_all(chunk.iter().map(|n| client.start_run("diamond", serde_json::Map::new(), n, None))).await;
+            let started = futures_util::future::join_all(
+                chunk.iter().map(|n| client.start_run("diamond", serde_json::Map::new(), n, None)),
+            )
+            .await;
             ids.extend(started.into_iter().map(|r| r.unwrap().0));
         }
         for id in &ids {
@@ -574,7 +598,11 @@ fn throughput_of_the_core_alone() {
             assert_eq!(d["status"], json!("completed"));
         }
         let secs = started.elapsed().as_secs_f64();
-        eprintln!("{runs} diamond runs in {secs:.2}s: {:.0} runs/s, {:.0} node jobs/s", runs as f64 / secs, runs as f64 * 6.0 / secs);
+        eprintln!(
+            "{runs} diamond runs in {secs:.2}s: {:.0} runs/s, {:.0} node jobs/s",
+            runs as f64 / secs,
+            runs as f64 * 6.0 / secs
+        );
         client.close().await;
         h.finish().await;
     });
