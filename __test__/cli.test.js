@@ -4,6 +4,8 @@
 // a completed, a failed and a running run, and a dead-letter queue with a bad message.
 // The output is compared cell by cell, with run ids and times made stable.
 
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const { execFile } = require('node:child_process')
 const S = require('./helpers/services')
@@ -18,7 +20,7 @@ const BIN = path.join(ROOT, 'bin', 'flowcraft-rabbitmq.js')
 const FIXTURES = path.join(__dirname, 'helpers', 'runs-fixtures.js')
 
 /** Runs the CLI with the test's queue and tables; resolves with { code, stdout, stderr }. */
-function cli(env, args, { connection = true } = {}) {
+function cli(env, args, { connection = true, cwd, extraEnv = {} } = {}) {
 	const flags = connection
 		? ['--queue', env.queue, '--context-table', env.ctxTable, '--status-table', env.statusTable]
 		: []
@@ -27,12 +29,37 @@ function cli(env, args, { connection = true } = {}) {
 			process.execPath,
 			[BIN, ...args, ...flags],
 			{
-				env: { ...process.env, POSTGRES_URL: S.POSTGRES_URL, REDIS_URL: S.REDIS_URL, RABBITMQ_URL: S.RABBITMQ_URL },
+				env: {
+					...process.env,
+					POSTGRES_URL: S.POSTGRES_URL,
+					REDIS_URL: S.REDIS_URL,
+					RABBITMQ_URL: S.RABBITMQ_URL,
+					...extraEnv,
+				},
 				timeout: 30000,
+				cwd,
 			},
 			(error, stdout, stderr) => resolve({ code: error ? error.code : 0, signal: error?.signal, stdout, stderr }),
 		)
 	})
+}
+
+/** Whether a queue exists, checked passively (creates nothing). */
+async function queueExists(queue) {
+	const amqplib = require('amqplib')
+	const conn = await amqplib.connect(S.RABBITMQ_URL)
+	try {
+		const ch = await conn.createChannel()
+		ch.on('error', () => {})
+		try {
+			await ch.checkQueue(queue)
+			return true
+		} catch {
+			return false
+		}
+	} finally {
+		await conn.close().catch(() => {})
+	}
 }
 
 /** Lines of a table as arrays of cells (columns are two or more spaces apart). */
@@ -120,6 +147,7 @@ describe('flowcraft-rabbitmq', () => {
 				'c     hold  running',
 				'd     step  waiting',
 				'',
+				'```mermaid',
 				'graph TD',
 				'    n0["a<br/>step"]',
 				'    n1["b<br/>step"]',
@@ -135,6 +163,7 @@ describe('flowcraft-rabbitmq', () => {
 				'    class n0,n1 done',
 				'    class n2 running',
 				'    class n3 waiting',
+				'```',
 				'',
 			].join('\n'),
 		)
@@ -158,12 +187,12 @@ describe('flowcraft-rabbitmq', () => {
 			['b', 'boom', 'failed'],
 			['c', 'step', 'not_reached'],
 		])
-		expect(failed).toMatch(/class n0 done\n {4}class n1 failed\n {4}class n2 not_reached\n$/)
+		expect(failed).toMatch(/class n0 done\n {4}class n1 failed\n {4}class n2 not_reached\n```\n$/)
 
 		const d = await cli(env, ['show', ids.done, '--blueprints', FIXTURES, '--mermaid'])
 		expect(d.code).toBe(0)
 		expect(d.stdout).toBe(
-			'graph TD\n    n0["a<br/>step"]\n    classDef done fill:#d4edda,stroke:#28a745,color:#155724\n    class n0 done\n',
+			'```mermaid\ngraph TD\n    n0["a<br/>step"]\n    classDef done fill:#d4edda,stroke:#28a745,color:#155724\n    class n0 done\n```\n',
 		)
 		const json = JSON.parse((await cli(env, ['show', ids.done, '--blueprints', FIXTURES, '--json'])).stdout)
 		expect(json).toMatchObject({
@@ -172,6 +201,36 @@ describe('flowcraft-rabbitmq', () => {
 			nodes: [{ id: 'a', uses: 'step', state: 'done' }],
 		})
 		expect(json.mermaid).toMatch(/^graph TD\n/)
+	})
+
+	test('show without --blueprints: status, reason, last change and the nodes done, no graph', async () => {
+		const r = await cli(env, ['show', ids.running])
+		expect(r.stderr).toBe('')
+		expect(r.code).toBe(0)
+		expect(stable(r.stdout, names)).toBe(
+			[
+				'Run        <running>',
+				'Blueprint  diamond (version 2)',
+				'Status     running',
+				'Updated    <time> (<ago>)',
+				'Progress   2/? nodes done (a, b)',
+				'',
+				'Pass --blueprints <module> for the state of each node and the graph.',
+				'',
+			].join('\n'),
+		)
+		const f = await cli(env, ['show', ids.failed])
+		expect(f.code).toBe(0)
+		expect(stable(f.stdout, names).split('\n').slice(2, 4)).toEqual([
+			'Status     failed',
+			"Reason     Node 'b' failed: boom",
+		])
+		const json = await cli(env, ['show', ids.done, '--json'])
+		expect(json.code).toBe(0)
+		expect(JSON.parse(json.stdout)).toMatchObject({ runId: ids.done, status: 'completed', nodes: [] })
+		const mermaid = await cli(env, ['show', ids.done, '--mermaid'])
+		expect(mermaid.code).toBe(2)
+		expect(mermaid.stderr).toMatch(/show --mermaid needs the blueprints: pass --blueprints <module>/)
 	})
 
 	test('reconcile: one run, and all stalled runs, with progress lines', async () => {
@@ -220,9 +279,9 @@ describe('flowcraft-rabbitmq', () => {
 		const missing = await cli(env, ['show', 'no-such-run', '--blueprints', FIXTURES])
 		expect(missing.code).toBe(1)
 		expect(missing.stderr).toMatch(/run "no-such-run" not found/)
-		const noBp = await cli(env, ['show', ids.done])
+		const noBp = await cli(env, ['reconcile', ids.done])
 		expect(noBp.code).toBe(2)
-		expect(noBp.stderr).toMatch(/show needs the blueprints: pass --blueprints <module>/)
+		expect(noBp.stderr).toMatch(/reconcile needs the blueprints: pass --blueprints <module>/)
 		const badTable = await cli(env, ['runs', '--status-table', 'no_such_table_here'], { connection: false })
 		expect(badTable.code).toBe(1)
 		expect(badTable.stderr).toMatch(
@@ -251,6 +310,79 @@ describe('flowcraft-rabbitmq', () => {
 		expect(cmdHelp.stdout).toMatch(/^Usage: flowcraft-rabbitmq reconcile \[runId\]/)
 		const nothing = await cli(env, [], { connection: false })
 		expect(nothing.code).toBe(2)
+	})
+
+	test("--version prints the package version; the default queue is the README's flowcraft-jobs", async () => {
+		const { version } = require('../package.json')
+		for (const args of [['--version'], ['-v'], ['runs', '--version']]) {
+			const r = await cli(env, args, { connection: false })
+			expect(r).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: '' })
+		}
+		const help = await cli(env, ['--help'], { connection: false })
+		expect(help.stdout).toMatch(/--queue <name> .*default flowcraft-jobs/)
+		expect(help.stdout).toMatch(/-v, --version/)
+		// without --queue the CLI uses FLOWCRAFT_QUEUE, else flowcraft-jobs
+		const tables = ['--context-table', env.ctxTable, '--status-table', env.statusTable]
+		const typo = S.uniqueName('envq')
+		const fromEnv = await cli(env, ['dead-letters', ...tables], {
+			connection: false,
+			extraEnv: { FLOWCRAFT_QUEUE: typo },
+		})
+		expect(fromEnv.code).toBe(1)
+		expect(fromEnv.stderr).toContain(`"${typo}" and "${typo}.dead" do not exist`)
+		const dflt = await cli(env, ['dead-letters', ...tables], { connection: false, extraEnv: { FLOWCRAFT_QUEUE: '' } })
+		// flowcraft-jobs may or may not exist on this broker; either way it is the one looked at
+		if (dflt.code === 0) expect(dflt.stdout).toMatch(/flowcraft-jobs\.dead/)
+		else expect(dflt.stderr).toMatch(/"flowcraft-jobs"( and "flowcraft-jobs\.dead")? do(es)? not exist/)
+		expect(`${dflt.stdout}${dflt.stderr}`).not.toMatch(/flowcraft-queue/)
+	})
+
+	test('a --queue that does not exist: an error, and no queue is created', async () => {
+		const typo = S.uniqueName('typo')
+		const flags = ['--queue', typo, '--context-table', env.ctxTable, '--status-table', env.statusTable]
+		for (const args of [
+			['dead-letters'],
+			['dead-letters', 'requeue'],
+			['reconcile', ids.running, '--blueprints', FIXTURES],
+			['reconcile', '--blueprints', FIXTURES],
+		]) {
+			const r = await cli(env, [...args, ...flags], { connection: false })
+			expect(r.code).toBe(1)
+			expect(r.stdout).toBe('')
+			expect(r.stderr).toContain(`the queues "${typo}" and "${typo}.dead" do not exist`)
+			expect(r.stderr).toMatch(/nothing was created\. Check --queue .*\[ERR_QUEUE_NOT_FOUND\]\n$/)
+		}
+		expect(await queueExists(typo)).toBe(false)
+		expect(await queueExists(`${typo}.dead`)).toBe(false)
+		// the job queue alone is not enough: its dead-letter queue would be created
+		await S.deleteQueues([`${env.queue}.dead`])
+		const half = await cli(env, ['dead-letters'])
+		expect(half.code).toBe(1)
+		expect(half.stderr).toMatch(new RegExp(`the queue "${env.queue}\\.dead" does not exist`))
+		expect(await queueExists(`${env.queue}.dead`)).toBe(false)
+		// read-only commands that do not reach RabbitMQ work with any queue name
+		expect((await cli(env, ['runs', ...flags], { connection: false })).code).toBe(0)
+		expect((await cli(env, ['show', ids.done, ...flags], { connection: false })).code).toBe(0)
+		expect(await queueExists(typo)).toBe(false)
+	})
+
+	test('--blueprints with a TypeScript module: without tsx, a clear error saying how', async () => {
+		const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcraft-cli-ts-'))
+		res.onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }))
+		fs.writeFileSync(
+			path.join(dir, 'shared.ts'),
+			"export const blueprints: Record<string, { id: string }> = { quick: { id: 'quick' } }\n",
+		)
+		// run from a folder without tsx, on the module there
+		const r = await cli(env, ['show', ids.done, '--blueprints', './shared.ts'], { cwd: dir })
+		expect(r.code).toBe(2)
+		expect(r.stdout).toBe('')
+		expect(r.stderr).toContain(`--blueprints: ${path.join(dir, 'shared.ts')} is TypeScript`)
+		expect(r.stderr).toMatch(/Install tsx in your project \(npm install --save-dev tsx\).*or compile/)
+		expect(r.stderr).toMatch(/\[ERR_BLUEPRINTS_TYPESCRIPT\]/)
+		const missing = await cli(env, ['show', ids.done, '--blueprints', './nope.ts'], { cwd: dir })
+		expect(missing.code).toBe(2)
+		expect(missing.stderr).toMatch(/--blueprints: cannot find the module/)
 	})
 
 	test('dead-letters: lists a bad message with its reason, and requeue moves it back', async () => {

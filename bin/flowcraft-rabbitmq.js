@@ -5,9 +5,9 @@
 // Every command goes through the adapter's run API (no worker is started).
 // Exit codes: 0 done, 1 the operation failed (or found a problem), 2 a usage error.
 
-const path = require('node:path')
-const { pathToFileURL } = require('node:url')
 const { parseArgs } = require('node:util')
+const { loadBlueprints, UsageError } = require('../lib/cli/blueprints')
+const { assertQueuesExist } = require('../lib/cli/queues')
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -17,13 +17,19 @@ const COMMON_HELP = `Connection (flags win over environment variables):
   --postgres-url <url>     PostgreSQL      (env POSTGRES_URL; default: pg's PG* variables, then localhost:5432)
   --redis-url <url>        Redis           (env REDIS_URL; default redis://127.0.0.1:6379)
   --amqp-url <url>         RabbitMQ        (env RABBITMQ_URL or AMQP_URL; default amqp://guest:guest@127.0.0.1:5672)
-  --queue <name>           job queue       (env FLOWCRAFT_QUEUE; default flowcraft-queue)
+  --queue <name>           job queue       (env FLOWCRAFT_QUEUE; default flowcraft-jobs, the README's);
+                           never created: a queue that does not exist is an error
   --context-table <name>   context table   (env FLOWCRAFT_CONTEXT_TABLE; default flowcraft_contexts)
   --status-table <name>    status table    (env FLOWCRAFT_STATUS_TABLE; default flowcraft_statuses)
-  --blueprints <module>    a JS module exporting \`blueprints\` (env FLOWCRAFT_BLUEPRINTS);
-                           needed by show and reconcile, and for the total in \`runs\`
+  --blueprints <module>    a module exporting \`blueprints\` (env FLOWCRAFT_BLUEPRINTS): CommonJS,
+                           ES module or TypeScript (.ts/.mts/.cts); needed by reconcile, for
+                           the node states and graph of show, and for the total in \`runs\`.
+                           Node 20 cannot load TypeScript by itself: a .ts module is loaded
+                           through tsx when your project has it (npm install --save-dev tsx);
+                           otherwise compile it (tsc) and pass the .js
   --json                   print JSON instead of text
-  -h, --help               this help`
+  -h, --help               this help
+  -v, --version            print the version of @flowcraft/rabbitmq-adapter`
 
 const HELP = {
 	main: `Usage: flowcraft-rabbitmq <command> [options]
@@ -32,13 +38,16 @@ Look at and repair the workflow runs of @flowcraft/rabbitmq-adapter.
 
 Commands:
   runs [--status <s>] [--limit <n>]          recent runs: status, last change, progress
-  show <runId> [--mermaid]                   a run's nodes and its blueprint as a Mermaid graph
+  show <runId> [--mermaid]                   a run's status, its nodes and its blueprint as a Mermaid graph
   reconcile [runId] [--stalled-seconds <n>]  re-enqueue what a run (or every stalled run) needs to move on
   dead-letters [--limit <n>]                 list the dead-letter queue
   dead-letters requeue [--limit <n>]         move dead letters back to the job queue
   help [command]                             help on a command
 
 ${COMMON_HELP}
+
+Read-only commands (runs, show, dead-letters) change nothing; no command creates a
+queue or a table.
 
 Exit status: 0 done, 1 the operation failed, 2 wrong usage.`,
 	runs: `Usage: flowcraft-rabbitmq runs [--status <status>] [--limit <n>]
@@ -53,11 +62,13 @@ run last changed, progress (nodes done / nodes in the blueprint; "?" without
 ${COMMON_HELP}`,
 	show: `Usage: flowcraft-rabbitmq show <runId> [--mermaid]
 
-A run's status, its nodes with their state (done, running, waiting, awaiting,
-failed, not_reached), and its blueprint as a Mermaid \`graph TD\` in which each node
-has its state as a class. Needs --blueprints.
+A run's status, blueprint, reason (when it failed or was cancelled), last change and
+the nodes done. With --blueprints, also its nodes with their state (done, running,
+waiting, awaiting, failed, not_reached) and its blueprint as a Mermaid \`graph TD\`
+in a \`\`\`mermaid fenced block (paste it into Markdown) in which each node has its state
+as a class; --json gives the graph unfenced in \`mermaid\`.
 
-  --mermaid   print only the Mermaid graph
+  --mermaid   print only the fenced Mermaid graph (needs --blueprints)
 
 ${COMMON_HELP}`,
 	reconcile: `Usage: flowcraft-rabbitmq reconcile [runId] [--stalled-seconds <n>]
@@ -70,7 +81,9 @@ oldest first, one line per run. Needs --blueprints.
   --stalled-seconds <n>   default 300
   --limit <n>             at most n stalled runs per pass (default 100)
 
-Exit status 1 when a run could not be reconciled.
+The job queue and <queue>.dead must exist (reconciling publishes to the queue the
+workers consume; a --queue that does not exist is ERR_QUEUE_NOT_FOUND, nothing is
+created). Exit status 1 when a run could not be reconciled.
 
 ${COMMON_HELP}`,
 	'dead-letters': `Usage: flowcraft-rabbitmq dead-letters [--limit <n>]
@@ -78,13 +91,13 @@ ${COMMON_HELP}`,
 
 List the messages of the dead-letter queue (<queue>.dead), oldest first, with the
 reason each was refused (they stay in the queue); or move them back to the job queue.
+Both queues must exist (a worker declares them): a --queue that does not exist is an
+error (ERR_QUEUE_NOT_FOUND), and nothing is created. Needs amqplib installed for that check.
 
   --limit <n>   at most n messages (default 20 to list, 100 to requeue)
 
 ${COMMON_HELP}`,
 }
-
-class UsageError extends Error {}
 
 const OPTIONS = {
 	'postgres-url': { type: 'string' },
@@ -96,6 +109,7 @@ const OPTIONS = {
 	blueprints: { type: 'string' },
 	json: { type: 'boolean' },
 	help: { type: 'boolean', short: 'h' },
+	version: { type: 'boolean', short: 'v' },
 	status: { type: 'string' },
 	limit: { type: 'string' },
 	'stalled-seconds': { type: 'string' },
@@ -123,6 +137,10 @@ async function main(argv, { env = process.env, out = process.stdout, err = proce
 	}
 	const { values, positionals } = parsed
 	const [command, ...rest] = positionals
+	if (values.version) {
+		print(require('../package.json').version)
+		return EXIT_OK
+	}
 	if (command === 'help') {
 		const topic = rest[0] && HELP[rest[0]] ? rest[0] : 'main'
 		print(HELP[topic])
@@ -150,6 +168,7 @@ async function main(argv, { env = process.env, out = process.stdout, err = proce
 				'blueprints',
 				'json',
 				'help',
+				'version',
 			]
 			if (!common.includes(name) && !COMMAND_OPTIONS[command].includes(name)) {
 				throw new UsageError(`${command} does not take --${name}`)
@@ -157,7 +176,15 @@ async function main(argv, { env = process.env, out = process.stdout, err = proce
 		}
 		const blueprints = await loadBlueprints(values.blueprints ?? env.FLOWCRAFT_BLUEPRINTS)
 		adapter = createAdapter(values, env, blueprints)
-		const ctx = { adapter, blueprints, values, print, err, json: !!values.json }
+		const ctx = {
+			adapter,
+			blueprints,
+			values,
+			print,
+			err,
+			json: !!values.json,
+			amqpUrl: amqpUrlOf(values, env),
+		}
 		switch (command) {
 			case 'runs':
 				if (rest.length) throw new UsageError(`runs takes no argument; got ${JSON.stringify(rest[0])}`)
@@ -176,7 +203,8 @@ async function main(argv, { env = process.env, out = process.stdout, err = proce
 		return EXIT_USAGE
 	} catch (e) {
 		if (e instanceof UsageError) {
-			err.write(`flowcraft-rabbitmq: ${e.message}\nRun flowcraft-rabbitmq ${command} --help for the usage.\n`)
+			const code = e.code ? ` [${e.code}]` : ''
+			err.write(`flowcraft-rabbitmq: ${e.message}${code}\nRun flowcraft-rabbitmq ${command} --help for the usage.\n`)
 			return EXIT_USAGE
 		}
 		err.write(`flowcraft-rabbitmq: ${explain(e, values, env)}\n`)
@@ -188,11 +216,18 @@ async function main(argv, { env = process.env, out = process.stdout, err = proce
 
 // ─────────────────────────────────────────────────────────────── setup
 
+/** The job queue when neither --queue nor FLOWCRAFT_QUEUE is given: the README's and the demo's. */
+const DEFAULT_QUEUE = 'flowcraft-jobs'
+
+function amqpUrlOf(values, env) {
+	return values['amqp-url'] ?? env.RABBITMQ_URL ?? env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
+}
+
 function createAdapter(values, env, blueprints) {
 	const { RabbitMqAdapter, RedisCoordinationStore } = require('..')
 	const pg = values['postgres-url'] ?? env.POSTGRES_URL
 	const redis = values['redis-url'] ?? env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-	const amqp = values['amqp-url'] ?? env.RABBITMQ_URL ?? env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
+	const amqp = amqpUrlOf(values, env)
 	const quiet = {
 		debug() {},
 		info() {},
@@ -203,7 +238,7 @@ function createAdapter(values, env, blueprints) {
 		amqpConnection: amqp,
 		pgClient: pg || {},
 		coordinationStore: new RedisCoordinationStore(redis),
-		queueName: values.queue ?? env.FLOWCRAFT_QUEUE ?? undefined,
+		queueName: values.queue ?? (env.FLOWCRAFT_QUEUE || DEFAULT_QUEUE),
 		contextTableName: values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? undefined,
 		statusTableName: values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? undefined,
 		// An operations tool does not create tables: a typo in a table name is an error.
@@ -212,32 +247,18 @@ function createAdapter(values, env, blueprints) {
 	})
 }
 
-async function loadBlueprints(modulePath) {
-	if (modulePath === undefined || modulePath === '') return undefined
-	const file = path.resolve(modulePath)
-	let mod
-	try {
-		mod = require(file)
-	} catch (e) {
-		if (e && e.code === 'ERR_REQUIRE_ESM') {
-			mod = await import(pathToFileURL(file).href)
-		} else if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(file)) {
-			throw new UsageError(`--blueprints: cannot find the module ${file}`)
-		} else {
-			throw new Error(`--blueprints: loading ${file} failed: ${e?.message}`)
-		}
-	}
-	let bps = mod && (mod.blueprints ?? mod.default?.blueprints)
-	if (bps instanceof Map) bps = Object.fromEntries(bps)
-	if (!bps || typeof bps !== 'object') {
-		throw new UsageError(`--blueprints: ${file} must export \`blueprints\` (an object of blueprint id → blueprint)`)
-	}
-	return bps
-}
-
 function needBlueprints(ctx, command) {
 	if (!ctx.blueprints)
 		throw new UsageError(`${command} needs the blueprints: pass --blueprints <module> (or set FLOWCRAFT_BLUEPRINTS)`)
+}
+
+/**
+ * Before a command reaches RabbitMQ: the job queue and its dead-letter queue must
+ * exist, since the native core declares both when it connects (lib/cli/queues.js).
+ */
+function needQueues(ctx) {
+	const q = ctx.adapter.queueName
+	return assertQueuesExist(ctx.amqpUrl, [q, `${q}.dead`])
 }
 
 function positiveInt(value, name, fallback) {
@@ -339,9 +360,19 @@ async function cmdRuns(ctx) {
 	return EXIT_OK
 }
 
+/** Ids of the nodes whose output the run's context holds (what the core counts as done). */
+function doneNodeIds(run) {
+	return Object.keys(run.context || {})
+		.filter((k) => k.startsWith('_outputs.'))
+		.map((k) => k.slice('_outputs.'.length))
+}
+
+/** The Mermaid graph in a fenced block, ready to paste into Markdown. */
+const fenced = (mermaid) => `\`\`\`mermaid\n${mermaid}\n\`\`\``
+
 async function cmdShow(ctx, runId) {
 	const { adapter, print } = ctx
-	needBlueprints(ctx, 'show')
+	if (ctx.values.mermaid) needBlueprints(ctx, 'show --mermaid')
 	const run = await adapter.getRun(runId)
 	if (!run) {
 		ctx.err.write(
@@ -349,20 +380,26 @@ async function cmdShow(ctx, runId) {
 		)
 		return EXIT_FAILED
 	}
-	const bp = run.blueprintId ? ctx.blueprints[run.blueprintId] : undefined
+	// Without --blueprints the status is still known; with them, a run whose blueprint
+	// is not among them is an error (the wrong module, or an old blueprint).
+	const bp = ctx.blueprints && run.blueprintId ? ctx.blueprints[run.blueprintId] : undefined
+	const missingBp = ctx.blueprints !== undefined && !bp
 	const mermaid = bp ? toMermaid(bp, run.nodes) : undefined
 	if (ctx.json) {
 		print(JSON.stringify({ ...run, mermaid }, null, 2))
-		return bp ? EXIT_OK : EXIT_FAILED
+		return missingBp ? EXIT_FAILED : EXIT_OK
 	}
 	if (ctx.values.mermaid) {
 		if (!mermaid)
 			throw new Error(`the blueprint ${JSON.stringify(run.blueprintId)} of run ${runId} is not in --blueprints`)
-		print(mermaid)
+		print(fenced(mermaid))
 		return EXIT_OK
 	}
-	const done = run.nodes.filter((n) => n.state === 'done').length
-	const version = bp && bp.metadata && bp.metadata.version !== undefined ? ` (version ${bp.metadata.version})` : ''
+	const doneIds = bp ? run.nodes.filter((n) => n.state === 'done').map((n) => n.id) : doneNodeIds(run)
+	const runVersion = run.context.blueprintVersion
+	const bpVersion = bp?.metadata?.version
+	const v = runVersion !== undefined && runVersion !== null ? runVersion : bpVersion
+	const version = v !== undefined && v !== null ? ` (version ${v})` : ''
 	const lines = [
 		['Run', run.runId],
 		['Blueprint', `${run.blueprintId ?? '-'}${version}`],
@@ -371,14 +408,24 @@ async function cmdShow(ctx, runId) {
 	if (run.reason) lines.push(['Reason', run.reason])
 	if (run.updatedAt)
 		lines.push(['Updated', `${run.updatedAt.toISOString()} (${ago((Date.now() - run.updatedAt.getTime()) / 1000)})`])
-	lines.push(['Progress', bp ? `${done}/${bp.nodes.length} nodes done` : '?'])
+	lines.push([
+		'Progress',
+		bp
+			? `${doneIds.length}/${bp.nodes.length} nodes done`
+			: `${doneIds.length}/? nodes done${doneIds.length ? ` (${doneIds.join(', ')})` : ''}`,
+	])
 	const w = Math.max(...lines.map((l) => l[0].length))
-	for (const [k, v] of lines) print(`${k.padEnd(w)}  ${v}`)
-	if (!bp) {
+	for (const [k, val] of lines) print(`${k.padEnd(w)}  ${val}`)
+	if (missingBp) {
 		ctx.err.write(
 			`flowcraft-rabbitmq: the blueprint ${JSON.stringify(run.blueprintId)} of this run is not in --blueprints; its nodes are unknown\n`,
 		)
 		return EXIT_FAILED
+	}
+	if (!bp) {
+		print()
+		print('Pass --blueprints <module> for the state of each node and the graph.')
+		return EXIT_OK
 	}
 	print()
 	print(
@@ -388,7 +435,7 @@ async function cmdShow(ctx, runId) {
 		),
 	)
 	print()
-	print(mermaid)
+	print(fenced(mermaid))
 	return EXIT_OK
 }
 
@@ -443,8 +490,12 @@ async function cmdReconcile(ctx, runId) {
 	const { adapter, values, print } = ctx
 	needBlueprints(ctx, 'reconcile')
 	const stalledSeconds = seconds(values['stalled-seconds'], 'stalled-seconds', 300)
+	const limit = runId === undefined ? positiveInt(values.limit, 'limit', 100) : undefined
+	if (runId !== undefined && values.limit !== undefined)
+		throw new UsageError('--limit applies to reconciling all stalled runs, not one run')
+	// reconciling publishes jobs: to the queue the workers consume, never to a new one
+	await needQueues(ctx)
 	if (runId !== undefined) {
-		if (values.limit !== undefined) throw new UsageError('--limit applies to reconciling all stalled runs, not one run')
 		const enqueued = [...(await adapter.reconcile(runId, { staleAfterMs: Math.ceil(stalledSeconds * 1000) }))]
 		if (ctx.json) print(JSON.stringify({ runId, enqueued }))
 		else if (enqueued.length) print(`Run ${runId}: enqueued ${enqueued.join(', ')}`)
@@ -465,7 +516,7 @@ async function cmdReconcile(ctx, runId) {
 	const reconciler = createRabbitMqReconciler({
 		adapter,
 		stalledThresholdSeconds: stalledSeconds,
-		limit: positiveInt(values.limit, 'limit', 100),
+		limit,
 		logger: silent,
 		onProgress: ({ runId: id, index, total, enqueued, error }) => {
 			results.push({
@@ -492,6 +543,7 @@ async function cmdReconcile(ctx, runId) {
 async function cmdDeadLetters(ctx) {
 	const { adapter, values, print } = ctx
 	const limit = positiveInt(values.limit, 'limit', 20)
+	await needQueues(ctx)
 	const list = await adapter.deadLetters({ limit })
 	if (ctx.json) {
 		print(JSON.stringify(list, null, 2))
@@ -521,6 +573,7 @@ async function cmdDeadLetters(ctx) {
 async function cmdRequeue(ctx) {
 	const { adapter, values, print } = ctx
 	const limit = positiveInt(values.limit, 'limit', 100)
+	await needQueues(ctx)
 	if (!ctx.json) print(`Moving up to ${limit} dead letter(s) from ${adapter.queueName}.dead to ${adapter.queueName}...`)
 	const moved = await adapter.requeueDeadLetters({ limit })
 	if (ctx.json) print(JSON.stringify({ requeued: moved }))
