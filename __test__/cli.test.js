@@ -39,7 +39,8 @@ function cli(env, args, { connection = true, cwd, extraEnv = {} } = {}) {
 				timeout: 30000,
 				cwd,
 			},
-			(error, stdout, stderr) => resolve({ code: error ? error.code : 0, signal: error?.signal, stdout, stderr }),
+			(error, stdout, stderr) =>
+				resolve({ code: error ? error.code : 0, signal: error ? error.signal : null, stdout, stderr }),
 		)
 	})
 }

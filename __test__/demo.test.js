@@ -32,7 +32,8 @@ test('node demo/run.js exits 0: every run completed and the worker stopped on SI
 				},
 				timeout: 90000,
 			},
-			(error, stdout, stderr) => resolve({ code: error ? error.code : 0, signal: error?.signal, stdout, stderr }),
+			(error, stdout, stderr) =>
+				resolve({ code: error ? error.code : 0, signal: error ? error.signal : null, stdout, stderr }),
 		)
 	})
 	const runIds = [...r.stdout.matchAll(/started \S+ as (\S+)/g)].map((m) => m[1])
