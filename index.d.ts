@@ -29,6 +29,7 @@ export type ErrorCode =
 	| 'ERR_AMQP'
 	| 'ERR_INVALID_JSON'
 	| 'ERR_UNSUPPORTED'
+	| 'ERR_TLS'
 
 /**
  * The error codes by name, e.g. `if (err.code === ErrorCodes.PG_CONNECT)`.
@@ -49,6 +50,7 @@ export type ErrorCode =
  *   a service refused the connection / a command failed.
  * - `ERR_INVALID_JSON`: stored data that is not valid JSON.
  * - `ERR_UNSUPPORTED`: an operation the native core does not support.
+ * - `ERR_TLS`: a TLS connection failed: the server's certificate does not verify, or the port does not speak TLS.
  */
 export declare const ErrorCodes: {
 	readonly INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT'
@@ -72,6 +74,7 @@ export declare const ErrorCodes: {
 	readonly AMQP: 'ERR_AMQP'
 	readonly INVALID_JSON: 'ERR_INVALID_JSON'
 	readonly UNSUPPORTED: 'ERR_UNSUPPORTED'
+	readonly TLS: 'ERR_TLS'
 }
 
 /** The shape of every error this package throws or rejects with. */
@@ -433,6 +436,20 @@ export interface RuntimeOptions<TDependencies extends Record<string, any> = Reco
 
 // ───────────────────────────────────────────────────────────────── adapter options
 
+/** TLS options as Node's `tls.connect` takes them (PEM as strings or Buffers). */
+export interface TlsOptions {
+	/** CA certificates to trust, beside the system's and `NODE_EXTRA_CA_CERTS`. */
+	ca?: string | Buffer | Array<string | Buffer> | undefined
+	/** Client certificate chain, for servers that ask for one. */
+	cert?: string | Buffer | Array<string | Buffer> | undefined
+	/** The client certificate's private key. */
+	key?: string | Buffer | undefined
+	/** The name to verify (and send as SNI) when it is not the host connected to. */
+	servername?: string | undefined
+	/** `false` turns certificate verification off (a warning is logged). Default `true`. */
+	rejectUnauthorized?: boolean | undefined
+}
+
 /** An amqplib connection (`await amqplib.connect(url)`): host and port are read from its socket. */
 export interface AmqpConnectionLike {
 	connection: object
@@ -447,7 +464,15 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 */
 	amqpConnection: AmqpConnectionLike | string
 	/** Credentials (and vhost) for an amqplib `amqpConnection`. */
-	amqpUrl?: string
+	amqpUrl?: string | undefined
+	/**
+	 * TLS for an `amqps://` broker, in Node's `tls` option forms: the CA to trust (beside
+	 * the system's and `NODE_EXTRA_CA_CERTS`), a client certificate and key, the name to
+	 * verify. Needed when `amqpConnection` is an amqplib connection, which keeps none of
+	 * its socket options; an `amqps://` URL may instead carry RabbitMQ's `cacertfile`,
+	 * `certfile`, `keyfile`, `verify` and `server_name_indication` parameters.
+	 */
+	amqpTls?: TlsOptions | undefined
 	/** A `pg.Client`, `pg.Pool`, `postgres://` URL or pg config object. */
 	pgClient: PgClientInput
 	/**

@@ -11,7 +11,7 @@
 
 const crypto = require('node:crypto')
 const { loadNative, constructNative, callNative } = require('./load-native')
-const { toPgTarget, toAmqpUrl } = require('./targets')
+const { toPgTarget, toAmqpUrl, tlsSettings } = require('./targets')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
 const { createNotify, createEvaluate } = require('./callbacks')
 const { createConsoleLogger, safeLogger } = require('./logger')
@@ -112,6 +112,12 @@ class RabbitMqAdapter {
 			throw invalidArgument('RabbitMqAdapter: amqpConnection is required (an amqplib connection or an amqp:// URL)')
 		}
 		const amqpUrl = toAmqpUrl(o.amqpConnection, { amqpUrl: o.amqpUrl })
+		const amqpTls = tlsSettings(o.amqpTls, 'RabbitMqAdapter: amqpTls')
+		if (amqpTls && !/^amqps:/i.test(amqpUrl)) {
+			throw invalidArgument(
+				'RabbitMqAdapter: amqpTls was given but the broker connection is not amqps://: connect with amqps:// (or an amqplib TLS connection) so the link is encrypted',
+			)
+		}
 
 		const logger = ro.logger || createConsoleLogger()
 		// Internal state lives in one non-enumerable slot: console.log(adapter) must not
@@ -131,6 +137,7 @@ class RabbitMqAdapter {
 				redisTarget,
 				coordinate,
 				amqpUrl,
+				amqpTls,
 				queueName: o.queueName,
 				contextTableName: o.contextTableName,
 				statusTableName: o.statusTableName,
@@ -517,6 +524,7 @@ async function buildConfig(s) {
 	for (const [key, impl] of s.registry) kinds[key] = isNodeClass(impl) ? 'class' : 'function'
 	return JSON.stringify({
 		amqpUrl: s.amqpUrl,
+		amqpTls: s.amqpTls,
 		pg,
 		redis: s.redisTarget,
 		queueName: s.queueName,

@@ -27,6 +27,7 @@ const CODES = Object.freeze({
 	AMQP: 'ERR_AMQP',
 	INVALID_JSON: 'ERR_INVALID_JSON',
 	UNSUPPORTED: 'ERR_UNSUPPORTED',
+	TLS: 'ERR_TLS',
 })
 
 /** An Error (or TypeError, for wrong argument types) with a stable `code`. */

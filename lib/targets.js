@@ -5,6 +5,7 @@
 // Only properties are read: none of those packages is required at run time, and the
 // user's own connections are never used for I/O by this package.
 
+const fs = require('node:fs')
 const { CODES, codedError, invalidArgument, describe } = require('./errors')
 
 const isObject = (v) => v !== null && typeof v === 'object'
@@ -46,8 +47,8 @@ function fromPgParams(p) {
 	if (Number.isFinite(port)) target.port = port
 	if (nonEmpty(p.user) !== undefined) target.user = String(p.user)
 	if (nonEmpty(p.database) !== undefined) target.database = String(p.database)
-	// The core refuses TLS with a clear error if it cannot do it; that is not decided here.
-	if (p.ssl) target.ssl = true
+	const tls = tlsSettings(p.ssl, 'pg ssl')
+	if (tls) target.tls = tls
 	let passwordFn
 	const password = p.password
 	if (typeof password === 'function') passwordFn = password
@@ -69,13 +70,78 @@ function resolvePgConfig(config, env) {
 		host: pick('host', 'PGHOST') ?? 'localhost',
 		port: pick('port', 'PGPORT') ?? 5432,
 		password: pick('password', 'PGPASSWORD'),
-		ssl: c.ssl === undefined ? sslFromMode(env.PGSSLMODE) : c.ssl,
+		ssl: withRootCert(c.ssl === undefined ? sslFromMode(env.PGSSLMODE) : c.ssl, env.PGSSLROOTCERT),
 	}
 }
 
-function sslFromMode(mode) {
+/**
+ * pg's `ssl` for an sslmode, as node-pg reads it: prefer, require, verify-ca and
+ * verify-full all verify the certificate and its host name, and never fall back to
+ * plaintext; no-verify encrypts without verifying. With `uselibpqcompat=true`
+ * (node-pg's switch for libpq's meanings): prefer tries TLS and falls back, require
+ * encrypts without verifying (verify-ca when a root certificate is given),
+ * verify-ca checks the chain only, verify-full checks everything.
+ */
+function sslFromMode(mode, { libpq = false, rootCert = false } = {}) {
 	if (mode === undefined || mode === null || mode === '' || mode === 'disable' || mode === 'allow') return false
-	return true // prefer, require, verify-ca, verify-full, no-verify
+	if (mode === 'no-verify') return { rejectUnauthorized: false }
+	if (!['prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
+		throw invalidArgument(
+			`sslmode ${JSON.stringify(mode)} is not one of disable, prefer, require, verify-ca, verify-full, no-verify`,
+		)
+	}
+	if (!libpq || mode === 'verify-full') return {}
+	if (mode === 'prefer') return { rejectUnauthorized: false, optional: true }
+	if (mode === 'verify-ca' || rootCert) return { verify: 'chain' }
+	return { rejectUnauthorized: false }
+}
+
+/** libpq's PGSSLROOTCERT: the CA file to trust when TLS is on and no CA was given. */
+function withRootCert(ssl, path) {
+	if (!ssl || !path || path === 'system') return ssl
+	const o = ssl === true ? {} : ssl
+	return o.ca === undefined ? { ...o, ca: readPem(path, 'PGSSLROOTCERT') } : ssl
+}
+
+function readPem(path, what) {
+	try {
+		return fs.readFileSync(path, 'utf8')
+	} catch (e) {
+		throw invalidArgument(`cannot read ${what} ${JSON.stringify(path)}: ${e.message}`)
+	}
+}
+
+/** PEM text from a string, a Buffer or an array of them (the forms Node's tls takes). */
+function pemText(v, what) {
+	if (v === undefined || v === null) return undefined
+	if (Array.isArray(v)) return v.map((x) => pemText(x, what)).join('\n')
+	if (typeof v === 'string') return v
+	if (Buffer.isBuffer(v) || v instanceof Uint8Array) return Buffer.from(v).toString('utf8')
+	throw invalidArgument(`${what} must be PEM text (a string or Buffer, or an array of them); got ${describe(v)}`)
+}
+
+/**
+ * The core's TLS settings from Node-style TLS options (pg's `ssl`, ioredis' `tls`,
+ * our `amqpTls`): `true` or `{}` verify fully; `rejectUnauthorized: false` turns
+ * verification off (the core logs a warning); a `checkServerIdentity` that accepts
+ * every name (node-pg's libpq verify-ca) checks the chain only.
+ */
+function tlsSettings(ssl, what) {
+	if (!ssl) return undefined
+	if (ssl === true) return {}
+	if (!isObject(ssl)) throw invalidArgument(`${what} must be true, false or a TLS options object; got ${describe(ssl)}`)
+	const out = {}
+	const ca = pemText(ssl.ca, `${what}.ca`)
+	if (ca !== undefined) out.ca = ca
+	const cert = pemText(ssl.cert, `${what}.cert`)
+	if (cert !== undefined) out.cert = cert
+	const key = pemText(ssl.key, `${what}.key`)
+	if (key !== undefined) out.key = key
+	if (typeof ssl.servername === 'string' && ssl.servername) out.serverName = ssl.servername
+	if (ssl.verify === 'chain' || typeof ssl.checkServerIdentity === 'function') out.verify = 'chain'
+	if (ssl.rejectUnauthorized === false) out.verify = 'none'
+	if (ssl.optional === true) out.optional = true
+	return out
 }
 
 /** A small parser for `postgres://user:pass@host:port/db?sslmode=...` and `/socket/dir db`. */
@@ -109,11 +175,23 @@ function parsePgConnectionString(str) {
 	}
 	if (url.username) config.user = dec(url.username)
 	if (url.password) config.password = dec(url.password)
-	for (const [k, v] of url.searchParams) {
+	const q = url.searchParams
+	for (const [k, v] of q) {
 		if (k === 'host' || k === 'port' || k === 'user' || k === 'password') config[k] = v
 		else if (k === 'dbname' || k === 'database') config.database = v
 		else if (k === 'ssl') config.ssl = v === 'true' || v === '1'
-		else if (k === 'sslmode') config.ssl = sslFromMode(v)
+	}
+	const rootCert = q.get('sslrootcert')
+	if (q.has('sslmode')) {
+		const libpq = q.get('uselibpqcompat') === 'true'
+		config.ssl = sslFromMode(q.get('sslmode'), { libpq, rootCert: !!rootCert })
+	}
+	if (config.ssl) {
+		const ssl = config.ssl === true ? {} : { ...config.ssl }
+		if (rootCert && rootCert !== 'system') ssl.ca = readPem(rootCert, 'sslrootcert')
+		if (q.get('sslcert')) ssl.cert = readPem(q.get('sslcert'), 'sslcert')
+		if (q.get('sslkey')) ssl.key = readPem(q.get('sslkey'), 'sslkey')
+		config.ssl = ssl
 	}
 	return config
 }
@@ -151,7 +229,8 @@ function toRedisTarget(redis) {
 	const keyPrefix = typeof o.keyPrefix === 'string' ? o.keyPrefix : ''
 	if (typeof o.url === 'string') {
 		checkRedisUrl(o.url)
-		return { target: { url: o.url }, keyPrefix }
+		const tls = tlsSettings(o.tls, 'redis tls')
+		return { target: tls ? { url: o.url, tls } : { url: o.url }, keyPrefix }
 	}
 	const db = o.db === undefined || o.db === null ? 0 : Number(o.db)
 	if (!Number.isInteger(db) || db < 0)
@@ -172,7 +251,8 @@ function toRedisTarget(redis) {
 	}
 	if (nonEmpty(o.username) !== undefined) target.username = String(o.username)
 	if (nonEmpty(o.password) !== undefined) target.password = String(o.password)
-	if (o.tls) target.tls = true
+	const tls = tlsSettings(o.tls, 'redis tls')
+	if (tls) target.tls = tls
 	return { target, keyPrefix }
 }
 
@@ -248,7 +328,8 @@ function toAmqpUrl(amqpConnection, { amqpUrl, env = process.env } = {}) {
 	const hostPart = host.includes(':') ? `[${host}]` : host
 	let url = `${tls ? 'amqps' : 'amqp'}://${encodeURIComponent(user)}:${encodeURIComponent(pass)}@${hostPart}:${port}`
 	if (vhost !== '/') url += `/${encodeURIComponent(vhost)}`
-	if (heartbeat !== undefined) url += `${vhost === '/' ? '/' : ''}?heartbeat=${encodeURIComponent(heartbeat)}`
+	// No path means vhost '/' (a bare '/' would be the empty vhost to the core's URL parser).
+	if (heartbeat !== undefined) url += `?heartbeat=${encodeURIComponent(heartbeat)}`
 	return url
 }
 
@@ -271,4 +352,4 @@ function redactUrl(url) {
 	return String(url).replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@')
 }
 
-module.exports = { toPgTarget, toRedisTarget, toAmqpUrl, parsePgConnectionString, redactUrl, isLoopback }
+module.exports = { toPgTarget, toRedisTarget, toAmqpUrl, tlsSettings, parsePgConnectionString, redactUrl, isLoopback }

@@ -11,10 +11,11 @@ use flowcraft_core::coordination::{Coordination, RedisTarget};
 use flowcraft_core::error::CoreError;
 use flowcraft_core::executor::{BoxFuture, Level, NodeExecutor, NodeRequest, NodeResponse};
 use flowcraft_core::job::JobRunner;
-use flowcraft_core::pg::PgTarget;
+use flowcraft_core::pg::{PgTarget, PgTls};
 use flowcraft_core::queue::QueueTarget;
 use flowcraft_core::run_store::RunStore;
 use flowcraft_core::runs::RunClient;
+use flowcraft_core::tls::{TlsSettings, Verify};
 use flowcraft_core::worker::{Worker, WorkerConfig};
 use napi::bindgen_prelude::Promise;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -26,6 +27,20 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Runs when Node loads the addon, before any thread of ours exists: every
+/// thread (tokio's and lapin's I/O thread) gets a stack deep enough for any
+/// header table a broker frame can hold (see queue::THREAD_STACK_BYTES).
+#[napi_derive::module_init]
+fn init() {
+    flowcraft_core::queue::size_io_threads();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(flowcraft_core::queue::THREAD_STACK_BYTES)
+        .build()
+        .expect("the tokio runtime starts");
+    napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
+}
 
 fn js_error(e: CoreError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code(), e))
@@ -46,6 +61,43 @@ pub struct PgTargetJs {
     pub password: Option<String>,
     pub database: Option<String>,
     pub ssl: Option<bool>,
+    pub tls: Option<TlsJs>,
+}
+
+/// TLS settings of one service (PEM text, not file names).
+#[napi(object)]
+#[derive(Clone, Default)]
+pub struct TlsJs {
+    /// Extra CAs to trust, beside the system's and NODE_EXTRA_CA_CERTS.
+    pub ca: Option<String>,
+    /// Client certificate chain.
+    pub cert: Option<String>,
+    /// Client private key.
+    pub key: Option<String>,
+    /// The name to verify and send as SNI, when it is not the host.
+    pub server_name: Option<String>,
+    /// 'full' (default), 'chain' (not the host name) or 'none'.
+    pub verify: Option<String>,
+    /// PostgreSQL only: a server without TLS may be used in plaintext (libpq's prefer).
+    pub optional: Option<bool>,
+}
+
+impl TlsJs {
+    fn core(&self) -> napi::Result<TlsSettings> {
+        let verify = match self.verify.as_deref() {
+            None | Some("full") => Verify::Full,
+            Some("chain") => Verify::Chain,
+            Some("none") => Verify::None,
+            Some(other) => return Err(invalid(format!("tls.verify {other:?} must be 'full', 'chain' or 'none'"))),
+        };
+        Ok(TlsSettings {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            server_name: self.server_name.clone(),
+            verify,
+        })
+    }
 }
 
 /// A TCP port from JS, refused when out of range.
@@ -67,6 +119,10 @@ impl PgTargetJs {
             password: self.password.clone(),
             database: self.database.clone(),
             ssl: self.ssl,
+            tls: match &self.tls {
+                Some(t) => Some(PgTls { settings: t.core()?, optional: t.optional.unwrap_or(false) }),
+                None => None,
+            },
         })
     }
 }
@@ -81,7 +137,7 @@ pub struct RedisTargetJs {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: Option<u32>,
-    pub tls: Option<bool>,
+    pub tls: Option<TlsJs>,
 }
 
 impl RedisTargetJs {
@@ -94,7 +150,7 @@ impl RedisTargetJs {
             username: self.username.clone(),
             password: self.password.clone(),
             db: self.db.map(i64::from),
-            tls: self.tls,
+            tls: self.tls.as_ref().map(TlsJs::core).transpose()?,
             // The JS store prefixes its keys itself.
             key_prefix: None,
         })
@@ -190,6 +246,10 @@ impl NativeRedisStore {
 #[serde(rename_all = "camelCase")]
 struct ConfigJson {
     amqp_url: String,
+    /// TLS settings for `amqps://` beside the URL's own (e.g. the CA when the
+    /// user passed an amqplib connection, which keeps no socket options).
+    #[serde(default)]
+    amqp_tls: Option<TlsSettings>,
     pg: PgTarget,
     /// Absent when the user's coordination store is not ours: then its
     /// methods are called through the `coordinate` callback.
@@ -385,8 +445,7 @@ impl NativeWorker {
         let worker = Worker::new(
             runner,
             WorkerConfig {
-                amqp_url: config.amqp_url,
-                queue: config.queue_name,
+                target: QueueTarget { url: config.amqp_url, queue: config.queue_name, tls: config.amqp_tls },
                 concurrency: config.concurrency,
                 create_tables: config.create_tables,
                 max_deliveries: config.max_deliveries,
@@ -462,7 +521,11 @@ impl NativeRuns {
             &config.status_table_name,
             blueprints,
             coordination,
-            QueueTarget { url: config.amqp_url.clone(), queue: config.queue_name.clone() },
+            QueueTarget {
+                url: config.amqp_url.clone(),
+                queue: config.queue_name.clone(),
+                tls: config.amqp_tls.clone(),
+            },
             config.create_tables,
         )
         .map_err(js_error)?;

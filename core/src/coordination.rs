@@ -3,6 +3,7 @@
 //! self-reconnecting connection per Redis target per process.
 
 use crate::error::{CoreError, CoreResult};
+use crate::tls::{self, TlsSettings, Verify};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -18,7 +19,8 @@ pub struct RedisTarget {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: Option<i64>,
-    pub tls: Option<bool>,
+    /// TLS as ioredis' `tls` option gives it; a `rediss://` URL implies it.
+    pub tls: Option<TlsSettings>,
     /// Prepended to every key, as ioredis' `keyPrefix` does.
     pub key_prefix: Option<String>,
 }
@@ -40,14 +42,33 @@ impl RedisTarget {
         RedisTarget { url: Some(url.to_string()), ..Default::default() }
     }
 
+    fn tls(&self) -> Option<TlsSettings> {
+        let secure_url =
+            self.url.as_deref().is_some_and(|u| u.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("rediss:")));
+        self.tls.clone().or_else(|| secure_url.then(TlsSettings::default))
+    }
+
+    /// The URL the redis crate connects to; `rediss://` when TLS is on, with
+    /// its `#insecure` marker when verification was turned off.
     fn url(&self) -> CoreResult<String> {
-        if self.tls == Some(true) || self.url.as_deref().is_some_and(|u| u.starts_with("rediss:")) {
+        let url = self.plain_url();
+        let Some(tls) = self.tls() else { return Ok(url) };
+        if tls.verify == Verify::Chain {
             return Err(CoreError::Unsupported(
-                "TLS connections to Redis are not supported yet: use a redis:// URL (e.g. over a private network or a local TLS proxy)".into(),
+                "TLS to Redis verifies the certificate fully, or not at all (rejectUnauthorized: false)".into(),
             ));
         }
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+        Ok(match tls.verify {
+            Verify::None => format!("rediss://{rest}#insecure"),
+            _ => format!("rediss://{rest}"),
+        })
+    }
+
+    fn plain_url(&self) -> String {
         if let Some(u) = &self.url {
-            return Ok(u.clone());
+            return u.clone();
         }
         let auth = match (&self.username, &self.password) {
             (Some(u), Some(p)) => format!("{}:{}@", encode(u), encode(p)),
@@ -57,19 +78,41 @@ impl RedisTarget {
         };
         let host = self.host.as_deref().unwrap_or("127.0.0.1");
         let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-        Ok(format!("redis://{auth}{host}:{}/{}", self.port.unwrap_or(6379), self.db.unwrap_or(0)))
+        format!("redis://{auth}{host}:{}/{}", self.port.unwrap_or(6379), self.db.unwrap_or(0))
+    }
+
+    /// A client for this target, with the user's CA and client certificate.
+    fn client(&self) -> CoreResult<redis::Client> {
+        let url = self.url()?;
+        let invalid = |e: redis::RedisError| CoreError::InvalidArgument(format!("invalid Redis URL: {e}"));
+        let Some(tls) = self.tls() else { return redis::Client::open(url.as_str()).map_err(invalid) };
+        if let Some(name) = &tls.server_name {
+            let host = redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(invalid)?;
+            if !host.addr().to_string().starts_with(&format!("{name}:")) {
+                return Err(CoreError::Unsupported(format!(
+                    "TLS to Redis checks the certificate against the host connected to; servername {name:?} differs from it"
+                )));
+            }
+        }
+        // Builds the rustls configuration once to report bad PEM before connecting.
+        tls::client_config(&tls, "Redis")?;
+        let client_tls = match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: cert.clone().into_bytes(),
+                client_key: key.clone().into_bytes(),
+            }),
+            _ => None,
+        };
+        let root_cert = tls::root_bundle_pem(&tls)?;
+        redis::Client::build_with_tls(url.as_str(), redis::TlsCertificates { client_tls, root_cert }).map_err(invalid)
     }
 
     /// `host:port` for messages; never the password.
     pub fn label(&self) -> String {
-        match self.url() {
-            Ok(u) => {
-                let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
-                let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-                rest.split('/').next().unwrap_or(rest).to_string()
-            }
-            Err(_) => "<invalid target>".into(),
-        }
+        let u = self.plain_url();
+        let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest).to_string()
     }
 }
 
@@ -139,16 +182,18 @@ impl Coordination {
         let target = &self.target;
         self.conn
             .get_or_try_init(|| async {
-                let client = redis::Client::open(target.url()?.as_str())
-                    .map_err(|e| CoreError::InvalidArgument(format!("invalid Redis URL: {e}")))?;
+                let client = target.client()?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(5)))
                     .set_response_timeout(Some(Duration::from_secs(10)))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_secs(2));
-                ConnectionManager::new_with_config(client, config)
-                    .await
-                    .map_err(|source| CoreError::RedisConnect { target: target.label(), source })
+                ConnectionManager::new_with_config(client, config).await.map_err(|source| {
+                    match tls::tls_failure(&source) {
+                        Some(reason) => CoreError::Tls { service: "Redis", target: target.label(), reason },
+                        None => CoreError::RedisConnect { target: target.label(), source },
+                    }
+                })
             })
             .await
             .cloned()

@@ -25,6 +25,8 @@ pub enum CoreError {
     InvalidBlueprint { id: String, reason: String },
     #[error("invalid JSON in {what}: {source}")]
     InvalidJson { what: String, source: serde_json::Error },
+    #[error("TLS to {service} at {target} failed: {reason}. Check the CA you trust (ca, sslrootcert, cacertfile or NODE_EXTRA_CA_CERTS) and that the port serves TLS")]
+    Tls { service: &'static str, target: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -47,6 +49,7 @@ impl CoreError {
             CoreError::Amqp { .. } => "ERR_AMQP",
             CoreError::InvalidBlueprint { .. } => "ERR_INVALID_BLUEPRINT",
             CoreError::InvalidJson { .. } => "ERR_INVALID_JSON",
+            CoreError::Tls { .. } => "ERR_TLS",
             CoreError::Unsupported(_) => "ERR_UNSUPPORTED",
             CoreError::WorkerState(_) => "ERR_WORKER_STATE",
             CoreError::Timeout(_) => "ERR_TIMEOUT",

@@ -14,4 +14,5 @@ pub mod queue;
 pub mod routing;
 pub mod run_store;
 pub mod runs;
+pub mod tls;
 pub mod worker;

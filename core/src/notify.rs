@@ -109,9 +109,7 @@ impl Listener {
     }
 
     async fn listen_once(&self, first: &mut bool) -> Result<(), String> {
-        let config = self.target.config().map_err(|e| e.to_string())?;
-        let (client, mut connection) =
-            config.connect(tokio_postgres::NoTls).await.map_err(|e| crate::error::chain(&e))?;
+        let (client, mut connection) = self.target.open().await.map_err(|e| e.to_string())?;
         let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
             let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

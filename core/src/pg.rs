@@ -5,14 +5,17 @@
 //! busy open connection; a new one (up to `POOL_SIZE`) is opened only when all
 //! are busy, so an idle or lightly loaded process holds one or two.
 
-use crate::error::{CoreError, CoreResult};
+use crate::error::{self, CoreError, CoreResult};
+use crate::tls::{self, TlsSettings};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_postgres::{Client, Config, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Where a PostgreSQL server is, as read from the user's `pg` object or URL.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, Hash)]
@@ -24,34 +27,58 @@ pub struct PgTarget {
     pub user: Option<String>,
     pub password: Option<String>,
     pub database: Option<String>,
+    /// `true`: TLS with full verification (node-pg's `ssl: true`).
     pub ssl: Option<bool>,
+    /// TLS as the JS layer read it from pg's `ssl` option, `sslmode` or `PGSSLMODE`.
+    pub tls: Option<PgTls>,
 }
+
+/// TLS to PostgreSQL: what to verify, and whether a server without TLS may be
+/// used in plaintext (libpq's `sslmode=prefer`; node-pg never falls back).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct PgTls {
+    #[serde(flatten)]
+    pub settings: TlsSettings,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// A connection to PostgreSQL, encrypted or not.
+pub type PgConnection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
 
 impl PgTarget {
     pub fn from_url(url: &str) -> PgTarget {
         PgTarget { connection_string: Some(url.to_string()), ..Default::default() }
     }
 
-    pub(crate) fn config(&self) -> CoreResult<Config> {
-        if self.ssl == Some(true) {
-            return Err(CoreError::Unsupported(
-                "TLS connections to PostgreSQL are not supported yet: connect without `ssl` (e.g. over a private network or a local TLS proxy)".into(),
-            ));
+    /// The TLS to speak: the explicit settings, else `ssl: true`, else the
+    /// connection string's own `sslmode` (prefer and require verify fully, as
+    /// node-pg does), else none.
+    fn tls(&self, config: &Config) -> Option<PgTls> {
+        if let Some(t) = &self.tls {
+            return Some(t.clone());
         }
+        let mode_in_string = self.connection_string.as_deref().is_some_and(|s| s.contains("sslmode"));
+        let wanted = self.ssl == Some(true) || (mode_in_string && config.get_ssl_mode() != SslMode::Disable);
+        wanted.then(PgTls::default)
+    }
+
+    pub(crate) fn config(&self) -> CoreResult<Config> {
         let mut config = match &self.connection_string {
-            Some(s) => {
-                let c: Config = s
-                    .parse()
-                    .map_err(|e| CoreError::InvalidArgument(format!("invalid PostgreSQL connection string: {e}")))?;
-                if c.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-                    return Err(CoreError::Unsupported(
-                        "sslmode=require is not supported yet: use sslmode=disable or prefer".into(),
-                    ));
-                }
-                c
-            }
+            Some(s) => s
+                .parse()
+                .map_err(|e| CoreError::InvalidArgument(format!("invalid PostgreSQL connection string: {e}")))?,
             None => Config::new(),
         };
+        config.ssl_mode(match self.tls(&config) {
+            None => SslMode::Disable,
+            Some(PgTls { optional: true, .. }) => SslMode::Prefer,
+            Some(_) => SslMode::Require,
+        });
         if let Some(h) = &self.host {
             config.host(h);
         }
@@ -76,6 +103,26 @@ impl PgTarget {
         config.connect_timeout(Duration::from_secs(10));
         config.application_name("flowcraft-rabbitmq-adapter");
         Ok(config)
+    }
+
+    /// Opens a connection, over TLS when the target asks for it. A TLS failure
+    /// (a certificate that does not verify, a server without TLS) is `ERR_TLS`.
+    pub(crate) async fn open(&self) -> CoreResult<(Client, PgConnection)> {
+        let config = self.config()?;
+        let settings = self.tls(&config).map(|t| t.settings).unwrap_or_default();
+        let connector = MakeRustlsConnect::new(tls::client_config(&settings, "PostgreSQL")?);
+        config.connect(connector).await.map_err(|source| {
+            let no_tls = error::chain(&source).contains("server does not support TLS");
+            match tls::tls_failure(&source) {
+                Some(reason) => CoreError::Tls { service: "PostgreSQL", target: self.label(), reason },
+                None if no_tls => CoreError::Tls {
+                    service: "PostgreSQL",
+                    target: self.label(),
+                    reason: "the server does not support TLS (its ssl setting is off)".into(),
+                },
+                None => CoreError::PgConnect { target: self.label(), source },
+            }
+        })
     }
 
     /// `host:port/db` for messages; never the password.
@@ -227,9 +274,7 @@ impl PgPool {
 
     /// A connection of its own, outside the pool (for transactions).
     pub async fn connect(&self) -> CoreResult<PgConn> {
-        let config = self.target.config()?;
-        let (client, connection) =
-            config.connect(NoTls).await.map_err(|source| CoreError::PgConnect { target: self.label(), source })?;
+        let (client, connection) = self.target.open().await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -83,7 +83,7 @@ impl RunClient {
                 return Ok(b.clone());
             }
         }
-        let b = Arc::new(Broker::connect(&self.target.url, &self.target.queue).await?);
+        let b = Arc::new(Broker::connect(&self.target).await?);
         *slot = Some(b.clone());
         Ok(b)
     }

@@ -5,7 +5,7 @@
 use crate::error::{CoreError, CoreResult};
 use crate::executor::Level;
 use crate::job::{Disposition, JobRunner};
-use crate::queue::{redact, Broker};
+use crate::queue::{header_depth, redact, Broker, QueueTarget, MAX_HEADER_DEPTH};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use serde_json::json;
@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    pub amqp_url: String,
-    pub queue: String,
+    /// The broker and the job queue.
+    pub target: QueueTarget,
     /// Jobs in flight at once (also the prefetch).
     pub concurrency: usize,
     pub create_tables: bool,
@@ -103,7 +103,7 @@ impl Worker {
         runner.executor.log(
             Level::Info,
             "Worker started",
-            json!({ "queue": self.config.queue, "concurrency": self.config.concurrency }),
+            json!({ "queue": self.config.target.queue, "concurrency": self.config.concurrency }),
         );
         tokio::spawn(watch_cancellations(runner.clone(), self.shutdown.subscribe()));
         tokio::spawn(heartbeat(runner.clone(), self.shutdown.subscribe()));
@@ -219,7 +219,7 @@ async fn supervise(
                     runner.executor.log(
                         Level::Warn,
                         &format!("RabbitMQ consumer failed: {e}; reconnecting"),
-                        json!({ "queue": config.queue }),
+                        json!({ "queue": config.target.queue }),
                     );
                     break false;
                 }
@@ -227,7 +227,7 @@ async fn supervise(
                     runner.executor.log(
                         Level::Warn,
                         "RabbitMQ consumer was cancelled; reconnecting",
-                        json!({ "queue": config.queue }),
+                        json!({ "queue": config.target.queue }),
                     );
                     break false;
                 }
@@ -254,7 +254,7 @@ async fn supervise(
             let _ = tokio::time::timeout(drain_timeout, slots.acquire_many(config.concurrency as u32)).await;
             let _ = channel.close(200, "stopping".into()).await;
             broker.close().await;
-            runner.executor.log(Level::Info, "Worker stopped", json!({ "queue": config.queue }));
+            runner.executor.log(Level::Info, "Worker stopped", json!({ "queue": config.target.queue }));
             return;
         }
         // Reconnect with capped exponential backoff until it works or we stop.
@@ -268,7 +268,11 @@ async fn supervise(
                     broker = b;
                     channel = c;
                     consumer = k;
-                    runner.executor.log(Level::Info, "Reconnected to RabbitMQ", json!({ "queue": config.queue }));
+                    runner.executor.log(
+                        Level::Info,
+                        "Reconnected to RabbitMQ",
+                        json!({ "queue": config.target.queue }),
+                    );
                     break;
                 }
                 Err(e) => {
@@ -276,10 +280,10 @@ async fn supervise(
                         Level::Warn,
                         &format!(
                             "Cannot reach RabbitMQ at {}: {e}; retrying in {} ms",
-                            redact(&config.amqp_url),
+                            redact(&config.target.url),
                             delay.as_millis()
                         ),
-                        json!({ "queue": config.queue }),
+                        json!({ "queue": config.target.queue }),
                     );
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -293,7 +297,7 @@ async fn supervise(
 }
 
 async fn connect_consumer(config: &WorkerConfig) -> CoreResult<(Arc<Broker>, lapin::Channel, lapin::Consumer)> {
-    let broker = Arc::new(Broker::connect(&config.amqp_url, &config.queue).await?);
+    let broker = Arc::new(Broker::connect(&config.target).await?);
     let (channel, consumer) = broker.consume(config.concurrency.min(u16::MAX as usize) as u16, &consumer_tag()).await?;
     Ok((broker, channel, consumer))
 }
@@ -311,7 +315,14 @@ async fn handle_delivery(
     let started = std::time::Instant::now();
     counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let mut delay = Duration::from_millis(200);
+    let depth = delivery.properties.headers().as_ref().map_or(0, header_depth);
     let disposition = loop {
+        if depth > MAX_HEADER_DEPTH {
+            break Disposition::DeadLetter(format!(
+                "the message's AMQP headers nest {depth} tables deep (at most {MAX_HEADER_DEPTH}); \
+                 they were removed from the dead letter"
+            ));
+        }
         match runner.handle(&delivery.data, delivery.redelivered, max_deliveries, broker).await {
             Disposition::Retry(e) if broker.is_connected() && !*stop.borrow() => {
                 counters.retried.fetch_add(1, Ordering::Relaxed);

@@ -115,15 +115,14 @@ impl Harness {
         let worker = Worker::new(
             runner,
             WorkerConfig {
-                amqp_url: amqp(),
-                queue: queue.clone(),
+                target: QueueTarget::new(&amqp(), &queue),
                 concurrency: std::env::var("CORE_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
                 create_tables: true,
                 max_deliveries: 5,
             },
         );
         worker.start().await.unwrap();
-        let broker = Broker::connect(&amqp(), &queue).await.unwrap();
+        let broker = Broker::connect(&QueueTarget::new(&amqp(), &queue)).await.unwrap();
         Harness { runs: unique("run"), queue, ctx, st, worker, nodes, broker }
     }
 
@@ -466,7 +465,7 @@ impl Harness {
             &self.st,
             Arc::new(Blueprints::from_value(blueprints).unwrap()),
             Arc::new(Coordination::shared(&redis()).unwrap()),
-            QueueTarget { url: amqp(), queue: self.queue.clone() },
+            QueueTarget::new(&amqp(), &self.queue),
             true,
         )
         .unwrap()
