@@ -11,7 +11,7 @@
 
 const crypto = require('node:crypto')
 const { loadNative, constructNative, callNative } = require('./load-native')
-const { toPgTarget, toAmqpUrl, tlsSettings } = require('./targets')
+const { toPgTarget, toAmqpUrl, tlsSettings, tlsWarning } = require('./targets')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
 const { createNotify, createEvaluate } = require('./callbacks')
 const { createConsoleLogger, safeLogger } = require('./logger')
@@ -120,6 +120,14 @@ class RabbitMqAdapter {
 		}
 
 		const logger = ro.logger || createConsoleLogger()
+		const amqpVerify = /^amqps:/i.test(amqpUrl) && new URL(amqpUrl).searchParams.get('verify') === 'verify_none'
+		for (const warning of [
+			tlsWarning('RabbitMQ', amqpVerify ? { verify: 'none' } : amqpTls),
+			tlsWarning('PostgreSQL', pg.target.tls),
+			tlsWarning('Redis', redisTarget?.tls),
+		]) {
+			if (warning) safeLogger(logger).warn(warning)
+		}
 		// Internal state lives in one non-enumerable slot: console.log(adapter) must not
 		// print passwords, and users should not come to depend on it.
 		Object.defineProperty(this, '_s', {

@@ -120,6 +120,16 @@ function pemText(v, what) {
 	throw invalidArgument(`${what} must be PEM text (a string or Buffer, or an array of them); got ${describe(v)}`)
 }
 
+/** A warning for TLS settings that verify less than everything, or undefined. */
+function tlsWarning(service, tls) {
+	if (tls?.verify === 'none') {
+		return `TLS to ${service}: the server's certificate is NOT verified (verification was turned off); the connection is encrypted but open to a man in the middle`
+	}
+	if (tls?.verify === 'chain')
+		return `TLS to ${service}: the server's host name is not verified (only its certificate chain)`
+	return undefined
+}
+
 /**
  * The core's TLS settings from Node-style TLS options (pg's `ssl`, ioredis' `tls`,
  * our `amqpTls`): `true` or `{}` verify fully; `rejectUnauthorized: false` turns
@@ -352,4 +362,13 @@ function redactUrl(url) {
 	return String(url).replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@')
 }
 
-module.exports = { toPgTarget, toRedisTarget, toAmqpUrl, tlsSettings, parsePgConnectionString, redactUrl, isLoopback }
+module.exports = {
+	toPgTarget,
+	toRedisTarget,
+	toAmqpUrl,
+	tlsSettings,
+	tlsWarning,
+	parsePgConnectionString,
+	redactUrl,
+	isLoopback,
+}

@@ -122,6 +122,40 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return n
 "#;
 
+/// One connection attempt to a TLS target before the self-reconnecting
+/// manager takes over, so a TLS failure is reported at once (the manager would
+/// retry it). A server that does not speak TLS never answers a handshake: a
+/// timeout is then told apart by a plaintext PING that it does answer.
+async fn check_tls(client: &redis::Client, label: &str) -> CoreResult<()> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let Err(source) = client.get_multiplexed_async_connection_with_config(&config).await else { return Ok(()) };
+    let tls_error = |reason: String| CoreError::Tls { service: "Redis", target: label.to_string(), reason };
+    if let Some(reason) = tls::tls_failure(&source) {
+        return Err(tls_error(reason));
+    }
+    if let redis::ConnectionAddr::TcpTls { host, port, .. } = client.get_connection_info().addr() {
+        if source.is_timeout() && answers_plaintext(host, *port).await {
+            return Err(tls_error("the server does not speak TLS on this port (it answers in plaintext)".into()));
+        }
+    }
+    Err(CoreError::RedisConnect { target: label.to_string(), source })
+}
+
+/// Whether a plaintext Redis answers `PING` at `host:port` within a second.
+async fn answers_plaintext(host: &str, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut socket = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        socket.write_all(b"PING\r\n").await.ok()?;
+        let mut reply = [0u8; 1];
+        socket.read_exact(&mut reply).await.ok()?;
+        Some(matches!(reply[0], b'+' | b'-'))
+    };
+    tokio::time::timeout(Duration::from_secs(1), probe).await.ok().flatten().unwrap_or(false)
+}
+
 #[derive(Clone)]
 pub struct Coordination {
     target: RedisTarget,
@@ -183,6 +217,9 @@ impl Coordination {
         self.conn
             .get_or_try_init(|| async {
                 let client = target.client()?;
+                if target.tls().is_some() {
+                    check_tls(&client, &target.label()).await?;
+                }
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(5)))
                     .set_response_timeout(Some(Duration::from_secs(10)))
