@@ -113,15 +113,15 @@ export interface IAsyncContext<TContext extends Record<string, any> = Record<str
 
 /** A PostgreSQL config object, as `pg` takes it. Missing fields fall back to PG* environment variables and pg's defaults. */
 export interface PgConfigLike {
-	connectionString?: string
-	host?: string
-	port?: number | string
-	user?: string
+	connectionString?: string | undefined
+	host?: string | undefined
+	port?: number | string | undefined
+	user?: string | undefined
 	/** A string, or pg's password function (called once before connecting). */
-	password?: string | (() => string | Promise<string>)
-	database?: string
+	password?: string | (() => string | Promise<string>) | undefined
+	database?: string | undefined
 	/** Truthy → TLS (`ssl: true`). */
-	ssl?: boolean | object
+	ssl?: boolean | object | undefined
 }
 
 /** A `pg.Pool`: only its `options` are read. */
@@ -190,18 +190,18 @@ export interface ICoordinationStore {
 /** ioredis-style connection options (also what an ioredis instance keeps in `.options`). */
 export interface RedisOptionsLike {
 	/** `redis://` or `rediss://` URL; when set, the other fields are ignored. */
-	url?: string
-	host?: string
-	port?: number
-	username?: string | null
-	password?: string | null
-	db?: number
+	url?: string | undefined
+	host?: string | undefined
+	port?: number | undefined
+	username?: string | null | undefined
+	password?: string | null | undefined
+	db?: number | undefined
 	/** Truthy → TLS. */
-	tls?: boolean | object
+	tls?: boolean | object | undefined
 	/** A Unix socket path. */
-	path?: string
+	path?: string | undefined
 	/** Prepended to every key, as ioredis does. */
-	keyPrefix?: string
+	keyPrefix?: string | undefined
 }
 
 /** An `ioredis` instance: only its `options` are read. */
@@ -235,15 +235,15 @@ export declare class RedisCoordinationStore implements ICoordinationStore {
 /** Resiliency settings of a node. */
 export interface NodeConfig {
 	/** Attempts in all (default 1). */
-	maxRetries?: number
+	maxRetries?: number | undefined
 	/** Milliseconds between attempts. */
-	retryDelay?: number
+	retryDelay?: number | undefined
 	/** Milliseconds per attempt; then the node's `signal` is aborted and the attempt fails. */
-	timeout?: number
+	timeout?: number | undefined
 	/** What runs when the node still fails after its retries. */
-	fallback?: string
+	fallback?: string | undefined
 	/** How a node with several predecessors starts: when all arrived (default) or on the first. */
-	joinStrategy?: 'all' | 'any'
+	joinStrategy?: 'all' | 'any' | undefined
 }
 
 /** One step of a blueprint. */
@@ -251,10 +251,10 @@ export interface NodeDefinition {
 	id: string
 	/** The registry key of the implementation. */
 	uses: string
-	params?: Record<string, any>
+	params?: Record<string, any> | undefined
 	/** Maps context data to the node's `input`: a key, or an object of keys. */
-	inputs?: string | Record<string, string>
-	config?: NodeConfig
+	inputs?: string | Record<string, string> | undefined
+	config?: NodeConfig | undefined
 }
 
 /** A connection between two nodes. */
@@ -262,16 +262,16 @@ export interface EdgeDefinition {
 	source: string
 	target: string
 	/** Taken when the source returns this `action`. */
-	action?: string
+	action?: string | undefined
 	/** Taken only when this expression is truthy over `{ ...context, result }`. */
-	condition?: string
+	condition?: string | undefined
 	/** The target's input: this expression over `{ input, context }`. */
-	transform?: string
+	transform?: string | undefined
 }
 
 export interface WorkflowBlueprintMetadata {
 	/** Stored with each run; a job whose run was started with another version is refused. */
-	version?: string
+	version?: string | undefined
 	[key: string]: any
 }
 
@@ -280,7 +280,7 @@ export interface WorkflowBlueprint {
 	id: string
 	nodes: NodeDefinition[]
 	edges: EdgeDefinition[]
-	metadata?: WorkflowBlueprintMetadata
+	metadata?: WorkflowBlueprintMetadata | undefined
 }
 
 /** Alias of {@link WorkflowBlueprint}. */
@@ -288,10 +288,10 @@ export type Blueprint = WorkflowBlueprint
 
 /** What a node returns. `output` is stored as `_outputs.<nodeId>`; `action` selects edges. */
 export interface NodeResult<TOutput = any, TAction extends string = string> {
-	output?: TOutput
-	action?: TAction
+	output?: TOutput | undefined
+	action?: TAction | undefined
 	/** Accepted for compatibility with Flowcraft's type; not used for routing. */
-	error?: { message: string; [key: string]: any }
+	error?: { message: string; [key: string]: any } | undefined
 }
 
 /** Flowcraft's logger interface. */
@@ -336,7 +336,7 @@ export interface NodeContext<
 	/** The run's state as read when the job started, plus this node's own writes. */
 	context: IAsyncContext<TContext>
 	/** The node's input (its `inputs` mapping, or what its predecessor passed). */
-	input?: TInput
+	input?: TInput | undefined
 	/** The node's static `params` from the blueprint. */
 	params: Record<string, any>
 	/** `runtimeOptions.dependencies`, plus the logger and the adapter. */
@@ -424,14 +424,14 @@ export interface RuntimeOptions<TDependencies extends Record<string, any> = Reco
 	/** Blueprint id → blueprint. Jobs name their blueprint by this id. */
 	blueprints: Record<string, WorkflowBlueprint>
 	/** Passed to every node as `dependencies` (with `logger` and `adapter` added). */
-	dependencies?: TDependencies
+	dependencies?: TDependencies | undefined
 	/** Default: console, prefixed `[flowcraft-rabbitmq]`, debug silent. */
-	logger?: ILogger
+	logger?: ILogger | undefined
 	/** Replaces the built-in property-path evaluator for conditions and transforms. */
-	evaluator?: IEvaluator
-	middleware?: Middleware[]
+	evaluator?: IEvaluator | undefined
+	middleware?: Middleware[] | undefined
 	/** Receives node events (and worker events when no adapter-level `eventBus` is given). */
-	eventBus?: IEventBus
+	eventBus?: IEventBus | undefined
 }
 
 // ───────────────────────────────────────────────────────────────── adapter options
@@ -483,24 +483,24 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 */
 	coordinationStore: RedisCoordinationStore | ICoordinationStore
 	/** Durable queue to consume. Default `flowcraft-queue`; refused messages go to `<queueName>.dead`. */
-	queueName?: string
+	queueName?: string | undefined
 	/** Default `flowcraft_contexts`. */
-	contextTableName?: string
+	contextTableName?: string | undefined
 	/** Default `flowcraft_statuses`. */
-	statusTableName?: string
+	statusTableName?: string | undefined
 	/** Jobs run at once by this worker. Default 64. */
-	concurrency?: number
+	concurrency?: number | undefined
 	/**
 	 * How many times a job may be started and lose its worker (killed, or its
 	 * connection lost) before it is dead-lettered as poison and its run fails.
 	 * Jobs redelivered after a crash run alone, so only the culprit is counted.
 	 * Default 20.
 	 */
-	maxDeliveries?: number
+	maxDeliveries?: number | undefined
 	/** Create missing tables and columns at `start()`. Default true. */
-	createTables?: boolean
+	createTables?: boolean | undefined
 	/** Default time `stop()` waits for jobs in flight. Default 30000 ms. */
-	stopTimeoutMs?: number
+	stopTimeoutMs?: number | undefined
 	/**
 	 * Default false. When true, `start()` installs SIGTERM and SIGINT listeners: the
 	 * first signal calls `stop()` (jobs in flight drain), then the listeners are removed
@@ -508,9 +508,9 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 * (unless another listener of that signal remains). A second signal while draining
 	 * ends the process at once. `stop()` removes the listeners. See {@link stopOnSignals}.
 	 */
-	handleSignals?: boolean
+	handleSignals?: boolean | undefined
 	/** Receives worker events (`job:*`, ...); node events go to `runtimeOptions.eventBus` when set. */
-	eventBus?: IEventBus
+	eventBus?: IEventBus | undefined
 	runtimeOptions: RuntimeOptions<TDependencies>
 }
 
@@ -554,9 +554,9 @@ export type RunStatusData<TContext extends Record<string, any> = Record<string, 
 
 export interface StartRunOptions {
 	/** The new run's id. Default: `crypto.randomUUID()`. Starting an existing id starts nothing. */
-	runId?: string
+	runId?: string | undefined
 	/** Starting twice with one key starts one run; the second call gets the first run's id. */
-	idempotencyKey?: string
+	idempotencyKey?: string | undefined
 }
 
 export interface StartRunResult {
@@ -568,7 +568,7 @@ export interface StartRunResult {
 
 export interface WaitForRunOptions {
 	/** Milliseconds to wait before rejecting with `ERR_TIMEOUT`. Default 30000. */
-	timeoutMs?: number
+	timeoutMs?: number | undefined
 }
 
 /** One node of {@link RunInfo}. */
@@ -583,13 +583,13 @@ export interface RunInfo<TContext extends Record<string, any> = Record<string, a
 	runId: string
 	/** `null` for a run that has a context row but no status row yet (started by hand, not picked up yet). */
 	status: RunStatus | null
-	blueprintId?: string
+	blueprintId?: string | undefined
 	/** When the status row last changed. */
-	updatedAt?: Date
+	updatedAt?: Date | undefined
 	/** The status row's `status_data`. */
-	statusData?: RunStatusData<TContext>
+	statusData?: RunStatusData<TContext> | undefined
 	/** `statusData.reason` of a failed or cancelled run. */
-	reason?: string
+	reason?: string | undefined
 	/** The run's context now (`{}` when it has no context row). */
 	context: TContext
 	/** Every node of the blueprint with its state; empty when the adapter does not know the blueprint. */
@@ -600,20 +600,20 @@ export interface RunInfo<TContext extends Record<string, any> = Record<string, a
 export interface RunSummary {
 	runId: string
 	status: RunStatus | null
-	blueprintId?: string
+	blueprintId?: string | undefined
 	/** Seconds since the status row last changed. */
-	idleSeconds?: number
+	idleSeconds?: number | undefined
 	/** Nodes with a stored output. */
 	doneNodes: number
 	/** Why a failed or cancelled run ended. */
-	reason?: string
+	reason?: string | undefined
 }
 
 export interface ListRunsOptions {
 	/** Only runs with this status. */
-	status?: RunStatus
+	status?: RunStatus | undefined
 	/** At most this many (1 to 100000). Default 20. */
-	limit?: number
+	limit?: number | undefined
 }
 
 export interface ReconcileOptions {
@@ -622,7 +622,7 @@ export interface ReconcileOptions {
 	 * message may be lost). Default 30000 ms. Nodes ready but never queued are enqueued
 	 * whatever it is.
 	 */
-	staleAfterMs?: number
+	staleAfterMs?: number | undefined
 }
 
 /** Counters of this process's worker since `start()` (all zero before). */
@@ -648,16 +648,16 @@ export interface DeadLetter {
 	/** The message body as text. */
 	body: string
 	/** The body parsed, when it is a JSON object (a job: `{ runId, blueprintId, nodeId }`). */
-	job?: Record<string, any>
+	job?: Record<string, any> | undefined
 	/** Why it was dead-lettered. */
 	reason: string
 	/** When it was dead-lettered. */
-	deadAt?: Date
+	deadAt?: Date | undefined
 }
 
 export interface DeadLetterOptions {
 	/** At most this many (1 to 100000). Default 100. */
-	limit?: number
+	limit?: number | undefined
 }
 
 // ───────────────────────────────────────────────────────────────── adapter
@@ -694,7 +694,7 @@ export declare class RabbitMqAdapter<TDependencies extends Record<string, any> =
 	 * worker, the run API's connection, the `handleSignals` listeners) and lets the
 	 * process exit. Idempotent. The run API rejects with `ERR_WORKER_STATE` afterwards.
 	 */
-	stop(options?: { timeoutMs?: number }): Promise<void>
+	stop(options?: { timeoutMs?: number | undefined }): Promise<void>
 	/** The same as `stop()`; meant for processes that only use the run API. */
 	close(): Promise<void>
 
@@ -770,15 +770,15 @@ export interface RabbitMqReconcilerOptions {
 	/** The adapter whose queue and tables are reconciled (it need not be started). */
 	adapter: RabbitMqAdapter<any>
 	/** Accepted for compatibility with the TypeScript adapter; the adapter's own connection is used. */
-	pgClient?: unknown
+	pgClient?: unknown | undefined
 	/** Accepted for compatibility; when given it must be the adapter's `statusTableName`. */
-	statusTableName?: string
+	statusTableName?: string | undefined
 	/** A `running` run with no change for this long is stalled. Default 300. */
-	stalledThresholdSeconds?: number
+	stalledThresholdSeconds?: number | undefined
 	/** Default: the adapter's logger. */
-	logger?: ILogger
+	logger?: ILogger | undefined
 	/** Stalled runs handled per `run()`, oldest first. Default 100. */
-	limit?: number
+	limit?: number | undefined
 	/** Called after each stalled run: what was enqueued, or the error. */
 	onProgress?(progress: ReconcileProgress): void
 }
@@ -789,8 +789,8 @@ export interface ReconcileProgress {
 	index: number
 	total: number
 	/** What was enqueued (absent when reconciling failed). */
-	enqueued?: Set<string>
-	error?: AdapterError
+	enqueued?: Set<string> | undefined
+	error?: AdapterError | undefined
 }
 
 export interface ReconciliationStats {
@@ -817,11 +817,11 @@ export declare function createRabbitMqReconciler(options: RabbitMqReconcilerOpti
 
 export interface StopOnSignalsOptions {
 	/** Default `['SIGTERM', 'SIGINT']`. */
-	signals?: readonly string[]
+	signals?: readonly string[] | undefined
 	/** Passed to `adapter.stop({ timeoutMs })`; default the adapter's `stopTimeoutMs`. */
-	timeoutMs?: number
+	timeoutMs?: number | undefined
 	/** Default: the adapter's logger. */
-	logger?: ILogger
+	logger?: ILogger | undefined
 }
 
 /**
@@ -832,6 +832,6 @@ export interface StopOnSignalsOptions {
  * function that removes the listeners. (`handleSignals: true` does this at `start()`.)
  */
 export declare function stopOnSignals(
-	adapter: { stop(options?: { timeoutMs?: number }): Promise<void> },
+	adapter: { stop(options?: { timeoutMs?: number | undefined }): Promise<void> },
 	options?: StopOnSignalsOptions,
 ): () => void

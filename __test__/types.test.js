@@ -123,7 +123,7 @@ export {}
 
 // Every documented call of the two stores, with the documented result types.
 const API_USAGE = `import { PostgresContext, RabbitMqAdapter, RedisCoordinationStore } from '${PKG}'
-import IORedis from 'ioredis'
+import { Redis as IORedis } from 'ioredis'
 import { Client, Pool } from 'pg'
 
 export async function contextApi(): Promise<void> {
@@ -136,7 +136,7 @@ export async function contextApi(): Promise<void> {
 			tableName: 'flowcraft_contexts',
 		}),
 	]
-	const ctx = contexts[0]
+	const ctx = contexts[0]!
 	const kind: 'async' = ctx.type
 	await ctx.set('answer', { deep: [1, 'two', null] })
 	const value: unknown = await ctx.get('answer')
@@ -157,7 +157,7 @@ export async function storeApi(): Promise<void> {
 		new RedisCoordinationStore('redis://127.0.0.1:6379'),
 		new RedisCoordinationStore({ host: '127.0.0.1', port: 6379 }),
 	]
-	const store = stores[0]
+	const store = stores[0]!
 	const n: number = await store.increment('flowcraft:fanin:r:n', 3600)
 	const won: boolean = await store.setIfNotExist('flowcraft:joinlock:r:n', 'locked', 3600)
 	const extended: boolean = await store.extendTTL('flowcraft:nodelock:r:n', 3600)
@@ -283,33 +283,65 @@ function tscPath() {
 	return require.resolve('typescript/bin/tsc', { paths: [ROOT] })
 }
 
+/** The module settings users compile with (`tsc --init` gives nodenext). */
+const MODULE_SETTINGS = ['commonjs', 'nodenext', 'bundler']
+
 /**
- * Write a throw-away TypeScript project: `files` (name -> source), a tsconfig
- * mapping the package name to this repository, node_modules linked to the
- * repository's. Runs `tsc --noEmit -p` and returns { status, output, diagnostics }.
+ * A node_modules folder for the throw-away projects: every package of the
+ * repository's, plus this package itself under its name (so it resolves through
+ * its own package.json and exports map, as it does once installed).
  */
-function compile(files, { skipLibCheck = true, strict = true } = {}) {
+let linkedModules
+function nodeModulesDir() {
+	if (linkedModules) return linkedModules
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcraft-types-modules-'))
+	tmpDirs.push(dir)
+	const nm = path.join(dir, 'node_modules')
+	fs.mkdirSync(path.join(nm, '@flowcraft'), { recursive: true })
+	for (const entry of fs.readdirSync(path.join(ROOT, 'node_modules'))) {
+		if (entry.startsWith('.')) continue
+		fs.symlinkSync(path.join(ROOT, 'node_modules', entry), path.join(nm, entry), 'dir')
+	}
+	fs.symlinkSync(ROOT, path.join(nm, PKG), 'dir')
+	linkedModules = nm
+	return nm
+}
+
+/**
+ * Write a throw-away TypeScript project: `files` (name -> source), node_modules
+ * holding the repository's packages and this one. Compiles under `strict` and
+ * `exactOptionalPropertyTypes` (what a fresh `tsc --init` turns on) with one of
+ * the module settings: `commonjs` (node10 resolution), `nodenext` (an ES module
+ * project, "type": "module") or `bundler`. Runs `tsc --noEmit -p` and returns
+ * { status, output, diagnostics }.
+ */
+function compile(files, { skipLibCheck = true, strict = true, module = 'commonjs' } = {}) {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcraft-types-'))
 	tmpDirs.push(dir)
-	fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'), 'dir')
+	fs.symlinkSync(nodeModulesDir(), path.join(dir, 'node_modules'), 'dir')
 	for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text)
+	const moduleOptions = {
+		commonjs: { module: 'commonjs', moduleResolution: 'node10', esModuleInterop: true },
+		nodenext: { module: 'nodenext', moduleResolution: 'nodenext' },
+		bundler: { module: 'esnext', moduleResolution: 'bundler' },
+	}[module]
+	if (!moduleOptions) throw new Error(`unknown module setting ${module}`)
+	if (module === 'nodenext') fs.writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n')
 	const tsconfig = {
 		compilerOptions: {
 			strict,
+			exactOptionalPropertyTypes: strict,
+			noUncheckedIndexedAccess: strict,
 			noEmit: true,
 			target: 'es2022',
 			lib: ['es2022'],
-			module: 'commonjs',
-			moduleResolution: 'node',
-			esModuleInterop: true,
+			...moduleOptions,
 			skipLibCheck,
 			types: ['node'],
-			baseUrl: '.',
-			paths: {
-				[PKG]: [ROOT],
-				// flowcraft publishes ESM with an "exports" map only; point at its types
-				flowcraft: [path.join(ROOT, 'node_modules/flowcraft/dist/index.d.mts')],
-			},
+			// node10 resolution ignores "exports": flowcraft publishes ESM with an exports map only
+			...(module === 'commonjs'
+				? { paths: { flowcraft: [path.join(ROOT, 'node_modules/flowcraft/dist/index.d.mts')] } }
+				: {}),
 		},
 		files: Object.keys(files),
 	}
@@ -341,47 +373,62 @@ describe('type declarations (tsc --noEmit)', () => {
 		expect(fs.existsSync(path.join(ROOT, 'index.d.ts'))).toBe(true)
 		const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
 		expect(pkg.types || pkg.typings).toBe('index.d.ts')
-		const missing = ['typescript', '@types/node', '@types/pg', '@types/amqplib', 'ioredis'].filter((name) => {
+		const missing = ['typescript', '@types/node', '@types/pg', 'amqplib', 'pg', 'ioredis'].filter((name) => {
 			try {
-				require.resolve(`${name}/package.json`, { paths: [ROOT] })
+				fs.accessSync(path.join(ROOT, 'node_modules', name, 'package.json'))
 				return false
 			} catch {
 				return true
 			}
 		})
-		// amqplib and pg ship no types: the README example needs @types/amqplib and @types/pg
+		// pg ships no types (@types/pg); amqplib 2 and ioredis ship their own, so @types/amqplib is not needed
 		expect({ missingDevDependencies: missing }).toEqual({ missingDevDependencies: [] })
+		const own = (name) =>
+			JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8'))
+		expect({ amqplib: !!own('amqplib').types, ioredis: !!own('ioredis').types }).toEqual({
+			amqplib: true,
+			ioredis: true,
+		})
 	})
 
-	test('the README worker example compiles verbatim (strict)', () => {
+	test("the seed README's worker example compiles verbatim (strict, with the environment variables typed)", () => {
 		const r = compile({ 'env.d.ts': ENV_DTS, 'shared.ts': SHARED_LOOSE, 'worker.ts': README_WORKER_EXAMPLE })
 		expect(r.output).toBe('')
 		expect(r.status).toBe(0)
 	})
 
-	test('the README worker example compiles with a registry and blueprints typed with flowcraft types', () => {
+	test("the seed README's worker example compiles with a registry and blueprints typed with flowcraft types", () => {
 		const r = compile({ 'env.d.ts': ENV_DTS, 'shared.ts': SHARED_FLOWCRAFT, 'worker.ts': README_WORKER_EXAMPLE })
 		expect(r.output).toBe('')
 		expect(r.status).toBe(0)
 	})
 
-	test('every method of PostgresContext and RedisCoordinationStore is typed as documented', () => {
-		const r = compile({ 'api.ts': API_USAGE })
-		expect(r.output).toBe('')
-		expect(r.status).toBe(0)
-	})
+	test.each(MODULE_SETTINGS)(
+		'every method of PostgresContext and RedisCoordinationStore is typed as documented (module %s)',
+		(module) => {
+			const r = compile({ 'api.ts': API_USAGE }, { module })
+			expect(r.output).toBe('')
+			expect(r.status).toBe(0)
+		},
+	)
 
-	test('the run API, the reconciler and stopOnSignals are typed as documented', () => {
-		const r = compile({ 'runs.ts': RUNS_API_USAGE })
-		expect(r.output).toBe('')
-		expect(r.status).toBe(0)
-	})
+	test.each(MODULE_SETTINGS)(
+		'the run API, the reconciler and stopOnSignals are typed as documented (module %s)',
+		(module) => {
+			const r = compile({ 'runs.ts': RUNS_API_USAGE }, { module })
+			expect(r.output).toBe('')
+			expect(r.status).toBe(0)
+		},
+	)
 
-	test("the classes implement flowcraft's IAsyncContext and ICoordinationStore", () => {
-		const r = compile({ 'compat.ts': FLOWCRAFT_COMPAT })
-		expect(r.output).toBe('')
-		expect(r.status).toBe(0)
-	})
+	test.each(MODULE_SETTINGS)(
+		"the classes implement flowcraft's IAsyncContext and ICoordinationStore (module %s)",
+		(module) => {
+			const r = compile({ 'compat.ts': FLOWCRAFT_COMPAT }, { module })
+			expect(r.output).toBe('')
+			expect(r.status).toBe(0)
+		},
+	)
 
 	test("the package's own declaration files have no errors (skipLibCheck off)", () => {
 		const r = compile(
@@ -427,19 +474,33 @@ describe('type declarations (tsc --noEmit)', () => {
 		expect(m[1]).toBe(README_WORKER_EXAMPLE)
 	})
 
-	// TypeScript examples in the package's own README that import the package must compile too.
+	// The TypeScript examples of the package's own README, as a user copies them into a
+	// fresh project: worker.ts, client.ts and shared.ts under their names (they import
+	// each other), every other block that imports the package as a file of its own; no
+	// typed environment variables; strict + exactOptionalPropertyTypes, in each module setting.
 	const readmePath = path.join(ROOT, 'README.md')
-	const readmeBlocks = fs.existsSync(readmePath)
-		? [...fs.readFileSync(readmePath, 'utf8').matchAll(/```(?:ts|typescript)\n([\s\S]*?)```/g)]
-				.map((m) => m[1])
-				.filter((src) => src.includes(`from '${PKG}'`) || src.includes(`from "${PKG}"`))
-		: []
-	;(readmeBlocks.length ? test : test.skip)("the package README's TypeScript examples compile", () => {
-		const files = { 'env.d.ts': ENV_DTS, 'shared.ts': SHARED_LOOSE }
-		readmeBlocks.forEach((src, i) => {
-			files[`readme_${i}.ts`] = `${src}\nexport {}\n`
-		})
-		const r = compile(files)
+	const readmeFiles = () => {
+		const md = fs.readFileSync(readmePath, 'utf8')
+		const files = {}
+		let i = 0
+		for (const m of md.matchAll(/(?:#### `([\w.]+\.ts)`\s*\n)?```(?:ts|typescript)\n([\s\S]*?)```/g)) {
+			const src = m[2]
+			const named = m[1] || (src.includes('export const agentNodeRegistry') ? 'shared.ts' : undefined)
+			if (named) files[named] = src
+			else if (src.includes(`from '${PKG}'`) || src.includes(`from "${PKG}"`))
+				files[`readme_${i++}.ts`] = `${src}\nexport {}\n`
+		}
+		return files
+	}
+	test('the package README names its worker.ts, client.ts and shared.ts examples', () => {
+		expect(
+			Object.keys(readmeFiles())
+				.filter((n) => !n.startsWith('readme_'))
+				.sort(),
+		).toEqual(['client.ts', 'shared.ts', 'worker.ts'])
+	})
+	test.each(MODULE_SETTINGS)("the package README's TypeScript examples compile (module %s)", (module) => {
+		const r = compile(readmeFiles(), { module })
 		expect(r.output).toBe('')
 		expect(r.status).toBe(0)
 	})
