@@ -30,6 +30,8 @@ export type ErrorCode =
 	| 'ERR_INVALID_JSON'
 	| 'ERR_UNSUPPORTED'
 	| 'ERR_TLS'
+	| 'ERR_QUEUE_NOT_FOUND'
+	| 'ERR_QUEUE_MISMATCH'
 
 /**
  * The error codes by name, e.g. `if (err.code === ErrorCodes.PG_CONNECT)`.
@@ -51,6 +53,8 @@ export type ErrorCode =
  * - `ERR_INVALID_JSON`: stored data that is not valid JSON.
  * - `ERR_UNSUPPORTED`: an operation the native core does not support.
  * - `ERR_TLS`: a TLS connection failed: the server's certificate does not verify, or the port does not speak TLS.
+ * - `ERR_QUEUE_NOT_FOUND`: a queue that must exist (read-only tools never declare one) does not.
+ * - `ERR_QUEUE_MISMATCH`: the job queue exists with another type or arguments than `queueType` / `queueArguments` ask.
  */
 export declare const ErrorCodes: {
 	readonly INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT'
@@ -75,6 +79,8 @@ export declare const ErrorCodes: {
 	readonly INVALID_JSON: 'ERR_INVALID_JSON'
 	readonly UNSUPPORTED: 'ERR_UNSUPPORTED'
 	readonly TLS: 'ERR_TLS'
+	readonly QUEUE_NOT_FOUND: 'ERR_QUEUE_NOT_FOUND'
+	readonly QUEUE_MISMATCH: 'ERR_QUEUE_MISMATCH'
 }
 
 /** The shape of every error this package throws or rejects with. */
@@ -462,8 +468,12 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 * `RABBITMQ_URL` / `AMQP_URL` environment variable, else `guest:guest` and `/` on a
 	 * loopback host (otherwise the constructor throws `ERR_AMQP_CREDENTIALS`).
 	 */
-	amqpConnection: AmqpConnectionLike | string
-	/** Credentials (and vhost) for an amqplib `amqpConnection`. */
+	amqpConnection: AmqpConnectionLike | string | readonly string[]
+	/**
+	 * Credentials (and vhost) for an amqplib `amqpConnection`. A list of URLs as
+	 * `amqpConnection` names a cluster's nodes: the worker connects to any and, on losing
+	 * it, reconnects to another.
+	 */
 	amqpUrl?: string | undefined
 	/**
 	 * TLS for an `amqps://` broker, in Node's `tls` option forms: the CA to trust (beside
@@ -484,6 +494,15 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	coordinationStore: RedisCoordinationStore | ICoordinationStore
 	/** Durable queue to consume. Default `flowcraft-queue`; refused messages go to `<queueName>.dead`. */
 	queueName?: string | undefined
+	/**
+	 * Unset (default): the job queue and `<queueName>.dead` are used as they exist (an
+	 * operator's quorum queue too); missing ones are declared durable and classic, as the
+	 * TypeScript adapter does. Set: missing queues are declared of this type, and an
+	 * existing queue of another type is `ERR_QUEUE_MISMATCH`.
+	 */
+	queueType?: 'classic' | 'quorum' | undefined
+	/** Extra arguments for both queues when they are declared (`{ 'x-max-length': 100000 }`), with `queueType`'s rule. */
+	queueArguments?: Record<string, string | number | boolean> | undefined
 	/** Default `flowcraft_contexts`. */
 	contextTableName?: string | undefined
 	/** Default `flowcraft_statuses`. */

@@ -11,7 +11,8 @@
 
 const crypto = require('node:crypto')
 const { loadNative, constructNative, callNative } = require('./load-native')
-const { toPgTarget, toAmqpUrl, tlsSettings, tlsWarning } = require('./targets')
+const { toPgTarget, tlsSettings, tlsWarning } = require('./targets')
+const { brokerUrls, queueDeclaration } = require('./broker-options')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
 const { createNotify, createEvaluate } = require('./callbacks')
 const { createConsoleLogger, safeLogger } = require('./logger')
@@ -111,7 +112,8 @@ class RabbitMqAdapter {
 		if (o.amqpConnection === undefined || o.amqpConnection === null) {
 			throw invalidArgument('RabbitMqAdapter: amqpConnection is required (an amqplib connection or an amqp:// URL)')
 		}
-		const amqpUrl = toAmqpUrl(o.amqpConnection, { amqpUrl: o.amqpUrl })
+		const { amqpUrl, amqpAlternateUrls } = brokerUrls(o.amqpConnection, o.amqpUrl)
+		const { queueType, queueArguments } = queueDeclaration(o.queueType, o.queueArguments)
 		const amqpTls = tlsSettings(o.amqpTls, 'RabbitMqAdapter: amqpTls')
 		if (amqpTls && !/^amqps:/i.test(amqpUrl)) {
 			throw invalidArgument(
@@ -146,6 +148,9 @@ class RabbitMqAdapter {
 				coordinate,
 				amqpUrl,
 				amqpTls,
+				amqpAlternateUrls,
+				queueType,
+				queueArguments,
 				queueName: o.queueName,
 				contextTableName: o.contextTableName,
 				statusTableName: o.statusTableName,
@@ -533,6 +538,9 @@ async function buildConfig(s) {
 	return JSON.stringify({
 		amqpUrl: s.amqpUrl,
 		amqpTls: s.amqpTls,
+		amqpAlternateUrls: s.amqpAlternateUrls,
+		queueType: s.queueType,
+		queueArguments: s.queueArguments,
 		pg,
 		redis: s.redisTarget,
 		queueName: s.queueName,

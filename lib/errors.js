@@ -28,6 +28,8 @@ const CODES = Object.freeze({
 	INVALID_JSON: 'ERR_INVALID_JSON',
 	UNSUPPORTED: 'ERR_UNSUPPORTED',
 	TLS: 'ERR_TLS',
+	QUEUE_NOT_FOUND: 'ERR_QUEUE_NOT_FOUND',
+	QUEUE_MISMATCH: 'ERR_QUEUE_MISMATCH',
 })
 
 /** An Error (or TypeError, for wrong argument types) with a stable `code`. */

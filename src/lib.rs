@@ -5,6 +5,7 @@
 //! error crosses as `[CODE] message`; the JS layer (lib/errors.js) moves the
 //! code to `error.code`.
 
+use flowcraft_core::amqp::{QueueTarget, QueueType};
 use flowcraft_core::blueprint::Blueprints;
 use flowcraft_core::context_store::ContextStore;
 use flowcraft_core::coordination::{Coordination, RedisTarget};
@@ -12,7 +13,6 @@ use flowcraft_core::error::CoreError;
 use flowcraft_core::executor::{BoxFuture, Level, NodeExecutor, NodeRequest, NodeResponse};
 use flowcraft_core::job::JobRunner;
 use flowcraft_core::pg::{PgTarget, PgTls};
-use flowcraft_core::queue::QueueTarget;
 use flowcraft_core::run_store::RunStore;
 use flowcraft_core::runs::RunClient;
 use flowcraft_core::tls::{TlsSettings, Verify};
@@ -30,13 +30,13 @@ use std::time::Duration;
 
 /// Runs when Node loads the addon, before any thread of ours exists: every
 /// thread (tokio's and lapin's I/O thread) gets a stack deep enough for any
-/// header table a broker frame can hold (see queue::THREAD_STACK_BYTES).
+/// header table a broker frame can hold (see amqp::THREAD_STACK_BYTES).
 #[napi_derive::module_init]
 fn init() {
-    flowcraft_core::queue::size_io_threads();
+    flowcraft_core::amqp::size_io_threads();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_stack_size(flowcraft_core::queue::THREAD_STACK_BYTES)
+        .thread_stack_size(flowcraft_core::amqp::THREAD_STACK_BYTES)
         .build()
         .expect("the tokio runtime starts");
     napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
@@ -250,6 +250,17 @@ struct ConfigJson {
     /// user passed an amqplib connection, which keeps no socket options).
     #[serde(default)]
     amqp_tls: Option<TlsSettings>,
+    /// Other nodes of the broker's cluster.
+    #[serde(default)]
+    amqp_alternate_urls: Vec<String>,
+    /// 'classic' | 'quorum': declare missing queues so, refuse others.
+    #[serde(default)]
+    queue_type: Option<QueueType>,
+    #[serde(default)]
+    queue_arguments: Option<serde_json::Map<String, Value>>,
+    /// false: never declare queues (read-only tools); a missing one is an error.
+    #[serde(default = "yes")]
+    declare_queues: bool,
     pg: PgTarget,
     /// Absent when the user's coordination store is not ours: then its
     /// methods are called through the `coordinate` callback.
@@ -268,6 +279,20 @@ struct ConfigJson {
     custom_evaluator: bool,
     #[serde(default = "default_max_deliveries")]
     max_deliveries: u32,
+}
+
+impl ConfigJson {
+    fn queue_target(&self) -> QueueTarget {
+        QueueTarget {
+            url: self.amqp_url.clone(),
+            alternates: self.amqp_alternate_urls.clone(),
+            queue: self.queue_name.clone(),
+            tls: self.amqp_tls.clone(),
+            queue_type: self.queue_type,
+            queue_arguments: self.queue_arguments.clone(),
+            declare: self.declare_queues,
+        }
+    }
 }
 
 fn default_max_deliveries() -> u32 {
@@ -427,7 +452,7 @@ impl NativeWorker {
     ) -> napi::Result<Self> {
         let config: ConfigJson =
             serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the worker configuration", e)))?;
-        let blueprints = Blueprints::from_value(config.blueprints).map_err(js_error)?;
+        let blueprints = Blueprints::from_value(config.blueprints.clone()).map_err(js_error)?;
         let registry: HashSet<String> = config.registry.keys().cloned().collect();
         let store =
             RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
@@ -445,7 +470,7 @@ impl NativeWorker {
         let worker = Worker::new(
             runner,
             WorkerConfig {
-                target: QueueTarget { url: config.amqp_url, queue: config.queue_name, tls: config.amqp_tls },
+                target: config.queue_target(),
                 concurrency: config.concurrency,
                 create_tables: config.create_tables,
                 max_deliveries: config.max_deliveries,
@@ -513,7 +538,7 @@ impl NativeRuns {
     ) -> napi::Result<Self> {
         let config: ConfigJson = serde_json::from_str(&config_json)
             .map_err(|e| js_error(CoreError::json("the adapter configuration", e)))?;
-        let blueprints = Arc::new(Blueprints::from_value(config.blueprints).map_err(js_error)?);
+        let blueprints = Arc::new(Blueprints::from_value(config.blueprints.clone()).map_err(js_error)?);
         let coordination = coordination_of(&config.redis, coordinate)?;
         let client = RunClient::new(
             &config.pg,
@@ -521,11 +546,7 @@ impl NativeRuns {
             &config.status_table_name,
             blueprints,
             coordination,
-            QueueTarget {
-                url: config.amqp_url.clone(),
-                queue: config.queue_name.clone(),
-                tls: config.amqp_tls.clone(),
-            },
+            config.queue_target(),
             config.create_tables,
         )
         .map_err(js_error)?;

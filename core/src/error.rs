@@ -27,6 +27,10 @@ pub enum CoreError {
     InvalidJson { what: String, source: serde_json::Error },
     #[error("TLS to {service} at {target} failed: {reason}. Check the CA you trust (ca, sslrootcert, cacertfile or NODE_EXTRA_CA_CERTS) and that the port serves TLS")]
     Tls { service: &'static str, target: String, reason: String },
+    #[error("the queue {queue:?} does not exist on {broker}; nothing was created. Check the queue name (and the vhost), or start a worker, which declares it")]
+    QueueNotFound { queue: String, broker: String },
+    #[error("the queue {queue:?} exists with other settings than asked: {reason}. Use it as it is (leave queueType and queueArguments unset) or recreate it")]
+    QueueMismatch { queue: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -50,6 +54,8 @@ impl CoreError {
             CoreError::InvalidBlueprint { .. } => "ERR_INVALID_BLUEPRINT",
             CoreError::InvalidJson { .. } => "ERR_INVALID_JSON",
             CoreError::Tls { .. } => "ERR_TLS",
+            CoreError::QueueNotFound { .. } => "ERR_QUEUE_NOT_FOUND",
+            CoreError::QueueMismatch { .. } => "ERR_QUEUE_MISMATCH",
             CoreError::Unsupported(_) => "ERR_UNSUPPORTED",
             CoreError::WorkerState(_) => "ERR_WORKER_STATE",
             CoreError::Timeout(_) => "ERR_TIMEOUT",

@@ -1,6 +1,7 @@
 //! Protocol core of the Flowcraft RabbitMQ worker. Knows nothing of napi:
 //! node code is reached through [`executor::NodeExecutor`].
 
+pub mod amqp;
 pub mod blueprint;
 pub mod context_store;
 pub mod coordination;

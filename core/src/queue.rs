@@ -1,17 +1,13 @@
 //! RabbitMQ: the durable job queue, its dead-letter queue, confirmed
 //! persistent publishes and a manual-ack consumer.
 
+use crate::amqp::{self, QueueTarget};
 use crate::error::{CoreError, CoreResult};
-use crate::tls::{self, TlsSettings, Verify};
 use futures_util::future::try_join_all;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::uri::AMQPUri;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// The wire format shared with Flowcraft's TypeScript adapter.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -57,55 +53,6 @@ impl JobMessage {
     }
 }
 
-/// Hides the password of an AMQP URL.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// Where jobs go: the broker URL, the job queue's name and, for `amqps://`,
-/// TLS settings beside those in the URL's query (`cacertfile`, `certfile`,
-/// `keyfile`, `verify`, `server_name_indication`, RabbitMQ's URI parameters).
-#[derive(Debug, Clone, Default)]
-pub struct QueueTarget {
-    pub url: String,
-    pub queue: String,
-    pub tls: Option<TlsSettings>,
-}
-
-impl QueueTarget {
-    pub fn new(url: &str, queue: &str) -> QueueTarget {
-        QueueTarget { url: url.to_string(), queue: queue.to_string(), tls: None }
-    }
-}
-
-/// The largest frame we accept from the broker (RabbitMQ's default). It bounds
-/// how deep a message's header tables can nest (5 bytes a level at least).
-pub const FRAME_MAX: u32 = 131_072;
-
-/// Stack for every thread of ours and lapin's I/O thread. lapin parses (and
-/// Rust drops) header tables recursively, about 1.9 KB of stack a level
-/// (measured): a 131,072-byte header frame nests at most 26,214 levels, about
-/// 50 MB. With the 2 MiB default, one message 1,100 levels deep killed every
-/// worker that received it. Reserved, not committed: pages are used as touched.
-pub const THREAD_STACK_BYTES: usize = 128 * 1024 * 1024;
-
-/// Sets the stack size of threads that lapin spawns (it takes the default,
-/// which `RUST_MIN_STACK` sets). Call before the first connection, before any
-/// other thread of this library starts; a value the user set is kept.
-pub fn size_io_threads() {
-    if std::env::var_os("RUST_MIN_STACK").is_none() {
-        // SAFETY: called once at load, before this library starts a thread.
-        unsafe { std::env::set_var("RUST_MIN_STACK", THREAD_STACK_BYTES.to_string()) };
-    }
-}
-
 /// Header tables nesting deeper than this are refused: no job of ours needs
 /// them, and a consumer of the dead-letter queue may not survive them.
 pub const MAX_HEADER_DEPTH: usize = 32;
@@ -126,67 +73,6 @@ pub fn header_depth(table: &FieldTable) -> usize {
     deepest
 }
 
-/// A parsed broker URL and, when it is `amqps://`, the TLS to speak.
-struct Endpoint {
-    uri: AMQPUri,
-    tls: Option<(Arc<rustls::ClientConfig>, String, TlsSettings)>,
-}
-
-/// The URL's TLS query parameters, which lapin ignores, are read here.
-fn endpoint(target: &QueueTarget) -> CoreResult<Endpoint> {
-    let bad = |why: String| CoreError::InvalidArgument(format!("invalid RabbitMQ URL {}: {why}", redact(&target.url)));
-    let parsed = url::Url::parse(&target.url).map_err(|e| bad(e.to_string()))?;
-    let mut uri: AMQPUri = target.url.parse().map_err(bad)?;
-    // amqplib reads `amqp://host/` as vhost "/"; so do we (RabbitMQ has no empty vhost).
-    if uri.vhost.is_empty() {
-        uri.vhost = "/".into();
-    }
-    uri.query.frame_max = Some(uri.query.frame_max.filter(|f| *f > 0).map_or(FRAME_MAX, |f| f.min(FRAME_MAX)));
-    let secure = parsed.scheme().eq_ignore_ascii_case("amqps");
-    let mut tls = target.tls.clone().unwrap_or_default();
-    let mut asked_for_tls = target.tls.is_some();
-    for (key, value) in parsed.query_pairs() {
-        match key.as_ref() {
-            "cacertfile" => tls.ca = Some(tls::read_pem_file(&value, "cacertfile")?),
-            "certfile" => tls.cert = Some(tls::read_pem_file(&value, "certfile")?),
-            "keyfile" => tls.key = Some(tls::read_pem_file(&value, "keyfile")?),
-            "verify" => {
-                tls.verify = match value.as_ref() {
-                    "verify_peer" => Verify::Full,
-                    "verify_none" => Verify::None,
-                    other => return Err(bad(format!("verify={other} (use verify_peer or verify_none)"))),
-                }
-            }
-            "server_name_indication" if value != "disable" => tls.server_name = Some(value.into_owned()),
-            "server_name_indication" => {}
-            _ => continue,
-        }
-        asked_for_tls = true;
-    }
-    if !secure {
-        if asked_for_tls {
-            return Err(CoreError::InvalidArgument(format!(
-                "TLS settings were given for the plain amqp:// URL {}: use amqps:// so the connection is encrypted",
-                redact(&target.url)
-            )));
-        }
-        return Ok(Endpoint { uri, tls: None });
-    }
-    let config = tls::client_config(&tls, "RabbitMQ")?;
-    let name = tls::server_name(&tls, &uri.authority.host, "RabbitMQ")?.to_str().into_owned();
-    Ok(Endpoint { uri, tls: Some((Arc::new(config), name, tls)) })
-}
-
-/// The error for a failed connect: TLS failures (a certificate that does not
-/// verify, a server that does not speak TLS) are told apart, since retrying
-/// cannot heal them.
-fn connect_error(url: &str, source: lapin::Error) -> CoreError {
-    match tls::tls_failure(&source) {
-        Some(reason) => CoreError::Tls { service: "RabbitMQ", target: redact(url), reason },
-        None => CoreError::AmqpConnect { target: redact(url), source },
-    }
-}
-
 pub struct Broker {
     connection: Connection,
     publisher: Channel,
@@ -195,52 +81,23 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Connects and declares the job queue and its dead-letter queue (both
-    /// durable, without arguments, so they match queues that Flowcraft's
-    /// TypeScript adapter declares).
+    /// Connects to one of the target's brokers and makes sure the job queue and
+    /// its dead-letter queue exist (see `amqp::ensure_queue`).
     pub async fn connect(target: &QueueTarget) -> CoreResult<Broker> {
-        let (url, queue) = (target.url.as_str(), target.queue.as_str());
+        let queue = target.queue.as_str();
         if queue.is_empty() || queue.len() > 200 {
             return Err(CoreError::InvalidArgument(format!("queueName {queue:?} must be 1 to 200 characters")));
         }
-        let Endpoint { uri, tls } = endpoint(target)?;
-        let properties = ConnectionProperties::default().with_connection_name("flowcraft-rabbitmq-adapter".into());
-        let connection = match tls {
-            None => Connection::connect_uri(uri, properties).await,
-            Some((config, name, _)) => {
-                let runtime = lapin::runtime::default_runtime().map_err(|e| connect_error(url, e))?;
-                let connector = lapin::tcp::RustlsConnector::from(config);
-                Connection::connector(
-                    uri,
-                    runtime,
-                    async move |uri, runtime| {
-                        let addrs: Vec<std::net::SocketAddr> =
-                            tokio::net::lookup_host((uri.authority.host.as_str(), uri.authority.port)).await?.collect();
-                        let plain = lapin::AsyncTcpStream::connect(&runtime, addrs).await?;
-                        Ok(plain.into_rustls(&connector, &name).await?)
-                    },
-                    properties,
-                )
-                .await
-            }
+        let connection = amqp::connect(target).await?;
+        let dead_queue = format!("{queue}.dead");
+        for q in [queue, dead_queue.as_str()] {
+            amqp::ensure_queue(&connection, target, q).await?;
         }
-        .map_err(|source| connect_error(url, source))?;
         let publisher = connection.create_channel().await.map_err(|e| CoreError::amqp("opening a channel", e))?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| CoreError::amqp("enabling publisher confirms", e))?;
-        let dead_queue = format!("{queue}.dead");
-        for q in [queue, dead_queue.as_str()] {
-            publisher
-                .queue_declare(
-                    q.into(),
-                    QueueDeclareOptions { durable: true, ..Default::default() },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| CoreError::amqp(format!("declaring queue {q:?}"), e))?;
-        }
         Ok(Broker { connection, publisher, queue: queue.to_string(), dead_queue })
     }
 
@@ -412,11 +269,5 @@ mod tests {
             .unwrap_err()
             .contains("must be a string"));
         assert!(JobMessage::parse(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact("amqp://u:secret@h:5672/v"), "amqp://u:***@h:5672/v");
-        assert_eq!(redact("amqp://h"), "amqp://h");
     }
 }

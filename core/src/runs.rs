@@ -1,12 +1,13 @@
 //! Runs as a user handles them: start, await, inspect, reconcile, resume,
 //! cancel. Needs no consumer: a client process can use it alone.
 
+use crate::amqp::QueueTarget;
 use crate::blueprint::{Blueprint, Blueprints, JoinStrategy};
 use crate::error::{CoreError, CoreResult};
 use crate::executor::NodeExecutor;
 use crate::notify::Listener;
 use crate::pg::PgTarget;
-use crate::queue::{Broker, JobMessage, QueueTarget};
+use crate::queue::{Broker, JobMessage};
 use crate::run_store::{RunStore, RunSummary, RunView, FINAL_STATUSES};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;

@@ -2,10 +2,11 @@
 //! committed and its successors confirmed, reconnects with backoff, and a
 //! graceful stop that drains in-flight jobs.
 
+use crate::amqp::QueueTarget;
 use crate::error::{CoreError, CoreResult};
 use crate::executor::Level;
 use crate::job::{Disposition, JobRunner};
-use crate::queue::{header_depth, redact, Broker, QueueTarget, MAX_HEADER_DEPTH};
+use crate::queue::{header_depth, Broker, MAX_HEADER_DEPTH};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use serde_json::json;
@@ -280,7 +281,7 @@ async fn supervise(
                         Level::Warn,
                         &format!(
                             "Cannot reach RabbitMQ at {}: {e}; retrying in {} ms",
-                            redact(&config.target.url),
+                            config.target.label(),
                             delay.as_millis()
                         ),
                         json!({ "queue": config.target.queue }),

@@ -1,13 +1,14 @@
 //! The job protocol tested from Rust against the real RabbitMQ, PostgreSQL and
 //! Redis, with node implementations written as Rust closures (no Node.js).
 
+use flowcraft_core::amqp::QueueTarget;
 use flowcraft_core::blueprint::Blueprints;
 use flowcraft_core::context_store::PatchOp;
 use flowcraft_core::coordination::{Coordination, RedisTarget};
 use flowcraft_core::executor::{BoxFuture, NodeExecutor, NodeRequest, NodeResponse};
 use flowcraft_core::job::JobRunner;
 use flowcraft_core::pg::{PgPool, PgTarget};
-use flowcraft_core::queue::{Broker, JobMessage, QueueTarget};
+use flowcraft_core::queue::{Broker, JobMessage};
 use flowcraft_core::run_store::RunStore;
 use flowcraft_core::runs::RunClient;
 use flowcraft_core::worker::{Worker, WorkerConfig};
