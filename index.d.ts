@@ -21,6 +21,8 @@ export type ErrorCode =
 	| 'ERR_RUN_CANCELLED'
 	| 'ERR_UNKNOWN_BLUEPRINT'
 	| 'ERR_TIMEOUT'
+	| 'ERR_RUN_NOT_FOUND'
+	| 'ERR_TABLE_NOT_FOUND'
 	| 'ERR_PG_CONNECT'
 	| 'ERR_PG'
 	| 'ERR_REDIS_CONNECT'
@@ -48,6 +50,8 @@ export type ErrorCode =
  * - `ERR_RUN_CANCELLED`: the `signal.reason` of a node whose run was cancelled with `cancelRun()`.
  * - `ERR_UNKNOWN_BLUEPRINT`: `startRun()` with a blueprint id that is not in `runtimeOptions.blueprints`.
  * - `ERR_TIMEOUT`: `waitForRun()` gave up after `timeoutMs` (the run goes on).
+ * - `ERR_RUN_NOT_FOUND`: `waitForRun()` on a run id that does not exist (rejected at once).
+ * - `ERR_TABLE_NOT_FOUND`: `createTables: false` and a table (or its schema) does not exist.
  * - `ERR_PG_CONNECT`, `ERR_PG`, `ERR_REDIS_CONNECT`, `ERR_REDIS`, `ERR_AMQP_CONNECT`, `ERR_AMQP`:
  *   a service refused the connection / a command failed.
  * - `ERR_INVALID_JSON`: stored data that is not valid JSON.
@@ -70,6 +74,8 @@ export declare const ErrorCodes: {
 	readonly RUN_CANCELLED: 'ERR_RUN_CANCELLED'
 	readonly UNKNOWN_BLUEPRINT: 'ERR_UNKNOWN_BLUEPRINT'
 	readonly TIMEOUT: 'ERR_TIMEOUT'
+	readonly RUN_NOT_FOUND: 'ERR_RUN_NOT_FOUND'
+	readonly TABLE_NOT_FOUND: 'ERR_TABLE_NOT_FOUND'
 	readonly PG_CONNECT: 'ERR_PG_CONNECT'
 	readonly PG: 'ERR_PG'
 	readonly REDIS_CONNECT: 'ERR_REDIS_CONNECT'
@@ -492,7 +498,7 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 * live in the run's status row, committed with each predecessor's output.
 	 */
 	coordinationStore: RedisCoordinationStore | ICoordinationStore
-	/** Durable queue to consume. Default `flowcraft-queue`; refused messages go to `<queueName>.dead`. */
+	/** Durable queue to consume. Default `flowcraft-jobs` (the CLI's default too); refused messages go to `<queueName>.dead`. */
 	queueName?: string | undefined
 	/**
 	 * Unset (default): the job queue and `<queueName>.dead` are used as they exist (an
@@ -516,10 +522,33 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 * Default 20.
 	 */
 	maxDeliveries?: number | undefined
-	/** Create missing tables and columns at `start()`. Default true. */
+	/**
+	 * Create missing tables and columns at `start()` (and at the run API's first call).
+	 * Default true. With `false`, a missing table fails with `ERR_TABLE_NOT_FOUND`.
+	 */
 	createTables?: boolean | undefined
 	/** Default time `stop()` waits for jobs in flight. Default 30000 ms. */
 	stopTimeoutMs?: number | undefined
+	/**
+	 * How long `start()` keeps retrying a failure that may heal (a service refusing,
+	 * dropping or not yet answering connections, e.g. still starting up), with backoff
+	 * (0.5 s doubling to 5 s) and a warning per attempt, before it fails. What cannot
+	 * heal (wrong credentials or vhost, a missing database, role or table, TLS, a bad
+	 * option) fails at once. Default 30000 ms; 0 retries nothing.
+	 */
+	startRetryMs?: number | undefined
+	/**
+	 * What happens to the process when `start()` fails for good (the failure is always
+	 * logged):
+	 * - left out (default): the process exits with status 1 if nothing handles the
+	 *   promise `start()` returned (`adapter.start()` neither awaited nor given a
+	 *   `.then` / `.catch` by the time it fails), so a worker that cannot start never
+	 *   lingers while your own connections keep Node alive; a handled promise just rejects;
+	 * - `true`: the process exits with status 1 even when the promise is handled;
+	 * - `false`: never exits; an unhandled failure is only logged (never an unhandled rejection).
+	 * A `stop()` called before the failure never exits the process.
+	 */
+	exitOnStartFailure?: boolean | undefined
 	/**
 	 * Default false. When true, `start()` installs SIGTERM and SIGINT listeners: the
 	 * first signal calls `stop()` (jobs in flight drain), then the listeners are removed
@@ -702,9 +731,15 @@ export declare class RabbitMqAdapter<TDependencies extends Record<string, any> =
 	/** The status table. */
 	readonly statusTableName: string
 	/**
-	 * Connects, creates the tables (unless `createTables: false`) and starts consuming.
-	 * Resolves once consuming. A failure is also logged through the logger, so a call
-	 * that is not awaited never becomes an unhandled rejection.
+	 * Connects, checks the coordination store (one read, so a wrong Redis fails here),
+	 * creates the tables (unless `createTables: false`) and starts consuming. Resolves
+	 * once consuming. A failure that may heal is retried for `startRetryMs`; a failure is
+	 * always logged through the logger. When nothing handles the returned promise, a
+	 * failure ends the process with status 1 (see `exitOnStartFailure`); it never
+	 * becomes an unhandled rejection.
+	 *
+	 * @throws {AdapterError} `ERR_AMQP_CONNECT`, `ERR_PG_CONNECT`, `ERR_REDIS_CONNECT`
+	 * (naming Redis, the coordination store), `ERR_TLS`, `ERR_TABLE_NOT_FOUND`, ...
 	 */
 	start(): Promise<void>
 	/**
@@ -737,7 +772,14 @@ export declare class RabbitMqAdapter<TDependencies extends Record<string, any> =
 	 * `cancelled` or `awaiting` (at once if it already is), woken by PostgreSQL
 	 * `LISTEN/NOTIFY`, not by polling.
 	 *
-	 * @throws {AdapterError} `ERR_TIMEOUT` after `timeoutMs` (the run goes on).
+	 * A run id that does not exist rejects at once with `ERR_RUN_NOT_FOUND`, not after
+	 * `timeoutMs`: a `startRun()` of this adapter for that id still in flight is waited
+	 * for first, and the run is looked for again for up to 1 s (a run another process is
+	 * starting at that moment). A run started over the wire protocol exists once its
+	 * context row does.
+	 *
+	 * @throws {AdapterError} `ERR_TIMEOUT` after `timeoutMs` (the run goes on);
+	 * `ERR_RUN_NOT_FOUND` for a run that does not exist.
 	 */
 	waitForRun<TContext extends Record<string, any> = Record<string, any>>(
 		runId: string,

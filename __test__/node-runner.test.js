@@ -204,9 +204,41 @@ describe('results', () => {
 		expect(res.error.message).toMatch(/circular/i)
 	})
 
-	test('functions and undefined inside the output are dropped as JSON does', async () => {
-		const res = await run({ fn: async () => ({ output: { keep: 1, f() {}, u: undefined }, extra: 'ignored' }) })
+	test('undefined inside the output is dropped as JSON does', async () => {
+		const res = await run({ fn: async () => ({ output: { keep: 1, u: undefined }, extra: 'ignored' }) })
 		expect(res).toEqual({ ok: true, result: { output: { keep: 1 } }, writes: [] })
+	})
+
+	test('a function or symbol nested in the output is refused with its key path, not dropped', async () => {
+		const cases = [
+			[{ f: () => 1 }, 'function', 'output.f'],
+			[{ a: { list: [1, { s: Symbol('x') }] } }, 'symbol', 'output.a.list[1].s'],
+			[[1, () => 2], 'function', 'output[1]'],
+			[{ 'odd key': { g() {} } }, 'function', 'output["odd key"].g'],
+		]
+		for (const [output, type, path] of cases) {
+			const res = await run({ fn: async () => ({ output }) }, { nodeId: 'nested' })
+			expect(res.ok).toBe(false)
+			expect(res.error.message).toContain(
+				`Node 'nested' returned an output that holds a ${type} at key path ${path}, which cannot be stored as JSON`,
+			)
+		}
+	})
+
+	test('a function nested in a context write is refused with its key path', async () => {
+		const res = await run(
+			{
+				fn: async ({ context }) => {
+					await context.set('cfg', { handler: { run: () => 1 } })
+					return { output: 1 }
+				},
+			},
+			{ nodeId: 'w' },
+		)
+		expect(res.ok).toBe(false)
+		expect(res.error.message).toMatch(
+			/Node 'w' set context key "cfg" to a value that holds a function at key path handler\.run/,
+		)
 	})
 })
 

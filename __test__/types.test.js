@@ -238,6 +238,8 @@ export async function f() {
 		amqpConnection: 'amqp://127.0.0.1', pgClient: 'postgres://127.0.0.1/test',
 		coordinationStore: new RedisCoordinationStore('redis://127.0.0.1:6379'),
 		handleSignals: true,
+		exitOnStartFailure: false,
+		startRetryMs: 5000,
 		runtimeOptions: { registry: {}, blueprints: {} },
 	})
 	const started: { runId: string; created: boolean } = await a.startRun('bp', { k: 1 }, { runId: 'r1', idempotencyKey: 'k' })
@@ -268,8 +270,10 @@ export async function f() {
 	const counts: ReconciliationStats = await reconciler.run()
 	const remove: () => void = stopOnSignals(a, { signals: ['SIGTERM'], timeoutMs: 1000 })
 	const code: 'ERR_TIMEOUT' = ErrorCodes.TIMEOUT
+	const notFound: 'ERR_RUN_NOT_FOUND' = ErrorCodes.RUN_NOT_FOUND
+	const noTable: 'ERR_TABLE_NOT_FOUND' = ErrorCodes.TABLE_NOT_FOUND
 	await a.close()
-	void state, when, list, enqueued, resumed, cancelled, cancelled2, p99, deadAt, moved, table, counts, remove, code
+	void state, when, list, enqueued, resumed, cancelled, cancelled2, p99, deadAt, moved, table, counts, remove, code, notFound, noTable
 }
 `
 
@@ -383,8 +387,7 @@ describe('type declarations (tsc --noEmit)', () => {
 		})
 		// pg ships no types (@types/pg); amqplib 2 and ioredis ship their own, so @types/amqplib is not needed
 		expect({ missingDevDependencies: missing }).toEqual({ missingDevDependencies: [] })
-		const own = (name) =>
-			JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8'))
+		const own = (name) => JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8'))
 		expect({ amqplib: !!own('amqplib').types, ioredis: !!own('ioredis').types }).toEqual({
 			amqplib: true,
 			ioredis: true,

@@ -282,7 +282,8 @@ function seconds(value, name, fallback) {
 function explain(e, values, env) {
 	const message = e?.message ? e.message : String(e)
 	const code = e?.code ? ` [${e.code}]` : ''
-	if (/does not exist/.test(message) && e.code === 'ERR_PG') {
+	// ERR_TABLE_NOT_FOUND: the adapter's word for a missing table with createTables: false (the CLI's case)
+	if ((/does not exist/.test(message) && e.code === 'ERR_PG') || e?.code === 'ERR_TABLE_NOT_FOUND') {
 		const ctx = values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? 'flowcraft_contexts'
 		const st = values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? 'flowcraft_statuses'
 		return `${message}${code}\nThe tables ${ctx} / ${st} are not in this database: check --postgres-url, --context-table and --status-table (a worker creates them when it starts).`

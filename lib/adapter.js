@@ -18,9 +18,10 @@ const { createNotify, createEvaluate } = require('./callbacks')
 const { createConsoleLogger, safeLogger } = require('./logger')
 const { stopOnSignals } = require('./signals')
 const { CODES, codedError, invalidArgument, checkTableName, describe } = require('./errors')
+const { toJsonText } = require('./json')
 
 const DEFAULTS = Object.freeze({
-	queueName: 'flowcraft-queue',
+	queueName: 'flowcraft-jobs',
 	contextTableName: 'flowcraft_contexts',
 	statusTableName: 'flowcraft_statuses',
 	concurrency: 64,
@@ -28,7 +29,17 @@ const DEFAULTS = Object.freeze({
 	createTables: true,
 	stopTimeoutMs: 30000,
 	handleSignals: false,
+	startRetryMs: 30000,
 })
+
+/** The Redis key start() reads to check that the coordination store answers (it is never written). */
+const PROBE_KEY = 'flowcraft:probe'
+/** How long start() waits for a user's coordination store to answer that read. */
+const PROBE_TIMEOUT_MS = 10000
+/** How long waitForRun() looks again for a run that is not there yet (one being started elsewhere). */
+const RUN_APPEAR_GRACE_MS = 1000
+/** How many run ids started here waitForRun() remembers as existing. */
+const KNOWN_RUNS_MAX = 10000
 
 /** The largest millisecond count the native calls take (u32). */
 const MAX_MS = 2 ** 32 - 1
@@ -99,6 +110,12 @@ class RabbitMqAdapter {
 		checkTimeout(o.stopTimeoutMs, 'RabbitMqAdapter: stopTimeoutMs')
 		if (typeof o.handleSignals !== 'boolean')
 			throw invalidArgument(`RabbitMqAdapter: handleSignals must be a boolean; got ${describe(o.handleSignals)}`)
+		checkTimeout(o.startRetryMs, 'RabbitMqAdapter: startRetryMs')
+		if (o.exitOnStartFailure !== undefined && typeof o.exitOnStartFailure !== 'boolean') {
+			throw invalidArgument(
+				`RabbitMqAdapter: exitOnStartFailure must be a boolean (or left out); got ${describe(o.exitOnStartFailure)}`,
+			)
+		}
 
 		if (o.pgClient === undefined || o.pgClient === null) {
 			throw invalidArgument(
@@ -122,6 +139,8 @@ class RabbitMqAdapter {
 		}
 
 		const logger = ro.logger || createConsoleLogger()
+		const assumed = assumedAmqpCredentials(o.amqpConnection, o.amqpUrl)
+		if (assumed) safeLogger(logger).warn(assumed)
 		const amqpVerify = /^amqps:/i.test(amqpUrl) && new URL(amqpUrl).searchParams.get('verify') === 'verify_none'
 		for (const warning of [
 			tlsWarning('RabbitMQ', amqpVerify ? { verify: 'none' } : amqpTls),
@@ -146,6 +165,7 @@ class RabbitMqAdapter {
 				pg,
 				redisTarget,
 				coordinate,
+				coordinationStore: o.coordinationStore,
 				amqpUrl,
 				amqpTls,
 				amqpAlternateUrls,
@@ -159,11 +179,21 @@ class RabbitMqAdapter {
 				createTables: o.createTables,
 				stopTimeoutMs: o.stopTimeoutMs,
 				handleSignals: o.handleSignals,
+				startRetryMs: o.startRetryMs,
+				exitOnStartFailure: o.exitOnStartFailure,
 				worker: undefined,
 				// the last worker started, kept for stats() after stop()
 				statsWorker: undefined,
 				runner: undefined,
 				startPromise: undefined,
+				// what start() returns: settles like startPromise, and knows whether anyone handles it
+				userStartPromise: undefined,
+				// wakes a start() waiting between two attempts when stop() is called
+				wakeStart: undefined,
+				// run ids of startRun() calls in flight (waitForRun waits for them)
+				starting: new Map(),
+				// run ids startRun() of this adapter wrote (the latest KNOWN_RUNS_MAX): waitForRun need not look for them
+				knownRuns: new Set(),
 				stopPromise: undefined,
 				// NativeRuns, created on first use of the run API
 				runsPromise: undefined,
@@ -189,10 +219,19 @@ class RabbitMqAdapter {
 	}
 
 	/**
-	 * Connects to RabbitMQ, PostgreSQL and Redis, creates the tables (unless
-	 * `createTables: false`) and begins consuming jobs. Resolves once consuming.
-	 * Calling it again returns the same promise. A failure is also logged through the
-	 * logger, so an un-awaited `adapter.start()` never becomes an unhandled rejection.
+	 * Connects to RabbitMQ, PostgreSQL and Redis (the coordination store is read once,
+	 * so a wrong Redis fails here, not at the first redelivery), creates the tables
+	 * (unless `createTables: false`) and begins consuming jobs. Resolves once consuming.
+	 * Calling it again returns the same promise.
+	 *
+	 * A failure that may heal (a service refusing or dropping connections, e.g. still
+	 * starting) is retried with backoff for `startRetryMs`, each attempt logged; one that
+	 * cannot (wrong credentials or vhost, missing database or tables, TLS, a bad option)
+	 * fails at once. A failure is always logged. When nothing handles the returned
+	 * promise (`adapter.start()` neither awaited nor given a `.catch`) and
+	 * `exitOnStartFailure` is not `false`, the process then exits with status 1, so a
+	 * worker that cannot start never lingers doing nothing (`exitOnStartFailure: true`
+	 * exits even when the promise is handled).
 	 */
 	start() {
 		const s = this._s
@@ -203,16 +242,57 @@ class RabbitMqAdapter {
 		}
 		if (!s.startPromise) {
 			if (s.handleSignals && !s.disposeSignals) s.disposeSignals = stopOnSignals(this)
-			const p = this._start().catch((err) => {
+			const p = this._startWithRetries().catch((err) => {
 				s.startPromise = undefined // a later start() may try again
 				throw err
 			})
-			p.catch((err) =>
-				s.log.error(`Worker failed to start: ${err?.message}`, err?.code ? { code: err.code } : undefined),
-			)
+			const user = new StartPromise()
+			p.then(user.settle.resolve, (err) => {
+				s.log.error(`Worker failed to start: ${err?.message}`, err?.code ? { code: err.code } : undefined)
+				user.fail(err)
+				// Handlers attached in the same tick as the failure count as handling it.
+				setImmediate(() => onStartFailure(s, err, user))
+			})
 			s.startPromise = p
+			s.userStartPromise = user
 		}
-		return s.startPromise
+		return s.userStartPromise
+	}
+
+	/** `_start()` again while it fails with what may heal, for `startRetryMs` in all. */
+	async _startWithRetries() {
+		const s = this._s
+		const deadline = Date.now() + s.startRetryMs
+		let delay = 500
+		for (let attempt = 1; ; attempt++) {
+			try {
+				return await this._start()
+			} catch (err) {
+				const left = deadline - Date.now()
+				if (s.stopPromise || !mayHeal(err)) throw err
+				if (left <= 0) {
+					if (attempt > 1)
+						err.message = `${err.message} (gave up after ${attempt} attempts in ${Math.round(s.startRetryMs / 1000)} s; startRetryMs bounds the retries)`
+					throw err
+				}
+				const wait = Math.min(delay, left)
+				s.log.warn(
+					`Worker could not start (attempt ${attempt}), retrying in ${wait} ms for up to ${Math.ceil(left / 1000)} s more: ${err?.message}`,
+					err?.code ? { code: err.code } : undefined,
+				)
+				await new Promise((resolve) => {
+					const timer = setTimeout(resolve, wait)
+					s.wakeStart = () => {
+						clearTimeout(timer)
+						resolve()
+					}
+				})
+				s.wakeStart = undefined
+				delay = Math.min(delay * 2, 5000)
+				if (s.stopPromise)
+					throw codedError(CODES.WORKER_STATE, 'RabbitMqAdapter: stop() was called before the worker started')
+			}
+		}
 	}
 
 	async _start() {
@@ -221,6 +301,7 @@ class RabbitMqAdapter {
 		warnUnknownUses(s)
 		const ro = s.runtimeOptions
 		const config = await buildConfig(s)
+		await probeCoordinationStore(s)
 		const runner = createNodeRunner({
 			registry: s.registry,
 			dependencies: { ...(ro.dependencies || {}), adapter: this },
@@ -243,7 +324,8 @@ class RabbitMqAdapter {
 		s.runner = runner
 		try {
 			await callNative(() => worker.start())
-		} catch (err) {
+		} catch (nativeErr) {
+			const err = missingTables(s, nativeErr)
 			// Release the native callbacks: live ones would keep the process from exiting.
 			s.worker = undefined
 			try {
@@ -265,6 +347,7 @@ class RabbitMqAdapter {
 	stop(options) {
 		const s = this._s
 		if (s.stopPromise) return s.stopPromise
+		if (s.wakeStart) queueMicrotask(s.wakeStart) // a start() waiting to retry gives up
 		let timeoutMs = s.stopTimeoutMs
 		if (options !== undefined && options !== null) {
 			if (!isObject(options))
@@ -328,7 +411,11 @@ class RabbitMqAdapter {
 	/** Runs a native method of NativeRuns with its errors translated. */
 	async _call(method, ...args) {
 		const runs = await this._runs()
-		return callNative(() => runs[method](...args))
+		try {
+			return await callNative(() => runs[method](...args))
+		} catch (err) {
+			throw missingTables(this._s, err)
+		}
 	}
 
 	/**
@@ -367,7 +454,17 @@ class RabbitMqAdapter {
 		if (key !== null && (typeof key !== 'string' || key === '')) {
 			throw invalidArgument(`startRun(): options.idempotencyKey must be a non-empty string; got ${describe(key)}`)
 		}
-		const out = JSON.parse(await this._call('startRun', blueprintId, contextJson, runId, key))
+		// waitForRun(runId) called meanwhile waits for this call instead of finding no run.
+		const call = this._call('startRun', blueprintId, contextJson, runId, key)
+		const starting = s.starting
+		starting.set(runId, call)
+		let out
+		try {
+			out = JSON.parse(await call)
+		} finally {
+			if (starting.get(runId) === call) starting.delete(runId)
+		}
+		rememberRun(s, out.runId)
 		return { runId: out.runId, created: out.created === true }
 	}
 
@@ -376,12 +473,38 @@ class RabbitMqAdapter {
 	 * run is completed, failed, cancelled or awaiting (woken by PostgreSQL NOTIFY, not
 	 * by polling); at once when it already is. Rejects with ERR_TIMEOUT after
 	 * `timeoutMs` (default 30000); the run goes on.
+	 *
+	 * A run that does not exist rejects with ERR_RUN_NOT_FOUND at once, not after the
+	 * timeout: after a `startRun()` of this adapter for that id still in flight, and
+	 * after looking again for up to 1 s (a run being started by another process at that
+	 * moment). A run started over the wire protocol exists once its context row does.
 	 */
 	async waitForRun(runId, options) {
 		checkRunId(runId, 'waitForRun(): runId')
 		const o = optionsObject(options, 'waitForRun()', ['timeoutMs'])
 		const timeoutMs = o.timeoutMs === undefined ? 30000 : checkMs(o.timeoutMs, 'waitForRun(): options.timeoutMs')
-		return JSON.parse(await this._call('waitForRun', runId, timeoutMs))
+		const started = Date.now()
+		const pending = this._s.starting.get(runId)
+		if (pending) await pending.catch(() => {}) // its own caller gets its error
+		for (let look = 0; !this._s.knownRuns.has(runId); look++) {
+			if ((await this._call('getRun', runId)) !== null) break
+			const elapsed = Date.now() - started
+			if (elapsed >= Math.min(RUN_APPEAR_GRACE_MS, timeoutMs)) {
+				throw codedError(
+					CODES.RUN_NOT_FOUND,
+					`waitForRun(): there is no run ${JSON.stringify(runId)} in ${this._s.statusTableName} / ${this._s.contextTableName}; check the run id (startRun() returns it) and that this adapter uses the tables of the process that started it`,
+				)
+			}
+			await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** look, 250)))
+		}
+		const left = Math.ceil(Math.max(0, timeoutMs - (Date.now() - started)))
+		try {
+			return JSON.parse(await this._call('waitForRun', runId, left))
+		} catch (err) {
+			// the message names the time the caller gave, not what was left of it
+			if (err?.code === CODES.TIMEOUT) err.message = err.message.replace(`within ${left} ms`, `within ${timeoutMs} ms`)
+			throw err
+		}
 	}
 
 	/**
@@ -462,7 +585,7 @@ class RabbitMqAdapter {
 		if (typeof action !== 'string' || action === '') {
 			throw invalidArgument(`resumeWithAction(): action must be a non-empty string; got ${describe(action)}`)
 		}
-		const outputJson = output === undefined ? null : jsonOf(output, 'resumeWithAction(): output')
+		const outputJson = output === undefined ? null : toJsonText(output, 'resumeWithAction(): output')
 		return new Set(await this._call('resumeWithAction', runId, action, outputJson))
 	}
 
@@ -591,6 +714,13 @@ async function closeRuns(s) {
 	}
 }
 
+/** Remembers a run id startRun() wrote, forgetting the oldest beyond KNOWN_RUNS_MAX. */
+function rememberRun(s, runId) {
+	s.knownRuns.delete(runId)
+	s.knownRuns.add(runId)
+	if (s.knownRuns.size > KNOWN_RUNS_MAX) s.knownRuns.delete(s.knownRuns.values().next().value)
+}
+
 function checkRunId(runId, what) {
 	if (typeof runId !== 'string' || runId === '')
 		throw invalidArgument(`${what} must be a non-empty string; got ${describe(runId)}`)
@@ -624,29 +754,6 @@ function optionsObject(options, what, keys) {
 	return options
 }
 
-/**
- * JSON text of a value, refusing what JSON would drop or mangle silently (functions,
- * symbols) as well as what it cannot hold (BigInt, cycles), naming the key.
- */
-function jsonOf(value, what) {
-	let text
-	try {
-		text = JSON.stringify(value, (key, v) => {
-			if (typeof v === 'function' || typeof v === 'symbol') {
-				throw codedError(
-					CODES.NOT_SERIALIZABLE,
-					`${what}${key === '' ? '' : ` (key ${JSON.stringify(key)})`} is a ${typeof v}, which cannot be stored as JSON`,
-				)
-			}
-			return v
-		})
-	} catch (cause) {
-		if (cause && cause.code === CODES.NOT_SERIALIZABLE) throw cause
-		throw codedError(CODES.NOT_SERIALIZABLE, `${what} is not JSON-serialisable: ${cause?.message}`, { cause })
-	}
-	return text === undefined ? 'null' : text
-}
-
 function initialContextJson(initialContext) {
 	if (initialContext === undefined || initialContext === null) return '{}'
 	const proto = isObject(initialContext) ? Object.getPrototypeOf(initialContext) : undefined
@@ -655,7 +762,7 @@ function initialContextJson(initialContext) {
 			`startRun(): initialContext must be a plain object of context keys; got ${describe(initialContext)}`,
 		)
 	}
-	return jsonOf(initialContext, 'startRun(): initialContext')
+	return toJsonText(initialContext, 'startRun(): initialContext')
 }
 
 function stripUndefined(obj) {
@@ -777,6 +884,162 @@ function warnUnknownUses(s) {
 			`Some blueprint nodes have no implementation in the registry; runs that reach them will fail: ${[...missing].join('; ')}`,
 		)
 	}
+}
+
+// ─────────────────────────────────────────────────────────── failing fast at start
+
+/**
+ * What start() returns. It settles as the start does, and records whether anyone
+ * handles it (`await`, `.then`, `.catch`, `.finally` all call `then` on a subclass),
+ * so that an un-awaited `adapter.start()` that fails can end the process instead of
+ * lingering. Its rejection is delivered only once someone handles it: an unhandled
+ * failure is logged (and may exit, see onStartFailure), never an unhandled rejection.
+ */
+class StartPromise extends Promise {
+	static get [Symbol.species]() {
+		return Promise
+	}
+
+	#settle
+	#failed = false
+	#error
+	#rejected = false
+	handled = false
+
+	constructor(executor) {
+		let settle
+		super((resolve, reject) => {
+			settle = { resolve, reject }
+		})
+		this.#settle = settle
+		if (typeof executor === 'function') executor(settle.resolve, settle.reject)
+	}
+
+	get settle() {
+		return this.#settle
+	}
+
+	fail(err) {
+		this.#failed = true
+		this.#error = err
+		if (this.handled) this.#reject()
+	}
+
+	#reject() {
+		if (this.#rejected) return
+		this.#rejected = true
+		this.#settle.reject(this.#error)
+	}
+
+	// biome-ignore lint/suspicious/noThenProperty: a Promise subclass overriding then is the point
+	then(onFulfilled, onRejected) {
+		this.handled = true
+		if (this.#failed) this.#reject()
+		return super.then(onFulfilled, onRejected)
+	}
+}
+
+/**
+ * After start() failed for good: end the process with status 1 when nothing handles
+ * start()'s promise (or `exitOnStartFailure: true`), unless `exitOnStartFailure: false`
+ * or stop() was called. A worker that cannot start must not look healthy to a process
+ * manager while the user's own connections keep Node alive.
+ */
+function onStartFailure(s, err, user) {
+	if (s.stopPromise || err?.code === CODES.WORKER_STATE) return
+	const exit = s.exitOnStartFailure === true || (s.exitOnStartFailure === undefined && !user.handled)
+	if (!exit) return
+	s.log.error(
+		s.exitOnStartFailure === true
+			? 'The worker cannot start: exiting with status 1 (exitOnStartFailure: true)'
+			: "The worker cannot start and nothing handles adapter.start()'s promise: exiting with status 1 " +
+					'(await it or add a .catch() to handle the failure yourself, or pass exitOnStartFailure: false)',
+	)
+	process.exit(1)
+}
+
+// A failure start() retries: a service refusing, dropping or not yet answering
+// connections, or still starting up. Wrong credentials, a missing vhost, database, role
+// or table, TLS and bad options fail at once: retrying cannot fix them.
+// (The core reports them all with one code per service; it should say which are transient.)
+const MAY_HEAL_CODES = new Set([
+	CODES.AMQP_CONNECT,
+	CODES.PG_CONNECT,
+	CODES.REDIS_CONNECT,
+	CODES.AMQP,
+	CODES.PG,
+	CODES.REDIS,
+])
+const MAY_HEAL_RE =
+	/connection refused|os error 111|connection reset|os error 104|broken pipe|timed out|network is unreachable|host is unreachable|no route to host|failed to lookup address|name or service not known|temporary failure in name resolution|the database system is (starting up|shutting down|in recovery)|too many clients|connection closed|unexpected eof|CONNECTION_FORCED/i
+
+function mayHeal(err) {
+	return MAY_HEAL_CODES.has(err?.code) && MAY_HEAL_RE.test(String(err?.message))
+}
+
+/**
+ * Reads one key of the coordination store (never written), so that a wrong or
+ * unreachable Redis fails start() instead of the first redelivery or reconcile.
+ * Our RedisCoordinationStore answers through its native store; a user's store is
+ * given PROBE_TIMEOUT_MS.
+ */
+async function probeCoordinationStore(s) {
+	const store = s.coordinationStore
+	let timer
+	try {
+		await Promise.race([
+			Promise.resolve().then(() => store.get(PROBE_KEY)),
+			new Promise((_, reject) => {
+				timer = setTimeout(
+					() => reject(new Error(`its get() did not answer (timed out after ${PROBE_TIMEOUT_MS / 1000} s)`)),
+					PROBE_TIMEOUT_MS,
+				)
+			}),
+		])
+	} catch (cause) {
+		const ours = !!s.redisTarget
+		const code = cause?.code === CODES.REDIS ? CODES.REDIS : CODES.REDIS_CONNECT
+		throw codedError(
+			code,
+			`start(): ${ours ? 'Redis (the coordination store)' : 'the coordination store (your ICoordinationStore, usually Redis)'} does not answer (${cause?.message}). ` +
+				'The worker keeps its delivery counters and node locks there: check the URL or connection given to the coordination store (e.g. REDIS_URL)',
+			{ cause },
+		)
+	} finally {
+		clearTimeout(timer)
+	}
+}
+
+const MISSING_RELATION_RE = /(relation|schema) "([^"]+)" does not exist/
+
+/** A missing table with `createTables: false` as ERR_TABLE_NOT_FOUND naming the option and the fix; other errors as they are. */
+function missingTables(s, err) {
+	if (s.createTables || err?.code !== CODES.PG) return err
+	const m = MISSING_RELATION_RE.exec(String(err.message))
+	if (!m) return err
+	return codedError(
+		CODES.TABLE_NOT_FOUND,
+		`The ${m[1] === 'schema' ? 'schema' : 'table'} "${m[2]}" does not exist, and with createTables: false the adapter creates no table. ` +
+			`Create the tables "${s.contextTableName}" and "${s.statusTableName}": start one worker with createTables: true (the default: it creates the missing tables and columns), ` +
+			"or run the CREATE TABLE statements of the README's Tables section; or check the contextTableName / statusTableName options",
+		{ cause: err },
+	)
+}
+
+/**
+ * The warning for an amqplib connection whose credentials are assumed: amqplib keeps
+ * neither the user nor the vhost of a connection (its Connection has only the socket
+ * and serverProperties), so without amqpUrl / RABBITMQ_URL / AMQP_URL the worker uses
+ * guest:guest on '/', whatever the connection was opened with.
+ */
+function assumedAmqpCredentials(amqpConnection, amqpUrl, env = process.env) {
+	if (!isObject(amqpConnection) || Array.isArray(amqpConnection)) return undefined // URLs carry their credentials
+	if ([amqpUrl, env.RABBITMQ_URL, env.AMQP_URL].some((v) => typeof v === 'string' && v !== '')) return undefined
+	return (
+		'amqpConnection is an amqplib connection, which keeps neither its user nor its vhost, and neither amqpUrl ' +
+		"nor RABBITMQ_URL / AMQP_URL is set: the worker connects as guest:guest to the vhost '/' of that broker. " +
+		'If your connection uses another user or vhost, pass its URL as amqpUrl (e.g. amqpUrl: process.env.RABBITMQ_URL)'
+	)
 }
 
 module.exports = { RabbitMqAdapter, DEFAULTS }

@@ -9,6 +9,7 @@ const { setTimeout: sleep } = require('node:timers/promises')
 const { NodeContextView } = require('./context-view')
 const { safeLogger, createConsoleLogger } = require('./logger')
 const { CODES, codedError, describe } = require('./errors')
+const { assertNoFunctions } = require('./json')
 
 /** Same test as Flowcraft's `isNodeClass`: a function whose prototype has `exec`. */
 function isNodeClass(impl) {
@@ -395,13 +396,8 @@ function normalizeResult(result, nodeId) {
 		)
 	}
 	const out = {}
-	// JSON would silently drop a function or symbol output: refuse it instead.
-	if (typeof result.output === 'function' || typeof result.output === 'symbol') {
-		throw codedError(
-			CODES.NOT_SERIALIZABLE,
-			`Node '${nodeId}' returned an output that is a ${typeof result.output}, which cannot be stored as JSON; return plain data`,
-		)
-	}
+	// JSON would silently drop a function or symbol output, or one nested in it: refuse it instead.
+	assertNoFunctions(result.output, `Node '${nodeId}' returned an output that`, 'output')
 	if (result.output !== undefined) out.output = result.output
 	if (result.action !== undefined && result.action !== null) {
 		if (typeof result.action !== 'string') {
@@ -473,13 +469,10 @@ function wireWrites(view, nodeId, strict) {
 	const out = []
 	for (const op of ops) {
 		if (op.op === 'set') {
-			const t = typeof op.value
-			if (t === 'function' || t === 'symbol') {
-				if (strict)
-					throw codedError(
-						CODES.NOT_SERIALIZABLE,
-						`Node '${nodeId}' set context key ${JSON.stringify(op.key)} to a ${t}, which cannot be stored as JSON`,
-					)
+			try {
+				assertNoFunctions(op.value, `Node '${nodeId}' set context key ${JSON.stringify(op.key)} to a value that`)
+			} catch (err) {
+				if (strict) throw err
 				continue
 			}
 			out.push(op.value === undefined ? { op: 'set', key: op.key, value: null } : op)
