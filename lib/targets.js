@@ -19,6 +19,7 @@ const nonEmpty = (v) => (v === undefined || v === null || v === '' ? undefined :
  *   `password: () => Promise<string>`); the caller resolves it before connecting.
  */
 function toPgTarget(client, env = process.env) {
+	if (typeof client === 'string' && isMultiHost(client)) return { target: { connectionString: client } }
 	if (typeof client === 'string') return fromPgParams(resolvePgConfig(parsePgConnectionString(client), env))
 	if (!isObject(client)) {
 		throw invalidArgument(
@@ -152,6 +153,17 @@ function tlsSettings(ssl, what) {
 	if (ssl.rejectUnauthorized === false) out.verify = 'none'
 	if (ssl.optional === true) out.optional = true
 	return out
+}
+
+/**
+ * A connection string naming several hosts (`postgresql://a:5432,b:5432/db?target_session_attrs=read-write`,
+ * or libpq's `host=a,b port=5432,5433 …` form), which node-pg cannot parse: the core
+ * reads it as libpq does, tries the hosts in turn and, with `target_session_attrs=read-write`,
+ * connects only to the one that takes writes, so a promoted standby is found after a failover.
+ */
+function isMultiHost(str) {
+	if (/^postgres(ql)?:\/\/[^/?#]*,/i.test(str)) return true
+	return !/^[a-z]+:\/\//i.test(str) && /(^|\s)host\s*=\s*[^\s]*,/.test(str)
 }
 
 /** A small parser for `postgres://user:pass@host:port/db?sslmode=...` and `/socket/dir db`. */

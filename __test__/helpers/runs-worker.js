@@ -5,6 +5,8 @@
 //   SIDE_TABLE                       (optional) each node execution is inserted there: run_id, node_id, token, pid
 //   HANDLE_SIGNALS=1                 handleSignals: true
 //   POSTGRES_URL, REDIS_URL, RABBITMQ_URL
+//   RABBITMQ_URLS                    (optional) a cluster's nodes, comma-separated: passed as a list of URLs
+//   QUEUE_TYPE                       (optional) queueType
 // Prints WORKER_READY once started.
 
 const path = require('node:path')
@@ -16,9 +18,11 @@ const { blueprints, createRegistry } = require('./runs-fixtures')
 
 async function main() {
 	const env = process.env
-	const amqpConnection = await amqplib.connect(env.RABBITMQ_URL)
-	const pgClient = new PgClient({ connectionString: env.POSTGRES_URL })
-	await pgClient.connect()
+	const amqpConnection = env.RABBITMQ_URLS ? env.RABBITMQ_URLS.split(',') : await amqplib.connect(env.RABBITMQ_URL)
+	// node-pg cannot parse several hosts: such a URL is passed as it is.
+	const multiHost = env.POSTGRES_URL.includes(',')
+	const pgClient = multiHost ? env.POSTGRES_URL : new PgClient({ connectionString: env.POSTGRES_URL })
+	if (!multiHost) await pgClient.connect()
 	const redisConnection = new IORedis(env.REDIS_URL)
 	const side = env.SIDE_TABLE ? new Pool({ connectionString: env.POSTGRES_URL, max: 4 }) : undefined
 	const dependencies = {}
@@ -40,6 +44,7 @@ async function main() {
 		contextTableName: env.CTX_TABLE,
 		statusTableName: env.STATUS_TABLE,
 		handleSignals: env.HANDLE_SIGNALS === '1',
+		queueType: env.QUEUE_TYPE || undefined,
 		runtimeOptions: { registry: createRegistry(), blueprints, dependencies },
 	})
 	await adapter.start()

@@ -35,6 +35,10 @@ pub enum CoreError {
     Unsupported(String),
     #[error("{0}")]
     WorkerState(String),
+    /// The broker refused (nacked) a publish: a quorum queue without a leader
+    /// for a moment, a full queue. Worth retrying.
+    #[error("RabbitMQ refused (nacked) {what}")]
+    Nacked { what: &'static str },
     #[error("timed out: {0}")]
     Timeout(String),
 }
@@ -58,6 +62,7 @@ impl CoreError {
             CoreError::QueueMismatch { .. } => "ERR_QUEUE_MISMATCH",
             CoreError::Unsupported(_) => "ERR_UNSUPPORTED",
             CoreError::WorkerState(_) => "ERR_WORKER_STATE",
+            CoreError::Nacked { .. } => "ERR_AMQP",
             CoreError::Timeout(_) => "ERR_TIMEOUT",
         }
     }
@@ -96,7 +101,7 @@ impl CoreError {
                     || source.is_connection_refusal()
                     || source.is_timeout()
             }
-            CoreError::Amqp { .. } => true,
+            CoreError::Amqp { .. } | CoreError::Nacked { .. } => true,
             CoreError::Timeout(_) => true,
             _ => false,
         }

@@ -149,7 +149,7 @@ impl Broker {
         }
         let results = try_join_all(confirms).await.map_err(|e| CoreError::amqp("waiting for a publish confirm", e))?;
         if results.iter().any(|c| !c.is_ack()) {
-            return Err(CoreError::WorkerState("RabbitMQ refused (nacked) a published job".into()));
+            return Err(CoreError::Nacked { what: "a published job" });
         }
         Ok(())
     }
@@ -178,7 +178,7 @@ impl Broker {
             .await
             .map_err(|e| CoreError::amqp("waiting for a dead-letter confirm", e))?;
         if !confirm.is_ack() {
-            return Err(CoreError::WorkerState("RabbitMQ refused (nacked) a dead-lettered message".into()));
+            return Err(CoreError::Nacked { what: "a dead-lettered message" });
         }
         Ok(())
     }

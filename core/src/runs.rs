@@ -89,6 +89,29 @@ impl RunClient {
         Ok(b)
     }
 
+    /// Publishes jobs, riding out a broker moment: a lost node of a cluster (the
+    /// next connect goes to another), a quorum queue electing its leader (the
+    /// publish is nacked). Gives up after `PUBLISH_PATIENCE`.
+    async fn publish(&self, jobs: &[JobMessage]) -> CoreResult<()> {
+        const PUBLISH_PATIENCE: Duration = Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + PUBLISH_PATIENCE;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let result = match self.broker().await {
+                Ok(b) => b.publish_jobs(jobs).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if e.is_transient() && tokio::time::Instant::now() + delay < deadline => {
+                    self.broker.lock().await.take();
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn blueprint(&self, id: &str) -> CoreResult<Arc<Blueprint>> {
         self.blueprints.get(id).ok_or_else(|| {
             CoreError::InvalidArgument(format!("unknown blueprint '{id}': add it to runtimeOptions.blueprints"))
@@ -125,11 +148,7 @@ impl RunClient {
             return Ok((existing, false));
         }
         let jobs: Vec<JobMessage> = bp.start_nodes().iter().map(|n| JobMessage::new(run_id, &bp.id, n)).collect();
-        let published = match self.broker().await {
-            Ok(b) => b.publish_jobs(&jobs).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = published {
+        if let Err(e) = self.publish(&jobs).await {
             // All or nothing: a run without its start jobs would never move.
             let _ = self.store.delete_run(run_id).await;
             return Err(e);
@@ -231,7 +250,7 @@ impl RunClient {
             return Ok(vec![]);
         }
         let jobs: Vec<JobMessage> = enqueue.iter().map(|n| JobMessage::new(run_id, &bp.id, n)).collect();
-        self.broker().await?.publish_jobs(&jobs).await?;
+        self.publish(&jobs).await?;
         Ok(enqueue)
     }
 
