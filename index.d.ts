@@ -92,6 +92,12 @@ export declare const ErrorCodes: {
 /** The shape of every error this package throws or rejects with. */
 export interface AdapterError extends Error {
 	code: ErrorCode
+	/**
+	 * `true` when the failure may heal by itself (a service refusing, dropping or not yet
+	 * answering connections, a server starting up): worth retrying. Absent for failures
+	 * retrying cannot fix (a refused login, a missing database or vhost, TLS, bad input).
+	 */
+	transient?: true | undefined
 }
 
 // ───────────────────────────────────────────────────────────────── context

@@ -242,3 +242,27 @@ describe('node outputs', () => {
 		expect(result.reason).toMatch(/Node 'a' .*holds a function at key path output\.nested\.f/)
 	})
 })
+
+describe('error.transient', () => {
+	test('the core marks what may heal: a refused connection is transient, a refused login or a missing vhost is not', async () => {
+		const env = setup('transient')
+		const opts = { startRetryMs: 0, exitOnStartFailure: false }
+		const refused = await S.captureError(() =>
+			env.adapter({ ...opts, amqpConnection: 'amqp://guest:guest@127.0.0.1:1' }).start(),
+		)
+		expect(refused).toMatchObject({ code: 'ERR_AMQP_CONNECT', transient: true })
+		const login = S.RABBITMQ_URL.replace(/\/\/([^:@/]+)(:[^@]*)?@/, '//$1:not-the-password@')
+		const badLogin = await S.captureError(() => env.adapter({ ...opts, amqpConnection: login }).start())
+		expect(badLogin.code).toBe('ERR_AMQP_CONNECT')
+		expect(badLogin.transient).toBeUndefined()
+		const noVhost = await S.captureError(() =>
+			env.adapter({ ...opts, amqpConnection: `${S.RABBITMQ_URL.replace(/\/+$/, '')}/no-such-vhost` }).start(),
+		)
+		expect(noVhost.transient).toBeUndefined()
+		const noDb = await S.captureError(() =>
+			env.adapter({ ...opts, pgClient: S.pgUrlForDatabase('no_such_db') }).start(),
+		)
+		expect(noDb.code).toBe('ERR_PG_CONNECT')
+		expect(noDb.transient).toBeUndefined()
+	})
+})

@@ -958,23 +958,12 @@ function onStartFailure(s, err, user) {
 	process.exit(1)
 }
 
-// A failure start() retries: a service refusing, dropping or not yet answering
-// connections, or still starting up. Wrong credentials, a missing vhost, database, role
-// or table, TLS and bad options fail at once: retrying cannot fix them.
-// (The core reports them all with one code per service; it should say which are transient.)
-const MAY_HEAL_CODES = new Set([
-	CODES.AMQP_CONNECT,
-	CODES.PG_CONNECT,
-	CODES.REDIS_CONNECT,
-	CODES.AMQP,
-	CODES.PG,
-	CODES.REDIS,
-])
-const MAY_HEAL_RE =
-	/connection refused|os error 111|connection reset|os error 104|broken pipe|timed out|network is unreachable|host is unreachable|no route to host|failed to lookup address|name or service not known|temporary failure in name resolution|the database system is (starting up|shutting down|in recovery)|too many clients|connection closed|unexpected eof|CONNECTION_FORCED/i
-
+// A failure start() retries: what the core marks transient (a service refusing,
+// dropping or not yet answering connections, or still starting up). Wrong
+// credentials, a missing vhost, database, role or table, TLS and bad options fail
+// at once: retrying cannot fix them.
 function mayHeal(err) {
-	return MAY_HEAL_CODES.has(err?.code) && MAY_HEAL_RE.test(String(err?.message))
+	return err?.transient === true
 }
 
 /**

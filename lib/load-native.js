@@ -30,7 +30,7 @@ function loadNative() {
 // failures carry statuses like "StringExpected". Rebuild them as errors of this
 // realm (so `instanceof Error` holds in jest and vm contexts too) with the stable code,
 // and with a stack that shows the JS call site rather than nothing.
-const PREFIX_RE = /^\[(ERR_[A-Z0-9_]+)\]\s*/
+const PREFIX_RE = /^\[(ERR_[A-Z0-9_]+)(,transient)?\]\s*/
 const NAPI_ARGUMENT_STATUSES = new Set([
 	'InvalidArg',
 	'ObjectExpected',
@@ -59,7 +59,11 @@ function fromNative(err) {
 	} else {
 		code = typeof err.code === 'string' ? err.code : 'ERR_NATIVE'
 	}
-	return codedError(code, message, { cause: err, type: code === CODES.INVALID_ARGUMENT ? 'TypeError' : undefined })
+	const out = codedError(code, message, { cause: err, type: code === CODES.INVALID_ARGUMENT ? 'TypeError' : undefined })
+	// The core says which failures may heal (a refused or dropped connection, a
+	// server starting up); a refused login or a missing database never does.
+	if (m?.[2]) Object.defineProperty(out, 'transient', { value: true, enumerable: true })
+	return out
 }
 
 /** `new Ctor(...args)` with native errors translated. */

@@ -42,8 +42,11 @@ fn init() {
     napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
 }
 
+/// `[CODE] message`, or `[CODE,transient] message` for a failure that may heal
+/// (lib/load-native.js turns these into `error.code` and `error.transient`).
 fn js_error(e: CoreError) -> napi::Error {
-    napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code(), e))
+    let transient = if e.is_transient() { ",transient" } else { "" };
+    napi::Error::new(Status::GenericFailure, format!("[{}{transient}] {}", e.code(), e))
 }
 
 fn invalid(message: String) -> napi::Error {

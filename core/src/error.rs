@@ -84,7 +84,17 @@ impl CoreError {
     /// everything else is a property of the input.
     pub fn is_transient(&self) -> bool {
         match self {
-            CoreError::PgConnect { .. } | CoreError::RedisConnect { .. } | CoreError::AmqpConnect { .. } => true,
+            // A refused login, a missing database, role or vhost: retrying cannot heal them.
+            CoreError::PgConnect { source, .. } => source.as_db_error().is_none_or(|db| {
+                let code = db.code().code();
+                !(code.starts_with("28") || code == "3D000")
+            }),
+            CoreError::RedisConnect { source, .. } => source.kind() != redis::ErrorKind::AuthenticationFailed,
+            CoreError::AmqpConnect { source, .. } => match source.kind() {
+                // CONNECTION_FORCED (320): the broker is shutting down, it will be back.
+                lapin::ErrorKind::ProtocolError(e) => e.get_id() == 320,
+                _ => true,
+            },
             CoreError::Pg { source, .. } => match source.as_db_error() {
                 None => true,
                 // Connection exceptions (08), operator intervention such as a
