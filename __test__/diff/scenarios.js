@@ -22,14 +22,18 @@
  *   expect          deliberate differences between FlowRuntime and our adapter, each
  *                   with its reason:
  *                     reasonIncludes   failed runs: the adapter's status reason must
- *                                      contain this (FlowRuntime wraps the error as
- *                                      "Node 'x' execution failed")
+ *                                      contain this (a string, or an array of strings
+ *                                      that must all appear; FlowRuntime wraps the
+ *                                      error as "Node 'x' execution failed")
+ *                     status           the adapter's status when it deliberately differs
+ *                                      from FlowRuntime's (README, "Differences from
+ *                                      FlowRuntime")
  *                     ignoreOutputs    { '_outputs.x': 'reason' }: keys left out of the
  *                                      comparison (none needed so far)
  *                     notes            prose on a deliberate difference
  *
- * Node outputs are never `undefined` (JSONB cannot store undefined: a key holding
- * undefined in FlowRuntime's Map has no JSON equivalent).
+ * A node output that is `undefined` (a node returning `{}` or nothing) is compared as
+ * FlowRuntime's context serialises it: the `_outputs.<id>` key is absent.
  */
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -83,6 +87,38 @@ class MiniEvaluator {
 		}
 		return this.resolve(expr, data)
 	}
+}
+
+// Middleware recording what it saw around every node of its group (issue 9, item 1); the
+// scenarios of the 'mw-fail' group share it, so it is installed once.
+function failingNodeMiddleware() {
+	return [
+		{
+			beforeNode: async (ctx, nodeId) => {
+				await ctx.set(`mwf.before.${nodeId}`, ((await ctx.get(`mwf.before.${nodeId}`)) ?? 0) + 1)
+			},
+			afterNode: async (ctx, nodeId, result, error) => {
+				await ctx.set(`mwf.after.${nodeId}`, { output: result?.output ?? null, error: error ? error.message : null })
+			},
+		},
+		{
+			aroundNode: async (ctx, nodeId, next) => {
+				try {
+					const result = await next()
+					await ctx.set(`mwf.around.${nodeId}`, 'left')
+					return result
+				} catch (e) {
+					await ctx.set(`mwf.around.${nodeId}`, 'threw')
+					throw e
+				}
+			},
+		},
+	]
+}
+
+/** The context keys failingNodeMiddleware writes for these nodes, plus `extra`. */
+function mwfKeys(nodeIds, extra = []) {
+	return [...nodeIds.flatMap((id) => ['before', 'after', 'around'].map((h) => `mwf.${h}.${id}`)), ...extra]
 }
 
 const scenarios = [
@@ -1027,6 +1063,1032 @@ const scenarios = [
 			},
 		},
 	},
+
+	// =========================================================================================
+	// Issue 9, items 1-7: FlowRuntime's results on failing paths, fallbacks into joins, fatal
+	// errors, undefined, `inputs` resolution, transforms with `inputs`, unstorable strings.
+	// =========================================================================================
+
+	// ------------------------------------ item 1: a class node failing in each lifecycle hook
+	{
+		name: 'class-lifecycle-failures',
+		group: 'default',
+		blueprint: {
+			id: 'diff-class-lifecycle-failures',
+			nodes: [
+				{ id: 'prepFails', uses: 'lc.PrepFails' },
+				{ id: 'execFails', uses: 'lc.ExecFails', config: { maxRetries: 2, retryDelay: 5 } },
+				{ id: 'postFails', uses: 'lc.PostFails' },
+				{ id: 'fallbackFails', uses: 'lc.FallbackFails' },
+				{ id: 'recoverThrows', uses: 'lc.RecoverThrows' },
+				{ id: 'healthy', uses: 'lc.Healthy' },
+				{ id: 'afterHealthy', uses: 'lc.after' },
+				{ id: 'afterPrep', uses: 'lc.after' },
+			],
+			edges: [
+				{ source: 'healthy', target: 'afterHealthy' },
+				{ source: 'prepFails', target: 'afterPrep' },
+			],
+		},
+		registry: (fc) => {
+			const attempts = attemptCounter()
+			// every hook that runs leaves a trace in the context; recover records the error
+			class Traced extends fc.BaseNode {
+				async trace(ctx, hook, value = true) {
+					await ctx.context.set(`lc.${this.nodeId}.${hook}`, value)
+				}
+				async recover(error, ctx) {
+					await this.trace(ctx, 'recover', error.message)
+				}
+			}
+			class PrepFails extends Traced {
+				async prep(ctx) {
+					await this.trace(ctx, 'prep')
+					throw new Error('prep broke')
+				}
+				async exec() {
+					return { output: 'never' }
+				}
+			}
+			class ExecFails extends Traced {
+				async exec(_prep, ctx) {
+					const n = await attempts(ctx, this.nodeId)
+					await this.trace(ctx, `exec${n}`)
+					throw new Error(`exec broke ${n}`)
+				}
+			}
+			class PostFails extends Traced {
+				async exec() {
+					return { output: 'exec-ok' }
+				}
+				async post(execResult, ctx) {
+					await this.trace(ctx, 'post', execResult.output)
+					throw new Error('post broke')
+				}
+			}
+			class FallbackFails extends Traced {
+				async exec() {
+					throw new Error('exec broke')
+				}
+				async fallback(error, ctx) {
+					await this.trace(ctx, 'fallback', error.message)
+					throw new Error('class fallback broke too')
+				}
+			}
+			class RecoverThrows extends fc.BaseNode {
+				async exec() {
+					throw new Error('exec broke')
+				}
+				async recover(error, ctx) {
+					await ctx.context.set('lc.recoverThrows.recover', error.message)
+					throw new Error('recover broke')
+				}
+			}
+			class Healthy extends Traced {
+				async prep(ctx) {
+					await this.trace(ctx, 'prep')
+					return 1
+				}
+				async exec(p) {
+					return { output: p + 1 }
+				}
+			}
+			return {
+				'lc.PrepFails': PrepFails,
+				'lc.ExecFails': ExecFails,
+				'lc.PostFails': PostFails,
+				'lc.FallbackFails': FallbackFails,
+				'lc.RecoverThrows': RecoverThrows,
+				'lc.Healthy': Healthy,
+				'lc.after': async (ctx) => ({ output: { after: ctx.input ?? null } }),
+			}
+		},
+		compareContext: [
+			'lc.prepFails.prep',
+			'lc.prepFails.recover',
+			'lc.execFails.exec1',
+			'lc.execFails.exec2',
+			'lc.execFails.recover',
+			'lc.postFails.post',
+			'lc.postFails.recover',
+			'lc.fallbackFails.fallback',
+			'lc.fallbackFails.recover',
+			'lc.recoverThrows.recover',
+			'lc.healthy.prep',
+			'lc.healthy.recover',
+		],
+		intended: {
+			status: 'failed',
+			outputs: { '_outputs.healthy': 2, '_outputs.afterHealthy': { after: 2 } },
+			context: {
+				'lc.prepFails.prep': true,
+				'lc.prepFails.recover': 'prep broke',
+				'lc.execFails.exec1': true,
+				'lc.execFails.exec2': true,
+				'lc.execFails.recover': 'exec broke 2',
+				'lc.postFails.post': 'exec-ok',
+				'lc.postFails.recover': 'post broke',
+				'lc.fallbackFails.fallback': 'exec broke',
+				'lc.fallbackFails.recover': 'class fallback broke too',
+				'lc.recoverThrows.recover': 'exec broke',
+				'lc.healthy.prep': true,
+			},
+		},
+	},
+
+	// ------------------------- item 1: the writes of a node that fails into a config.fallback
+	{
+		name: 'fallback-keeps-failed-writes',
+		group: 'default',
+		blueprint: {
+			id: 'diff-fallback-keeps-failed-writes',
+			nodes: [
+				{ id: 'start', uses: 'fkw.start' },
+				{ id: 'writer', uses: 'fkw.writeThenFail', config: { maxRetries: 2, fallback: 'rescue' } },
+				{ id: 'rescue', uses: 'fkw.rescue', params: { prefix: 'fkw.writer.' } },
+				{ id: 'classy', uses: 'fkw.Classy', config: { fallback: 'classRescue' } },
+				{ id: 'classRescue', uses: 'fkw.rescue', params: { prefix: 'fkw.classy.' } },
+			],
+			edges: [
+				{ source: 'start', target: 'writer' },
+				{ source: 'start', target: 'classy' },
+			],
+		},
+		registry: (fc) => {
+			const attempts = attemptCounter()
+			class Classy extends fc.BaseNode {
+				async exec(_p, ctx) {
+					await ctx.context.set('fkw.classy.exec', 'wrote')
+					throw new Error('classy broke')
+				}
+				async recover(error, ctx) {
+					await ctx.context.set('fkw.classy.recover', error.message)
+				}
+			}
+			return {
+				'fkw.start': async () => ({ output: 's' }),
+				'fkw.Classy': Classy,
+				'fkw.writeThenFail': async (ctx) => {
+					const n = await attempts(ctx, 'writer')
+					await ctx.context.set(`fkw.writer.attempt${n}`, n)
+					await ctx.context.delete('fkw.dropMe')
+					throw new Error(`writer broke ${n}`)
+				},
+				// the fallback node sees what the failed node wrote
+				'fkw.rescue': async (ctx) => {
+					const c = await ctx.context.toJSON()
+					const seen = {}
+					for (const k of Object.keys(c).sort()) if (k.startsWith(ctx.params.prefix)) seen[k] = c[k]
+					return { output: seen }
+				},
+			}
+		},
+		initialContext: { 'fkw.dropMe': 'x' },
+		compareContext: [
+			'fkw.writer.attempt1',
+			'fkw.writer.attempt2',
+			'fkw.dropMe',
+			'fkw.classy.exec',
+			'fkw.classy.recover',
+		],
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.start': 's',
+				'_outputs.writer': null,
+				'_outputs.classy': null,
+				'_outputs.rescue': { 'fkw.writer.attempt1': 1, 'fkw.writer.attempt2': 2 },
+				'_outputs.classRescue': { 'fkw.classy.exec': 'wrote', 'fkw.classy.recover': 'classy broke' },
+			},
+			context: {
+				'fkw.writer.attempt1': 1,
+				'fkw.writer.attempt2': 2,
+				'fkw.classy.exec': 'wrote',
+				'fkw.classy.recover': 'classy broke',
+			},
+		},
+	},
+
+	// --------------------------- item 1: beforeNode / afterNode / aroundNode around a failing node
+	{
+		name: 'middleware-failing-node',
+		group: 'mw-fail',
+		blueprint: {
+			id: 'diff-middleware-failing-node',
+			nodes: [
+				{ id: 'ok', uses: 'mwf.ok' },
+				{ id: 'bad', uses: 'mwf.bad', config: { maxRetries: 2, retryDelay: 5 } },
+				{ id: 'BadClass', uses: 'mwf.BadClass' },
+				{ id: 'never', uses: 'mwf.ok' },
+			],
+			edges: [
+				{ source: 'ok', target: 'bad' },
+				{ source: 'ok', target: 'BadClass' },
+				{ source: 'bad', target: 'never' },
+			],
+		},
+		registry: (fc) => {
+			class BadClass extends fc.BaseNode {
+				async exec() {
+					throw new Error('class node broke')
+				}
+				async recover(error, ctx) {
+					await ctx.context.set('mwf.recover.BadClass', error.message)
+				}
+			}
+			return {
+				'mwf.ok': async () => ({ output: 'ok' }),
+				'mwf.bad': async (ctx) => {
+					await ctx.context.set('mwf.inside.bad', true)
+					throw new Error('bad node broke')
+				},
+				'mwf.BadClass': BadClass,
+			}
+		},
+		middleware: failingNodeMiddleware,
+		compareContext: mwfKeys(['ok', 'bad', 'BadClass', 'never'], ['mwf.inside.bad', 'mwf.recover.BadClass']),
+		intended: {
+			status: 'failed',
+			outputs: { '_outputs.ok': 'ok' },
+			context: {
+				'mwf.before.ok': 1,
+				'mwf.after.ok': { output: 'ok', error: null },
+				'mwf.around.ok': 'left',
+				'mwf.before.bad': 1,
+				'mwf.after.bad': { output: null, error: 'bad node broke' },
+				'mwf.around.bad': 'threw',
+				'mwf.before.BadClass': 1,
+				'mwf.after.BadClass': { output: null, error: 'class node broke' },
+				'mwf.around.BadClass': 'threw',
+				'mwf.inside.bad': true,
+				'mwf.recover.BadClass': 'class node broke',
+			},
+		},
+		expect: { reasonIncludes: 'broke' },
+	},
+
+	// ------------------- item 1: middleware around a node that fails into its config.fallback
+	{
+		name: 'middleware-fallback-node',
+		// before/after hooks only: in FlowRuntime an aroundNode hook turns a fallback into a
+		// failure (a deliberate difference, README), so this group has none
+		group: 'mw-fallback',
+		blueprint: {
+			id: 'diff-middleware-fallback-node',
+			nodes: [
+				{ id: 'shaky', uses: 'mwfb.shaky', config: { fallback: 'backup' } },
+				{ id: 'backup', uses: 'mwfb.backup' },
+				{ id: 'tail', uses: 'mwfb.tail' },
+			],
+			edges: [{ source: 'shaky', target: 'tail' }],
+		},
+		registry: () => ({
+			'mwfb.shaky': async (ctx) => {
+				await ctx.context.set('mwf.inside.shaky', 'wrote')
+				throw new Error('shaky broke')
+			},
+			'mwfb.backup': async (ctx) => ({
+				output: {
+					sawInside: (await ctx.context.get('mwf.inside.shaky')) ?? null,
+					sawAfter: (await ctx.context.get('mwf.after.shaky')) ?? null,
+				},
+			}),
+			'mwfb.tail': async (ctx) => ({ output: { tail: ctx.input } }),
+		}),
+		middleware: () => failingNodeMiddleware().slice(0, 1),
+		compareContext: mwfKeys(['shaky', 'backup', 'tail'], ['mwf.inside.shaky']),
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.shaky': null,
+				'_outputs.backup': {
+					sawInside: 'wrote',
+					sawAfter: { output: null, error: 'shaky broke' },
+				},
+				'_outputs.tail': {
+					tail: { sawInside: 'wrote', sawAfter: { output: null, error: 'shaky broke' } },
+				},
+			},
+			context: {
+				'mwf.before.shaky': 1,
+				'mwf.after.shaky': { output: null, error: 'shaky broke' },
+				'mwf.before.backup': 1,
+				'mwf.after.backup': {
+					output: { sawInside: 'wrote', sawAfter: { output: null, error: 'shaky broke' } },
+					error: null,
+				},
+				'mwf.before.tail': 1,
+				'mwf.after.tail': {
+					output: { tail: { sawInside: 'wrote', sawAfter: { output: null, error: 'shaky broke' } } },
+					error: null,
+				},
+				'mwf.inside.shaky': 'wrote',
+			},
+		},
+	},
+
+	// ------------------- item 2: Flowcraft's error-handling guide: a fallback feeding an 'all' join
+	{
+		name: 'fallback-into-all-join',
+		group: 'default',
+		blueprint: {
+			id: 'diff-fallback-into-all-join',
+			nodes: [
+				{ id: 'primary-api', uses: 'fij.primary', config: { maxRetries: 2, retryDelay: 5, fallback: 'secondary-api' } },
+				{ id: 'secondary-api', uses: 'fij.secondary' },
+				{ id: 'process-data', uses: 'fij.process', config: { joinStrategy: 'all' } },
+			],
+			edges: [
+				{ source: 'primary-api', target: 'process-data' },
+				{ source: 'secondary-api', target: 'process-data' },
+			],
+		},
+		registry: () => ({
+			'fij.primary': async () => {
+				throw new Error('primary API is down')
+			},
+			'fij.secondary': async () => ({ output: { source: 'secondary', items: [1, 2] } }),
+			'fij.process': async (ctx) => ({ output: { processed: ctx.input ?? null } }),
+		}),
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.primary-api': null,
+				'_outputs.secondary-api': { source: 'secondary', items: [1, 2] },
+				'_outputs.process-data': { processed: { source: 'secondary', items: [1, 2] } },
+			},
+		},
+	},
+
+	// ----------- item 2: a fallback that is not a predecessor of the join inherits its owner's edge
+	{
+		name: 'fallback-inherited-edge-into-join',
+		group: 'default',
+		blueprint: {
+			id: 'diff-fallback-inherited-edge-into-join',
+			nodes: [
+				{ id: 'start', uses: 'fie.start' },
+				{ id: 'flaky', uses: 'fie.flaky', config: { fallback: 'spare' } },
+				{ id: 'spare', uses: 'fie.spare' },
+				{ id: 'steady', uses: 'fie.steady' },
+				{ id: 'join', uses: 'fie.join', inputs: { f: 'flaky', s: 'spare', t: 'steady' } },
+			],
+			edges: [
+				{ source: 'start', target: 'flaky' },
+				{ source: 'start', target: 'steady' },
+				{ source: 'flaky', target: 'join' },
+				{ source: 'steady', target: 'join' },
+			],
+		},
+		registry: () => ({
+			'fie.start': async () => ({ output: 1 }),
+			'fie.flaky': async () => {
+				throw new Error('flaky broke')
+			},
+			'fie.spare': async () => {
+				await sleep(30)
+				return { output: 'spare' }
+			},
+			'fie.steady': async (ctx) => ({ output: ctx.input + 1 }),
+			'fie.join': async (ctx) => ({ output: ctx.input }),
+		}),
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.start': 1,
+				'_outputs.flaky': null,
+				'_outputs.spare': 'spare',
+				'_outputs.steady': 2,
+				'_outputs.join': { f: null, s: 'spare', t: 2 },
+			},
+		},
+	},
+
+	// ------------------------- item 2: a chain of fallbacks beside a slow branch into an 'all' join
+	{
+		name: 'fallback-chain-into-join',
+		group: 'default',
+		blueprint: {
+			id: 'diff-fallback-chain-into-join',
+			nodes: [
+				{ id: 'a', uses: 'fcj.fail', config: { fallback: 'b' } },
+				{ id: 'b', uses: 'fcj.fail', config: { fallback: 'c' } },
+				{ id: 'c', uses: 'fcj.ok' },
+				{ id: 'slow', uses: 'fcj.slow' },
+				// reads only what is done when it runs in both engines (FlowRuntime runs it beside 'b')
+				{ id: 'join', uses: 'fcj.join', inputs: { a: 'a', slow: 'slow' } },
+			],
+			edges: [
+				{ source: 'a', target: 'join' },
+				{ source: 'slow', target: 'join' },
+			],
+		},
+		registry: () => ({
+			'fcj.fail': async (ctx) => {
+				throw new Error(`${ctx.params.name ?? 'node'} broke`)
+			},
+			'fcj.ok': async () => ({ output: 'c-ok' }),
+			'fcj.slow': async () => {
+				await sleep(60)
+				return { output: 'slow-ok' }
+			},
+			'fcj.join': async (ctx) => ({ output: ctx.input }),
+		}),
+		intended: {
+			// FlowRuntime: 'a' completes (null) when it fails into 'b'; 'slow' completes later and
+			// finds every predecessor of the join completed
+			status: 'completed',
+			outputs: {
+				'_outputs.a': null,
+				'_outputs.b': null,
+				'_outputs.c': 'c-ok',
+				'_outputs.slow': 'slow-ok',
+				'_outputs.join': { a: null, slow: 'slow-ok' },
+			},
+		},
+		expect: {
+			notes:
+				"FlowRuntime's result depends on the order: 'a' fails at once, 'slow' takes 60 ms. Had 'slow' finished first, FlowRuntime would never run the join (and neither would we).",
+		},
+	},
+
+	// ----------------------------------------- item 2: a fallback inheriting an edge into an 'any' join
+	{
+		name: 'fallback-into-any-join',
+		group: 'default',
+		blueprint: {
+			id: 'diff-fallback-into-any-join',
+			nodes: [
+				{ id: 'start', uses: 'fany.start' },
+				{ id: 'down', uses: 'fany.down', config: { fallback: 'alt' } },
+				{ id: 'alt', uses: 'fany.alt' },
+				{ id: 'up', uses: 'fany.up' },
+				{ id: 'first', uses: 'fany.first', config: { joinStrategy: 'any' } },
+			],
+			edges: [
+				{ source: 'start', target: 'down' },
+				{ source: 'start', target: 'up' },
+				{ source: 'down', target: 'first' },
+				{ source: 'up', target: 'first' },
+			],
+		},
+		registry: () => ({
+			'fany.start': async () => ({ output: 0 }),
+			'fany.down': async () => {
+				throw new Error('down')
+			},
+			'fany.alt': async () => ({ output: 'alt' }),
+			'fany.up': async () => ({ output: 'up' }),
+			'fany.first': async () => ({ output: 'ran' }),
+		}),
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.start': 0,
+				'_outputs.down': null,
+				'_outputs.alt': 'alt',
+				'_outputs.up': 'up',
+				'_outputs.first': 'ran',
+			},
+		},
+	},
+
+	// ---------------------------------------- item 3: FlowcraftError with isFatal stops at once
+	{
+		name: 'fatal-error',
+		group: 'default',
+		blueprint: {
+			id: 'diff-fatal-error',
+			nodes: [
+				{ id: 'start', uses: 'fat.start' },
+				{ id: 'fatalFn', uses: 'fat.fatal', config: { maxRetries: 3, retryDelay: 5, fallback: 'rescue' } },
+				{ id: 'rescue', uses: 'fat.rescue' },
+				{ id: 'afterFatal', uses: 'fat.after' },
+			],
+			edges: [
+				{ source: 'start', target: 'fatalFn' },
+				{ source: 'fatalFn', target: 'afterFatal' },
+			],
+		},
+		registry: (fc) => {
+			const attempts = attemptCounter()
+			return {
+				'fat.start': async () => ({ output: 'go' }),
+				'fat.fatal': async (ctx) => {
+					const n = await attempts(ctx, 'fatalFn')
+					await ctx.context.set('fat.attempts', n)
+					throw new fc.FlowcraftError('payment declined: card blocked', { isFatal: true })
+				},
+				'fat.rescue': async () => ({ output: 'rescued' }),
+				'fat.after': async (ctx) => ({ output: `after:${ctx.input}` }),
+			}
+		},
+		compareContext: ['fat.attempts'],
+		intended: { status: 'failed', outputs: { '_outputs.start': 'go' }, context: { 'fat.attempts': 1 } },
+		expect: { reasonIncludes: ["Node 'fatalFn'", 'payment declined: card blocked'] },
+	},
+
+	// ------------------ item 3: fatal in a class exec (no class fallback), non-fatal look-alikes retried
+	{
+		name: 'fatal-error-class-and-lookalikes',
+		group: 'default',
+		blueprint: {
+			id: 'diff-fatal-error-class-and-lookalikes',
+			nodes: [
+				{ id: 'start', uses: 'fatc.start' },
+				{ id: 'fatalClass', uses: 'fatc.FatalClass', config: { maxRetries: 3, fallback: 'spare' } },
+				{ id: 'spare', uses: 'fatc.spare' },
+				{ id: 'nonFatal', uses: 'fatc.nonFatal', config: { maxRetries: 2, retryDelay: 5 } },
+				{ id: 'lookalike', uses: 'fatc.lookalike', config: { maxRetries: 2, retryDelay: 5 } },
+			],
+			edges: [
+				{ source: 'start', target: 'fatalClass' },
+				{ source: 'start', target: 'nonFatal' },
+				{ source: 'start', target: 'lookalike' },
+			],
+		},
+		registry: (fc) => {
+			const attempts = attemptCounter()
+			class FatalClass extends fc.BaseNode {
+				async exec(_p, ctx) {
+					const n = await attempts(ctx, this.nodeId)
+					await ctx.context.set('fatc.execAttempts', n)
+					throw new fc.FlowcraftError('class fatal', { isFatal: true })
+				}
+				async fallback(_e, ctx) {
+					await ctx.context.set('fatc.classFallback', 'ran')
+					return { output: 'class-fallback' }
+				}
+				async recover(error, ctx) {
+					await ctx.context.set('fatc.recover', error.message)
+				}
+			}
+			return {
+				'fatc.start': async () => ({ output: 0 }),
+				'fatc.FatalClass': FatalClass,
+				'fatc.spare': async () => ({ output: 'spare' }),
+				// a FlowcraftError that is not fatal is retried like any error
+				'fatc.nonFatal': async (ctx) => {
+					const n = await attempts(ctx, 'nonFatal')
+					if (n === 1) throw new fc.FlowcraftError('transient', { isFatal: false })
+					return { output: `nonFatal ok on ${n}` }
+				},
+				// an isFatal property on another error is not Flowcraft's fatal error: retried
+				'fatc.lookalike': async (ctx) => {
+					await jitter(30)
+					const n = await attempts(ctx, 'lookalike')
+					if (n === 1) throw Object.assign(new Error('looks fatal'), { isFatal: true })
+					return { output: `lookalike ok on ${n}` }
+				},
+			}
+		},
+		compareContext: ['fatc.execAttempts', 'fatc.classFallback', 'fatc.recover'],
+		intended: {
+			status: 'failed',
+			outputs: {
+				'_outputs.start': 0,
+				'_outputs.nonFatal': 'nonFatal ok on 2',
+				'_outputs.lookalike': 'lookalike ok on 2',
+			},
+			context: { 'fatc.execAttempts': 1, 'fatc.recover': 'class fatal' },
+		},
+		expect: { reasonIncludes: ["Node 'fatalClass'", 'class fatal'] },
+	},
+
+	// -------------------------------------------- item 4: undefined outputs and inputs stay undefined
+	{
+		name: 'undefined-values',
+		group: 'default',
+		blueprint: {
+			id: 'diff-undefined-values',
+			nodes: [
+				{ id: 'empty', uses: 'und.empty' },
+				{ id: 'nothing', uses: 'und.nothing' },
+				{ id: 'nul', uses: 'und.null' },
+				{ id: 'explicitUndef', uses: 'und.explicitUndefined' },
+				{ id: 'dEmpty', uses: 'und.withDefault' },
+				{ id: 'dNothing', uses: 'und.withDefault' },
+				{ id: 'dNull', uses: 'und.withDefault' },
+				{ id: 'dTransform', uses: 'und.withDefault' },
+				{ id: 'byName', uses: 'und.withDefault', inputs: 'empty' },
+				{ id: 'byObject', uses: 'und.describe', inputs: { e: 'empty', n: 'nul', gone: 'no.such.key', x: '_nope' } },
+				{ id: 'cond', uses: 'und.withDefault' },
+			],
+			edges: [
+				{ source: 'empty', target: 'dEmpty' },
+				{ source: 'nothing', target: 'dNothing' },
+				{ source: 'nul', target: 'dNull' },
+				{ source: 'explicitUndef', target: 'dTransform', transform: 'input.missing' },
+				{ source: 'empty', target: 'byName' },
+				{ source: 'empty', target: 'byObject' },
+				{ source: 'nul', target: 'byObject' },
+				{ source: 'nothing', target: 'cond', condition: 'result.output' },
+			],
+		},
+		registry: () => ({
+			'und.empty': async () => ({}),
+			'und.nothing': async () => {},
+			'und.null': async () => ({ output: null }),
+			'und.explicitUndefined': async () => ({ output: undefined }),
+			// destructuring defaults apply to undefined, not to null
+			'und.withDefault': async ({ input = 'default-applied' }) => ({
+				output: { input: input === null ? 'null' : input, type: typeof input },
+			}),
+			'und.describe': async ({ input }) => ({
+				output: {
+					keys: Object.keys(input),
+					hasGone: 'gone' in input,
+					types: Object.fromEntries(Object.entries(input).map(([k, v]) => [k, v === null ? 'null' : typeof v])),
+				},
+			}),
+		}),
+		initialContext: { empty: 'initial-empty-key' },
+		compareContext: ['empty', 'nothing', 'nul', '_inputs.dEmpty', '_inputs.dTransform'],
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.nul': null,
+				'_outputs.dEmpty': { input: 'default-applied', type: 'string' },
+				'_outputs.dNothing': { input: 'default-applied', type: 'string' },
+				'_outputs.dNull': { input: 'null', type: 'object' },
+				'_outputs.dTransform': { input: 'default-applied', type: 'string' },
+				'_outputs.byName': { input: 'default-applied', type: 'string' },
+				'_outputs.byObject': {
+					keys: ['e', 'n', 'gone', 'x'],
+					hasGone: true,
+					types: { e: 'undefined', n: 'null', gone: 'undefined', x: 'undefined' },
+				},
+			},
+			context: { nul: null },
+		},
+		expect: {
+			notes:
+				"FlowRuntime keeps `_outputs.empty` and `empty` holding undefined, which its serialised context (and ours) leaves out; `context.has('_outputs.empty')` is true in FlowRuntime and false here (README, Differences)",
+		},
+	},
+
+	// ---------------------------------------------- item 5: `inputs` strings resolve as FlowRuntime does
+	{
+		name: 'inputs-resolution',
+		group: 'default',
+		blueprint: {
+			id: 'diff-inputs-resolution',
+			nodes: [
+				{ id: 'user', uses: 'inr.user' },
+				{ id: 'acct', uses: 'inr.acct' },
+				// not a path into `_outputs.user`: the flat context key 'user.profile.name'
+				{ id: 'dotted', uses: 'inr.echo', inputs: { name: 'user.profile.name' } },
+				{ id: 'dottedStr', uses: 'inr.echo', inputs: 'user.profile.name' },
+				// a flat key with dots that exists
+				{ id: 'flat', uses: 'inr.echo', inputs: 'acct.id' },
+				// `_outputs.<id>` spelled out, and a plain `_`-key
+				{ id: 'spelled', uses: 'inr.echo', inputs: { u: '_outputs.user', s: '_seed', i: '_inputs.user' } },
+				// a node that never ran: its plain context key is read instead
+				{ id: 'ghost', uses: 'inr.echo' },
+				{ id: 'viaGhost', uses: 'inr.echo', inputs: { g: 'ghost', gs: 'ghost' } },
+				// empty string and empty object
+				{ id: 'emptyStr', uses: 'inr.echo', inputs: '' },
+				{ id: 'emptyObj', uses: 'inr.echo', inputs: {} },
+				// the node's own id, and its predecessor by name and as a key
+				{ id: 'self', uses: 'inr.echo', inputs: { me: 'self', u: 'user', uk: 'acct' } },
+			],
+			edges: [
+				{ source: 'user', target: 'dotted' },
+				{ source: 'user', target: 'dottedStr' },
+				{ source: 'acct', target: 'flat' },
+				{ source: 'user', target: 'spelled' },
+				{ source: 'user', target: 'ghost', condition: 'result.output.never' },
+				{ source: 'user', target: 'viaGhost' },
+				{ source: 'user', target: 'emptyStr' },
+				{ source: 'user', target: 'emptyObj' },
+				{ source: 'acct', target: 'self' },
+			],
+		},
+		registry: () => ({
+			'inr.user': async () => ({ output: { profile: { name: 'Ada' } } }),
+			'inr.acct': async () => ({ output: { id: 'nested-id' } }),
+			'inr.echo': async ({ input }) => ({
+				output: {
+					got: input === undefined ? 'undefined' : input,
+					keys: input && typeof input === 'object' ? Object.keys(input) : null,
+				},
+			}),
+		}),
+		initialContext: {
+			'acct.id': 'flat-id',
+			_seed: 9,
+			ghost: 'plain-ghost',
+			self: 'plain-self',
+			'_inputs.user': 'u-in',
+		},
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.user': { profile: { name: 'Ada' } },
+				'_outputs.acct': { id: 'nested-id' },
+				'_outputs.dotted': { got: {}, keys: ['name'] },
+				'_outputs.dottedStr': { got: 'undefined', keys: null },
+				'_outputs.flat': { got: 'flat-id', keys: null },
+				'_outputs.spelled': { got: { u: { profile: { name: 'Ada' } }, s: 9, i: 'u-in' }, keys: ['u', 's', 'i'] },
+				'_outputs.viaGhost': { got: { g: 'plain-ghost', gs: 'plain-ghost' }, keys: ['g', 'gs'] },
+				'_outputs.emptyStr': { got: { profile: { name: 'Ada' } }, keys: ['profile'] },
+				'_outputs.emptyObj': { got: {}, keys: [] },
+				'_outputs.self': {
+					got: { me: 'plain-self', u: { profile: { name: 'Ada' } }, uk: { id: 'nested-id' } },
+					keys: ['me', 'u', 'uk'],
+				},
+			},
+		},
+	},
+
+	// ------------------------------------- item 5: `inputs` shapes other than a string or an object
+	{
+		name: 'inputs-odd-shapes',
+		group: 'default',
+		blueprint: {
+			id: 'diff-inputs-odd-shapes',
+			nodes: [
+				{ id: 'src', uses: 'ios.src' },
+				{ id: 'arr', uses: 'ios.echo', inputs: ['src', '_k'] },
+				{ id: 'num', uses: 'ios.echo', inputs: 5 },
+				{ id: 'nul', uses: 'ios.echo', inputs: null },
+				{ id: 'yes', uses: 'ios.echo', inputs: true },
+			],
+			edges: [
+				{ source: 'src', target: 'arr' },
+				{ source: 'src', target: 'num' },
+				{ source: 'src', target: 'nul' },
+				{ source: 'src', target: 'yes' },
+			],
+		},
+		registry: () => ({
+			'ios.src': async () => ({ output: 'S' }),
+			'ios.echo': async ({ input }) => ({
+				output: { got: input ?? null, keys: input && typeof input === 'object' ? Object.keys(input) : null },
+			}),
+		}),
+		initialContext: { _k: 'K' },
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.src': 'S',
+				'_outputs.arr': { got: { 0: 'S', 1: 'K' }, keys: ['0', '1'] },
+				'_outputs.num': { got: 'S', keys: null },
+				'_outputs.nul': { got: 'S', keys: null },
+				'_outputs.yes': { got: 'S', keys: null },
+			},
+		},
+	},
+
+	// ---------------------------- item 5: an object `inputs` field that is not a string fails the node
+	{
+		name: 'inputs-non-string-field',
+		group: 'default',
+		blueprint: {
+			id: 'diff-inputs-non-string-field',
+			nodes: [
+				{ id: 'src', uses: 'insf.src' },
+				{ id: 'bad', uses: 'insf.echo', inputs: { a: 'src', n: 42 }, config: { fallback: 'spare' } },
+				{ id: 'spare', uses: 'insf.echo' },
+			],
+			edges: [{ source: 'src', target: 'bad' }],
+		},
+		registry: () => ({
+			'insf.src': async () => ({ output: 'S' }),
+			'insf.echo': async ({ input }) => ({ output: { got: input ?? null } }),
+		}),
+		intended: { status: 'failed', outputs: { '_outputs.src': 'S' } },
+		expect: {
+			reasonIncludes: ["Node 'bad'", "inputs field 'n'"],
+			notes:
+				'FlowRuntime fails the node before it runs (a TypeError from `inputs.n.startsWith`), without retries or fallback; we fail it with a message naming the field',
+		},
+	},
+
+	// ------------------------------- item 6: a transform on an edge into a node with `inputs`
+	{
+		name: 'transform-with-inputs',
+		group: 'default',
+		blueprint: {
+			id: 'diff-transform-with-inputs',
+			nodes: [
+				{ id: 'other', uses: 'twi.const', params: { value: { v: 'from-other', k: 'other-k' } } },
+				{ id: 'src', uses: 'twi.const', params: { value: { v: 'from-src', k: 'src-k' } } },
+				// names another node: the edge's transform reads that node's output
+				{ id: 't1', uses: 'twi.echo', inputs: 'other' },
+				// a `_` key: the transform reads that context key
+				{ id: 't2', uses: 'twi.echo', inputs: '_seed' },
+				// the edge's own source: its output, as without `inputs`
+				{ id: 't3', uses: 'twi.echo', inputs: 'src' },
+				// an object mapping: the transform reads the source's output; the node then
+				// receives the transformed value, not its mapping
+				{ id: 't4', uses: 'twi.echo', inputs: { o: 'other' } },
+				// a node with no output: the source's output
+				{ id: 't5', uses: 'twi.echo', inputs: 'nobody' },
+				// a transform reading the context beside `inputs`
+				{ id: 't6', uses: 'twi.echo', inputs: 'other' },
+				// no transform: `inputs` as such
+				{ id: 't7', uses: 'twi.echo', inputs: 'other' },
+			],
+			edges: [
+				{ source: 'other', target: 'src' },
+				{ source: 'src', target: 't1', transform: 'input.v' },
+				{ source: 'src', target: 't2', transform: 'input.k' },
+				{ source: 'src', target: 't3', transform: 'input.v' },
+				{ source: 'src', target: 't4', transform: 'input.k' },
+				{ source: 'src', target: 't5', transform: 'input.v' },
+				{ source: 'src', target: 't6', transform: 'context.factor' },
+				{ source: 'src', target: 't7' },
+			],
+		},
+		registry: () => ({
+			'twi.const': async (ctx) => ({ output: ctx.params.value }),
+			'twi.echo': async ({ input }) => ({ output: { got: input === undefined ? 'undefined' : input } }),
+		}),
+		initialContext: { _seed: { k: 'seed-k', v: 'seed-v' }, factor: 3 },
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.other': { v: 'from-other', k: 'other-k' },
+				'_outputs.src': { v: 'from-src', k: 'src-k' },
+				'_outputs.t1': { got: 'from-other' },
+				'_outputs.t2': { got: 'seed-k' },
+				'_outputs.t3': { got: 'from-src' },
+				'_outputs.t4': { got: 'src-k' },
+				'_outputs.t5': { got: 'from-src' },
+				'_outputs.t6': { got: 3 },
+				'_outputs.t7': { got: { v: 'from-other', k: 'other-k' } },
+			},
+		},
+	},
+
+	// ---------------- item 6: two transformed edges into one join, the second one arriving later
+	{
+		name: 'transform-second-arrival',
+		group: 'default',
+		blueprint: {
+			id: 'diff-transform-second-arrival',
+			nodes: [
+				{ id: 'a', uses: 'tsa.const', params: { value: 0 } },
+				{ id: 'b', uses: 'tsa.const', params: { value: { b: { deep: 'from-b' } } } },
+				{ id: 'mid', uses: 'tsa.slow' },
+				{ id: 'c', uses: 'tsa.const', params: { value: { deep: 'from-c' } } },
+				{ id: 'join', uses: 'tsa.echo' },
+			],
+			edges: [
+				{ source: 'a', target: 'b' },
+				{ source: 'a', target: 'mid' },
+				{ source: 'mid', target: 'c' },
+				{ source: 'b', target: 'join', transform: 'input.b' },
+				{ source: 'c', target: 'join', transform: 'input.deep' },
+			],
+		},
+		registry: () => ({
+			'tsa.const': async (ctx) => ({ output: ctx.params.value }),
+			'tsa.slow': async () => {
+				await sleep(60)
+				return { output: 'mid' }
+			},
+			'tsa.echo': async ({ input }) => ({ output: { got: input === undefined ? 'undefined' : input } }),
+		}),
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.a': 0,
+				'_outputs.b': { b: { deep: 'from-b' } },
+				'_outputs.mid': 'mid',
+				'_outputs.c': { deep: 'from-c' },
+				// FlowRuntime: the first arrival binds the join's input to `_inputs.join`; the
+				// second edge's transform then reads that value, not c's output
+				'_outputs.join': { got: 'from-b' },
+			},
+		},
+	},
+
+	// ------------------------------------------------------ transforms reading the context
+	{
+		name: 'transform-reads-context',
+		group: 'default',
+		blueprint: {
+			id: 'diff-transform-reads-context',
+			nodes: [
+				{ id: 'start', uses: 'trc.start' },
+				{ id: 'src', uses: 'trc.src' },
+				{ id: 'own', uses: 'trc.echo' },
+				{ id: 'sib', uses: 'trc.echo' },
+				{ id: 'plain', uses: 'trc.echo' },
+				{ id: 'dotted', uses: 'trc.echo' },
+				{ id: 'nested', uses: 'trc.echo' },
+				{ id: 'len', uses: 'trc.echo' },
+				{ id: 'whole', uses: 'trc.keys' },
+			],
+			edges: [
+				{ source: 'start', target: 'src' },
+				{ source: 'src', target: 'own', transform: 'context.written' },
+				{ source: 'src', target: 'sib', transform: 'context.start' },
+				{ source: 'src', target: 'plain', transform: 'context.src.list' },
+				{ source: 'src', target: 'dotted', transform: 'context.a.b' },
+				{ source: 'src', target: 'nested', transform: 'context.obj.deep.0' },
+				{ source: 'src', target: 'len', transform: 'input.list.length' },
+				{ source: 'src', target: 'whole', transform: 'context' },
+			],
+		},
+		registry: () => ({
+			'trc.start': async () => ({ output: 'started' }),
+			'trc.src': async (ctx) => {
+				await ctx.context.set('written', { by: 'src' })
+				return { output: { list: [1, 2, 3] } }
+			},
+			'trc.echo': async ({ input }) => ({ output: { got: input === undefined ? 'undefined' : input } }),
+			'trc.keys': async ({ input }) => ({
+				output: Object.keys(input)
+					.filter((k) => !k.startsWith('_') && k !== 'runTag' && k !== 'blueprintId' && k !== 'blueprintVersion')
+					.sort(),
+			}),
+		}),
+		initialContext: { 'a.b': 'flat', a: { b: 'nested-a-b' }, obj: { deep: ['d0'] } },
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.start': 'started',
+				'_outputs.src': { list: [1, 2, 3] },
+				'_outputs.own': { got: { by: 'src' } },
+				'_outputs.sib': { got: 'started' },
+				'_outputs.plain': { got: [1, 2, 3] },
+				'_outputs.dotted': { got: 'nested-a-b' },
+				'_outputs.nested': { got: 'd0' },
+				'_outputs.len': { got: 3 },
+				'_outputs.whole': ['a', 'a.b', 'obj', 'src', 'start', 'written'],
+			},
+		},
+	},
+
+	// ---------------------------------- item 7: strings PostgreSQL JSONB cannot store are refused
+	{
+		name: 'unstorable-nul-output',
+		group: 'default',
+		blueprint: {
+			id: 'diff-unstorable-nul-output',
+			nodes: [
+				{ id: 'start', uses: 'uns.start' },
+				{ id: 'bad', uses: 'uns.nul' },
+				{ id: 'after', uses: 'uns.after' },
+			],
+			edges: [
+				{ source: 'start', target: 'bad' },
+				{ source: 'bad', target: 'after' },
+			],
+		},
+		registry: () => ({
+			'uns.start': async () => ({ output: 'ok' }),
+			'uns.nul': async () => ({ output: { a: { list: ['fine', 'x\u0000y'] } } }),
+			'uns.after': async () => ({ output: 'after' }),
+		}),
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.start': 'ok',
+				'_outputs.bad': { a: { list: ['fine', 'x\u0000y'] } },
+				'_outputs.after': 'after',
+			},
+		},
+		expect: {
+			status: 'failed',
+			ignoreOutputs: {
+				'_outputs.bad': 'refused: JSONB cannot hold a NUL character',
+				'_outputs.after': 'never runs: its predecessor was refused',
+			},
+			reasonIncludes: ["Node 'bad'", 'output.a.list[1]', 'NUL'],
+			notes: 'Deliberate difference (README, Differences from FlowRuntime): PostgreSQL JSONB cannot store U+0000',
+		},
+	},
+	{
+		name: 'unstorable-lone-surrogate-write',
+		group: 'default',
+		blueprint: {
+			id: 'diff-unstorable-lone-surrogate-write',
+			nodes: [
+				{ id: 'start', uses: 'unsl.start' },
+				{ id: 'bad', uses: 'unsl.write' },
+			],
+			edges: [{ source: 'start', target: 'bad' }],
+		},
+		registry: () => ({
+			'unsl.start': async () => ({ output: 'ok' }),
+			'unsl.write': async (ctx) => {
+				await ctx.context.set('unsl.key', { note: ['fine', { text: 'half \ud83d' }] })
+				return { output: 'done' }
+			},
+		}),
+		intended: { status: 'completed', outputs: { '_outputs.start': 'ok', '_outputs.bad': 'done' } },
+		expect: {
+			status: 'failed',
+			ignoreOutputs: { '_outputs.bad': 'refused: JSONB cannot hold a lone surrogate' },
+			reasonIncludes: ["Node 'bad'", 'context key "unsl.key"', '.note[1].text', 'lone surrogate'],
+			notes:
+				'Deliberate difference (README, Differences from FlowRuntime): a lone UTF-16 surrogate is not Unicode text',
+		},
+	},
 ]
 
 // Sanity: unique names and blueprint ids (registry keys are checked in buildRuntimeOptions).
@@ -1057,6 +2119,7 @@ function buildRuntimeOptions(selected, fc) {
 	const blueprints = {}
 	const evaluators = []
 	const middleware = []
+	const middlewareFactories = new Set()
 	for (const s of selected) {
 		const reg = s.registry(fc)
 		for (const [key, impl] of Object.entries(reg)) {
@@ -1065,7 +2128,11 @@ function buildRuntimeOptions(selected, fc) {
 		}
 		blueprints[s.blueprint.id] = structuredClone(s.blueprint)
 		if (s.evaluator) evaluators.push(s.evaluator())
-		if (s.middleware) middleware.push(...s.middleware())
+		// scenarios of one group may share one middleware factory: it is installed once
+		if (s.middleware && !middlewareFactories.has(s.middleware)) {
+			middlewareFactories.add(s.middleware)
+			middleware.push(...s.middleware())
+		}
 	}
 	if (evaluators.length > 1) throw new Error('at most one scenario with an evaluator per group')
 	const options = { registry, blueprints }
