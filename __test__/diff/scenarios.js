@@ -1421,6 +1421,10 @@ const scenarios = [
 	},
 
 	// ----------- item 2: a fallback that is not a predecessor of the join inherits its owner's edge
+	// FlowRuntime counts the failed node completed at the join; the join runs when a node routing
+	// to it finds every predecessor completed. Part 1: 'steady' completes before 'flaky' runs and
+	// fails, so the join waits for 'spare' (routing through flaky's edge). Part 2: 'flaky2' fails
+	// before 'steady2' runs (spare2 routes to it), so steady2 runs the join.
 	{
 		name: 'fallback-inherited-edge-into-join',
 		group: 'default',
@@ -1428,16 +1432,24 @@ const scenarios = [
 			id: 'diff-fallback-inherited-edge-into-join',
 			nodes: [
 				{ id: 'start', uses: 'fie.start' },
+				{ id: 'steady', uses: 'fie.steady' },
 				{ id: 'flaky', uses: 'fie.flaky', config: { fallback: 'spare' } },
 				{ id: 'spare', uses: 'fie.spare' },
-				{ id: 'steady', uses: 'fie.steady' },
 				{ id: 'join', uses: 'fie.join', inputs: { f: 'flaky', s: 'spare', t: 'steady' } },
+				{ id: 'flaky2', uses: 'fie.flaky', config: { fallback: 'spare2' } },
+				{ id: 'spare2', uses: 'fie.spare' },
+				{ id: 'steady2', uses: 'fie.steady' },
+				{ id: 'join2', uses: 'fie.join', inputs: { f: 'flaky2', s: 'spare2', t: 'steady2' } },
 			],
 			edges: [
-				{ source: 'start', target: 'flaky' },
 				{ source: 'start', target: 'steady' },
+				{ source: 'steady', target: 'flaky' },
 				{ source: 'flaky', target: 'join' },
 				{ source: 'steady', target: 'join' },
+				{ source: 'start', target: 'flaky2' },
+				{ source: 'flaky2', target: 'steady2' },
+				{ source: 'flaky2', target: 'join2' },
+				{ source: 'steady2', target: 'join2' },
 			],
 		},
 		registry: () => ({
@@ -1445,11 +1457,8 @@ const scenarios = [
 			'fie.flaky': async () => {
 				throw new Error('flaky broke')
 			},
-			'fie.spare': async () => {
-				await sleep(30)
-				return { output: 'spare' }
-			},
-			'fie.steady': async (ctx) => ({ output: ctx.input + 1 }),
+			'fie.spare': async () => ({ output: 'spare' }),
+			'fie.steady': async (ctx) => ({ output: (ctx.input ?? 0) + 1 }),
 			'fie.join': async (ctx) => ({ output: ctx.input }),
 		}),
 		intended: {
@@ -1460,11 +1469,17 @@ const scenarios = [
 				'_outputs.spare': 'spare',
 				'_outputs.steady': 2,
 				'_outputs.join': { f: null, s: 'spare', t: 2 },
+				'_outputs.flaky2': null,
+				'_outputs.spare2': 'spare',
+				'_outputs.steady2': 'spare1',
+				'_outputs.join2': { f: null, s: 'spare', t: 'spare1' },
 			},
 		},
 	},
 
-	// ------------------------- item 2: a chain of fallbacks beside a slow branch into an 'all' join
+	// ------------------------------------------------ item 2: a chain of fallbacks into an 'all' join
+	// 'a' fails into 'b', which fails into 'c'; 'c' leads to 'last', the join's other predecessor:
+	// FlowRuntime counts 'a' completed (null) when 'last' reaches the join.
 	{
 		name: 'fallback-chain-into-join',
 		group: 'default',
@@ -1472,43 +1487,34 @@ const scenarios = [
 			id: 'diff-fallback-chain-into-join',
 			nodes: [
 				{ id: 'a', uses: 'fcj.fail', config: { fallback: 'b' } },
-				{ id: 'b', uses: 'fcj.fail', config: { fallback: 'c' } },
+				{ id: 'b', uses: 'fcj.fail', config: { maxRetries: 2, fallback: 'c' } },
 				{ id: 'c', uses: 'fcj.ok' },
-				{ id: 'slow', uses: 'fcj.slow' },
-				// reads only what is done when it runs in both engines (FlowRuntime runs it beside 'b')
-				{ id: 'join', uses: 'fcj.join', inputs: { a: 'a', slow: 'slow' } },
+				{ id: 'last', uses: 'fcj.last' },
+				{ id: 'join', uses: 'fcj.join', inputs: { a: 'a', b: 'b', c: 'c', last: 'last' } },
 			],
 			edges: [
 				{ source: 'a', target: 'join' },
-				{ source: 'slow', target: 'join' },
+				{ source: 'c', target: 'last' },
+				{ source: 'last', target: 'join' },
 			],
 		},
 		registry: () => ({
-			'fcj.fail': async (ctx) => {
-				throw new Error(`${ctx.params.name ?? 'node'} broke`)
+			'fcj.fail': async () => {
+				throw new Error('broke')
 			},
 			'fcj.ok': async () => ({ output: 'c-ok' }),
-			'fcj.slow': async () => {
-				await sleep(60)
-				return { output: 'slow-ok' }
-			},
+			'fcj.last': async (ctx) => ({ output: `last after ${ctx.input}` }),
 			'fcj.join': async (ctx) => ({ output: ctx.input }),
 		}),
 		intended: {
-			// FlowRuntime: 'a' completes (null) when it fails into 'b'; 'slow' completes later and
-			// finds every predecessor of the join completed
 			status: 'completed',
 			outputs: {
 				'_outputs.a': null,
 				'_outputs.b': null,
 				'_outputs.c': 'c-ok',
-				'_outputs.slow': 'slow-ok',
-				'_outputs.join': { a: null, slow: 'slow-ok' },
+				'_outputs.last': 'last after c-ok',
+				'_outputs.join': { a: null, b: null, c: 'c-ok', last: 'last after c-ok' },
 			},
-		},
-		expect: {
-			notes:
-				"FlowRuntime's result depends on the order: 'a' fails at once, 'slow' takes 60 ms. Had 'slow' finished first, FlowRuntime would never run the join (and neither would we).",
 		},
 	},
 
@@ -1761,6 +1767,7 @@ const scenarios = [
 				{ source: 'user', target: 'viaGhost' },
 				{ source: 'user', target: 'emptyStr' },
 				{ source: 'user', target: 'emptyObj' },
+				{ source: 'user', target: 'self' },
 				{ source: 'acct', target: 'self' },
 			],
 		},
@@ -1936,8 +1943,9 @@ const scenarios = [
 				{ id: 'join', uses: 'tsa.echo' },
 			],
 			edges: [
+				// b is committed before mid runs: c's edge is the second arrival in both engines
 				{ source: 'a', target: 'b' },
-				{ source: 'a', target: 'mid' },
+				{ source: 'b', target: 'mid' },
 				{ source: 'mid', target: 'c' },
 				{ source: 'b', target: 'join', transform: 'input.b' },
 				{ source: 'c', target: 'join', transform: 'input.deep' },
@@ -1945,10 +1953,7 @@ const scenarios = [
 		},
 		registry: () => ({
 			'tsa.const': async (ctx) => ({ output: ctx.params.value }),
-			'tsa.slow': async () => {
-				await sleep(60)
-				return { output: 'mid' }
-			},
+			'tsa.slow': async () => ({ output: 'mid' }),
 			'tsa.echo': async ({ input }) => ({ output: { got: input === undefined ? 'undefined' : input } }),
 		}),
 		intended: {
