@@ -18,11 +18,16 @@ pub struct NodeDef {
     pub config: Option<NodeConfig>,
 }
 
+/// A node's `inputs`, in any shape a blueprint may give it: FlowRuntime reads
+/// a non-empty string as one reference, an object (or array) as a mapping of
+/// references, and ignores anything else.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Inputs {
     Key(String),
     Map(serde_json::Map<String, Value>),
+    List(Vec<Value>),
+    Other(Value),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -215,6 +220,11 @@ impl Blueprint {
     pub fn fallback_node(&self, id: &str) -> Option<&NodeDef> {
         let f = self.node(id)?.config.as_ref()?.fallback.as_ref()?;
         self.node(f)
+    }
+
+    /// The nodes whose `config.fallback` names `id`.
+    pub fn fallback_owners(&self, id: &str) -> impl Iterator<Item = &String> {
+        self.fallback_for.get(id).into_iter().flatten()
     }
 
     pub fn fallback_key(&self, id: &str) -> Option<&str> {

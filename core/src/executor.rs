@@ -21,8 +21,14 @@ pub struct NodeRequest {
     pub uses: String,
     pub params: Value,
     pub config: Value,
+    /// `None` is `undefined` (the key is left out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
+    /// The input came from the node's object `inputs` mapping; fields that
+    /// resolved to `undefined` are absent from `input` (JSON has no undefined),
+    /// so the JS side rebuilds the object in the mapping's order.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub input_from_mapping: bool,
     /// The run's whole context, as read for this job.
     pub context: Box<RawValue>,
     pub attempt: u32,
@@ -30,7 +36,8 @@ pub struct NodeRequest {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct NodeResult {
-    #[serde(default)]
+    /// `None`: the node returned no output (`undefined`); `Some(Null)`: `null`.
+    #[serde(default, deserialize_with = "present")]
     pub output: Option<Value>,
     #[serde(default)]
     pub action: Option<String>,
@@ -43,6 +50,14 @@ pub struct NodeError {
     /// the queue instead of failing the run.
     #[serde(default)]
     pub code: Option<String>,
+    /// A `FlowcraftError` with `isFatal: true`: no retries, no fallback.
+    #[serde(default)]
+    pub fatal: bool,
+}
+
+/// A field that is present deserializes to `Some`, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +80,7 @@ impl NodeResponse {
             ok: false,
             result: None,
             writes: vec![],
-            error: Some(NodeError { message: message.into(), code: None }),
+            error: Some(NodeError { message: message.into(), code: None, fatal: false }),
         }
     }
 }

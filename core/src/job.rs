@@ -5,12 +5,12 @@
 use crate::blueprint::{Blueprint, Blueprints, JoinStrategy, NodeDef};
 use crate::context_store::PatchOp;
 use crate::error::{CoreError, CoreResult};
-use crate::evaluator::resolve_input;
+use crate::evaluator::{resolve_input, RunState};
 use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
 use crate::queue::{Broker, JobMessage};
 use crate::run_store::{Commit, Effect, JoinArrival, RunStore, FINAL_STATUSES};
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// What to do with the message once the job is handled.
@@ -87,17 +87,40 @@ pub struct JobRunner {
 }
 
 enum Failure {
-    Failed(String),
+    Failed(NodeFailure),
     /// The worker is stopping: the job goes back to the queue.
     Interrupted,
     /// The run was cancelled while the node ran: nothing more to do.
     RunCancelled,
 }
 
+/// A node that failed: its error, and the context writes it made (FlowRuntime
+/// keeps them: a class node's `recover()`, middleware around it).
+struct NodeFailure {
+    message: String,
+    /// A `FlowcraftError` with `isFatal: true`, or an input FlowRuntime cannot
+    /// resolve: no fallback runs.
+    fatal: bool,
+    writes: Vec<PatchOp>,
+}
+
+impl NodeFailure {
+    fn failed(message: impl Into<String>) -> Failure {
+        Failure::Failed(NodeFailure { message: message.into(), fatal: false, writes: vec![] })
+    }
+}
+
 struct Executed {
-    output: Value,
+    /// `None`: the node returned no output (`undefined`).
+    output: Option<Value>,
     action: Option<String>,
     writes: Vec<PatchOp>,
+}
+
+/// What a job knows of its run beside the context (see `RunSnapshot`).
+struct Facts {
+    completed: BTreeSet<String>,
+    bound: BTreeSet<String>,
 }
 
 impl JobRunner {
@@ -220,7 +243,7 @@ impl JobRunner {
         }
 
         let output_key = format!("_outputs.{}", job.node_id);
-        if context.contains_key(&output_key) {
+        if snapshot.route.is_some() || context.contains_key(&output_key) {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
             self.publish_committed(&bp, job, &snapshot, &context, broker).await?;
@@ -253,13 +276,14 @@ impl JobRunner {
                 .event("workflow:pause", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
             return Ok(Disposition::Ack);
         }
+        let facts = Facts { completed: snapshot.completed.clone(), bound: snapshot.bound.clone() };
         self.executor.event("node:start", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
-        match self.execute(&bp, node, &node.uses, job, &context, &context_text).await {
-            Ok(done) => self.complete(&bp, job, &node.id, done, context, broker).await,
+        match self.execute(&bp, node, &node.uses, job, &context, &context_text, &facts).await {
+            Ok(done) => self.complete(&bp, job, &node.id, done, context, &facts, broker).await,
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
             Err(Failure::RunCancelled) => Ok(Disposition::Ack),
-            Err(Failure::Failed(message)) => {
-                self.node_failed(&bp, job, node, message, context, &context_text, broker).await
+            Err(Failure::Failed(failure)) => {
+                self.node_failed(&bp, job, node, failure, context, &context_text, &facts, broker).await
             }
         }
     }
@@ -276,6 +300,7 @@ impl JobRunner {
         Ok(Disposition::DeadLetter(reason.to_string()))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
         bp: &Blueprint,
@@ -284,15 +309,21 @@ impl JobRunner {
         job: &JobMessage,
         context: &Map<String, Value>,
         context_text: &str,
+        facts: &Facts,
     ) -> Result<Executed, Failure> {
         if !self.registry.contains(uses) {
-            return Err(Failure::Failed(format!(
+            return Err(NodeFailure::failed(format!(
                 "No implementation registered for '{uses}' (node '{}' of blueprint '{}'): add it to runtimeOptions.registry.",
                 node.id, bp.id
             )));
         }
+        // FlowRuntime resolves the input before the node's executor (and its
+        // fallback handling) runs: an input it cannot resolve fails the node as is.
+        let state = RunState { context, completed: &facts.completed, bound: &facts.bound };
+        let input = resolve_input(node, &state)
+            .map_err(|message| Failure::Failed(NodeFailure { message, fatal: true, writes: vec![] }))?;
         let context_raw = serde_json::value::RawValue::from_string(context_text.to_string())
-            .map_err(|e| Failure::Failed(format!("the run's context is not valid JSON: {e}")))?;
+            .map_err(|e| NodeFailure::failed(format!("the run's context is not valid JSON: {e}")))?;
         let request = NodeRequest {
             run_id: job.run_id.clone(),
             blueprint_id: bp.id.clone(),
@@ -300,20 +331,25 @@ impl JobRunner {
             uses: uses.to_string(),
             params: node.params.clone().unwrap_or_else(|| json!({})),
             config: serde_json::to_value(node.config.as_ref().map(config_json)).unwrap_or(Value::Null),
-            input: resolve_input(bp, node, context),
+            input: input.value,
+            input_from_mapping: input.from_mapping,
             context: context_raw,
             attempt: job.attempt.unwrap_or(1),
         };
         let NodeResponse { ok, result, writes, error } = self.executor.run(request).await;
         if ok {
             let result = result.unwrap_or_default();
-            return Ok(Executed { output: result.output.unwrap_or(Value::Null), action: result.action, writes });
+            return Ok(Executed { output: result.output, action: result.action, writes });
         }
         match error {
             Some(e) if e.code.as_deref() == Some("ERR_NODE_CANCELLED") => Err(Failure::Interrupted),
             Some(e) if e.code.as_deref() == Some("ERR_RUN_CANCELLED") => Err(Failure::RunCancelled),
-            Some(e) => Err(Failure::Failed(e.message)),
-            None => Err(Failure::Failed("node failed without an error message".into())),
+            Some(e) => Err(Failure::Failed(NodeFailure { message: e.message, fatal: e.fatal, writes })),
+            None => Err(Failure::Failed(NodeFailure {
+                message: "node failed without an error message".into(),
+                fatal: false,
+                writes,
+            })),
         }
     }
 
@@ -323,15 +359,18 @@ impl JobRunner {
         bp: &Blueprint,
         job: &JobMessage,
         node: &NodeDef,
-        message: String,
+        failure: NodeFailure,
         context: Map<String, Value>,
         context_text: &str,
+        facts: &Facts,
         broker: &Broker,
     ) -> CoreResult<Disposition> {
+        let NodeFailure { message, fatal, writes } = failure;
         let meta = json!({ "runId": job.run_id, "nodeId": node.id, "error": message });
         // Flowcraft's `config.fallback` names another node: the failed node
-        // completes with a null output and the fallback runs next.
-        if let Some(fallback) = bp.fallback_node(&node.id) {
+        // completes with a null output and the fallback runs next. A fatal
+        // error (FlowcraftError with isFatal) runs no fallback.
+        if let Some(fallback) = bp.fallback_node(&node.id).filter(|_| !fatal) {
             self.log(
                 Level::Warn,
                 &format!("Node '{}' failed, running fallback '{}': {message}", node.id, fallback.id),
@@ -341,33 +380,62 @@ impl JobRunner {
                 "node:fallback",
                 json!({ "runId": job.run_id, "nodeId": node.id, "fallback": fallback.id, "blueprintId": bp.id }),
             );
-            let mut sets = Map::new();
+            let (mut sets, deletes) = crate::context_store::net_effect(writes);
             sets.insert(format!("_outputs.{}", node.id), Value::Null);
             sets.insert(node.id.clone(), Value::Null);
+            let deletes = deletes.into_iter().filter(|k| !sets.contains_key(k)).collect();
+            // FlowRuntime counts the failed node completed at its 'all' joins
+            // (its fallback, inheriting its edges, is what routes to them).
+            let joins = bp
+                .edges
+                .iter()
+                .filter(|e| e.source == node.id)
+                .map(|e| e.target.as_str())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|t| bp.predecessors(t) > 1 && bp.join_strategy(t) == JoinStrategy::All)
+                .map(|t| JoinArrival {
+                    target: t.to_string(),
+                    members: vec![node.id.clone()],
+                    expected: bp.predecessors(t),
+                    any: false,
+                    fire: false,
+                })
+                .collect();
             let effect = Effect {
                 sets,
+                deletes,
                 route: vec![fallback.id.clone()],
                 ready: vec![fallback.id.clone()],
+                joins,
                 ..Default::default()
             };
             match retry_transient(|| self.store.commit(&job.run_id, &node.id, &effect)).await? {
-                Commit::Applied { ready, .. } => self.publish(bp, job, &ready, &context, broker).await?,
+                Commit::Applied { ready, .. } => {
+                    self.publish(bp, job, &ready, &context, &facts.completed, broker).await?
+                }
                 Commit::AlreadyDone => self.republish(bp, job, broker).await?,
             }
             return Ok(Disposition::Ack);
         }
         // A fallback that is a registry key rather than a node: run it in place.
-        if let Some(key) = bp.fallback_key(&node.id) {
+        let mut writes = writes;
+        if let Some(key) = bp.fallback_key(&node.id).filter(|_| !fatal) {
             if self.registry.contains(key) {
                 self.executor.event(
                     "node:fallback",
                     json!({ "runId": job.run_id, "nodeId": node.id, "fallback": key, "blueprintId": bp.id }),
                 );
-                match self.execute(bp, node, key, job, &context, context_text).await {
-                    Ok(done) => return self.complete(bp, job, &node.id, done, context, broker).await,
+                match self.execute(bp, node, key, job, &context, context_text, facts).await {
+                    Ok(mut done) => {
+                        // the failed attempt's writes first, then the fallback's
+                        writes.append(&mut done.writes);
+                        done.writes = writes;
+                        return self.complete(bp, job, &node.id, done, context, facts, broker).await;
+                    }
                     Err(Failure::Interrupted) => return Ok(Disposition::Requeue),
                     Err(Failure::RunCancelled) => return Ok(Disposition::Ack),
-                    Err(Failure::Failed(_)) => {}
+                    Err(Failure::Failed(mut second)) => writes.append(&mut second.writes),
                 }
             }
         }
@@ -381,12 +449,16 @@ impl JobRunner {
             "job:failed",
             json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }),
         );
-        if retry_transient(|| self.store.fail_node(&job.run_id, &node.id, &reason)).await? {
+        // The failure and the node's context writes, in one statement.
+        let (sets, deletes) = crate::context_store::net_effect(writes);
+        if retry_transient(|| self.store.fail_node_with_writes(&job.run_id, &node.id, &reason, &sets, &deletes)).await?
+        {
             self.finished(job, "failed");
         }
         Ok(Disposition::Ack)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn complete(
         &self,
         bp: &Blueprint,
@@ -394,48 +466,76 @@ impl JobRunner {
         node_id: &str,
         done: Executed,
         mut context: Map<String, Value>,
+        facts: &Facts,
         broker: &Broker,
     ) -> CoreResult<Disposition> {
-        let (mut sets, deletes) = crate::context_store::net_effect(done.writes);
+        let (mut sets, mut deletes) = crate::context_store::net_effect(done.writes);
         for (k, v) in &sets {
             context.insert(k.clone(), v.clone());
         }
         for k in &deletes {
             context.remove(k);
         }
-        // Flowcraft records a completed node's output under both keys.
-        sets.insert(format!("_outputs.{node_id}"), done.output.clone());
-        sets.insert(node_id.to_string(), done.output.clone());
-        context.insert(format!("_outputs.{node_id}"), done.output.clone());
-        context.insert(node_id.to_string(), done.output.clone());
+        // Flowcraft records a completed node's output under both keys; an
+        // undefined output leaves neither (as its serialised context does).
+        let output_keys = [format!("_outputs.{node_id}"), node_id.to_string()];
+        for key in output_keys {
+            match &done.output {
+                Some(v) => {
+                    deletes.retain(|k| k != &key);
+                    sets.insert(key.clone(), v.clone());
+                    context.insert(key, v.clone());
+                }
+                None => {
+                    sets.remove(&key);
+                    context.remove(&key);
+                    if !deletes.contains(&key) {
+                        deletes.push(key);
+                    }
+                }
+            }
+        }
 
         let routed = crate::routing::route(
             bp,
             node_id,
-            &done.output,
+            done.output.as_ref(),
             done.action.as_deref(),
-            &context,
+            &mut context,
+            crate::routing::RunFacts { completed: &facts.completed, bound: &facts.bound },
             Some(self.executor.as_ref()),
         )
         .await;
         for (k, v) in routed.inputs {
-            sets.insert(k.clone(), v.clone());
-            context.insert(k, v);
+            match v {
+                Some(v) => {
+                    deletes.retain(|d| d != &k);
+                    sets.insert(k, v);
+                }
+                None => {
+                    sets.remove(&k);
+                    if !deletes.contains(&k) {
+                        deletes.push(k);
+                    }
+                }
+            }
         }
         let route = routed.route;
-        let result = json!({ "output": done.output, "action": done.action });
-        let mut effect = Effect { sets, deletes, ..Default::default() };
+        let result = match &done.output {
+            Some(o) => json!({ "output": o, "action": done.action }),
+            None => json!({ "action": done.action }),
+        };
+        let mut effect = Effect { sets, deletes, bound: routed.bound, ..Default::default() };
         for target in &route {
             let preds = bp.predecessors(target);
             if preds <= 1 {
                 effect.ready.push(target.clone());
-            } else {
-                effect.joins.push(JoinArrival {
-                    target: target.clone(),
-                    member: join_member(bp, node_id, target),
-                    expected: preds,
-                    any: bp.join_strategy(target) == JoinStrategy::Any,
-                });
+                continue;
+            }
+            let any = bp.join_strategy(target) == JoinStrategy::Any;
+            let members = join_members(bp, node_id, target, any);
+            if !members.is_empty() {
+                effect.joins.push(JoinArrival { target: target.clone(), members, expected: preds, any, fire: true });
             }
         }
         effect.route = route;
@@ -457,7 +557,7 @@ impl JobRunner {
                 self.republish(bp, job, broker).await?;
             }
             Commit::Applied { ready, finished } => {
-                self.publish(bp, job, &ready, &context, broker).await?;
+                self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
                 if let Some(status) = finished {
                     self.finished(job, &status);
                 }
@@ -478,7 +578,7 @@ impl JobRunner {
             return Ok(());
         }
         let context = snapshot.context.take().unwrap_or_default();
-        if !context.contains_key(&format!("_outputs.{}", job.node_id)) {
+        if snapshot.route.is_none() && !context.contains_key(&format!("_outputs.{}", job.node_id)) {
             return Ok(());
         }
         self.publish_committed(bp, job, &snapshot, &context, broker).await
@@ -496,7 +596,7 @@ impl JobRunner {
     ) -> CoreResult<()> {
         let route = snapshot.route.as_deref().unwrap_or_default();
         let fired = fired_by(bp, &job.node_id, route, &snapshot.joins);
-        self.publish(bp, job, &fired, context, broker).await
+        self.publish(bp, job, &fired, context, &snapshot.completed, broker).await
     }
 
     async fn publish(
@@ -505,11 +605,12 @@ impl JobRunner {
         job: &JobMessage,
         ready: &[String],
         context: &Map<String, Value>,
+        completed: &BTreeSet<String>,
         broker: &Broker,
     ) -> CoreResult<()> {
         let jobs: Vec<JobMessage> = ready
             .iter()
-            .filter(|t| !context.contains_key(&format!("_outputs.{t}")))
+            .filter(|t| !completed.contains(*t) && !context.contains_key(&format!("_outputs.{t}")))
             .map(|t| JobMessage::new(&job.run_id, &bp.id, t))
             .collect();
         if jobs.is_empty() {
@@ -559,18 +660,30 @@ where
     }
 }
 
-/// The predecessor that arrives at `target` when `node` completes: the node
-/// itself, or the node it is the fallback for.
-fn join_member(bp: &Blueprint, node: &str, target: &str) -> String {
+/// The predecessors that arrive at the join `target` when `node` completes
+/// and routes to it, as FlowRuntime counts them: the node itself when it is a
+/// predecessor and, for an 'all' join, the nodes it is the fallback for (they
+/// completed when they failed into it). An 'any' join fires only for a
+/// predecessor of its own (a fallback inheriting an edge into it does not).
+fn join_members(bp: &Blueprint, node: &str, target: &str, any: bool) -> Vec<String> {
+    let mut out = Vec::new();
     if bp.predecessor_ids(target).any(|p| p == node) {
-        return node.to_string();
+        out.push(node.to_string());
     }
-    bp.predecessor_ids(target).find(|p| bp.fallback_key(p) == Some(node)).cloned().unwrap_or_else(|| node.to_string())
+    if !any {
+        for owner in bp.fallback_owners(node) {
+            if bp.predecessor_ids(target).any(|p| p == owner) && !out.contains(owner) {
+                out.push(owner.clone());
+            }
+        }
+    }
+    out
 }
 
 /// The successors a completed node enqueued, re-derived from what its commit
 /// stored: its single-predecessor successors, and the joins its arrival
-/// completed (the last arrival for 'all', the first for 'any').
+/// fired (the first arrival for 'any'; for 'all', a complete join it arrived
+/// at: at worst a join is published twice, and runs once).
 fn fired_by(bp: &Blueprint, node: &str, route: &[String], joins: &Map<String, Value>) -> Vec<String> {
     route
         .iter()
@@ -579,15 +692,17 @@ fn fired_by(bp: &Blueprint, node: &str, route: &[String], joins: &Map<String, Va
             if preds <= 1 {
                 return true;
             }
-            let member = join_member(bp, node, t);
+            let any = bp.join_strategy(t) == JoinStrategy::Any;
+            let members = join_members(bp, node, t, any);
             let arrived: Vec<&str> = joins
                 .get(*t)
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            match bp.join_strategy(t) {
-                JoinStrategy::Any => arrived.first() == Some(&member.as_str()),
-                JoinStrategy::All => arrived.len() >= preds && arrived.last() == Some(&member.as_str()),
+            if any {
+                arrived.first().is_some_and(|a| members.iter().any(|m| m == a))
+            } else {
+                arrived.len() >= preds && members.iter().any(|m| arrived.contains(&m.as_str()))
             }
         })
         .cloned()

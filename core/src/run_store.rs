@@ -13,10 +13,17 @@
 //!   Kept in the same statement as the output, so a redelivered job can
 //!   neither count twice nor be lost, and the node whose arrival completed a
 //!   join is the one that enqueues it (the first arrival, for 'any').
+//! - `bound_inputs`: the nodes whose input an edge bound to `_inputs.<id>`
+//!   (FlowRuntime's `applyEdgeTransform`; see `routing`).
+//!
+//! A node is completed when `routes` has it: a node whose output is
+//! `undefined` has no `_outputs.<id>` key (as in FlowRuntime's serialised
+//! context), so the key alone does not tell.
 
 use crate::error::{CoreError, CoreResult};
 use crate::pg::{quote_table, PgPool, PgTarget};
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub const FINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
@@ -69,6 +76,10 @@ pub struct RunSnapshot {
     pub route: Option<Vec<String>>,
     /// Arrivals at join nodes: node id -> predecessors in arrival order.
     pub joins: Map<String, Value>,
+    /// Nodes that completed (with or without output).
+    pub completed: BTreeSet<String>,
+    /// Nodes whose input is bound to `_inputs.<id>`.
+    pub bound: BTreeSet<String>,
 }
 
 /// A set of node ids as stored in `queued`: a JSON object `{ "<id>": true }`.
@@ -124,10 +135,14 @@ pub enum Commit {
 #[derive(Debug, Clone)]
 pub struct JoinArrival {
     pub target: String,
-    /// The predecessor that arrives: the node, or the node it is the fallback for.
-    pub member: String,
+    /// The predecessors that arrive: the node, and the nodes it is the fallback for.
+    pub members: Vec<String>,
     pub expected: usize,
     pub any: bool,
+    /// Whether this arrival may enqueue the join (a node routing to it), or
+    /// only records its members as completed (a node that failed into its
+    /// fallback: FlowRuntime counts it completed, but it routes to its fallback).
+    pub fire: bool,
 }
 
 /// Everything one completed node changes.
@@ -140,6 +155,8 @@ pub struct Effect {
     /// Chosen successors with a single predecessor: ready now.
     pub ready: Vec<String>,
     pub joins: Vec<JoinArrival>,
+    /// Successors whose input this node's edges bound to `_inputs.<id>`.
+    pub bound: Vec<String>,
 }
 
 impl RunStore {
@@ -159,7 +176,8 @@ impl RunStore {
         let ended_status = "CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END";
         let sql = Sql {
             load: format!(
-                "SELECT c.context_data::text, s.status, s.queued IS NOT NULL, (s.routes -> $2::text)::text, s.joins::text \
+                "SELECT c.context_data::text, s.status, s.queued IS NOT NULL, (s.routes -> $2::text)::text, s.joins::text, \
+                   ARRAY(SELECT jsonb_object_keys(COALESCE(s.routes, '{{}}'::jsonb))), s.bound_inputs::text \
                  FROM (SELECT $1::text AS run_id) k LEFT JOIN {ctx} c ON c.run_id = k.run_id LEFT JOIN {st} s ON s.run_id = k.run_id"
             ),
             init_run: format!(
@@ -177,29 +195,37 @@ impl RunStore {
             ),
             commit: format!(
                 "WITH lk AS ( \
-                   SELECT COALESCE(s.joins, '{{}}'::jsonb) AS joins, COALESCE(s.queued, '{{}}'::jsonb) AS queued \
+                   SELECT COALESCE(s.joins, '{{}}'::jsonb) AS joins, COALESCE(s.queued, '{{}}'::jsonb) AS queued, \
+                     COALESCE(s.routes, '{{}}'::jsonb) AS routes \
                    FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE \
                  ), c AS ( \
                    UPDATE {ctx} SET context_data = (context_data - $4::text[]) || $3::text::jsonb \
-                   WHERE run_id = $1 AND NOT (context_data ? $5::text) AND EXISTS (SELECT 1 FROM lk) RETURNING context_data \
+                   WHERE run_id = $1 AND NOT (context_data ? $5::text) AND EXISTS (SELECT 1 FROM lk WHERE NOT (lk.routes ? $2::text)) \
+                   RETURNING context_data \
                  ), j AS ( \
-                   SELECT t.target, t.member, t.expected, t.is_any, COALESCE(lk.joins -> t.target, '[]'::jsonb) AS before \
-                   FROM lk, c, unnest($8::text[], $9::text[], $10::int[], $11::bool[]) AS t(target, member, expected, is_any) \
+                   SELECT t.target, t.members::jsonb AS members, t.expected, t.is_any, t.fire, \
+                     COALESCE(lk.joins -> t.target, '[]'::jsonb) AS before \
+                   FROM lk, c, unnest($8::text[], $9::text[], $10::int[], $11::bool[], $12::bool[]) AS t(target, members, expected, is_any, fire) \
+                 ), ja AS ( \
+                   SELECT j.*, j.before || COALESCE((SELECT jsonb_agg(m) FROM jsonb_array_elements_text(j.members) m \
+                     WHERE NOT (j.before ? m)), '[]'::jsonb) AS after FROM j \
                  ), fired AS ( \
-                   SELECT target FROM j WHERE (is_any AND jsonb_array_length(before) = 0) \
-                     OR (NOT is_any AND NOT (before ? member) AND jsonb_array_length(before) + 1 >= expected) \
+                   SELECT ja.target FROM ja, lk WHERE ja.fire AND ( \
+                     (ja.is_any AND jsonb_array_length(ja.before) = 0 AND jsonb_array_length(ja.after) > 0) \
+                     OR (NOT ja.is_any AND jsonb_array_length(ja.after) >= ja.expected \
+                       AND NOT (lk.queued ? ja.target) AND NOT (lk.routes ? ja.target))) \
                    UNION SELECT unnest($7::text[]) FROM c \
                  ), ready AS ( \
                    SELECT COALESCE(jsonb_object_agg(f.target, true), '{{}}'::jsonb) AS add, COALESCE(array_agg(f.target), '{{}}'::text[]) AS list \
-                   FROM fired f, c WHERE NOT (c.context_data ? ('_outputs.' || f.target)) \
+                   FROM fired f, c, lk WHERE NOT (c.context_data ? ('_outputs.' || f.target)) AND NOT (lk.routes ? f.target) \
                  ), nx AS ( \
-                   SELECT lk.joins || COALESCE((SELECT jsonb_object_agg(j.target, CASE WHEN j.before ? j.member THEN j.before \
-                       ELSE j.before || to_jsonb(j.member) END) FROM j), '{{}}'::jsonb) AS joins, \
+                   SELECT lk.joins || COALESCE((SELECT jsonb_object_agg(ja.target, ja.after) FROM ja), '{{}}'::jsonb) AS joins, \
                      (lk.queued - $2::text) || ready.add AS queued, ready.list \
                    FROM lk, ready \
                  ), u AS ( \
                    UPDATE {st} AS s SET joins = nx.joins, queued = nx.queued, \
                      routes = COALESCE(s.routes, '{{}}'::jsonb) || jsonb_build_object($2::text, to_jsonb($6::text[])), \
+                     bound_inputs = COALESCE(s.bound_inputs, '{{}}'::jsonb) || $13::text::jsonb, \
                      status = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' THEN {ended_status} ELSE s.status END, \
                      status_data = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' \
                        THEN {ended_context} ELSE s.status_data END, \
@@ -211,13 +237,21 @@ impl RunStore {
                    CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN pg_notify('{RUN_CHANNEL}', '{status_table}' || chr(10) || u.run_id) END \
                  FROM u"
             ),
+            // `FROM (... c)`: the context write (and the lock it takes on the
+            // status row first) runs before the status row is updated; a CTE
+            // no one reads would run after it, and find the row locked by itself.
             fail_node: format!(
-                "UPDATE {st} AS s SET queued = COALESCE(s.queued, '{{}}'::jsonb) - $2::text, error = COALESCE(s.error, $3), \
+                "WITH lk AS (SELECT 1 FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE), \
+                 c AS ( \
+                   UPDATE {ctx} SET context_data = (context_data - $4::text[]) || $5::text::jsonb \
+                   WHERE run_id = $1 AND ($5::text <> '{{}}' OR cardinality($4::text[]) > 0) AND EXISTS (SELECT 1 FROM lk) RETURNING 1 \
+                 ) \
+                 UPDATE {st} AS s SET queued = COALESCE(s.queued, '{{}}'::jsonb) - $2::text, error = COALESCE(s.error, $3), \
                    status = CASE WHEN COALESCE(s.queued, '{{}}'::jsonb) - $2::text = '{{}}'::jsonb AND s.status = 'running' THEN 'failed' ELSE s.status END, \
                    status_data = CASE WHEN COALESCE(s.queued, '{{}}'::jsonb) - $2::text = '{{}}'::jsonb AND s.status = 'running' \
                      THEN jsonb_build_object('status', 'failed', 'reason', COALESCE(s.error, $3)) ELSE s.status_data END, \
                    updated_at = now() \
-                 WHERE s.run_id = $1 AND {not_final} \
+                 FROM (SELECT count(*) FROM c) w WHERE s.run_id = $1 AND {not_final} \
                  RETURNING CASE WHEN s.status = 'failed' THEN {notify} END, s.status = 'failed'"
             ),
             finalize: format!(
@@ -255,7 +289,8 @@ impl RunStore {
             list: format!(
                 "SELECT s.run_id, s.status, COALESCE(s.blueprint_id, c.context_data ->> 'blueprintId'), \
                    EXTRACT(EPOCH FROM (now() - s.updated_at))::float8, \
-                   (SELECT count(*) FROM jsonb_object_keys(COALESCE(c.context_data, '{{}}'::jsonb)) k WHERE k LIKE '\\_outputs.%'), s.error, \
+                   (SELECT count(*) FROM (SELECT substr(k, 10) FROM jsonb_object_keys(COALESCE(c.context_data, '{{}}'::jsonb)) k \
+                     WHERE k LIKE '\\_outputs.%' UNION SELECT jsonb_object_keys(COALESCE(s.routes, '{{}}'::jsonb))) d), s.error, \
                    s.status_data ->> 'reason' \
                  FROM {st} s LEFT JOIN {ctx} c ON c.run_id = s.run_id \
                  WHERE ($2::text IS NULL OR s.status = $2) ORDER BY s.updated_at DESC LIMIT $1"
@@ -282,7 +317,8 @@ impl RunStore {
                    UPDATE {ctx} SET context_data = (context_data - ARRAY['_awaitingNodeIds', '_awaitingDetails']) || $2::text::jsonb \
                    WHERE run_id = $1 RETURNING 1 \
                  ) UPDATE {st} AS s SET status = 'running', status_data = jsonb_build_object('status', 'running'), \
-                   routes = COALESCE(s.routes, '{{}}'::jsonb) || $3::text::jsonb, updated_at = now() \
+                   routes = COALESCE(s.routes, '{{}}'::jsonb) || $3::text::jsonb, \
+                   bound_inputs = COALESCE(s.bound_inputs, '{{}}'::jsonb) || $4::text::jsonb, updated_at = now() \
                  FROM c WHERE s.run_id = $1 AND s.status = 'awaiting' RETURNING 1"
             ),
             delete_run: format!("WITH s AS (DELETE FROM {st} WHERE run_id = $1) DELETE FROM {ctx} WHERE run_id = $1"),
@@ -312,7 +348,8 @@ impl RunStore {
              ALTER TABLE {st} ADD COLUMN IF NOT EXISTS status TEXT, ADD COLUMN IF NOT EXISTS status_data JSONB, \
                ADD COLUMN IF NOT EXISTS updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), ADD COLUMN IF NOT EXISTS blueprint_id TEXT, \
                ADD COLUMN IF NOT EXISTS queued JSONB, ADD COLUMN IF NOT EXISTS routes JSONB, ADD COLUMN IF NOT EXISTS error TEXT, \
-               ADD COLUMN IF NOT EXISTS idempotency_key TEXT, ADD COLUMN IF NOT EXISTS joins JSONB; \
+               ADD COLUMN IF NOT EXISTS idempotency_key TEXT, ADD COLUMN IF NOT EXISTS joins JSONB, \
+               ADD COLUMN IF NOT EXISTS bound_inputs JSONB; \
              CREATE UNIQUE INDEX IF NOT EXISTS \"{idx}\" ON {st} (idempotency_key); \
              COMMIT;",
             idx = format!("{}_idempotency_key", self.status_table.rsplit('.').next().unwrap_or("flowcraft")).chars().take(63).collect::<String>()
@@ -340,7 +377,22 @@ impl RunStore {
         let route = route.and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok());
         let joins: Option<String> = row.get(4);
         let joins = joins.and_then(|j| serde_json::from_str::<Map<String, Value>>(&j).ok()).unwrap_or_default();
-        Ok(RunSnapshot { context, context_text, status: row.get(1), tracked: row.get(2), route, joins })
+        let completed: Vec<String> = row.get::<_, Option<Vec<String>>>(5).unwrap_or_default();
+        let bound: Option<String> = row.get(6);
+        let bound = bound
+            .and_then(|b| serde_json::from_str::<Map<String, Value>>(&b).ok())
+            .map(|m| m.into_iter().map(|(k, _)| k).collect())
+            .unwrap_or_default();
+        Ok(RunSnapshot {
+            context,
+            context_text,
+            status: row.get(1),
+            tracked: row.get(2),
+            route,
+            joins,
+            completed: completed.into_iter().collect(),
+            bound,
+        })
     }
 
     /// Makes sure the run has a context row carrying `initial` keys (kept when
@@ -374,9 +426,11 @@ impl RunStore {
         let sets = Value::Object(effect.sets.clone()).to_string();
         let output_key = format!("_outputs.{node_id}");
         let targets: Vec<&str> = effect.joins.iter().map(|j| j.target.as_str()).collect();
-        let members: Vec<&str> = effect.joins.iter().map(|j| j.member.as_str()).collect();
+        let members: Vec<String> = effect.joins.iter().map(|j| Value::from(j.members.clone()).to_string()).collect();
         let expected: Vec<i32> = effect.joins.iter().map(|j| j.expected as i32).collect();
         let any: Vec<bool> = effect.joins.iter().map(|j| j.any).collect();
+        let fire: Vec<bool> = effect.joins.iter().map(|j| j.fire).collect();
+        let bound = node_set(&effect.bound);
         let rows = self
             .pool
             .query(
@@ -394,6 +448,8 @@ impl RunStore {
                     &members,
                     &expected,
                     &any,
+                    &fire,
+                    &bound,
                 ],
             )
             .await?;
@@ -409,8 +465,24 @@ impl RunStore {
     /// removes the node from the queue, and fails the run when nothing of it
     /// remains. True when this call ended the run.
     pub async fn fail_node(&self, run_id: &str, node_id: &str, reason: &str) -> CoreResult<bool> {
-        let rows =
-            self.pool.query("recording a node failure", &self.sql.fail_node, &[&run_id, &node_id, &reason]).await?;
+        self.fail_node_with_writes(run_id, node_id, reason, &Map::new(), &[]).await
+    }
+
+    /// `fail_node`, and the context writes the failed node made (FlowRuntime
+    /// keeps them), in the same statement.
+    pub async fn fail_node_with_writes(
+        &self,
+        run_id: &str,
+        node_id: &str,
+        reason: &str,
+        sets: &Map<String, Value>,
+        deletes: &[String],
+    ) -> CoreResult<bool> {
+        let sets = Value::Object(sets.clone()).to_string();
+        let rows = self
+            .pool
+            .query("recording a node failure", &self.sql.fail_node, &[&run_id, &node_id, &reason, &deletes, &sets])
+            .await?;
         Ok(rows.first().and_then(|r| r.get::<_, Option<bool>>(1)).unwrap_or(false))
     }
 
@@ -539,10 +611,12 @@ impl RunStore {
         run_id: &str,
         sets: &Map<String, Value>,
         routes: &Map<String, Value>,
+        bound: &[String],
     ) -> CoreResult<bool> {
         let sets = Value::Object(sets.clone()).to_string();
         let routes = Value::Object(routes.clone()).to_string();
-        let rows = self.pool.query("resuming a run", &self.sql.resume, &[&run_id, &sets, &routes]).await?;
+        let bound = node_set(bound);
+        let rows = self.pool.query("resuming a run", &self.sql.resume, &[&run_id, &sets, &routes, &bound]).await?;
         Ok(!rows.is_empty())
     }
 

@@ -289,6 +289,9 @@ impl RunClient {
         sets.insert("_resume.action".into(), Value::String(action.to_string()));
         sets.insert("_resume.output".into(), output.clone().unwrap_or(Value::Null));
         let mut routes = Map::new();
+        let mut bound_all: Vec<String> = Vec::new();
+        let mut completed = done_set(&view);
+        let bound = BTreeSet::new();
         for node in &awaiting {
             let out =
                 output.clone().or_else(|| context.get(&format!("_outputs.{node}")).cloned()).unwrap_or(Value::Null);
@@ -297,14 +300,20 @@ impl RunClient {
             context.insert(format!("_outputs.{node}"), out.clone());
             context.insert(node.clone(), out.clone());
             context.insert("_resume.action".into(), Value::String(action.to_string()));
-            let routed = crate::routing::route(&bp, node, &out, Some(action), &context, evaluator).await;
+            completed.insert(node.clone());
+            let facts = crate::routing::RunFacts { completed: &completed, bound: &bound };
+            let routed =
+                crate::routing::route(&bp, node, Some(&out), Some(action), &mut context, facts, evaluator).await;
             for (k, v) in routed.inputs {
-                sets.insert(k.clone(), v.clone());
-                context.insert(k, v);
+                match v {
+                    Some(v) => sets.insert(k, v),
+                    None => sets.remove(&k),
+                };
             }
+            bound_all.extend(routed.bound);
             routes.insert(node.clone(), json!(routed.route));
         }
-        if !self.store.resume(run_id, &sets, &routes).await? {
+        if !self.store.resume(run_id, &sets, &routes, &bound_all).await? {
             return Err(CoreError::WorkerState(format!("run '{run_id}' was resumed or changed by someone else")));
         }
         let enqueued = self.reconcile(run_id, Duration::from_secs(3600)).await?;
@@ -335,11 +344,16 @@ impl RunClient {
     }
 }
 
+/// The nodes that completed: those with an output, and those our bookkeeping
+/// records as completed (an `undefined` output leaves no `_outputs.<id>` key).
 fn done_set(view: &RunView) -> BTreeSet<String> {
-    view.context
+    let mut done: BTreeSet<String> = view
+        .context
         .as_ref()
         .map(|c| c.keys().filter_map(|k| k.strip_prefix("_outputs.")).map(String::from).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    done.extend(view.routes.keys().cloned());
+    done
 }
 
 fn route_of(bp: &Blueprint, view: &RunView, node: &str) -> Vec<String> {
@@ -367,8 +381,16 @@ fn frontier(bp: &Blueprint, view: &RunView, stale_after: Duration) -> Vec<String
             if done.contains(&t) || queued.contains(&t) || out.contains(&t) || bp.node(&t).is_none() {
                 continue;
             }
-            let arrived: Vec<&String> =
-                bp.predecessor_ids(&t).filter(|p| done.contains(*p) && route_of(bp, view, p).contains(&t)).collect();
+            // a predecessor that failed into its fallback node counts as arrived
+            // (FlowRuntime counts it completed; its fallback routes for it)
+            let arrived: Vec<&String> = bp
+                .predecessor_ids(&t)
+                .filter(|p| {
+                    let route = route_of(bp, view, p);
+                    done.contains(*p)
+                        && (route.contains(&t) || bp.fallback_node(p).is_some_and(|f| route.contains(&f.id)))
+                })
+                .collect();
             let ready = match bp.join_strategy(&t) {
                 JoinStrategy::Any => !arrived.is_empty(),
                 JoinStrategy::All => arrived.len() == bp.predecessors(&t),
