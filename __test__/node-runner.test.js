@@ -418,7 +418,9 @@ describe('retries and timeouts', () => {
 			{
 				fn: async () => {
 					calls++
+					// Flowcraft's fatal error: a FlowcraftError (by name) with isFatal
 					const e = new Error('fatal')
+					e.name = 'FlowcraftError'
 					e.isFatal = true
 					throw e
 				},
@@ -427,6 +429,38 @@ describe('retries and timeouts', () => {
 		)
 		expect(calls).toBe(1)
 		expect(res.error.message).toBe('fatal')
+	})
+
+	test('a fatal FlowcraftError is marked fatal for the core; another error with isFatal is retried, as FlowRuntime does', async () => {
+		// the shape of flowcraft's FlowcraftError (the package is ESM-only: see runWithBaseNode)
+		class FlowcraftError extends Error {
+			constructor(message, { isFatal = false } = {}) {
+				super(message)
+				this.name = 'FlowcraftError'
+				this.isFatal = isFatal
+			}
+		}
+		const fatal = await run(
+			{
+				fn: async () => {
+					throw new FlowcraftError('card blocked', { isFatal: true })
+				},
+			},
+			{ config: { maxRetries: 3 } },
+		)
+		expect(fatal.error).toMatchObject({ message: 'card blocked', name: 'FlowcraftError', fatal: true })
+		let calls = 0
+		const lookalike = await run(
+			{
+				fn: async () => {
+					calls++
+					throw Object.assign(new Error('looks fatal'), { isFatal: true })
+				},
+			},
+			{ config: { maxRetries: 3 } },
+		)
+		expect(calls).toBe(3)
+		expect(lookalike.error.fatal).toBeUndefined()
 	})
 
 	test('retryDelay waits between attempts', async () => {
@@ -938,5 +972,85 @@ describe('cancellation of a run (abortRun) and the notify cancel message', () =>
 		expect(() => throwing(JSON.stringify({ kind: 'cancel', runId: 'r9' }))).not.toThrow()
 		expect(logger.lines.some((l) => l.level === 'warn' && /cancelled run/.test(l.message))).toBe(true)
 		expect(() => createNotify({})(JSON.stringify({ kind: 'cancel', runId: 'r9' }))).not.toThrow()
+	})
+})
+
+describe('issue 9: inputs, failing-node writes, unstorable strings', () => {
+	test('an input from an object mapping gets every field of the mapping, in its order, undefined ones included', async () => {
+		let seen
+		const blueprints = {
+			bp: { id: 'bp', nodes: [{ id: 'n1', uses: 'fn', inputs: { z: 'a', gone: 'b', a: 'c' } }], edges: [] },
+		}
+		await run(
+			{
+				fn: async ({ input }) => {
+					seen = { keys: Object.keys(input), hasGone: 'gone' in input, input }
+					return {}
+				},
+			},
+			{ input: { a: 3, z: 1 }, inputFromMapping: true },
+			{ blueprints },
+		)
+		expect(seen.keys).toEqual(['z', 'gone', 'a'])
+		expect(seen.hasGone).toBe(true)
+		expect(seen.input).toEqual({ z: 1, gone: undefined, a: 3 })
+	})
+
+	test('the writes of a failing node (and of its middleware) go to the core with the error', async () => {
+		const res = await run(
+			{
+				fn: async ({ context }) => {
+					await context.set('inside', 1)
+					throw new Error('boom')
+				},
+			},
+			{},
+			{
+				middleware: [
+					{
+						afterNode: async (ctx, _id, _result, error) => {
+							await ctx.set('after', error.message)
+						},
+					},
+				],
+			},
+		)
+		expect(res.ok).toBe(false)
+		expect(res.writes).toEqual([
+			{ op: 'set', key: 'inside', value: 1 },
+			{ op: 'set', key: 'after', value: 'boom' },
+		])
+	})
+
+	test('an output or a write PostgreSQL cannot store fails the node, naming the node and the path', async () => {
+		const nul = await run({ fn: async () => ({ output: { a: [{ 'b c': 'x\u0000' }] } }) })
+		expect(nul.ok).toBe(false)
+		expect(nul.error.message).toContain("Node 'n1' returned an output that PostgreSQL cannot store")
+		expect(nul.error.message).toContain('a NUL character (U+0000) at output.a[0]["b c"]')
+		const lone = await run({
+			fn: async ({ context }) => {
+				await context.set('k', { t: 'ok \ud800' })
+				return { output: 1 }
+			},
+		})
+		expect(lone.error.message).toContain('context key "k"')
+		expect(lone.error.message).toContain('a lone surrogate (U+D800) at .t')
+		const key = await run({ fn: async () => ({ output: { 'bad\u0000key': 1 } }) })
+		expect(key.error.message).toContain('in a key')
+		// a valid surrogate pair and an escaped-looking text are fine
+		const fine = await run({ fn: async () => ({ output: ['😀', '\\u0000', '\\ud800'] }) })
+		expect(fine).toEqual({ ok: true, result: { output: ['😀', '\\u0000', '\\ud800'] }, writes: [] })
+	})
+
+	test("a failed node's unstorable writes are dropped, and its error message is made storable", async () => {
+		const res = await run({
+			fn: async ({ context }) => {
+				await context.set('good', 1)
+				await context.set('bad', 'x\u0000')
+				throw new Error('broke \u0000 here \udc00')
+			},
+		})
+		expect(res.writes).toEqual([{ op: 'set', key: 'good', value: 1 }])
+		expect(res.error.message).toBe('broke \ufffd here \ufffd')
 	})
 })

@@ -308,6 +308,7 @@ class RabbitMqAdapter {
 			logger: s.logger,
 			middleware: ro.middleware,
 			eventBus: s.nodeEventBus,
+			blueprints: s.blueprints,
 		})
 		const evaluate = ro.evaluator ? createEvaluate(ro.evaluator, { logger: s.logger }) : undefined
 		const notify = createNotify({

@@ -31,12 +31,22 @@ function toRegistryMap(registry) {
 	return new Map(Object.entries(registry || {}))
 }
 
+/**
+ * Text PostgreSQL can store: U+0000 (which neither TEXT nor JSONB holds) and lone
+ * UTF-16 surrogates (which are not Unicode text) become U+FFFD.
+ */
+function storableText(text) {
+	return String(text).replaceAll('\u0000', '\ufffd').toWellFormed()
+}
+
 /** The error part of a response: the root cause's own message, not a wrapper's. */
 function errorPayload(err) {
 	const e = toError(err)
-	const out = { message: String(e.message), name: String(e.name || 'Error') }
+	const out = { message: storableText(e.message), name: storableText(e.name || 'Error') }
 	if (typeof e.code === 'string') out.code = e.code
-	if (typeof e.stack === 'string') out.stack = e.stack
+	if (typeof e.stack === 'string') out.stack = storableText(e.stack)
+	// Flowcraft's fatal error: no retries, no fallback (the core runs none)
+	if (isFatal(e)) out.fatal = true
 	return out
 }
 
@@ -51,8 +61,9 @@ function errorPayload(err) {
  * @param {{ emit: Function }} [options.eventBus]
  * @returns {((requestJson: string) => Promise<string>) & { abortAll(reason?: Error): void, inFlight(): number }}
  */
-function createNodeRunner({ registry, dependencies, logger, middleware, eventBus } = {}) {
+function createNodeRunner({ registry, dependencies, logger, middleware, eventBus, blueprints } = {}) {
 	const reg = toRegistryMap(registry)
+	const mappings = inputMappings(blueprints)
 	const userLogger = logger || createConsoleLogger()
 	const log = safeLogger(userLogger)
 	const deps = { ...(dependencies || {}), logger: userLogger }
@@ -115,7 +126,7 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 		const impl = reg.get(req.uses)
 		if (typeof impl !== 'function') {
 			const why = impl === undefined ? 'not found in the registry' : `is ${describe(impl)}, not a function or class`
-			return failure(new Error(`Implementation for '${req.uses}' ${why} (node '${nodeId}')`), view, nodeId)
+			return failure(new Error(`Implementation for '${req.uses}' ${why} (node '${nodeId}')`), view, nodeId, log)
 		}
 
 		const nodeCtl = new AbortController()
@@ -128,7 +139,7 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 		runCtls.add(nodeCtl)
 		const ctx = {
 			context: view,
-			input: req.input,
+			input: req.inputFromMapping ? mappedInput(mappings, blueprintId, nodeId, req.input) : req.input,
 			params: req.params !== null && typeof req.params === 'object' ? req.params : {},
 			dependencies: deps,
 			signal: nodeCtl.signal,
@@ -168,7 +179,7 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 				return response
 			}
 			await emit('node:error', { nodeId, error: outcome.error, executionId: runId, blueprintId })
-			return failure(outcome.error, view, nodeId)
+			return failure(outcome.error, view, nodeId, log)
 		} finally {
 			view.seal()
 			inFlight.delete(nodeCtl)
@@ -369,8 +380,119 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 	return runNode
 }
 
+/**
+ * Flowcraft's fatal error, recognised without loading the `flowcraft` package: a
+ * `FlowcraftError` (by name) with `isFatal: true`. FlowRuntime retries any other
+ * error, whatever properties it has.
+ */
 function isFatal(e) {
-	return !!e && e.isFatal === true
+	return !!e && e.name === 'FlowcraftError' && e.isFatal === true
+}
+
+/**
+ * The object `inputs` mapping of every node, by blueprint and node id: the core
+ * sends a mapped input without its undefined fields (JSON has none), and the runner
+ * gives the node the object FlowRuntime builds, every field in the mapping's order.
+ */
+function inputMappings(blueprints) {
+	const out = new Map()
+	const entries = blueprints instanceof Map ? [...blueprints] : Object.entries(blueprints || {})
+	for (const [id, bp] of entries) {
+		for (const node of Array.isArray(bp?.nodes) ? bp.nodes : []) {
+			if (node && node.inputs !== null && typeof node.inputs === 'object') out.set(`${id}\n${node.id}`, node.inputs)
+		}
+	}
+	return out
+}
+
+function mappedInput(mappings, blueprintId, nodeId, input) {
+	const mapping = mappings.get(`${blueprintId}\n${nodeId}`)
+	if (!mapping || input === null || typeof input !== 'object') return input
+	const out = {}
+	for (const field in mapping) {
+		const value = Object.hasOwn(input, field) ? input[field] : undefined
+		if (field === '__proto__')
+			Object.defineProperty(out, field, { value, enumerable: true, writable: true, configurable: true })
+		else out[field] = value
+	}
+	return out
+}
+
+// PostgreSQL's JSONB cannot hold U+0000, and a lone UTF-16 surrogate is not Unicode
+// text: JSON.stringify writes both as \u escapes (a valid pair is written as is), so
+// one look at the JSON text finds them; only then is the value walked for the path.
+const UNSTORABLE_ESCAPE = /(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})/
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+function unstorableIn(text) {
+	if (text.includes('\u0000')) return 'a NUL character (U+0000)'
+	const m = LONE_SURROGATE.exec(text)
+	if (m) return `a lone surrogate (U+${m[0].charCodeAt(0).toString(16).toUpperCase()})`
+	return null
+}
+
+const IDENT = /^[A-Za-z_$][\w$]*$/
+
+/** Where in `value` a string PostgreSQL cannot store is: `{ path, what }`, or null. */
+function findUnstorable(value, path, seen = new Set()) {
+	if (typeof value === 'string') {
+		const what = unstorableIn(value)
+		return what ? { path, what } : null
+	}
+	if (value === null || typeof value !== 'object' || seen.has(value)) return null
+	seen.add(value)
+	if (typeof value.toJSON === 'function') {
+		try {
+			return findUnstorable(value.toJSON(), path, seen)
+		} catch {
+			return null
+		}
+	}
+	if (Array.isArray(value)) {
+		for (let i = 0; i < value.length; i++) {
+			const found = findUnstorable(value[i], `${path}[${i}]`, seen)
+			if (found) return found
+		}
+		return null
+	}
+	for (const [key, v] of Object.entries(value)) {
+		const at = IDENT.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`
+		const inKey = unstorableIn(key)
+		if (inKey) return { path: at, what: `${inKey} in a key` }
+		const found = findUnstorable(v, at, seen)
+		if (found) return found
+	}
+	return null
+}
+
+const WHY_UNSTORABLE =
+	'PostgreSQL JSONB holds neither U+0000 nor lone UTF-16 surrogates; encode such data (e.g. base64) or strip it'
+
+/** Throws an error naming the node, the output or context key, and the path of the culprit. */
+function refuseUnstorable(result, writes, nodeId) {
+	const inOutput = findUnstorable(result.output, 'output')
+	if (inOutput) {
+		throw codedError(
+			CODES.NOT_SERIALIZABLE,
+			`Node '${nodeId}' returned an output that PostgreSQL cannot store: ${inOutput.what} at ${inOutput.path}. ${WHY_UNSTORABLE}`,
+		)
+	}
+	if (typeof result.action === 'string' && unstorableIn(result.action)) {
+		throw codedError(
+			CODES.NOT_SERIALIZABLE,
+			`Node '${nodeId}' returned an action that PostgreSQL cannot store. ${WHY_UNSTORABLE}`,
+		)
+	}
+	for (const w of writes) {
+		const inKey = unstorableIn(w.key)
+		const found = inKey ? { path: '(the key itself)', what: inKey } : findUnstorable(w.value, '')
+		if (found) {
+			throw codedError(
+				CODES.NOT_SERIALIZABLE,
+				`Node '${nodeId}' set context key ${JSON.stringify(w.key)} to a value that PostgreSQL cannot store: ${found.what} at ${found.path || '(the value itself)'}. ${WHY_UNSTORABLE}`,
+			)
+		}
+	}
 }
 
 // A node interrupted by shutdown fails with ERR_NODE_CANCELLED (the core puts its job
@@ -413,8 +535,9 @@ function normalizeResult(result, nodeId) {
 /** Throws an error naming the node and the culprit when the result or a write is not JSON. */
 function success(result, view, nodeId) {
 	const writes = wireWrites(view, nodeId, true)
+	let text
 	try {
-		return JSON.stringify({ ok: true, result, writes })
+		text = JSON.stringify({ ok: true, result, writes })
 	} catch (cause) {
 		// Find the culprit for the message: the output, or one of the writes.
 		try {
@@ -436,10 +559,15 @@ function success(result, view, nodeId) {
 		}
 		throw cause
 	}
+	if (UNSTORABLE_ESCAPE.test(text)) refuseUnstorable(result, writes, nodeId)
+	return text
 }
 
-/** A failed node's writes still go to the core (Flowcraft keeps them); unserialisable ones are dropped. */
-function failure(err, view, nodeId) {
+/**
+ * A failed node's writes still go to the core (Flowcraft keeps them); those JSON or
+ * PostgreSQL cannot hold are dropped, with a warning.
+ */
+function failure(err, view, nodeId, log) {
 	const error = errorPayload(err)
 	let writes
 	try {
@@ -447,19 +575,29 @@ function failure(err, view, nodeId) {
 	} catch {
 		writes = []
 	}
+	let text
 	try {
-		return JSON.stringify({ ok: false, error, writes })
+		text = JSON.stringify({ ok: false, error, writes })
 	} catch {
-		const ok = writes.filter((w) => {
-			try {
-				JSON.stringify(w)
-				return true
-			} catch {
-				return false
-			}
-		})
-		return JSON.stringify({ ok: false, error, writes: ok })
+		text = null
 	}
+	if (text !== null && !UNSTORABLE_ESCAPE.test(text)) return text
+	const kept = writes.filter((w) => {
+		try {
+			JSON.stringify(w)
+		} catch {
+			return false
+		}
+		return !unstorableIn(w.key) && !findUnstorable(w.value, '')
+	})
+	if (log && kept.length < writes.length) {
+		const dropped = writes.filter((w) => !kept.includes(w)).map((w) => w.key)
+		log.warn(
+			`Node '${nodeId}' failed; its writes of ${dropped.map((k) => JSON.stringify(k)).join(', ')} cannot be stored and are dropped`,
+			{ nodeId },
+		)
+	}
+	return JSON.stringify({ ok: false, error, writes: kept })
 }
 
 // On the wire a set always carries a value: undefined becomes null (what a context
