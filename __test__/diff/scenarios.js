@@ -1679,6 +1679,11 @@ const scenarios = [
 				{ id: 'byName', uses: 'und.withDefault', inputs: 'empty' },
 				{ id: 'byObject', uses: 'und.describe', inputs: { e: 'empty', n: 'nul', gone: 'no.such.key', x: '_nope' } },
 				{ id: 'cond', uses: 'und.withDefault' },
+				{ id: 'emptyClass', uses: 'und.EmptyClass' },
+				{ id: 'dClass', uses: 'und.withDefault' },
+				{ id: 'actionOnly', uses: 'und.actionOnly' },
+				{ id: 'dAction', uses: 'und.withDefault' },
+				{ id: 'dNoAction', uses: 'und.withDefault' },
 			],
 			edges: [
 				{ source: 'empty', target: 'dEmpty' },
@@ -1689,9 +1694,23 @@ const scenarios = [
 				{ source: 'empty', target: 'byObject' },
 				{ source: 'nul', target: 'byObject' },
 				{ source: 'nothing', target: 'cond', condition: 'result.output' },
+				{ source: 'emptyClass', target: 'dClass' },
+				{ source: 'actionOnly', target: 'dAction', action: 'go' },
+				{ source: 'actionOnly', target: 'dNoAction' },
 			],
 		},
-		registry: () => ({
+		registry: (fc) => ({
+			// a class whose post returns a result without output
+			'und.EmptyClass': class extends fc.BaseNode {
+				async exec() {
+					return { output: 'dropped by post' }
+				}
+				async post() {
+					return {}
+				}
+			},
+			// routes on its action, with no output
+			'und.actionOnly': async () => ({ action: 'go' }),
 			'und.empty': async () => ({}),
 			'und.nothing': async () => {},
 			'und.null': async () => ({ output: null }),
@@ -1718,6 +1737,8 @@ const scenarios = [
 				'_outputs.dNothing': { input: 'default-applied', type: 'string' },
 				'_outputs.dNull': { input: 'null', type: 'object' },
 				'_outputs.dTransform': { input: 'default-applied', type: 'string' },
+				'_outputs.dClass': { input: 'default-applied', type: 'string' },
+				'_outputs.dAction': { input: 'default-applied', type: 'string' },
 				'_outputs.byName': { input: 'default-applied', type: 'string' },
 				'_outputs.byObject': {
 					keys: ['e', 'n', 'gone', 'x'],
@@ -2092,6 +2113,177 @@ const scenarios = [
 			reasonIncludes: ["Node 'bad'", 'context key "unsl.key"', '.note[1].text', 'lone surrogate'],
 			notes:
 				'Deliberate difference (README, Differences from FlowRuntime): a lone UTF-16 surrogate is not Unicode text',
+		},
+	},
+
+	// ------------------------------ middleware stacks: order, a short-circuit, a throwing hook
+	{
+		name: 'middleware-stack',
+		group: 'mw-stack',
+		blueprint: {
+			id: 'diff-middleware-stack',
+			nodes: [
+				{ id: 'plain', uses: 'mws.node' },
+				{ id: 'cached', uses: 'mws.node' },
+				{ id: 'guarded', uses: 'mws.node' },
+				{ id: 'afterPlain', uses: 'mws.node' },
+			],
+			edges: [{ source: 'plain', target: 'afterPlain' }],
+		},
+		registry: () => ({
+			'mws.node': async (ctx) => {
+				await ctx.context.set(`ms.ran.${ctx.input ?? 'start'}`, true)
+				return { output: `ran:${ctx.input ?? 'start'}` }
+			},
+		}),
+		middleware: () => {
+			const note = async (ctx, nodeId, entry) => {
+				const key = `ms.order.${nodeId}`
+				await ctx.set(key, [...((await ctx.get(key)) ?? []), entry])
+			}
+			return [
+				{
+					beforeNode: (ctx, nodeId) => note(ctx, nodeId, 'before1'),
+					afterNode: (ctx, nodeId, result, error) =>
+						note(ctx, nodeId, `after1:${error ? 'error' : (result?.output ?? 'none')}`),
+				},
+				{
+					aroundNode: async (ctx, nodeId, next) => {
+						await note(ctx, nodeId, 'outer:in')
+						try {
+							return await next()
+						} finally {
+							await note(ctx, nodeId, 'outer:out')
+						}
+					},
+				},
+				{
+					// short-circuits one node: it never runs, the hook's result is its result
+					aroundNode: async (ctx, nodeId, next) => {
+						if (nodeId === 'cached') return { output: 'from-cache' }
+						await note(ctx, nodeId, 'inner:in')
+						return next()
+					},
+				},
+				{
+					beforeNode: async (ctx, nodeId) => {
+						await note(ctx, nodeId, 'before2')
+						if (nodeId === 'guarded') throw new Error('guard refused the node')
+					},
+					afterNode: (ctx, nodeId, _result, error) => note(ctx, nodeId, `after2:${error ? error.message : 'ok'}`),
+				},
+			]
+		},
+		compareContext: [
+			'ms.order.plain',
+			'ms.order.cached',
+			'ms.order.guarded',
+			'ms.order.afterPlain',
+			'ms.ran.start',
+			'ms.ran.ran:start',
+		],
+		intended: {
+			status: 'failed',
+			outputs: {
+				'_outputs.plain': 'ran:start',
+				'_outputs.cached': 'from-cache',
+				'_outputs.afterPlain': 'ran:ran:start',
+			},
+			context: {
+				'ms.order.plain': ['outer:in', 'inner:in', 'before1', 'before2', 'after1:ran:start', 'after2:ok', 'outer:out'],
+				'ms.order.cached': ['outer:in', 'outer:out'],
+				'ms.order.guarded': [
+					'outer:in',
+					'inner:in',
+					'before1',
+					'before2',
+					'after1:error',
+					'after2:guard refused the node',
+					'outer:out',
+				],
+				'ms.order.afterPlain': [
+					'outer:in',
+					'inner:in',
+					'before1',
+					'before2',
+					'after1:ran:ran:start',
+					'after2:ok',
+					'outer:out',
+				],
+				'ms.ran.start': true,
+				'ms.ran.ran:start': true,
+			},
+		},
+		expect: { reasonIncludes: ["Node 'guarded'", 'guard refused the node'] },
+	},
+
+	// ------------------------------------------------ strings JSONB stores: they round-trip as is
+	{
+		name: 'odd-strings',
+		group: 'default',
+		blueprint: {
+			id: 'diff-odd-strings',
+			nodes: [
+				{ id: 'make', uses: 'odd.make' },
+				{ id: 'echo', uses: 'odd.echo' },
+				{ id: 'picked', uses: 'odd.echo', inputs: { q: 'k"quote', d: 'dotted.key.é' } },
+			],
+			edges: [
+				{ source: 'make', target: 'echo', transform: 'input.nested' },
+				{ source: 'make', target: 'picked' },
+			],
+		},
+		registry: () => ({
+			'odd.make': async (ctx) => {
+				await ctx.context.set('k"quote', 'quote \' " ` value')
+				await ctx.context.set('dotted.key.é', 'ünïcødé ✓')
+				return {
+					output: {
+						nested: {
+							emoji: '😀👩‍👩‍👧',
+							astral: '𝄞 𠜎',
+							combining: 'e\u0301',
+							rtl: 'שלום עולם',
+							controls: 'tab\tnew\nline\rcr\u0001\u001f',
+							separators: 'a\u2028b\u2029c',
+							escapes: 'not a NUL: \\u0000, not a surrogate: \\ud800',
+							noncharacters: '\uffff\ufffe',
+							replacement: '\ufffd',
+							backslashes: '\\\\ \\',
+							long: 'x'.repeat(100000),
+						},
+						'key with spaces': 1,
+						ключ: 2,
+						'': 'empty key',
+					},
+				}
+			},
+			'odd.echo': async ({ input }) => ({ output: input }),
+		}),
+		compareContext: ['k"quote', 'dotted.key.é'],
+		intended: {
+			status: 'completed',
+			outputs: (() => {
+				const nested = {
+					emoji: '😀👩‍👩‍👧',
+					astral: '𝄞 𠜎',
+					combining: 'e\u0301',
+					rtl: 'שלום עולם',
+					controls: 'tab\tnew\nline\rcr\u0001\u001f',
+					separators: 'a\u2028b\u2029c',
+					escapes: 'not a NUL: \\u0000, not a surrogate: \\ud800',
+					noncharacters: '\uffff\ufffe',
+					replacement: '\ufffd',
+					backslashes: '\\\\ \\',
+					long: 'x'.repeat(100000),
+				}
+				return {
+					'_outputs.make': { nested, 'key with spaces': 1, ключ: 2, '': 'empty key' },
+					'_outputs.echo': nested,
+					'_outputs.picked': { q: 'quote \' " ` value', d: 'ünïcødé ✓' },
+				}
+			})(),
+			context: { 'k"quote': 'quote \' " ` value', 'dotted.key.é': 'ünïcødé ✓' },
 		},
 	},
 ]
