@@ -89,20 +89,46 @@ class MiniEvaluator {
 	}
 }
 
-// Middleware recording what it saw around every node of its group (issue 9, item 1); the
-// scenarios of the 'mw-fail' group share it, so it is installed once.
-function failingNodeMiddleware() {
-	return [
-		{
-			beforeNode: async (ctx, nodeId) => {
-				await ctx.set(`mwf.before.${nodeId}`, ((await ctx.get(`mwf.before.${nodeId}`)) ?? 0) + 1)
-			},
-			afterNode: async (ctx, nodeId, result, error) => {
-				await ctx.set(`mwf.after.${nodeId}`, { output: result?.output ?? null, error: error ? error.message : null })
-			},
+// Middleware of the issue 9 scenarios (items 1, and middleware stacks). They run in the
+// 'middleware' group, beside that group's own scenario, without more worker processes: every
+// hook acts only on the nodes of its scenario (by node id) and lets the others through, and
+// the scenarios share this one factory, so it is installed once.
+const MWF_NODES = new Set(['ok', 'bad', 'BadClass', 'never']) // middleware-failing-node
+const MWFB_NODES = new Set(['shaky', 'backup', 'tail']) // middleware-fallback-node: no aroundNode
+const MWS_NODES = new Set(['plain', 'cached', 'guarded', 'afterPlain']) // middleware-stack
+
+/** before/after hooks that record what they saw around a node. */
+function recorder(scope) {
+	return {
+		beforeNode: async (ctx, nodeId) => {
+			if (!scope.has(nodeId)) return
+			await ctx.set(`mwf.before.${nodeId}`, ((await ctx.get(`mwf.before.${nodeId}`)) ?? 0) + 1)
 		},
+		afterNode: async (ctx, nodeId, result, error) => {
+			if (!scope.has(nodeId)) return
+			await ctx.set(`mwf.after.${nodeId}`, { output: result?.output ?? null, error: error ? error.message : null })
+		},
+	}
+}
+
+// FlowRuntime turns a fallback into a failure under any aroundNode hook that calls next()
+// (a deliberate difference, README), so the fallback scenario has a factory of its own
+// without one; in our worker group both factories are installed, and the fallback runs.
+function fallbackRecorderMiddleware() {
+	return [recorder(MWFB_NODES)]
+}
+
+function issue9Middleware() {
+	const note = async (ctx, nodeId, entry) => {
+		const key = `ms.order.${nodeId}`
+		await ctx.set(key, [...((await ctx.get(key)) ?? []), entry])
+	}
+	return [
+		// records what it saw around a node (item 1: writes around failing nodes)
+		recorder(MWF_NODES),
 		{
 			aroundNode: async (ctx, nodeId, next) => {
+				if (!MWF_NODES.has(nodeId)) return next()
 				try {
 					const result = await next()
 					await ctx.set(`mwf.around.${nodeId}`, 'left')
@@ -113,10 +139,45 @@ function failingNodeMiddleware() {
 				}
 			},
 		},
+		// a stack: its order, a short-circuit, a throwing hook
+		{
+			beforeNode: (ctx, nodeId) => MWS_NODES.has(nodeId) && note(ctx, nodeId, 'before1'),
+			afterNode: (ctx, nodeId, result, error) =>
+				MWS_NODES.has(nodeId) && note(ctx, nodeId, `after1:${error ? 'error' : (result?.output ?? 'none')}`),
+		},
+		{
+			aroundNode: async (ctx, nodeId, next) => {
+				if (!MWS_NODES.has(nodeId)) return next()
+				await note(ctx, nodeId, 'outer:in')
+				try {
+					return await next()
+				} finally {
+					await note(ctx, nodeId, 'outer:out')
+				}
+			},
+		},
+		{
+			// short-circuits one node: it never runs, the hook's result is its result
+			aroundNode: async (ctx, nodeId, next) => {
+				if (!MWS_NODES.has(nodeId)) return next()
+				if (nodeId === 'cached') return { output: 'from-cache' }
+				await note(ctx, nodeId, 'inner:in')
+				return next()
+			},
+		},
+		{
+			beforeNode: async (ctx, nodeId) => {
+				if (!MWS_NODES.has(nodeId)) return
+				await note(ctx, nodeId, 'before2')
+				if (nodeId === 'guarded') throw new Error('guard refused the node')
+			},
+			afterNode: (ctx, nodeId, _result, error) =>
+				MWS_NODES.has(nodeId) && note(ctx, nodeId, `after2:${error ? error.message : 'ok'}`),
+		},
 	]
 }
 
-/** The context keys failingNodeMiddleware writes for these nodes, plus `extra`. */
+/** The context keys issue9Middleware records for these nodes, plus `extra`. */
 function mwfKeys(nodeIds, extra = []) {
 	return [...nodeIds.flatMap((id) => ['before', 'after', 'around'].map((h) => `mwf.${h}.${id}`)), ...extra]
 }
@@ -1272,7 +1333,7 @@ const scenarios = [
 	// --------------------------- item 1: beforeNode / afterNode / aroundNode around a failing node
 	{
 		name: 'middleware-failing-node',
-		group: 'mw-fail',
+		group: 'middleware',
 		blueprint: {
 			id: 'diff-middleware-failing-node',
 			nodes: [
@@ -1305,7 +1366,7 @@ const scenarios = [
 				'mwf.BadClass': BadClass,
 			}
 		},
-		middleware: failingNodeMiddleware,
+		middleware: issue9Middleware,
 		compareContext: mwfKeys(['ok', 'bad', 'BadClass', 'never'], ['mwf.inside.bad', 'mwf.recover.BadClass']),
 		intended: {
 			status: 'failed',
@@ -1330,9 +1391,9 @@ const scenarios = [
 	// ------------------- item 1: middleware around a node that fails into its config.fallback
 	{
 		name: 'middleware-fallback-node',
-		// before/after hooks only: in FlowRuntime an aroundNode hook turns a fallback into a
-		// failure (a deliberate difference, README), so this group has none
-		group: 'mw-fallback',
+		// before/after hooks only (fallbackRecorderMiddleware); the group's aroundNode hooks wrap
+		// these nodes too in our worker, where the fallback runs all the same
+		group: 'middleware',
 		blueprint: {
 			id: 'diff-middleware-fallback-node',
 			nodes: [
@@ -1355,7 +1416,7 @@ const scenarios = [
 			}),
 			'mwfb.tail': async (ctx) => ({ output: { tail: ctx.input } }),
 		}),
-		middleware: () => failingNodeMiddleware().slice(0, 1),
+		middleware: fallbackRecorderMiddleware,
 		compareContext: mwfKeys(['shaky', 'backup', 'tail'], ['mwf.inside.shaky']),
 		intended: {
 			status: 'completed',
@@ -2119,7 +2180,7 @@ const scenarios = [
 	// ------------------------------ middleware stacks: order, a short-circuit, a throwing hook
 	{
 		name: 'middleware-stack',
-		group: 'mw-stack',
+		group: 'middleware',
 		blueprint: {
 			id: 'diff-middleware-stack',
 			nodes: [
@@ -2136,44 +2197,7 @@ const scenarios = [
 				return { output: `ran:${ctx.input ?? 'start'}` }
 			},
 		}),
-		middleware: () => {
-			const note = async (ctx, nodeId, entry) => {
-				const key = `ms.order.${nodeId}`
-				await ctx.set(key, [...((await ctx.get(key)) ?? []), entry])
-			}
-			return [
-				{
-					beforeNode: (ctx, nodeId) => note(ctx, nodeId, 'before1'),
-					afterNode: (ctx, nodeId, result, error) =>
-						note(ctx, nodeId, `after1:${error ? 'error' : (result?.output ?? 'none')}`),
-				},
-				{
-					aroundNode: async (ctx, nodeId, next) => {
-						await note(ctx, nodeId, 'outer:in')
-						try {
-							return await next()
-						} finally {
-							await note(ctx, nodeId, 'outer:out')
-						}
-					},
-				},
-				{
-					// short-circuits one node: it never runs, the hook's result is its result
-					aroundNode: async (ctx, nodeId, next) => {
-						if (nodeId === 'cached') return { output: 'from-cache' }
-						await note(ctx, nodeId, 'inner:in')
-						return next()
-					},
-				},
-				{
-					beforeNode: async (ctx, nodeId) => {
-						await note(ctx, nodeId, 'before2')
-						if (nodeId === 'guarded') throw new Error('guard refused the node')
-					},
-					afterNode: (ctx, nodeId, _result, error) => note(ctx, nodeId, `after2:${error ? error.message : 'ok'}`),
-				},
-			]
-		},
+		middleware: issue9Middleware,
 		compareContext: [
 			'ms.order.plain',
 			'ms.order.cached',

@@ -101,8 +101,8 @@ pub fn truthy(value: Option<&Value>) -> bool {
 }
 
 /// What a job knows of its run when it resolves inputs: the context, the
-/// nodes that completed (a node that completed without output, `undefined`,
-/// has no `_outputs.<id>` key but is completed all the same), and the nodes
+/// nodes that completed without output (`undefined`: they have no
+/// `_outputs.<id>` key but are completed all the same), and the nodes
 /// whose input FlowRuntime has bound to `_inputs.<id>` (see `routing`).
 pub struct RunState<'a> {
     pub context: &'a Map<String, Value>,

@@ -117,7 +117,8 @@ struct Executed {
     writes: Vec<PatchOp>,
 }
 
-/// What a job knows of its run beside the context (see `RunSnapshot`).
+/// What a job knows of its run beside the context (see `RunSnapshot`):
+/// `completed` lists the nodes that completed without output.
 struct Facts {
     completed: BTreeSet<String>,
     bound: BTreeSet<String>,
@@ -243,7 +244,7 @@ impl JobRunner {
         }
 
         let output_key = format!("_outputs.{}", job.node_id);
-        if snapshot.route.is_some() || context.contains_key(&output_key) {
+        if context.contains_key(&output_key) || snapshot.completed.contains(&job.node_id) {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
             self.publish_committed(&bp, job, &snapshot, &context, broker).await?;
@@ -525,7 +526,13 @@ impl JobRunner {
             Some(o) => json!({ "output": o, "action": done.action }),
             None => json!({ "action": done.action }),
         };
-        let mut effect = Effect { sets, deletes, bound: routed.bound, ..Default::default() };
+        let mut effect = Effect {
+            sets,
+            deletes,
+            bound: routed.bound,
+            undefined_output: done.output.is_none(),
+            ..Default::default()
+        };
         for target in &route {
             let preds = bp.predecessors(target);
             if preds <= 1 {
@@ -578,7 +585,7 @@ impl JobRunner {
             return Ok(());
         }
         let context = snapshot.context.take().unwrap_or_default();
-        if snapshot.route.is_none() && !context.contains_key(&format!("_outputs.{}", job.node_id)) {
+        if !context.contains_key(&format!("_outputs.{}", job.node_id)) && !snapshot.completed.contains(&job.node_id) {
             return Ok(());
         }
         self.publish_committed(bp, job, &snapshot, &context, broker).await

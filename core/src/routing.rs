@@ -51,7 +51,7 @@ pub struct Routed {
 
 /// What the routing of one completed node reads of its run.
 pub struct RunFacts<'a> {
-    /// Nodes completed before this one (with or without output).
+    /// Nodes that completed without output (the others have `_outputs.<id>`).
     pub completed: &'a BTreeSet<String>,
     /// Nodes whose input an earlier edge bound to `_inputs.<id>`.
     pub bound: &'a BTreeSet<String>,

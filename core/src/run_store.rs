@@ -16,9 +16,9 @@
 //! - `bound_inputs`: the nodes whose input an edge bound to `_inputs.<id>`
 //!   (FlowRuntime's `applyEdgeTransform`; see `routing`).
 //!
-//! A node is completed when `routes` has it: a node whose output is
-//! `undefined` has no `_outputs.<id>` key (as in FlowRuntime's serialised
-//! context), so the key alone does not tell.
+//! - `undefined_outputs`: the nodes that completed with an `undefined` output:
+//!   they have no `_outputs.<id>` key (as in FlowRuntime's serialised context),
+//!   so a node is completed when it has that key or is listed here.
 
 use crate::error::{CoreError, CoreResult};
 use crate::pg::{quote_table, PgPool, PgTarget};
@@ -76,7 +76,7 @@ pub struct RunSnapshot {
     pub route: Option<Vec<String>>,
     /// Arrivals at join nodes: node id -> predecessors in arrival order.
     pub joins: Map<String, Value>,
-    /// Nodes that completed (with or without output).
+    /// Nodes that completed with an `undefined` output (no `_outputs.<id>` key).
     pub completed: BTreeSet<String>,
     /// Nodes whose input is bound to `_inputs.<id>`.
     pub bound: BTreeSet<String>,
@@ -99,6 +99,8 @@ pub struct RunView {
     pub blueprint_id: Option<String>,
     pub error: Option<String>,
     pub updated_at: Option<String>,
+    /// Nodes that completed with an `undefined` output.
+    pub undefined_outputs: Vec<String>,
 }
 
 impl RunView {
@@ -157,6 +159,8 @@ pub struct Effect {
     pub joins: Vec<JoinArrival>,
     /// Successors whose input this node's edges bound to `_inputs.<id>`.
     pub bound: Vec<String>,
+    /// The node's output is `undefined` (no `_outputs.<id>` key is written).
+    pub undefined_output: bool,
 }
 
 impl RunStore {
@@ -177,7 +181,7 @@ impl RunStore {
         let sql = Sql {
             load: format!(
                 "SELECT c.context_data::text, s.status, s.queued IS NOT NULL, (s.routes -> $2::text)::text, s.joins::text, \
-                   ARRAY(SELECT jsonb_object_keys(COALESCE(s.routes, '{{}}'::jsonb))), s.bound_inputs::text \
+                   ARRAY(SELECT jsonb_object_keys(COALESCE(s.undefined_outputs, '{{}}'::jsonb))), s.bound_inputs::text \
                  FROM (SELECT $1::text AS run_id) k LEFT JOIN {ctx} c ON c.run_id = k.run_id LEFT JOIN {st} s ON s.run_id = k.run_id"
             ),
             init_run: format!(
@@ -196,11 +200,11 @@ impl RunStore {
             commit: format!(
                 "WITH lk AS ( \
                    SELECT COALESCE(s.joins, '{{}}'::jsonb) AS joins, COALESCE(s.queued, '{{}}'::jsonb) AS queued, \
-                     COALESCE(s.routes, '{{}}'::jsonb) AS routes \
+                     COALESCE(s.undefined_outputs, '{{}}'::jsonb) AS undef \
                    FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE \
                  ), c AS ( \
                    UPDATE {ctx} SET context_data = (context_data - $4::text[]) || $3::text::jsonb \
-                   WHERE run_id = $1 AND NOT (context_data ? $5::text) AND EXISTS (SELECT 1 FROM lk WHERE NOT (lk.routes ? $2::text)) \
+                   WHERE run_id = $1 AND NOT (context_data ? $5::text) AND EXISTS (SELECT 1 FROM lk WHERE NOT (lk.undef ? $2::text)) \
                    RETURNING context_data \
                  ), j AS ( \
                    SELECT t.target, t.members::jsonb AS members, t.expected, t.is_any, t.fire, \
@@ -210,14 +214,15 @@ impl RunStore {
                    SELECT j.*, j.before || COALESCE((SELECT jsonb_agg(m) FROM jsonb_array_elements_text(j.members) m \
                      WHERE NOT (j.before ? m)), '[]'::jsonb) AS after FROM j \
                  ), fired AS ( \
-                   SELECT ja.target FROM ja, lk WHERE ja.fire AND ( \
+                   SELECT ja.target FROM ja, lk, c WHERE ja.fire AND ( \
                      (ja.is_any AND jsonb_array_length(ja.before) = 0 AND jsonb_array_length(ja.after) > 0) \
                      OR (NOT ja.is_any AND jsonb_array_length(ja.after) >= ja.expected \
-                       AND NOT (lk.queued ? ja.target) AND NOT (lk.routes ? ja.target))) \
+                       AND NOT (lk.queued ? ja.target) AND NOT (c.context_data ? ('_outputs.' || ja.target)) \
+                       AND NOT (lk.undef ? ja.target))) \
                    UNION SELECT unnest($7::text[]) FROM c \
                  ), ready AS ( \
                    SELECT COALESCE(jsonb_object_agg(f.target, true), '{{}}'::jsonb) AS add, COALESCE(array_agg(f.target), '{{}}'::text[]) AS list \
-                   FROM fired f, c, lk WHERE NOT (c.context_data ? ('_outputs.' || f.target)) AND NOT (lk.routes ? f.target) \
+                   FROM fired f, c, lk WHERE NOT (c.context_data ? ('_outputs.' || f.target)) AND NOT (lk.undef ? f.target) \
                  ), nx AS ( \
                    SELECT lk.joins || COALESCE((SELECT jsonb_object_agg(ja.target, ja.after) FROM ja), '{{}}'::jsonb) AS joins, \
                      (lk.queued - $2::text) || ready.add AS queued, ready.list \
@@ -226,6 +231,8 @@ impl RunStore {
                    UPDATE {st} AS s SET joins = nx.joins, queued = nx.queued, \
                      routes = COALESCE(s.routes, '{{}}'::jsonb) || jsonb_build_object($2::text, to_jsonb($6::text[])), \
                      bound_inputs = COALESCE(s.bound_inputs, '{{}}'::jsonb) || $13::text::jsonb, \
+                     undefined_outputs = CASE WHEN $14::bool THEN COALESCE(s.undefined_outputs, '{{}}'::jsonb) || jsonb_build_object($2::text, true) \
+                       ELSE s.undefined_outputs END, \
                      status = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' THEN {ended_status} ELSE s.status END, \
                      status_data = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' \
                        THEN {ended_context} ELSE s.status_data END, \
@@ -283,14 +290,14 @@ impl RunStore {
             view: format!(
                 "SELECT s.status, s.status_data::text, c.context_data::text, s.queued::text, s.routes::text, \
                    EXTRACT(EPOCH FROM (now() - s.updated_at))::float8, s.blueprint_id, s.error, \
-                   to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+                   to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), s.undefined_outputs::text \
                  FROM (SELECT $1::text AS run_id) k LEFT JOIN {st} s ON s.run_id = k.run_id LEFT JOIN {ctx} c ON c.run_id = k.run_id"
             ),
             list: format!(
                 "SELECT s.run_id, s.status, COALESCE(s.blueprint_id, c.context_data ->> 'blueprintId'), \
                    EXTRACT(EPOCH FROM (now() - s.updated_at))::float8, \
                    (SELECT count(*) FROM (SELECT substr(k, 10) FROM jsonb_object_keys(COALESCE(c.context_data, '{{}}'::jsonb)) k \
-                     WHERE k LIKE '\\_outputs.%' UNION SELECT jsonb_object_keys(COALESCE(s.routes, '{{}}'::jsonb))) d), s.error, \
+                     WHERE k LIKE '\\_outputs.%' UNION SELECT jsonb_object_keys(COALESCE(s.undefined_outputs, '{{}}'::jsonb))) d), s.error, \
                    s.status_data ->> 'reason' \
                  FROM {st} s LEFT JOIN {ctx} c ON c.run_id = s.run_id \
                  WHERE ($2::text IS NULL OR s.status = $2) ORDER BY s.updated_at DESC LIMIT $1"
@@ -349,7 +356,7 @@ impl RunStore {
                ADD COLUMN IF NOT EXISTS updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), ADD COLUMN IF NOT EXISTS blueprint_id TEXT, \
                ADD COLUMN IF NOT EXISTS queued JSONB, ADD COLUMN IF NOT EXISTS routes JSONB, ADD COLUMN IF NOT EXISTS error TEXT, \
                ADD COLUMN IF NOT EXISTS idempotency_key TEXT, ADD COLUMN IF NOT EXISTS joins JSONB, \
-               ADD COLUMN IF NOT EXISTS bound_inputs JSONB; \
+               ADD COLUMN IF NOT EXISTS bound_inputs JSONB, ADD COLUMN IF NOT EXISTS undefined_outputs JSONB; \
              CREATE UNIQUE INDEX IF NOT EXISTS \"{idx}\" ON {st} (idempotency_key); \
              COMMIT;",
             idx = format!("{}_idempotency_key", self.status_table.rsplit('.').next().unwrap_or("flowcraft")).chars().take(63).collect::<String>()
@@ -450,6 +457,7 @@ impl RunStore {
                     &any,
                     &fire,
                     &bound,
+                    &effect.undefined_output,
                 ],
             )
             .await?;
@@ -568,6 +576,10 @@ impl RunStore {
             blueprint_id: r.get(6),
             error: r.get(7),
             updated_at: r.get(8),
+            undefined_outputs: match parse(9) {
+                Value::Object(m) => m.keys().cloned().collect(),
+                _ => vec![],
+            },
         })
     }
 

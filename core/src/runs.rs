@@ -344,15 +344,15 @@ impl RunClient {
     }
 }
 
-/// The nodes that completed: those with an output, and those our bookkeeping
-/// records as completed (an `undefined` output leaves no `_outputs.<id>` key).
+/// The nodes that completed: those with an output, and those that completed
+/// with an `undefined` one (which leaves no `_outputs.<id>` key).
 fn done_set(view: &RunView) -> BTreeSet<String> {
     let mut done: BTreeSet<String> = view
         .context
         .as_ref()
         .map(|c| c.keys().filter_map(|k| k.strip_prefix("_outputs.")).map(String::from).collect())
         .unwrap_or_default();
-    done.extend(view.routes.keys().cloned());
+    done.extend(view.undefined_outputs.iter().cloned());
     done
 }
 

@@ -511,11 +511,10 @@ fn reconcile_enqueues_a_lost_join_once_and_leaves_healthy_runs_alone() {
         let (run, _) = client.start_run("diamond", serde_json::Map::new(), &h.run("r1"), None).await.unwrap();
         client.wait_for_run(&run, Duration::from_secs(20)).await.unwrap();
         assert!(client.reconcile(&run, Duration::ZERO).await.unwrap().is_empty(), "a finished run needs nothing");
-        // Simulate a lost join: the join's arrival state and the end are gone
-        // (their outputs, and the completions the status row records).
+        // Simulate a lost join: the join's arrival state and the end are gone.
         let pool = PgPool::shared(&pg()).unwrap();
         pool.query("t", &format!("UPDATE \"{}\" SET context_data = context_data - ARRAY['_outputs.join', 'join', '_outputs.end', 'end'] WHERE run_id = $1", h.ctx), &[&run]).await.unwrap();
-        pool.query("t", &format!("UPDATE \"{}\" SET status = 'running', status_data = NULL, queued = '{{}}', routes = routes - ARRAY['join', 'end'] WHERE run_id = $1", h.st), &[&run]).await.unwrap();
+        pool.query("t", &format!("UPDATE \"{}\" SET status = 'running', status_data = NULL, queued = '{{}}' WHERE run_id = $1", h.st), &[&run]).await.unwrap();
         let first = client.reconcile(&run, Duration::from_secs(60)).await.unwrap();
         assert_eq!(first, vec!["join".to_string()]);
         let second = client.reconcile(&run, Duration::from_secs(60)).await.unwrap();
