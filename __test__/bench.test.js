@@ -1,7 +1,8 @@
 'use strict'
 /**
- * Smoke test of the benchmark (bench/run.js): with a tiny N it runs every system on every
- * workflow against the real services, prints the table, writes the report where BENCH_OUT
+ * Smoke test of the benchmark (bench/run.js): with a tiny N it runs every system (ours, the
+ * RabbitMQ peer's two variants, the BullMQ peer's two variants) on every workflow against the
+ * real services, prints the table, writes the report where BENCH_OUT
  * says (a temp file, never bench/results.md) and leaves no table or Redis key behind.
  * A benchmark is not a test: nothing here looks at a rate or a latency.
  */
@@ -16,7 +17,7 @@ const POSTGRES_URL = process.env.POSTGRES_URL || 'postgres://postgres@127.0.0.1:
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
 
 const WORKFLOWS = ['diamond', 'chain', 'fanout']
-const SYSTEMS = ['ours', 'peer-documented', 'peer-tuned']
+const SYSTEMS = ['ours', 'peer-documented', 'peer-tuned', 'bullmq-default', 'bullmq-tuned']
 
 function runBench(env) {
 	return new Promise((resolve, reject) => {
@@ -40,7 +41,10 @@ function tableRows(markdown) {
 	if (start < 0) return rows
 	const end = markdown.indexOf('\n## ', start + 1)
 	for (const line of markdown.slice(start, end < 0 ? undefined : end).split('\n')) {
-		const m = /^\| (diamond|chain|fanout) \| (ours|ours-x2|peer-documented|peer-tuned) \| (\d+)/.exec(line)
+		const m =
+			/^\| (diamond|chain|fanout) \| (ours|ours-x2|peer-documented|peer-tuned|bullmq-default|bullmq-tuned) \| (\d+)/.exec(
+				line,
+			)
 		if (m) rows.push({ workflow: m[1], system: m[2], runs: Number(m[3]), line })
 	}
 	return rows
@@ -86,7 +90,11 @@ describe('npm run bench (tiny N)', () => {
 		expect(md).toMatch(/- postgresql: \d+/)
 		expect(md).toMatch(/- rabbitmq: RabbitMQ \d/)
 		expect(md).toMatch(/- redis: \d/)
+		expect(md).toMatch(/- redis durability: appendonly (yes|no), appendfsync \w+, save "[^"]*": /)
 		expect(md).toContain('BENCH_RUNS=3')
+		// the BullMQ peer: npm client named, targets of issue 16 against it
+		expect(md).toMatch(/bullmq \d+\.\d+\.\d+/)
+		expect(md).toContain('the BullMQ adapter at concurrency 64')
 	})
 
 	test('leaves no table and no Redis key behind', async () => {

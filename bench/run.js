@@ -1,8 +1,14 @@
 'use strict'
 /**
- * `npm run bench`: our adapter against the JS peer (flowcraft's BaseDistributedAdapter
- * with an amqplib / pg / ioredis transport, bench/peer.mjs), on the same services, in
- * one invocation, alternating systems A B A B over rounds.
+ * `npm run bench`: our adapter against the JS peers, on the same services, in one
+ * invocation, alternating systems A B A B over rounds:
+ *   - peer: flowcraft's BaseDistributedAdapter with an amqplib / pg / ioredis transport
+ *     (bench/peer.mjs, the TypeScript RabbitMQ adapter's documented behaviour);
+ *   - bullmq: flowcraft's BaseDistributedAdapter on BullMQ and Redis (bench/peer-bullmq.mjs,
+ *     Flowcraft's BullMQ adapter's behaviour): its jobs go through a BullMQ queue, its
+ *     context and joins live in Redis, and its final result too; it PUBLISHes
+ *     '<runId> <status> <epoch ms>' on the phase's Redis channel, which stands in for the
+ *     status table's NOTIFY (its safety-net poll reads the `workflow:status:` keys).
  *
  * For every round, workflow and system: a fresh worker process (or two), its own queue,
  * tables and Redis key prefix; runs are started by this process over the wire protocol
@@ -17,7 +23,8 @@
  *                     workflow, sized for a few seconds each; see DEFAULT_RUNS)
  *   BENCH_ROUNDS      rounds (default 2)
  *   BENCH_WORKFLOWS   comma list of diamond,chain,fanout (default all)
- *   BENCH_SYSTEMS     comma list of ours,peer-documented,peer-tuned,ours-x2 (default all)
+ *   BENCH_SYSTEMS     comma list of ours,peer-documented,peer-tuned,bullmq-default,bullmq-tuned,ours-x2
+ *                     (default all)
  *   BENCH_OUT         where to write the report (default bench/results.md)
  *   BENCH_INFLIGHT    runs in flight in the closed loop (default 64; ×workers for ours-x2)
  *   BENCH_IDLE_RUNS   chain runs one at a time, for the idle latency (default per system)
@@ -34,6 +41,7 @@ const { spawn, execFileSync } = require('node:child_process')
 const { Pool, Client } = require('pg')
 const amqplib = require('amqplib')
 const IORedis = require('ioredis')
+const { Queue: BullQueue } = require('bullmq')
 const { workflows, startNodeIds } = require('./workflows')
 const { measureCeilings } = require('./ceilings')
 
@@ -57,6 +65,20 @@ const SYSTEMS = {
 		variant: 'tuned',
 		workers: 1,
 	},
+	'bullmq-default': {
+		key: 'bullmq-default',
+		label: "Flowcraft's BullMQ adapter as shipped (Worker concurrency 5)",
+		kind: 'bullmq',
+		variant: 'default',
+		workers: 1,
+	},
+	'bullmq-tuned': {
+		key: 'bullmq-tuned',
+		label: "Flowcraft's BullMQ adapter, Worker concurrency 64",
+		kind: 'bullmq',
+		variant: 'tuned',
+		workers: 1,
+	},
 	'ours-x2': { key: 'ours-x2', label: 'ours, two worker processes', kind: 'ours', workers: 2, only: ['diamond'] },
 }
 
@@ -66,8 +88,17 @@ const DEFAULT_RUNS = {
 	'ours-x2': { diamond: 3000 },
 	'peer-documented': { diamond: 40, chain: 12, fanout: 10 },
 	'peer-tuned': { diamond: 300, chain: 150, fanout: 25 },
+	'bullmq-default': { diamond: 3000, chain: 1500, fanout: 150 },
+	'bullmq-tuned': { diamond: 3000, chain: 1500, fanout: 150 },
 }
-const DEFAULT_IDLE_RUNS = { ours: 30, 'ours-x2': 0, 'peer-documented': 5, 'peer-tuned': 10 }
+const DEFAULT_IDLE_RUNS = {
+	ours: 30,
+	'ours-x2': 0,
+	'peer-documented': 5,
+	'peer-tuned': 10,
+	'bullmq-default': 30,
+	'bullmq-tuned': 30,
+}
 
 const env = process.env
 const cfg = {
@@ -249,6 +280,17 @@ class Services {
 		this.pub = await this.amqp.createConfirmChannel()
 		this.pub.on('error', (e) => log(`publish channel error: ${e.message}`))
 		this.redis = new IORedis(REDIS_URL)
+		// the BullMQ peer's side: its start jobs go through a BullMQ Queue (on this shared
+		// connection), its completions arrive on a Redis channel
+		this.bullRedis = new IORedis(REDIS_URL, { maxRetriesPerRequest: null })
+		this.bullRedis.on('error', (e) => log(`bullmq redis error: ${e.message}`))
+		this.subscriber = new IORedis(REDIS_URL)
+		this.subscriber.on('error', (e) => log(`redis subscriber error: ${e.message}`))
+		this.subscriber.on('message', (channel, payload) => {
+			const handler = this.channels.get(channel)
+			if (handler) handler(payload)
+		})
+		this.bullQueues = new Map()
 		this.notifyFn = `bench_notify_${process.pid}_${crypto.randomBytes(3).toString('hex')}`
 		await this.pool.query(
 			`CREATE OR REPLACE FUNCTION ${this.notifyFn}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -267,6 +309,75 @@ class Services {
 		const sp = this.amqp.connection.serverProperties || {}
 		const rabbitmq = `${sp.product || 'RabbitMQ'} ${sp.version || '?'}${sp.platform ? ` (${sp.platform})` : ''}`
 		return { pg, redis, rabbitmq }
+	}
+
+	/** How much of its data this Redis keeps on disk (read only: CONFIG GET). */
+	async redisDurability() {
+		const get = async (name) => {
+			try {
+				const reply = await this.redis.config('GET', name)
+				return reply.length >= 2 ? reply[1] : '?'
+			} catch (e) {
+				return `? (${e.message})`
+			}
+		}
+		const appendonly = await get('appendonly')
+		const appendfsync = await get('appendfsync')
+		const save = await get('save')
+		const meaning =
+			appendonly === 'yes'
+				? appendfsync === 'always'
+					? 'AOF fsynced on every write'
+					: appendfsync === 'everysec'
+						? 'AOF fsynced once a second (up to ~1 s of writes lost on a crash)'
+						: 'AOF left to the kernel to flush'
+				: save
+					? 'no AOF; RDB snapshots only (everything since the last snapshot lost on a crash)'
+					: 'nothing on disk (everything lost on a restart)'
+		return `appendonly ${appendonly}, appendfsync ${appendfsync}, save "${save}": ${meaning}`
+	}
+
+	/** The BullMQ peer's context hashes, as a client seeds them (blueprintId, blueprintVersion). */
+	async seedRedisContexts(prefix, runIds, blueprint) {
+		const id = JSON.stringify(blueprint.id)
+		const version = JSON.stringify(blueprint.metadata?.version ?? null)
+		for (let i = 0; i < runIds.length; i += 1000) {
+			const p = this.redis.pipeline()
+			for (const runId of runIds.slice(i, i + 1000))
+				p.hset(`${prefix}workflow:state:${runId}`, 'blueprintId', id, 'blueprintVersion', version)
+			await p.exec()
+		}
+	}
+
+	/** The BullMQ queue of a phase, as the peer's own (same name, prefix and default job options). */
+	openBullQueue(names) {
+		const q = new BullQueue(names.queue, {
+			connection: this.bullRedis,
+			prefix: `${names.prefix}bull`,
+			defaultJobOptions: { removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 15 * 24 * 3600 } },
+		})
+		q.on('error', (e) => log(`bullmq queue error: ${e.message}`))
+		this.bullQueues.set(names.queue, q)
+		return q
+	}
+
+	/** Sends one start job of a run, by the system's own transport. */
+	publishStart(names, job, onError) {
+		if (names.kind === 'bullmq') {
+			this.bullQueues
+				.get(names.queue)
+				.add('executeNode', job, { jobId: `${job.runId}_${job.nodeId}` })
+				.catch(onError)
+			return
+		}
+		this.pub.sendToQueue(
+			names.queue,
+			Buffer.from(JSON.stringify(job)),
+			{ persistent: true, contentType: 'application/json' },
+			(err) => {
+				if (err) onError(err)
+			},
+		)
 	}
 
 	/** The documented tables, plus the NOTIFY trigger on final statuses. */
@@ -291,18 +402,33 @@ class Services {
 		}
 	}
 
-	async listen(channel, handler) {
-		this.channels.set(channel, handler)
-		await this.listener.query(`LISTEN ${channel}`)
+	async listen(names, handler) {
+		this.channels.set(names.channel, handler)
+		if (names.kind === 'bullmq') await this.subscriber.subscribe(names.channel)
+		else await this.listener.query(`LISTEN ${names.channel}`)
 	}
 
-	async unlisten(channel) {
-		this.channels.delete(channel)
-		await this.listener.query(`UNLISTEN ${channel}`).catch(() => {})
+	async unlisten(names) {
+		this.channels.delete(names.channel)
+		if (names.kind === 'bullmq') await this.subscriber.unsubscribe(names.channel).catch(() => {})
+		else await this.listener.query(`UNLISTEN ${names.channel}`).catch(() => {})
 	}
 
 	/** Final statuses of runs (the fallback when a notification is missed). */
-	async finalStatuses(statusTable, runIds) {
+	async finalStatuses(names, runIds) {
+		if (names.kind === 'bullmq') {
+			// the BullMQ adapter's status keys; they hold no time, so a run found here counts as finished now
+			const values = await this.redis.mget(runIds.map((id) => `${names.prefix}workflow:status:${id}`))
+			const now = wallMs()
+			const rows = []
+			values.forEach((v, i) => {
+				if (!v) return
+				const status = JSON.parse(v).status
+				if (status === 'completed' || status === 'failed') rows.push({ run_id: runIds[i], status, t: now })
+			})
+			return rows
+		}
+		const statusTable = names.status
 		const { rows } = await this.pool.query(
 			`SELECT run_id, status, (extract(epoch FROM updated_at) * 1000)::float8 AS t FROM ${statusTable}
 			 WHERE run_id = ANY($1::text[]) AND status IN ('completed', 'failed')`,
@@ -385,7 +511,12 @@ class Services {
 	}
 
 	async cleanupPhase(names) {
-		await this.unlisten(names.channel)
+		await this.unlisten(names)
+		const q = this.bullQueues.get(names.queue)
+		if (q) {
+			this.bullQueues.delete(names.queue)
+			await q.close().catch((e) => log(`close bullmq queue: ${e.message}`))
+		}
 		for (const t of [names.ctx, names.status])
 			await this.pool.query(`DROP TABLE IF EXISTS ${t}`).catch((e) => log(`drop ${t}: ${e.message}`))
 		for (const q of [names.queue, `${names.queue}.dead`]) {
@@ -408,6 +539,9 @@ class Services {
 		await this.amqp.close().catch(() => {})
 		await this.listener.end().catch(() => {})
 		await this.pool.end().catch(() => {})
+		for (const q of this.bullQueues.values()) await q.close().catch(() => {})
+		await this.bullRedis.quit().catch(() => {})
+		await this.subscriber.quit().catch(() => {})
 		await this.redis.quit().catch(() => {})
 	}
 }
@@ -417,14 +551,18 @@ class Services {
 const liveChildren = new Set()
 
 function spawnWorker(system, names) {
-	const script = system.kind === 'ours' ? path.join(__dirname, 'worker-ours.js') : path.join(__dirname, 'peer.mjs')
+	const script = path.join(
+		__dirname,
+		{ ours: 'worker-ours.js', peer: 'peer.mjs', bullmq: 'peer-bullmq.mjs' }[system.kind],
+	)
 	const child = spawn(process.execPath, [script], {
 		env: {
 			...process.env,
 			QUEUE: names.queue,
 			CTX_TABLE: names.ctx,
 			STATUS_TABLE: names.status,
-			REDIS_PREFIX: `${names.id}:`,
+			REDIS_PREFIX: names.prefix,
+			DONE_CHANNEL: names.channel,
 			POSTGRES_URL,
 			REDIS_URL,
 			RABBITMQ_URL,
@@ -522,13 +660,8 @@ function drive({ services, names, blueprint, runIds, inflight, deadline }) {
 				pending.set(runId, { t0 })
 				for (const nodeId of starts) {
 					const job = { runId, blueprintId: blueprint.id, nodeId }
-					services.pub.sendToQueue(
-						names.queue,
-						Buffer.from(JSON.stringify(job)),
-						{ persistent: true, contentType: 'application/json' },
-						(err) => {
-							if (err) finish(new Error(`publish of ${runId} was not confirmed: ${err.message || err}`))
-						},
+					services.publishStart(names, job, (err) =>
+						finish(new Error(`publish of ${runId} was not confirmed: ${err.message || err}`)),
 					)
 				}
 			}
@@ -542,7 +675,7 @@ function drive({ services, names, blueprint, runIds, inflight, deadline }) {
 		const poll = setInterval(async () => {
 			if (finished || pending.size === 0) return
 			try {
-				const rows = await services.finalStatuses(names.status, [...pending.keys()])
+				const rows = await services.finalStatuses(names, [...pending.keys()])
 				for (const r of rows) complete(r.run_id, r.status, Number(r.t))
 			} catch (e) {
 				log(`poll failed: ${e.message}`)
@@ -592,12 +725,22 @@ function summarize(results, nodes) {
  * names, queue, Redis key prefix, run ids.
  */
 function phaseNames(system, wf) {
-	const short = { ours: 'o', 'ours-x2': 'o2', 'peer-documented': 'pd', 'peer-tuned': 'pt' }[system.key]
+	const short = {
+		ours: 'o',
+		'ours-x2': 'o2',
+		'peer-documented': 'pd',
+		'peer-tuned': 'pt',
+		'bullmq-default': 'bd',
+		'bullmq-tuned': 'bt',
+	}[system.key]
 	const token = `${process.pid}_${crypto.randomBytes(4).toString('hex')}`
 	const id = `t_bench_${short}_${wf}_${token}`
 	return {
 		id,
 		token,
+		kind: system.kind,
+		/** every Redis key of the phase starts with this */
+		prefix: `${id}:`,
 		queue: id,
 		ctx: `t_bench_${short}_${wf}_ctx_${token}`,
 		status: `t_bench_${short}_${wf}_st_${token}`,
@@ -630,12 +773,17 @@ async function runPhase(services, system, wf, round) {
 	log(
 		`round ${round} ${wf} ${system.key}: ${n} runs (+${warm} warm-up${idleN ? `, ${idleN} idle` : ''}), ${inflight} in flight`,
 	)
-	await services.createPhaseTables(names)
+	const bull = system.kind === 'bullmq'
+	// the BullMQ peer uses no PostgreSQL: its context hashes are seeded in Redis instead
+	if (!bull) await services.createPhaseTables(names)
 	const children = []
 	let result
 	try {
-		await services.insertContexts(names.ctx, runIds, blueprint)
-		await services.listen(names.channel, () => {})
+		if (bull) {
+			await services.seedRedisContexts(names.prefix, runIds, blueprint)
+			services.openBullQueue(names)
+		} else await services.insertContexts(names.ctx, runIds, blueprint)
+		await services.listen(names, () => {})
 		// Other agents' test runs share PostgreSQL (max_connections): a worker that cannot get
 		// a connection is started again after a pause rather than failing the whole bench.
 		for (let attempt = 1; ; attempt++) {
@@ -669,7 +817,9 @@ async function runPhase(services, system, wf, round) {
 				inflight,
 				deadline: started + cfg.phaseMaxMs,
 			})
-			const stopSampler = services.startWaitSampler(names.token)
+			const stopSampler = bull
+				? async () => ({ samples: 0, backends: 0, busyBackends: NaN, pct: {} })
+				: services.startWaitSampler(names.token)
 			const pg0 = await services.pgCounters()
 			const cpu0 = cpuSnapshot(pids)
 			const measured = await drive({
@@ -693,8 +843,8 @@ async function runPhase(services, system, wf, round) {
 			const cpu = cpuDelta(cpu0, cpu1)
 			const jobs = stats.completed * nodes
 			const pgStats = {
-				xidsPerJob: (pg1.xid - pg0.xid) / jobs,
-				walKbPerJob: (pg1.wal - pg0.wal) / 1024 / jobs,
+				xidsPerJob: bull ? NaN : (pg1.xid - pg0.xid) / jobs,
+				walKbPerJob: bull ? NaN : (pg1.wal - pg0.wal) / 1024 / jobs,
 				waits,
 			}
 			let idle = null
@@ -740,8 +890,10 @@ async function runPhase(services, system, wf, round) {
 				`${stats.runsPerSec.toFixed(1)} runs/s, ${stats.jobsPerSec.toFixed(0)} jobs/s, p50 ${percentile(stats.latencies, 50).toFixed(1)} ms, ` +
 				`p99 ${percentile(stats.latencies, 99).toFixed(1)} ms, RSS ${result.peakRssMb.toFixed(0)} MB, worker CPU ${cpu.worker.toFixed(0)}%, ` +
 				`pg ${cpu.postgres.toFixed(0)}%, rabbit ${cpu.rabbitmq.toFixed(0)}%, redis ${cpu.redis.toFixed(0)}%, others ${cpu.others.toFixed(0)}%, machine ${cpu.machine.toFixed(0)}%; ` +
-				`pg: ${pgStats.xidsPerJob.toFixed(2)} write tx/job, ${pgStats.walKbPerJob.toFixed(1)} KB WAL/job, ` +
-				`${waits.busyBackends.toFixed(1)} of ${waits.backends} backends busy: ${formatWaits(waits.pct)}` +
+				(bull
+					? 'pg: not used'
+					: `pg: ${pgStats.xidsPerJob.toFixed(2)} write tx/job, ${pgStats.walKbPerJob.toFixed(1)} KB WAL/job, ` +
+						`${waits.busyBackends.toFixed(1)} of ${waits.backends} backends busy: ${formatWaits(waits.pct)}`) +
 				(idle
 					? `; idle ${percentile(
 							[...idle.perNode].sort((a, b) => a - b),
@@ -750,7 +902,9 @@ async function runPhase(services, system, wf, round) {
 					: '')
 			log(msg)
 			if (stats.failed || stats.lost) {
-				const depth = await services.queueDepth(names.queue)
+				const depth = bull
+					? JSON.stringify(await services.bullQueues.get(names.queue)?.getJobCounts())
+					: await services.queueDepth(names.queue)
 				log(
 					`  queue depth ${depth}; worker stderr: ${children.map((c) => c.stderrTail.slice(-5).join(' | ')).join(' || ')}`,
 				)
@@ -760,7 +914,8 @@ async function runPhase(services, system, wf, round) {
 		}
 	} finally {
 		await Promise.all(children.map(stopWorker))
-		if (result) {
+		if (result && bull) result.rowsPerJob = NaN
+		else if (result) {
 			// The workers' backends flush their table statistics as they exit.
 			await sleep(300)
 			const rows = await services.rowsWritten(names).catch(() => null)
@@ -853,7 +1008,7 @@ function aggregate(results) {
 function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	const L = []
 	const get = (wf, sys) => agg.get(`${wf}/${sys}`)
-	L.push('# Benchmark: @flowcraft/rabbitmq-adapter vs the JS peer')
+	L.push('# Benchmark: @flowcraft/rabbitmq-adapter vs the JS peers')
 	L.push('')
 	L.push(`Measured ${startedAt} by \`${command}\` in ${elapsedS.toFixed(0)} s.`)
 	L.push('')
@@ -864,13 +1019,18 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 		"- Shared: the machine (2 cores) also runs other agents' builds and test suites, and the services are the same PostgreSQL, Redis and RabbitMQ they use; " +
 			'numbers move from run to run by ±20 % or more. Every service is on loopback; PostgreSQL runs with its defaults (`synchronous_commit = on`).',
 	)
+	if (cfg.systems.some((s) => SYSTEMS[s].kind === 'bullmq'))
+		L.push(
+			'- The BullMQ peer keeps everything (queue, context, joins, final result) in that Redis, so its durability is the Redis durability above; ' +
+				'ours and the RabbitMQ peer keep the context and the result in PostgreSQL (committed, fsynced WAL) and the jobs in durable RabbitMQ queues.',
+		)
 	L.push('')
 	L.push('## Throughput and latency')
 	L.push('')
 	L.push(
 		`Closed loop: ${cfg.inflight} runs in flight per worker process (the next run starts when one finishes), ${cfg.rounds} round(s) alternating the systems ` +
 			'(A B A B), each round with a fresh worker process per system, its own queue, tables and Redis key prefix. ' +
-			'Latency = publish of the start job → `updated_at` of the final status row. Rates are the mean over rounds; latency percentiles pool every round; ' +
+			'Latency = publish of the start job → `updated_at` of the final status row (BullMQ peer: → the time it stored the final result, sent with its PUBLISH). Rates are the mean over rounds; latency percentiles pool every round; ' +
 			"RSS is the worker's peak (VmHWM) over the phase. `ours ÷ this` = our runs/s divided by this row's (for `ours-x2`: two workers ÷ one).",
 	)
 	L.push('')
@@ -938,7 +1098,7 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	for (const wf of cfg.workflows) {
 		for (const sys of cfg.systems) {
 			const a = get(wf, sys)
-			if (!a) continue
+			if (!a || SYSTEMS[sys].kind === 'bullmq') continue
 			const busy = Object.entries(a.pg.waits)
 				.filter(([k]) => k !== 'idle')
 				.sort((x, y) => y[1] - x[1])
@@ -949,6 +1109,10 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 		}
 	}
 	L.push('')
+	if (cfg.systems.some((s) => SYSTEMS[s].kind === 'bullmq')) {
+		L.push('The BullMQ peer uses no PostgreSQL and has no rows here.')
+		L.push('')
+	}
 
 	L.push('## Idle latency (chain of 10, one run at a time)')
 	L.push('')
@@ -996,7 +1160,7 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 		}
 	}
 
-	L.push('## Targets (issue 5)')
+	L.push('## Targets (issues 5 and 16)')
 	L.push('')
 	L.push('| target | measured | met |')
 	L.push('|---|--:|:-:|')
@@ -1025,6 +1189,20 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	if (c?.idlePerNode)
 		L.push(
 			`| idle added latency per node p50 ≤ 2 ms | ${f2(percentile(c.idlePerNode, 50))} ms | ${yes(percentile(c.idlePerNode, 50) <= 2)} |`,
+		)
+	const bd = get('diamond', 'bullmq-default')
+	const bt = get('diamond', 'bullmq-tuned')
+	if (d && bd)
+		L.push(
+			`| diamond runs/s vs the BullMQ adapter as shipped (issue 16: ahead of it) | ${ratio(d.runsPerSec / bd.runsPerSec)} | ${yes(d.runsPerSec / bd.runsPerSec >= 1)} |`,
+		)
+	if (d && bt)
+		L.push(
+			`| diamond runs/s ≥ 1.0× the BullMQ adapter at concurrency 64 (issue 16; goal 1.2×) | ${ratio(d.runsPerSec / bt.runsPerSec)} | ${yes(d.runsPerSec / bt.runsPerSec >= 1)} |`,
+		)
+	if (d && dt)
+		L.push(
+			`| diamond runs/s ≥ 10× tuned peer (issue 16) | ${ratio(d.runsPerSec / dt.runsPerSec)} | ${yes(d.runsPerSec / dt.runsPerSec >= 10)} |`,
 		)
 	const x2 = get('diamond', 'ours-x2')
 	if (d && x2)
@@ -1068,8 +1246,9 @@ async function machineDescription(services) {
 		node: process.version,
 		postgresql: v.pg,
 		redis: v.redis,
+		'redis durability': await services.redisDurability(),
 		rabbitmq: v.rabbitmq,
-		'npm clients': `amqplib ${pkg('amqplib')}, pg ${pkg('pg')}, ioredis ${pkg('ioredis')}, flowcraft ${pkg('flowcraft')}`,
+		'npm clients': `amqplib ${pkg('amqplib')}, pg ${pkg('pg')}, ioredis ${pkg('ioredis')}, flowcraft ${pkg('flowcraft')}, bullmq ${pkg('bullmq')}`,
 		'package commit': commit,
 	}
 }
