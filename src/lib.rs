@@ -437,6 +437,13 @@ fn coordination_of<const WEAK: bool>(
     }
 }
 
+/// Every statement the worker needs on these tables (tables, columns, indexes,
+/// triggers), as one idempotent script: what `npx flowcraft-rabbitmq sql` prints.
+#[napi]
+pub fn tables_sql(context_table: String, status_table: String) -> napi::Result<String> {
+    Ok(flowcraft_core::schema::Schema::new(&context_table, &status_table).map_err(js_error)?.ddl())
+}
+
 /// The RabbitMQ worker (RabbitMqAdapter's engine).
 #[napi]
 pub struct NativeWorker {

@@ -31,6 +31,12 @@ pub enum CoreError {
     QueueNotFound { queue: String, broker: String },
     #[error("the queue {queue:?} exists with other settings than asked: {reason}. Use it as it is (leave queueType and queueArguments unset) or recreate it")]
     QueueMismatch { queue: String, reason: String },
+    #[error("the table \"{table}\" does not exist, and with createTables: false nothing is created: print the statements that create it with `{command}` and apply them, or start one worker with createTables: true")]
+    TableNotFound { table: String, command: String },
+    #[error("missing column(s) {columns}, and with createTables: false no table is altered: print the statements that add them with `{command}` and apply them (they are idempotent), or start one worker with createTables: true")]
+    ColumnNotFound { columns: String, command: String },
+    #[error("missing unique index(es) on {indexes}, and with createTables: false no index is created: print the statements that create them with `{command}` and apply them (they are idempotent), or start one worker with createTables: true")]
+    IndexNotFound { indexes: String, command: String },
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -60,6 +66,9 @@ impl CoreError {
             CoreError::Tls { .. } => "ERR_TLS",
             CoreError::QueueNotFound { .. } => "ERR_QUEUE_NOT_FOUND",
             CoreError::QueueMismatch { .. } => "ERR_QUEUE_MISMATCH",
+            CoreError::TableNotFound { .. } => "ERR_TABLE_NOT_FOUND",
+            CoreError::ColumnNotFound { .. } => "ERR_COLUMN_NOT_FOUND",
+            CoreError::IndexNotFound { .. } => "ERR_INDEX_NOT_FOUND",
             CoreError::Unsupported(_) => "ERR_UNSUPPORTED",
             CoreError::WorkerState(_) => "ERR_WORKER_STATE",
             CoreError::Nacked { .. } => "ERR_AMQP",

@@ -15,5 +15,6 @@ pub mod queue;
 pub mod routing;
 pub mod run_store;
 pub mod runs;
+pub mod schema;
 pub mod tls;
 pub mod worker;

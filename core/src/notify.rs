@@ -75,6 +75,18 @@ impl Listener {
         rx
     }
 
+    /// Drops the senders of this run whose receivers are gone (a wait that
+    /// ended without an announcement), so that waits leave nothing behind.
+    pub fn forget(&self, key: &RunKey) {
+        let mut waiters = self.waiters.lock().unwrap();
+        if let Some(senders) = waiters.get_mut(key) {
+            senders.retain(|s| !s.is_closed());
+            if senders.is_empty() {
+                waiters.remove(key);
+            }
+        }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<RunKey> {
         self.events.subscribe()
     }

@@ -22,6 +22,7 @@
 
 use crate::error::{CoreError, CoreResult};
 use crate::pg::{quote_table, PgPool, PgTarget};
+use crate::schema::{Installed, Schema};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -30,10 +31,9 @@ pub const FINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
 
 pub struct RunStore {
     pool: Arc<PgPool>,
-    ctx: String,
-    st: String,
     /// The status table's name as the user gave it (NOTIFY payloads carry it).
     status_table: String,
+    schema: Schema,
     sql: Sql,
 }
 
@@ -192,7 +192,8 @@ impl RunStore {
                  SELECT $1, 'running', '{{\"status\":\"running\"}}'::jsonb, now(), $3, $4::text::jsonb, '{{}}'::jsonb FROM c \
                  ON CONFLICT (run_id) DO UPDATE SET status = COALESCE(s.status, 'running'), \
                    status_data = COALESCE(s.status_data, EXCLUDED.status_data), blueprint_id = COALESCE(s.blueprint_id, EXCLUDED.blueprint_id), \
-                   queued = COALESCE(s.queued, EXCLUDED.queued), routes = COALESCE(s.routes, '{{}}'::jsonb), updated_at = now()"
+                   queued = COALESCE(s.queued, EXCLUDED.queued), routes = COALESCE(s.routes, '{{}}'::jsonb), updated_at = now() \
+                 WHERE {not_final}"
             ),
             heartbeat: format!(
                 "UPDATE {st} SET updated_at = now() WHERE run_id = ANY($1::text[]) AND status = 'running'"
@@ -330,43 +331,20 @@ impl RunStore {
             ),
             delete_run: format!("WITH s AS (DELETE FROM {st} WHERE run_id = $1) DELETE FROM {ctx} WHERE run_id = $1"),
         };
-        Ok(RunStore { pool, ctx, st, status_table: status_table.to_string(), sql })
+        let schema = Schema::new(context_table, status_table)?;
+        Ok(RunStore { pool, status_table: status_table.to_string(), schema, sql })
     }
 
     pub fn pool(&self) -> &Arc<PgPool> {
         &self.pool
     }
 
-    /// Creates missing tables (when asked) and adds the columns the worker needs
-    /// to tables made with the README's DDL. Idempotent and safe when several
-    /// workers start at once (serialised by an advisory lock).
-    pub async fn prepare_tables(&self, create: bool) -> CoreResult<()> {
-        let (ctx, st) = (&self.ctx, &self.st);
-        let create_sql = if create {
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ctx} (run_id TEXT PRIMARY KEY, context_data JSONB NOT NULL DEFAULT '{{}}'::jsonb); \
-                 CREATE TABLE IF NOT EXISTS {st} (run_id TEXT PRIMARY KEY, status TEXT, status_data JSONB, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());"
-            )
-        } else {
-            String::new()
-        };
-        let sql = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('flowcraft-rabbitmq-adapter ddl')); {create_sql} \
-             ALTER TABLE {st} ADD COLUMN IF NOT EXISTS status TEXT, ADD COLUMN IF NOT EXISTS status_data JSONB, \
-               ADD COLUMN IF NOT EXISTS updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), ADD COLUMN IF NOT EXISTS blueprint_id TEXT, \
-               ADD COLUMN IF NOT EXISTS queued JSONB, ADD COLUMN IF NOT EXISTS routes JSONB, ADD COLUMN IF NOT EXISTS error TEXT, \
-               ADD COLUMN IF NOT EXISTS idempotency_key TEXT, ADD COLUMN IF NOT EXISTS joins JSONB, \
-               ADD COLUMN IF NOT EXISTS bound_inputs JSONB, ADD COLUMN IF NOT EXISTS undefined_outputs JSONB; \
-             CREATE UNIQUE INDEX IF NOT EXISTS \"{idx}\" ON {st} (idempotency_key); \
-             COMMIT;",
-            idx = format!("{}_idempotency_key", self.status_table.rsplit('.').next().unwrap_or("flowcraft")).chars().take(63).collect::<String>()
-        );
-        let conn = self.pool.connect().await?;
-        if let Err(e) = conn.client().batch_execute(&sql).await {
-            let _ = conn.client().batch_execute("ROLLBACK").await;
-            return Err(CoreError::pg(format!("preparing the tables {ctx} and {st}"), e));
-        }
-        Ok(())
+    /// Creates what is missing of the tables, columns, indexes and triggers
+    /// (`create`), or only checks that the tables have what the worker needs
+    /// (see `schema.rs`). Idempotent and safe when several workers start at
+    /// once (serialised by an advisory lock).
+    pub async fn prepare_tables(&self, create: bool) -> CoreResult<Installed> {
+        self.schema.prepare(&self.pool, create).await
     }
 
     pub async fn load(&self, run_id: &str, node_id: &str) -> CoreResult<RunSnapshot> {

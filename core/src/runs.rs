@@ -9,11 +9,19 @@ use crate::notify::Listener;
 use crate::pg::PgTarget;
 use crate::queue::{Broker, JobMessage};
 use crate::run_store::{RunStore, RunSummary, RunView, FINAL_STATUSES};
+use crate::schema::Installed;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
+
+/// How often `wait_for_run` reads the status when the status table has no
+/// notify trigger (a status written by another process is seen this late).
+pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
+/// How often it reads it anyway (a notification lost with a connection, a
+/// payload too long to send).
+pub const SAFETY_POLL: Duration = Duration::from_secs(10);
 
 pub struct RunClient {
     pub store: Arc<RunStore>,
@@ -23,7 +31,7 @@ pub struct RunClient {
     target: QueueTarget,
     create_tables: bool,
     broker: tokio::sync::Mutex<Option<Arc<Broker>>>,
-    prepared: OnceCell<()>,
+    prepared: OnceCell<Installed>,
 }
 
 /// A run's state as `getRun` reports it.
@@ -70,11 +78,8 @@ impl RunClient {
         })
     }
 
-    async fn prepare(&self) -> CoreResult<()> {
-        self.prepared
-            .get_or_try_init(|| async { self.store.prepare_tables(self.create_tables).await })
-            .await
-            .map(|_| ())
+    async fn prepare(&self) -> CoreResult<Installed> {
+        self.prepared.get_or_try_init(|| async { self.store.prepare_tables(self.create_tables).await }).await.copied()
     }
 
     async fn broker(&self) -> CoreResult<Arc<Broker>> {
@@ -157,28 +162,41 @@ impl RunClient {
     }
 
     /// Resolves with `status_data` once the run is completed, failed,
-    /// cancelled or awaiting; woken by NOTIFY, not by polling.
+    /// cancelled or awaiting. Woken by NOTIFY: from our own statements, and
+    /// from any writer's when the status table has the notify trigger; without
+    /// it, the status is read again every `FALLBACK_POLL`.
     pub async fn wait_for_run(&self, run_id: &str, timeout: Duration) -> CoreResult<Value> {
-        self.prepare().await?;
+        let installed = self.prepare().await?;
         self.listener.ensure().await?;
+        let poll = if installed.notify { SAFETY_POLL } else { FALLBACK_POLL };
         let deadline = tokio::time::Instant::now() + timeout;
         let key = (self.store.status_table().to_string(), run_id.to_string());
-        loop {
-            let woken = self.listener.wait(key.clone());
-            if let Some((Some(status), data)) = self.store.status(run_id).await? {
-                if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" {
-                    let data =
-                        data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_else(|| json!({ "status": status }));
-                    return Ok(data);
+        let mut woken = self.listener.wait(key.clone());
+        let result = loop {
+            match self.store.status(run_id).await {
+                Err(e) => break Err(e),
+                Ok(Some((Some(status), data))) if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" => {
+                    break Ok(data
+                        .and_then(|d| serde_json::from_str(&d).ok())
+                        .unwrap_or_else(|| json!({ "status": status })));
                 }
+                Ok(_) => {}
             }
-            if tokio::time::timeout_at(deadline, woken).await.is_err() {
-                return Err(CoreError::Timeout(format!(
-                    "run '{run_id}' did not finish within {} ms (it may still finish: wait again or inspect it with getRun)",
-                    timeout.as_millis()
-                )));
+            let tick = (tokio::time::Instant::now() + poll).min(deadline);
+            match tokio::time::timeout_at(tick, &mut woken).await {
+                Ok(_) => woken = self.listener.wait(key.clone()),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    break Err(CoreError::Timeout(format!(
+                        "run '{run_id}' did not finish within {} ms (it may still finish: wait again or inspect it with getRun)",
+                        timeout.as_millis()
+                    )))
+                }
+                Err(_) => {} // read the status again
             }
-        }
+        };
+        drop(woken);
+        self.listener.forget(&key);
+        result
     }
 
     pub async fn get_run(&self, run_id: &str) -> CoreResult<Option<RunReport>> {
