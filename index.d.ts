@@ -23,6 +23,8 @@ export type ErrorCode =
 	| 'ERR_TIMEOUT'
 	| 'ERR_RUN_NOT_FOUND'
 	| 'ERR_TABLE_NOT_FOUND'
+	| 'ERR_COLUMN_NOT_FOUND'
+	| 'ERR_INDEX_NOT_FOUND'
 	| 'ERR_PG_CONNECT'
 	| 'ERR_PG'
 	| 'ERR_REDIS_CONNECT'
@@ -52,6 +54,8 @@ export type ErrorCode =
  * - `ERR_TIMEOUT`: `waitForRun()` gave up after `timeoutMs` (the run goes on).
  * - `ERR_RUN_NOT_FOUND`: `waitForRun()` on a run id that does not exist (rejected at once).
  * - `ERR_TABLE_NOT_FOUND`: `createTables: false` and a table (or its schema) does not exist.
+ * - `ERR_COLUMN_NOT_FOUND` / `ERR_INDEX_NOT_FOUND`: `createTables: false` and a table lacks a column /
+ *   a unique index the worker needs; the message names them and `npx flowcraft-rabbitmq sql`, which prints the DDL.
  * - `ERR_PG_CONNECT`, `ERR_PG`, `ERR_REDIS_CONNECT`, `ERR_REDIS`, `ERR_AMQP_CONNECT`, `ERR_AMQP`:
  *   a service refused the connection / a command failed.
  * - `ERR_INVALID_JSON`: stored data that is not valid JSON.
@@ -76,6 +80,8 @@ export declare const ErrorCodes: {
 	readonly TIMEOUT: 'ERR_TIMEOUT'
 	readonly RUN_NOT_FOUND: 'ERR_RUN_NOT_FOUND'
 	readonly TABLE_NOT_FOUND: 'ERR_TABLE_NOT_FOUND'
+	readonly COLUMN_NOT_FOUND: 'ERR_COLUMN_NOT_FOUND'
+	readonly INDEX_NOT_FOUND: 'ERR_INDEX_NOT_FOUND'
 	readonly PG_CONNECT: 'ERR_PG_CONNECT'
 	readonly PG: 'ERR_PG'
 	readonly REDIS_CONNECT: 'ERR_REDIS_CONNECT'
@@ -529,8 +535,11 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 */
 	maxDeliveries?: number | undefined
 	/**
-	 * Create missing tables and columns at `start()` (and at the run API's first call).
-	 * Default true. With `false`, a missing table fails with `ERR_TABLE_NOT_FOUND`.
+	 * Create what is missing of the tables, their columns, unique indexes and the status
+	 * table's triggers at `start()` (and at the run API's first call). Default true. With
+	 * `false` nothing is created or altered: a missing table fails with
+	 * `ERR_TABLE_NOT_FOUND`, a missing column with `ERR_COLUMN_NOT_FOUND`, a missing unique
+	 * index with `ERR_INDEX_NOT_FOUND` (`npx flowcraft-rabbitmq sql` prints the DDL).
 	 */
 	createTables?: boolean | undefined
 	/** Default time `stop()` waits for jobs in flight. Default 30000 ms. */
@@ -775,8 +784,10 @@ export declare class RabbitMqAdapter<TDependencies extends Record<string, any> =
 	): Promise<StartRunResult>
 	/**
 	 * Resolves with the run's `status_data` once it is `completed`, `failed`,
-	 * `cancelled` or `awaiting` (at once if it already is), woken by PostgreSQL
-	 * `LISTEN/NOTIFY`, not by polling.
+	 * `cancelled` or `awaiting` (at once if it already is), whoever wrote that status:
+	 * woken by PostgreSQL `LISTEN/NOTIFY` (the worker's own statements, and the status
+	 * table's trigger for any other writer); without that trigger (`createTables: false`
+	 * on tables made otherwise) it reads the status again every second.
 	 *
 	 * A run id that does not exist rejects at once with `ERR_RUN_NOT_FOUND`, not after
 	 * `timeoutMs`: a `startRun()` of this adapter for that id still in flight is waited

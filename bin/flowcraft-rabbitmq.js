@@ -42,12 +42,14 @@ Commands:
   reconcile [runId] [--stalled-seconds <n>]  re-enqueue what a run (or every stalled run) needs to move on
   dead-letters [--limit <n>]                 list the dead-letter queue
   dead-letters requeue [--limit <n>]         move dead letters back to the job queue
+  sql [--context-table <t>] [--status-table <t>]
+                                             print the DDL the worker needs (for createTables: false)
   help [command]                             help on a command
 
 ${COMMON_HELP}
 
 Read-only commands (runs, show, dead-letters) change nothing; no command creates a
-queue or a table.
+queue or a table (sql only prints the statements).
 
 Exit status: 0 done, 1 the operation failed, 2 wrong usage.`,
 	runs: `Usage: flowcraft-rabbitmq runs [--status <status>] [--limit <n>]
@@ -97,6 +99,23 @@ error (ERR_QUEUE_NOT_FOUND), and nothing is created. Needs amqplib installed for
   --limit <n>   at most n messages (default 20 to list, 100 to requeue)
 
 ${COMMON_HELP}`,
+	sql: `Usage: flowcraft-rabbitmq sql [--context-table <name>] [--status-table <name>]
+
+Print every statement the worker needs on its tables, to hand to a DBA when the
+workers run with createTables: false: CREATE TABLE IF NOT EXISTS for both tables,
+ALTER TABLE ... ADD COLUMN IF NOT EXISTS for the status table's bookkeeping columns,
+its unique index on idempotency_key, and its triggers (CREATE OR REPLACE FUNCTION,
+then each trigger dropped if it exists and created): one that NOTIFYs a status
+written by any process (waitForRun wakes at once; without it waitForRun reads the
+status every second), and one that keeps a final status (completed, failed,
+cancelled) from being overwritten. One transaction; idempotent: apply it again after
+an upgrade. Connects to nothing.
+
+  --context-table <name>   (env FLOWCRAFT_CONTEXT_TABLE; default flowcraft_contexts)
+  --status-table <name>    (env FLOWCRAFT_STATUS_TABLE; default flowcraft_statuses)
+  --json                   print { contextTable, statusTable, sql }
+
+Apply it with e.g.  flowcraft-rabbitmq sql | psql "$POSTGRES_URL" -v ON_ERROR_STOP=1`,
 }
 
 const OPTIONS = {
@@ -122,6 +141,7 @@ const COMMAND_OPTIONS = {
 	show: ['mermaid'],
 	reconcile: ['stalled-seconds', 'limit'],
 	'dead-letters': ['limit'],
+	sql: [],
 }
 
 const STATUSES = ['running', 'awaiting', 'completed', 'failed', 'cancelled']
@@ -173,6 +193,10 @@ async function main(argv, { env = process.env, out = process.stdout, err = proce
 			if (!common.includes(name) && !COMMAND_OPTIONS[command].includes(name)) {
 				throw new UsageError(`${command} does not take --${name}`)
 			}
+		}
+		if (command === 'sql') {
+			if (rest.length) throw new UsageError(`sql takes no argument; got ${JSON.stringify(rest[0])}`)
+			return cmdSql(values, env, print)
 		}
 		const blueprints = await loadBlueprints(values.blueprints ?? env.FLOWCRAFT_BLUEPRINTS)
 		adapter = createAdapter(values, env, blueprints)
@@ -286,9 +310,39 @@ function explain(e, values, env) {
 	if ((/does not exist/.test(message) && e.code === 'ERR_PG') || e?.code === 'ERR_TABLE_NOT_FOUND') {
 		const ctx = values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? 'flowcraft_contexts'
 		const st = values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? 'flowcraft_statuses'
-		return `${message}${code}\nThe tables ${ctx} / ${st} are not in this database: check --postgres-url, --context-table and --status-table (a worker creates them when it starts).`
+		return `${message}${code}\nThe tables ${ctx} / ${st} are not in this database: check --postgres-url, --context-table and --status-table (a worker creates them when it starts; \`flowcraft-rabbitmq sql\` prints their DDL).`
 	}
 	return `${message}${code}`
+}
+
+/**
+ * `sql`: the DDL of the tables, printed by the native core (the statements `createTables: true`
+ * applies). Connects to nothing.
+ */
+function cmdSql(values, env, print) {
+	const { checkTableName } = require('../lib/errors')
+	const { loadNative } = require('../lib/load-native')
+	const names = {}
+	for (const [key, flag, variable, fallback] of [
+		['contextTable', 'context-table', 'FLOWCRAFT_CONTEXT_TABLE', 'flowcraft_contexts'],
+		['statusTable', 'status-table', 'FLOWCRAFT_STATUS_TABLE', 'flowcraft_statuses'],
+	]) {
+		const name = values[flag] ?? (env[variable] || fallback)
+		try {
+			names[key] = checkTableName(name, `--${flag}`)
+		} catch (e) {
+			throw new UsageError(e.message, e.code)
+		}
+	}
+	const sql = loadNative().tablesSql(names.contextTable, names.statusTable)
+	if (values.json) print(JSON.stringify({ ...names, sql }, null, 2))
+	else out(print, sql)
+	return EXIT_OK
+}
+
+/** Prints text that already ends with a newline without adding another. */
+function out(print, text) {
+	print(text.endsWith('\n') ? text.slice(0, -1) : text)
 }
 
 // ─────────────────────────────────────────────────────────────── formatting

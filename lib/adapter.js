@@ -471,8 +471,10 @@ class RabbitMqAdapter {
 
 	/**
 	 * Resolves with the run's status data `{ status, payload?, reason? }` as soon as the
-	 * run is completed, failed, cancelled or awaiting (woken by PostgreSQL NOTIFY, not
-	 * by polling); at once when it already is. Rejects with ERR_TIMEOUT after
+	 * run is completed, failed, cancelled or awaiting, whoever wrote that status (woken by
+	 * PostgreSQL NOTIFY: the worker's own, and the status table's trigger's for any other
+	 * writer; without that trigger it reads the status again every second); at once when
+	 * it already is. Rejects with ERR_TIMEOUT after
 	 * `timeoutMs` (default 30000); the run goes on.
 	 *
 	 * A run that does not exist rejects with ERR_RUN_NOT_FOUND at once, not after the
@@ -1000,18 +1002,22 @@ async function probeCoordinationStore(s) {
 	}
 }
 
-const MISSING_RELATION_RE = /(relation|schema) "([^"]+)" does not exist/
+const MISSING_RELATION_RE = /(relation|schema|table) "([^"]+)" does not exist/
 
-/** A missing table with `createTables: false` as ERR_TABLE_NOT_FOUND naming the option and the fix; other errors as they are. */
+/**
+ * A missing table with `createTables: false` as ERR_TABLE_NOT_FOUND naming the option and the fix (the core's own
+ * ERR_TABLE_NOT_FOUND, or PostgreSQL's "relation ... does not exist"); other errors as they are.
+ */
 function missingTables(s, err) {
-	if (s.createTables || err?.code !== CODES.PG) return err
+	if (s.createTables || (err?.code !== CODES.PG && err?.code !== CODES.TABLE_NOT_FOUND)) return err
 	const m = MISSING_RELATION_RE.exec(String(err.message))
 	if (!m) return err
 	return codedError(
 		CODES.TABLE_NOT_FOUND,
 		`The ${m[1] === 'schema' ? 'schema' : 'table'} "${m[2]}" does not exist, and with createTables: false the adapter creates no table. ` +
-			`Create the tables "${s.contextTableName}" and "${s.statusTableName}": start one worker with createTables: true (the default: it creates the missing tables and columns), ` +
-			"or run the CREATE TABLE statements of the README's Tables section; or check the contextTableName / statusTableName options",
+			`Create the tables "${s.contextTableName}" and "${s.statusTableName}": start one worker with createTables: true (the default: it creates the missing tables, columns, index and triggers), ` +
+			`or apply the CREATE TABLE, ALTER TABLE, index and trigger statements printed by \`npx flowcraft-rabbitmq sql --context-table ${s.contextTableName} --status-table ${s.statusTableName}\`; ` +
+			'or check the contextTableName / statusTableName options',
 		{ cause: err },
 	)
 }

@@ -20,6 +20,9 @@ const CODES = Object.freeze({
 	TIMEOUT: 'ERR_TIMEOUT',
 	RUN_NOT_FOUND: 'ERR_RUN_NOT_FOUND',
 	TABLE_NOT_FOUND: 'ERR_TABLE_NOT_FOUND',
+	// raised by the native core when createTables: false and the tables lack what the worker needs
+	COLUMN_NOT_FOUND: 'ERR_COLUMN_NOT_FOUND',
+	INDEX_NOT_FOUND: 'ERR_INDEX_NOT_FOUND',
 	// raised by the native core
 	PG_CONNECT: 'ERR_PG_CONNECT',
 	PG: 'ERR_PG',
