@@ -7,7 +7,7 @@
 const { execFileSync } = require('node:child_process')
 const path = require('node:path')
 const S = require('./helpers/services')
-const { runsEnv, eventually, queueDepth, ROOT } = require('./helpers/runs-env')
+const { runsEnv, eventually, queueDepth, recordingLogger, ROOT } = require('./helpers/runs-env')
 
 const res = S.useResources()
 const setup = runsEnv(res)
@@ -122,6 +122,11 @@ describe('statuses from any writer', () => {
 			[q(env.statusTable)],
 		)
 		expect(rows).toEqual([])
+		// and a worker on such tables says so once, at start
+		const logger = recordingLogger()
+		await env.adapter({ createTables: false, logger }).start()
+		const warnings = logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)
+		expect(warnings).toEqual([expect.stringMatching(/lacks the adapter's triggers.*npx flowcraft-rabbitmq sql/)])
 	})
 })
 

@@ -62,10 +62,13 @@ test('runs complete with a custom coordination store, and reconcile takes its no
 		`UPDATE ${S.quoteIdent(env.ctxTable)} SET context_data = context_data - $2::text - $3::text WHERE run_id = $1`,
 		[runId, `_outputs.${lastNode}`, lastNode],
 	)
+	// a final status is kept by the status table's trigger: rewinding it on purpose means disabling it
+	await pool.query(`ALTER TABLE ${S.quoteIdent(env.statusTable)} DISABLE TRIGGER flowcraft_status_keep_final`)
 	await pool.query(
 		`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'running', status_data = NULL, queued = '{}' WHERE run_id = $1`,
 		[runId],
 	)
+	await pool.query(`ALTER TABLE ${S.quoteIdent(env.statusTable)} ENABLE TRIGGER flowcraft_status_keep_final`)
 	const enqueued = await adapter.reconcile(runId, { staleAfterMs: 60000 })
 	expect([...enqueued]).toEqual([lastNode])
 	expect(store.calls).toContainEqual(['setIfNotExist', `flowcraft:nodelock:${runId}:${lastNode}`, 'reconcile', 60])
@@ -95,10 +98,13 @@ test("the worker's own keys honour ioredis' keyPrefix, like the store's methods"
 		`UPDATE ${S.quoteIdent(env.ctxTable)} SET context_data = context_data - 'd' - '_outputs.d' WHERE run_id = $1`,
 		[runId],
 	)
+	// a final status is kept by the status table's trigger: rewinding it on purpose means disabling it
+	await pool.query(`ALTER TABLE ${S.quoteIdent(env.statusTable)} DISABLE TRIGGER flowcraft_status_keep_final`)
 	await pool.query(
 		`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'running', status_data = NULL, queued = '{}' WHERE run_id = $1`,
 		[runId],
 	)
+	await pool.query(`ALTER TABLE ${S.quoteIdent(env.statusTable)} ENABLE TRIGGER flowcraft_status_keep_final`)
 	expect([...(await adapter.reconcile(runId, { staleAfterMs: 60000 }))]).toEqual(['d'])
 	const admin = S.redisAdmin()
 	const lockKey = `flowcraft:nodelock:${runId}:d`

@@ -99,7 +99,14 @@ impl Worker {
                 self.config.concurrency
             )));
         }
-        runner.store.prepare_tables(self.config.create_tables).await?;
+        let installed = runner.store.prepare_tables(self.config.create_tables).await?;
+        if !installed.notify || !installed.keep_final {
+            runner.executor.log(
+                Level::Warn,
+                "The status table lacks the adapter's triggers: waitForRun polls every second for statuses other processes write, and a final status is guarded only against this adapter's writes. `npx flowcraft-rabbitmq sql` prints them",
+                json!({ "notifyTrigger": installed.notify, "keepFinalTrigger": installed.keep_final }),
+            );
+        }
         let (broker, channel, consumer) = connect_consumer(&self.config).await?;
         runner.executor.log(
             Level::Info,
