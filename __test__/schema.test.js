@@ -97,6 +97,25 @@ describe('flowcraft-rabbitmq sql', () => {
 		expect((await runOne(worker, env)).status).toBe('completed')
 	})
 
+	test('tables in a schema: the functions live in that schema, and createTables: false then finds everything', async () => {
+		const env = setup('ddl_sch')
+		const schema = await res.schema('ddl')
+		const names = { contextTableName: `${schema}.ctx`, statusTableName: `${schema}.st` }
+		const out = await cli(['sql', '--context-table', names.contextTableName, '--status-table', names.statusTableName])
+		expect(out.stdout).toContain(`CREATE OR REPLACE FUNCTION ${q(schema)}.flowcraft_status_notify()`)
+		await S.pgQuery(out.stdout)
+		const worker = env.adapter({ ...names, createTables: false })
+		await worker.start()
+		const runId = env.runId('sch')
+		await worker.startRun('quick', { testRunId: runId }, { runId })
+		expect((await worker.waitForRun(runId, { timeoutMs: 20000 })).status).toBe('completed')
+		const { rows } = await S.pgQuery(
+			`SELECT p.proname::text AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 ORDER BY 1`,
+			[schema],
+		)
+		expect(rows.map((r) => r.name)).toEqual(['flowcraft_status_keep_final', 'flowcraft_status_notify'])
+	})
+
 	test('a bad table name is a usage error', async () => {
 		const out = await cli(['sql', '--status-table', 'no such'])
 		expect(out.code).toBe(2)
