@@ -9,11 +9,28 @@ const { CODES, codedError } = require('./errors')
 
 let cached
 
+/** The one platform the package ships an addon for (package.json's os / cpu / libc say the same). */
+const ADDON = 'flowcraft-rabbitmq-adapter.linux-x64-gnu.node'
+
+/** `linux-x64-gnu`, `linux-x64-musl`, `darwin-arm64`, … for messages. */
+function platformName() {
+	const glibc = process.platform === 'linux' && process.report?.getReport?.().header?.glibcVersionRuntime
+	const libc = process.platform !== 'linux' ? '' : glibc ? '-gnu' : '-musl'
+	return `${process.platform}-${process.arch}${libc}`
+}
+
 function loadNative() {
 	if (cached) return cached
-	const file = path.join(__dirname, '..', 'native.js')
+	const here = platformName()
+	if (here !== 'linux-x64-gnu') {
+		throw codedError(
+			CODES.NATIVE_MISSING,
+			`@flowcraft/rabbitmq-adapter ships its native core for Linux on x64 with glibc only; this is ${here}. ` +
+				'Run the worker on such a machine or container (e.g. node:20-bookworm), not Alpine, macOS or ARM.',
+		)
+	}
 	try {
-		cached = require(file)
+		cached = require(path.join(__dirname, '..', ADDON))
 	} catch (cause) {
 		throw codedError(
 			CODES.NATIVE_MISSING,
