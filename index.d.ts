@@ -510,7 +510,11 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 * live in the run's status row, committed with each predecessor's output.
 	 */
 	coordinationStore: RedisCoordinationStore | ICoordinationStore
-	/** Durable queue to consume. Default `flowcraft-jobs` (the CLI's default too); refused messages go to `<queueName>.dead`. */
+	/**
+	 * Durable queue to consume. Default `flowcraft-jobs` (the CLI's default too); refused
+	 * messages go to `<queueName>.dead`. At most 250 bytes, not starting with `amq.`
+	 * (ERR_INVALID_ARGUMENT from the constructor).
+	 */
 	queueName?: string | undefined
 	/**
 	 * Unset (default): the job queue and `<queueName>.dead` are used as they exist (an
@@ -530,10 +534,13 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	/**
 	 * How many times a job may be started and lose its worker (killed, or its
 	 * connection lost) before it is dead-lettered as poison and its run fails.
-	 * Jobs redelivered after a crash run alone, so only the culprit is counted.
-	 * Default 20.
+	 * Counted in the run's status row (PostgreSQL). Redelivered jobs run at full
+	 * concurrency; one whose node already started on an earlier redelivery runs
+	 * alone, so only the culprit is counted further. Default 20.
 	 */
 	maxDeliveries?: number | undefined
+	/** Timeouts, intervals and backoffs, in milliseconds; see {@link Timings}. */
+	timings?: Timings | undefined
 	/**
 	 * Create what is missing of the tables, their columns, unique indexes and the status
 	 * table's triggers at `start()` (and at the run API's first call). Default true. With
@@ -704,6 +711,58 @@ export interface AdapterStats {
 	p50Ms: number
 	/** 99th percentile job time of recent jobs, in ms. */
 	p99Ms: number
+}
+
+/**
+ * Every timeout, interval and backoff of the worker and the run API, in milliseconds
+ * (pgKeepaliveRetries is a count). Each is optional; the defaults make a dead link to
+ * any service noticed and replaced within 30 s. See the README's Operations section.
+ */
+export interface Timings {
+	/** AMQP heartbeat (whole seconds; a `?heartbeat=` in the URL wins). Default 10000. */
+	amqpHeartbeatMs?: number | undefined
+	/** RabbitMQ connect, handshake and queue declarations. Default 10000. */
+	amqpConnectTimeoutMs?: number | undefined
+	/** Broker confirms of published jobs and dead letters. Default 15000. */
+	publishConfirmTimeoutMs?: number | undefined
+	/** The whole PostgreSQL connect (TCP, TLS, startup, auth). Default 10000. */
+	pgConnectTimeoutMs?: number | undefined
+	/** One PostgreSQL statement; past it the connection is closed and replaced. Default 20000. */
+	pgQueryTimeoutMs?: number | undefined
+	/** TCP keepalive idle time on PostgreSQL sockets. Default 5000. */
+	pgKeepaliveIdleMs?: number | undefined
+	/** Between keepalive probes. Default 2000. */
+	pgKeepaliveIntervalMs?: number | undefined
+	/** Unanswered probes before the connection is dropped. Default 3. */
+	pgKeepaliveRetries?: number | undefined
+	/** TCP_USER_TIMEOUT on PostgreSQL sockets. Default 15000. */
+	pgTcpUserTimeoutMs?: number | undefined
+	/** Ping of the LISTEN connection (waitForRun, cancellations). Default 10000. */
+	pgListenPingMs?: number | undefined
+	/** Redis connect. Default 5000. */
+	redisConnectTimeoutMs?: number | undefined
+	/** One Redis command. Default 10000. */
+	redisResponseTimeoutMs?: number | undefined
+	/** In-place retry of a job after a service error: first delay. Default 200. */
+	jobRetryMinMs?: number | undefined
+	/** ... and the cap of its doubling. Default 5000. */
+	jobRetryMaxMs?: number | undefined
+	/** Retry of a commit once the node ran (for as long as the job's broker connection lives): first delay. Default 100. */
+	commitRetryMinMs?: number | undefined
+	/** ... and its cap. Default 2000. */
+	commitRetryMaxMs?: number | undefined
+	/** Reconnects to RabbitMQ and of the LISTEN connection: first delay. Default 200. */
+	reconnectMinMs?: number | undefined
+	/** ... and its cap. Default 10000. */
+	reconnectMaxMs?: number | undefined
+	/** After stop()'s timeout, time for aborted nodes to hand their jobs back. Default 2000. */
+	stopGraceMs?: number | undefined
+	/** A service call stuck this long with jobs in flight is logged, naming the service. Default 10000. */
+	stallWarningMs?: number | undefined
+	/** How often the runs with nodes running here are marked alive. Default 10000. */
+	runHeartbeatMs?: number | undefined
+	/** Delay before requeueing a message the dead-letter queue refused. Default 1000. */
+	deadLetterRetryMs?: number | undefined
 }
 
 /** A message of the dead-letter queue `<queueName>.dead`. */

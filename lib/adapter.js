@@ -17,7 +17,8 @@ const { createNodeRunner, isNodeClass } = require('./node-runner')
 const { createNotify, createEvaluate } = require('./callbacks')
 const { createConsoleLogger, safeLogger } = require('./logger')
 const { stopOnSignals } = require('./signals')
-const { CODES, codedError, invalidArgument, checkTableName, describe } = require('./errors')
+const { CODES, codedError, invalidArgument, checkTableName, checkRunId, checkQueueName, describe } = require('./errors')
+const { checkTimings } = require('./timings')
 const { toJsonText } = require('./json')
 
 const DEFAULTS = Object.freeze({
@@ -87,12 +88,8 @@ class RabbitMqAdapter {
 			})
 		}
 
-		if (typeof o.queueName !== 'string' || o.queueName === '' || Buffer.byteLength(o.queueName) > 250) {
-			// 255 bytes is AMQP's limit, and the dead-letter queue adds ".dead".
-			throw invalidArgument(
-				`RabbitMqAdapter: queueName must be a non-empty string of at most 250 bytes; got ${describe(o.queueName)}`,
-			)
-		}
+		checkQueueName(o.queueName, 'RabbitMqAdapter: queueName')
+		const timings = checkTimings(o.timings, 'RabbitMqAdapter: timings')
 		checkTableName(o.contextTableName, 'RabbitMqAdapter: contextTableName')
 		checkTableName(o.statusTableName, 'RabbitMqAdapter: statusTableName')
 		if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 10000) {
@@ -181,6 +178,7 @@ class RabbitMqAdapter {
 				handleSignals: o.handleSignals,
 				startRetryMs: o.startRetryMs,
 				exitOnStartFailure: o.exitOnStartFailure,
+				timings,
 				worker: undefined,
 				// the last worker started, kept for stats() after stop()
 				statsWorker: undefined,
@@ -678,6 +676,7 @@ async function buildConfig(s) {
 		blueprints: s.blueprints,
 		registry: kinds,
 		customEvaluator: !!s.runtimeOptions.evaluator,
+		timings: s.timings,
 	})
 }
 
@@ -722,12 +721,6 @@ function rememberRun(s, runId) {
 	s.knownRuns.delete(runId)
 	s.knownRuns.add(runId)
 	if (s.knownRuns.size > KNOWN_RUNS_MAX) s.knownRuns.delete(s.knownRuns.values().next().value)
-}
-
-function checkRunId(runId, what) {
-	if (typeof runId !== 'string' || runId === '')
-		throw invalidArgument(`${what} must be a non-empty string; got ${describe(runId)}`)
-	return runId
 }
 
 /** A millisecond count for the native side: a number >= 0, rounded up, at most 2^32 - 1. */

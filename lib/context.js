@@ -3,7 +3,7 @@
 const { loadNative, constructNative, callNative } = require('./load-native')
 const { toPgTarget } = require('./targets')
 const { toJsonText, fromJsonText } = require('./json')
-const { invalidArgument, checkTableName, describe } = require('./errors')
+const { invalidArgument, checkTableName, checkRunId, describe } = require('./errors')
 
 function checkKey(key) {
 	if (typeof key !== 'string') throw invalidArgument(`context key must be a string; got ${describe(key)}`)
@@ -17,9 +17,7 @@ function checkKey(key) {
  */
 class PostgresContext {
 	constructor(runId, options) {
-		if (typeof runId !== 'string' || runId === '') {
-			throw invalidArgument(`PostgresContext: runId must be a non-empty string; got ${describe(runId)}`)
-		}
+		checkRunId(runId, 'PostgresContext: runId')
 		if (options === null || typeof options !== 'object') {
 			throw invalidArgument('PostgresContext: options { client, tableName } are required')
 		}

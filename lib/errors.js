@@ -65,6 +65,37 @@ function checkTableName(name, what) {
 	return name
 }
 
+/**
+ * Run ids: non-empty, no NUL (PostgreSQL text cannot hold one), at most this many
+ * UTF-8 bytes, so the NOTIFY that announces a run's end (`<status table>\n<run id>`)
+ * stays under PostgreSQL's 8000-byte payload limit. The core refuses the same on the wire.
+ */
+const MAX_RUN_ID_BYTES = 4096
+
+/** Queue names: at most this many bytes (AMQP's 255, less the `.dead` of the dead-letter queue). */
+const MAX_QUEUE_NAME_BYTES = 250
+
+function checkRunId(runId, what) {
+	if (typeof runId !== 'string' || runId === '')
+		throw invalidArgument(`${what} must be a non-empty string; got ${describe(runId)}`)
+	if (runId.includes('\u0000')) throw invalidArgument(`${what} must not contain a NUL character`)
+	const bytes = Buffer.byteLength(runId)
+	if (bytes > MAX_RUN_ID_BYTES)
+		throw invalidArgument(`${what} must be at most ${MAX_RUN_ID_BYTES} bytes long; got ${bytes} bytes`)
+	return runId
+}
+
+function checkQueueName(name, what) {
+	if (typeof name !== 'string' || name === '' || Buffer.byteLength(name) > MAX_QUEUE_NAME_BYTES) {
+		throw invalidArgument(
+			`${what} must be a non-empty string of at most ${MAX_QUEUE_NAME_BYTES} bytes; got ${typeof name === 'string' ? `${Buffer.byteLength(name)} bytes` : describe(name)}`,
+		)
+	}
+	if (name.startsWith('amq.'))
+		throw invalidArgument(`${what} ${describe(name)} starts with 'amq.', which RabbitMQ reserves for its own queues`)
+	return name
+}
+
 /** A short, safe description of a value for error messages. */
 function describe(value) {
 	if (value === null) return 'null'
@@ -76,4 +107,15 @@ function describe(value) {
 	return `${typeof value} ${String(value)}`
 }
 
-module.exports = { CODES, codedError, invalidArgument, checkTableName, describe, TABLE_NAME_RE }
+module.exports = {
+	CODES,
+	codedError,
+	invalidArgument,
+	checkTableName,
+	checkRunId,
+	checkQueueName,
+	describe,
+	TABLE_NAME_RE,
+	MAX_RUN_ID_BYTES,
+	MAX_QUEUE_NAME_BYTES,
+}

@@ -15,6 +15,7 @@ use flowcraft_core::job::JobRunner;
 use flowcraft_core::pg::{PgTarget, PgTls};
 use flowcraft_core::run_store::RunStore;
 use flowcraft_core::runs::RunClient;
+use flowcraft_core::timings::Timings;
 use flowcraft_core::tls::{TlsSettings, Verify};
 use flowcraft_core::worker::{Worker, WorkerConfig};
 use napi::bindgen_prelude::Promise;
@@ -126,6 +127,7 @@ impl PgTargetJs {
                 Some(t) => Some(PgTls { settings: t.core()?, optional: t.optional.unwrap_or(false) }),
                 None => None,
             },
+            timings: Timings::default(),
         })
     }
 }
@@ -156,6 +158,7 @@ impl RedisTargetJs {
             tls: self.tls.as_ref().map(TlsJs::core).transpose()?,
             // The JS store prefixes its keys itself.
             key_prefix: None,
+            timings: Timings::default(),
         })
     }
 }
@@ -282,9 +285,22 @@ struct ConfigJson {
     custom_evaluator: bool,
     #[serde(default = "default_max_deliveries")]
     max_deliveries: u32,
+    /// Every timeout and backoff (core/src/timings.rs); absent fields keep their defaults.
+    #[serde(default)]
+    timings: Timings,
 }
 
 impl ConfigJson {
+    fn parse(text: &str, what: &str) -> napi::Result<ConfigJson> {
+        let mut config: ConfigJson = serde_json::from_str(text).map_err(|e| js_error(CoreError::json(what, e)))?;
+        // The timings travel with each service's target.
+        config.pg.timings = config.timings.clone();
+        if let Some(r) = config.redis.as_mut() {
+            r.timings = config.timings.clone();
+        }
+        Ok(config)
+    }
+
     fn queue_target(&self) -> QueueTarget {
         QueueTarget {
             url: self.amqp_url.clone(),
@@ -294,6 +310,7 @@ impl ConfigJson {
             queue_type: self.queue_type,
             queue_arguments: self.queue_arguments.clone(),
             declare: self.declare_queues,
+            timings: self.timings.clone(),
         }
     }
 }
@@ -460,8 +477,7 @@ impl NativeWorker {
         notify: ThreadsafeFunction<String, (), String, Status, false>,
         coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,
     ) -> napi::Result<Self> {
-        let config: ConfigJson =
-            serde_json::from_str(&config_json).map_err(|e| js_error(CoreError::json("the worker configuration", e)))?;
+        let config = ConfigJson::parse(&config_json, "the worker configuration")?;
         let blueprints = Blueprints::from_value(config.blueprints.clone()).map_err(js_error)?;
         let registry: HashSet<String> = config.registry.keys().cloned().collect();
         let store =
@@ -546,8 +562,7 @@ impl NativeRuns {
         config_json: String,
         coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false, true>>,
     ) -> napi::Result<Self> {
-        let config: ConfigJson = serde_json::from_str(&config_json)
-            .map_err(|e| js_error(CoreError::json("the adapter configuration", e)))?;
+        let config = ConfigJson::parse(&config_json, "the adapter configuration")?;
         let blueprints = Arc::new(Blueprints::from_value(config.blueprints.clone()).map_err(js_error)?);
         let coordination = coordination_of(&config.redis, coordinate)?;
         let client = RunClient::new(

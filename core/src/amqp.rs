@@ -3,6 +3,7 @@
 //! dead-letter queue are declared (classic or quorum, or used as they exist).
 
 use crate::error::{CoreError, CoreResult};
+use crate::timings::Timings;
 use crate::tls::{self, TlsSettings, Verify};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -50,6 +51,8 @@ pub struct QueueTarget {
     pub queue_arguments: Option<serde_json::Map<String, serde_json::Value>>,
     /// false: never declare; a missing queue is `ERR_QUEUE_NOT_FOUND` (read-only tools).
     pub declare: bool,
+    /// Heartbeat, connect and confirm timeouts (the adapter's `timings`).
+    pub timings: Timings,
 }
 
 impl QueueTarget {
@@ -101,13 +104,18 @@ struct Endpoint {
 }
 
 /// The URL's TLS query parameters, which lapin ignores, are read here.
-fn endpoint(url: &str, extra_tls: Option<&TlsSettings>) -> CoreResult<Endpoint> {
+fn endpoint(url: &str, extra_tls: Option<&TlsSettings>, heartbeat: u16) -> CoreResult<Endpoint> {
     let bad = |why: String| CoreError::InvalidArgument(format!("invalid RabbitMQ URL {}: {why}", redact(url)));
     let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
     let mut uri: AMQPUri = url.parse().map_err(bad)?;
     // amqplib reads `amqp://host/` as vhost "/"; so do we (RabbitMQ has no empty vhost).
     if uri.vhost.is_empty() {
         uri.vhost = "/".into();
+    }
+    // A dead link is declared after two missed heartbeats; the broker's own
+    // default (60 s) would take two minutes. A heartbeat in the URL wins.
+    if uri.query.heartbeat.is_none() && !parsed.query_pairs().any(|(k, _)| k == "heartbeat") {
+        uri.query.heartbeat = Some(heartbeat);
     }
     uri.query.frame_max = Some(uri.query.frame_max.filter(|f| *f > 0).map_or(FRAME_MAX, |f| f.min(FRAME_MAX)));
     let secure = parsed.scheme().eq_ignore_ascii_case("amqps");
@@ -161,7 +169,18 @@ fn connect_error(url: &str, source: lapin::Error) -> CoreError {
 pub async fn connect(target: &QueueTarget) -> CoreResult<Connection> {
     let mut last = None;
     for url in target.urls() {
-        match connect_one(url, target.tls.as_ref()).await {
+        // The TCP connect, TLS and AMQP handshakes, bounded: a host that
+        // accepts and then says nothing must not hang the worker.
+        let limit = target.timings.amqp_connect_timeout;
+        let attempt = tokio::time::timeout(limit, connect_one(url, target.tls.as_ref(), &target.timings));
+        let attempt = attempt.await.unwrap_or_else(|_| {
+            Err(CoreError::Timeout(format!(
+                "connecting to RabbitMQ at {} took longer than {} ms",
+                redact(url),
+                limit.as_millis()
+            )))
+        });
+        match attempt {
             Ok(c) => return Ok(c),
             Err(e) if e.is_transient() => last = Some(e),
             Err(e) => return Err(e),
@@ -170,8 +189,8 @@ pub async fn connect(target: &QueueTarget) -> CoreResult<Connection> {
     Err(last.expect("a target has at least one URL"))
 }
 
-async fn connect_one(url: &str, extra_tls: Option<&TlsSettings>) -> CoreResult<Connection> {
-    let Endpoint { uri, tls } = endpoint(url, extra_tls)?;
+async fn connect_one(url: &str, extra_tls: Option<&TlsSettings>, timings: &Timings) -> CoreResult<Connection> {
+    let Endpoint { uri, tls } = endpoint(url, extra_tls, timings.amqp_heartbeat_seconds())?;
     let properties = ConnectionProperties::default().with_connection_name("flowcraft-rabbitmq-adapter".into());
     match tls {
         None => Connection::connect_uri(uri, properties).await,
@@ -307,9 +326,9 @@ mod tests {
 
     #[test]
     fn reads_the_empty_vhost_as_slash_and_caps_frames() {
-        let e = endpoint("amqp://guest:guest@localhost:5672/", None).unwrap();
+        let e = endpoint("amqp://guest:guest@localhost:5672/", None, 10).unwrap();
         assert_eq!(e.uri.vhost, "/");
         assert_eq!(e.uri.query.frame_max, Some(FRAME_MAX));
-        assert!(endpoint("amqp://h/?cacertfile=/x", None).is_err());
+        assert!(endpoint("amqp://h/?cacertfile=/x", None, 10).is_err());
     }
 }

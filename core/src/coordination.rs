@@ -3,6 +3,7 @@
 //! self-reconnecting connection per Redis target per process.
 
 use crate::error::{CoreError, CoreResult};
+use crate::timings::Timings;
 use crate::tls::{self, TlsSettings, Verify};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
@@ -23,6 +24,9 @@ pub struct RedisTarget {
     pub tls: Option<TlsSettings>,
     /// Prepended to every key, as ioredis' `keyPrefix` does.
     pub key_prefix: Option<String>,
+    /// Connect and response timeouts (the adapter's `timings`).
+    #[serde(skip)]
+    pub timings: Timings,
 }
 
 fn encode(s: &str) -> String {
@@ -220,9 +224,12 @@ impl Coordination {
                 if target.tls().is_some() {
                     check_tls(&client, &target.label()).await?;
                 }
+                // A command without an answer within the response timeout fails
+                // (a service error, retried by the caller) and the manager
+                // reconnects; its own reconnect attempts are bounded here.
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(Some(Duration::from_secs(10)))
+                    .set_connection_timeout(Some(target.timings.redis_connect_timeout))
+                    .set_response_timeout(Some(target.timings.redis_response_timeout))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_secs(2));
                 ConnectionManager::new_with_config(client, config).await.map_err(|source| {
@@ -245,28 +252,34 @@ impl Coordination {
 
     pub async fn increment(&self, key: &str, ttl_seconds: u64) -> CoreResult<i64> {
         let key = &self.key(key);
-        let mut c = self.conn().await?;
-        self.increment
-            .key(key)
-            .arg(ttl_seconds)
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| CoreError::redis(format!("incrementing {key:?}"), e))
+        let call = async {
+            let mut c = self.conn().await?;
+            self.increment
+                .key(key)
+                .arg(ttl_seconds)
+                .invoke_async(&mut c)
+                .await
+                .map_err(|e| CoreError::redis(format!("incrementing {key:?}"), e))
+        };
+        crate::timings::tracked("Redis", self.label(), "incrementing a counter", call).await
     }
 
     pub async fn set_if_not_exist(&self, key: &str, value: &str, ttl_seconds: u64) -> CoreResult<bool> {
         let key = &self.key(key);
-        let mut c = self.conn().await?;
-        let r: Option<String> = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("NX")
-            .arg("EX")
-            .arg(ttl_seconds)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| CoreError::redis(format!("setting {key:?}"), e))?;
-        Ok(r.is_some())
+        let call = async {
+            let mut c = self.conn().await?;
+            let r: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl_seconds)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| CoreError::redis(format!("setting {key:?}"), e))?;
+            Ok(r.is_some())
+        };
+        crate::timings::tracked("Redis", self.label(), "taking a node lock", call).await
     }
 
     pub async fn delete(&self, key: &str) -> CoreResult<bool> {

@@ -175,12 +175,19 @@ impl JobRunner {
     /// reached node code, so a node that kills every worker ends up
     /// dead-lettered as poison. The worker runs such jobs alone, so jobs that
     /// merely ran beside the poison one are not blamed for its crashes.
-    async fn count_delivery(&self, job: &JobMessage, redelivery: Redelivery) -> CoreResult<Option<Disposition>> {
+    ///
+    /// The count is kept in the run's status row (`deliveries`), so it
+    /// survives a Redis flush or restart.
+    async fn count_delivery(
+        &self,
+        job: &JobMessage,
+        redelivery: Redelivery,
+        broker: &Broker,
+    ) -> CoreResult<Option<Disposition>> {
         if !redelivery.redelivered {
             return Ok(None);
         }
-        let key = format!("flowcraft:deliveries:{}:{}", job.run_id, job.node_id);
-        let n = self.coordination.increment(&key, crate::coordination::KEY_TTL_SECONDS).await?;
+        let n = self.store.count_delivery(&job.run_id, &job.node_id).await?;
         if n < i64::from(redelivery.max_deliveries) {
             return Ok(None);
         }
@@ -190,7 +197,8 @@ impl JobRunner {
         );
         self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
         // The run cannot complete without this node: it fails with the reason.
-        if retry_transient(|| self.store.fail_node(&job.run_id, &job.node_id, &reason)).await? {
+        let failing = || self.store.fail_node(&job.run_id, &job.node_id, &reason);
+        if self.retry_transient(broker, job, "failing a poison job's run", failing).await? {
             self.finished(job, "failed");
         }
         Ok(Some(Disposition::DeadLetter(reason)))
@@ -266,7 +274,7 @@ impl JobRunner {
         } else {
             snapshot.context_text.clone().unwrap_or_else(|| "{}".into())
         };
-        if let Some(poison) = self.count_delivery(job, redelivery).await? {
+        if let Some(poison) = self.count_delivery(job, redelivery, broker).await? {
             return Ok(poison);
         }
         if node.uses == "wait" && !self.registry.contains("wait") {
@@ -411,7 +419,8 @@ impl JobRunner {
                 joins,
                 ..Default::default()
             };
-            match retry_transient(|| self.store.commit(&job.run_id, &node.id, &effect)).await? {
+            let committing = || self.store.commit(&job.run_id, &node.id, &effect);
+            match self.retry_transient(broker, job, "committing a failed node's fallback", committing).await? {
                 Commit::Applied { ready, .. } => {
                     self.publish(bp, job, &ready, &context, &facts.completed, broker).await?
                 }
@@ -452,8 +461,8 @@ impl JobRunner {
         );
         // The failure and the node's context writes, in one statement.
         let (sets, deletes) = crate::context_store::net_effect(writes);
-        if retry_transient(|| self.store.fail_node_with_writes(&job.run_id, &node.id, &reason, &sets, &deletes)).await?
-        {
+        let failing = || self.store.fail_node_with_writes(&job.run_id, &node.id, &reason, &sets, &deletes);
+        if self.retry_transient(broker, job, "recording a node failure", failing).await? {
             self.finished(job, "failed");
         }
         Ok(Disposition::Ack)
@@ -547,7 +556,8 @@ impl JobRunner {
         }
         effect.route = route;
         // The node has run: a lost connection retries the commit, not the node.
-        let commit = retry_transient(|| self.store.commit(&job.run_id, node_id, &effect)).await?;
+        let committing = || self.store.commit(&job.run_id, node_id, &effect);
+        let commit = self.retry_transient(broker, job, "committing a node's effect", committing).await?;
         self.executor.event(
             "node:finish",
             json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "result": result }),
@@ -633,6 +643,61 @@ impl JobRunner {
         Ok(())
     }
 
+    /// Whether a redelivered job may be what kills workers: its node already
+    /// started on an earlier redelivery. Such a job runs alone; the others,
+    /// typically every job in flight when a connection dropped, run at full
+    /// concurrency. When the count cannot be read, no (node code cannot run
+    /// without PostgreSQL either, and the count is taken again before it does).
+    pub async fn suspect(&self, body: &[u8]) -> bool {
+        let Ok(job) = JobMessage::parse(body) else { return false };
+        self.store.deliveries(&job.run_id, &job.node_id).await.is_ok_and(|n| n >= 1)
+    }
+
+    /// Retries an idempotent step that follows a node's run (its commit, its
+    /// failure) on service errors, for as long as the broker connection that
+    /// delivered the job is open: the node is not run again because
+    /// PostgreSQL was away, however long. When the connection is gone the
+    /// error is returned, and the job goes back to the queue.
+    async fn retry_transient<T, F, Fut>(
+        &self,
+        broker: &Broker,
+        job: &JobMessage,
+        doing: &str,
+        mut step: F,
+    ) -> CoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = CoreResult<T>>,
+    {
+        let timings = &broker.timings;
+        let mut backoff = timings.commit_retry();
+        let started = std::time::Instant::now();
+        let mut logged: Option<std::time::Instant> = None;
+        let retrying = async {
+            loop {
+                match step().await {
+                    Err(e) if e.is_transient() && broker.is_connected() => {
+                        let delay = backoff.next_delay();
+                        if logged.is_none_or(|at| at.elapsed() >= timings.stall_warning) {
+                            logged = Some(std::time::Instant::now());
+                            self.log(
+                                Level::Warn,
+                                &format!(
+                                    "{doing} failed on a service error for {} ms; retrying (the node is not run again): {e}",
+                                    started.elapsed().as_millis()
+                                ),
+                                json!({ "runId": job.run_id, "nodeId": job.node_id, "code": e.code() }),
+                            );
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        crate::timings::tracked("PostgreSQL", self.store.pool().label(), doing, retrying).await
+    }
+
     /// Reports a run that a commit of this job ended.
     fn finished(&self, job: &JobMessage, status: &str) {
         self.log(
@@ -644,26 +709,6 @@ impl JobRunner {
             "workflow:finish",
             json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }),
         );
-    }
-}
-
-/// Retries an idempotent step on service errors for up to ~30 s, so user code
-/// that already ran is not run again because a connection dropped at commit.
-async fn retry_transient<T, F, Fut>(mut step: F) -> CoreResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = CoreResult<T>>,
-{
-    let mut delay = std::time::Duration::from_millis(100);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match step().await {
-            Err(e) if e.is_transient() && tokio::time::Instant::now() + delay < deadline => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(2));
-            }
-            other => return other,
-        }
     }
 }
 

@@ -16,5 +16,6 @@ pub mod routing;
 pub mod run_store;
 pub mod runs;
 pub mod schema;
+pub mod timings;
 pub mod tls;
 pub mod worker;

@@ -8,16 +8,18 @@ use crate::run_store::RUN_CHANNEL;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio_postgres::AsyncMessage;
 
 /// `(status table, run id)`.
 pub type RunKey = (String, String);
 
+type Waiters = HashMap<RunKey, Vec<(u64, oneshot::Sender<()>)>>;
+
 pub struct Listener {
     target: PgTarget,
-    waiters: Mutex<HashMap<RunKey, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<Waiters>,
+    next_waiter: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<RunKey>,
     /// Some(true) once LISTEN is active; Some(false) while reconnecting.
     ready: watch::Sender<Option<Result<(), String>>>,
@@ -33,6 +35,7 @@ impl Listener {
                 Arc::new(Listener {
                     target: target.clone(),
                     waiters: Mutex::new(HashMap::new()),
+                    next_waiter: Default::default(),
                     events: broadcast::channel(1024).0,
                     ready: watch::channel(None).0,
                     started: Mutex::new(false),
@@ -67,24 +70,19 @@ impl Listener {
         }
     }
 
-    /// A receiver that fires at the next announcement for this run (or when
-    /// the listener reconnected, since announcements may have been missed).
-    pub fn wait(&self, key: RunKey) -> oneshot::Receiver<()> {
+    /// A waiter woken at the next announcement for this run (or when the
+    /// listener reconnected, since announcements may have been missed). It is
+    /// unregistered when dropped, woken or not.
+    pub fn wait(self: &Arc<Self>, key: RunKey) -> Waiter {
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().unwrap().entry(key).or_default().push(tx);
-        rx
+        let id = self.next_waiter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.waiters.lock().unwrap().entry(key.clone()).or_default().push((id, tx));
+        Waiter { listener: self.clone(), key, id, rx }
     }
 
-    /// Drops the senders of this run whose receivers are gone (a wait that
-    /// ended without an announcement), so that waits leave nothing behind.
-    pub fn forget(&self, key: &RunKey) {
-        let mut waiters = self.waiters.lock().unwrap();
-        if let Some(senders) = waiters.get_mut(key) {
-            senders.retain(|s| !s.is_closed());
-            if senders.is_empty() {
-                waiters.remove(key);
-            }
-        }
+    /// Waiters registered and not yet woken or dropped.
+    pub fn waiting(&self) -> usize {
+        self.waiters.lock().unwrap().values().map(Vec::len).sum()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RunKey> {
@@ -94,18 +92,18 @@ impl Listener {
     fn wake_all(&self) {
         let all: Vec<_> = self.waiters.lock().unwrap().drain().collect();
         for (_, senders) in all {
-            for s in senders {
+            for (_, s) in senders {
                 let _ = s.send(());
             }
         }
     }
 
     async fn run(self: Arc<Self>) {
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = self.target.timings.reconnect();
         let mut first = true;
         loop {
             match self.listen_once(&mut first).await {
-                Ok(()) => delay = Duration::from_millis(200),
+                Ok(()) => backoff.reset(),
                 Err(e) => {
                     if first {
                         let _ = self.ready.send(Some(Err(e)));
@@ -115,8 +113,7 @@ impl Listener {
             }
             // Connection lost: waiters re-check the database themselves.
             self.wake_all();
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
@@ -140,11 +137,27 @@ impl Listener {
         let _ = self.ready.send(Some(Ok(())));
         // Anything announced while we were not listening is re-checked.
         self.wake_all();
-        while let Some(payload) = msg_rx.recv().await {
+        // LISTEN sends nothing of its own: a link that died silently is found
+        // by a ping that gets no answer (keepalives cannot see a dead proxy).
+        let (ping_every, ping_limit) = (self.target.timings.pg_listen_ping, self.target.timings.pg_query_timeout);
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        loop {
+            let payload = tokio::select! {
+                p = msg_rx.recv() => match p {
+                    Some(p) => p,
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    match tokio::time::timeout(ping_limit, client.simple_query("SELECT 1")).await {
+                        Ok(Ok(_)) => continue,
+                        _ => break,
+                    }
+                }
+            };
             let Some((table, run_id)) = payload.split_once('\n') else { continue };
             let key = (table.to_string(), run_id.to_string());
             if let Some(senders) = self.waiters.lock().unwrap().remove(&key) {
-                for s in senders {
+                for (_, s) in senders {
                     let _ = s.send(());
                 }
             }
@@ -153,5 +166,32 @@ impl Listener {
         driver.abort();
         drop(client);
         Ok(())
+    }
+}
+
+/// A registration for one run's next announcement (see `Listener::wait`).
+pub struct Waiter {
+    listener: Arc<Listener>,
+    key: RunKey,
+    id: u64,
+    rx: oneshot::Receiver<()>,
+}
+
+impl Waiter {
+    /// Resolves when woken.
+    pub async fn woken(&mut self) {
+        let _ = (&mut self.rx).await;
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut all = self.listener.waiters.lock().unwrap();
+        if let Some(list) = all.get_mut(&self.key) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                all.remove(&self.key);
+            }
+        }
     }
 }

@@ -6,12 +6,12 @@
 //! are busy, so an idle or lightly loaded process holds one or two.
 
 use crate::error::{self, CoreError, CoreResult};
+use crate::timings::{self, Timings};
 use crate::tls::{self, TlsSettings};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row, Statement};
@@ -31,6 +31,9 @@ pub struct PgTarget {
     pub ssl: Option<bool>,
     /// TLS as the JS layer read it from pg's `ssl` option, `sslmode` or `PGSSLMODE`.
     pub tls: Option<PgTls>,
+    /// Keepalives, connect and query timeouts (the adapter's `timings`).
+    #[serde(skip)]
+    pub timings: Timings,
 }
 
 /// TLS to PostgreSQL: what to verify, and whether a server without TLS may be
@@ -100,7 +103,15 @@ impl PgTarget {
         if let Some(d) = &self.database {
             config.dbname(d);
         }
-        config.connect_timeout(Duration::from_secs(10));
+        // A dead link is noticed by the kernel: keepalive probes on an idle
+        // socket, TCP_USER_TIMEOUT on unacknowledged data (see timings.rs).
+        let t = &self.timings;
+        config.connect_timeout(t.pg_connect_timeout);
+        config.keepalives(true);
+        config.keepalives_idle(t.pg_keepalive_idle);
+        config.keepalives_interval(t.pg_keepalive_interval);
+        config.keepalives_retries(t.pg_keepalive_retries);
+        config.tcp_user_timeout(t.pg_tcp_user_timeout);
         config.application_name("flowcraft-rabbitmq-adapter");
         Ok(config)
     }
@@ -111,7 +122,18 @@ impl PgTarget {
         let config = self.config()?;
         let settings = self.tls(&config).map(|t| t.settings).unwrap_or_default();
         let connector = MakeRustlsConnect::new(tls::client_config(&settings, "PostgreSQL")?);
-        config.connect(connector).await.map_err(|source| {
+        // `connect_timeout` covers the TCP connect only; a server (or a link)
+        // that accepts and then says nothing must not hang us.
+        let limit = self.timings.pg_connect_timeout;
+        let connecting = tokio::time::timeout(limit, config.connect(connector));
+        let Ok(connected) = connecting.await else {
+            return Err(CoreError::Timeout(format!(
+                "connecting to PostgreSQL at {} took longer than {} ms",
+                self.label(),
+                limit.as_millis()
+            )));
+        };
+        connected.map_err(|source| {
             let no_tls = error::chain(&source).contains("server does not support TLS");
             match tls::tls_failure(&source) {
                 Some(reason) => CoreError::Tls { service: "PostgreSQL", target: self.label(), reason },
@@ -163,6 +185,16 @@ pub struct PgConn {
     statements: Mutex<HashMap<String, Statement>>,
     /// Queries in progress on this connection.
     busy: AtomicUsize,
+    /// Set when a query outlived its deadline: the pool no longer hands it out.
+    dead: AtomicBool,
+    /// The task driving the socket, aborted (closing it) when the connection is dead.
+    driver: tokio::task::AbortHandle,
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
 }
 
 /// Counts a query in progress for as long as it lives.
@@ -201,6 +233,16 @@ impl PgConn {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    fn usable(&self) -> bool {
+        !self.client.is_closed() && !self.dead.load(Ordering::Relaxed)
+    }
+
+    /// Takes the connection out of service and closes its socket.
+    fn kill(&self) {
+        self.dead.store(true, Ordering::Relaxed);
+        self.driver.abort();
     }
 }
 
@@ -246,17 +288,24 @@ impl PgPool {
     /// The least busy open connection, and whether the pool should grow.
     fn pick(&self) -> (Option<Arc<PgConn>>, bool) {
         let mut conns = self.conns.lock().unwrap();
-        conns.retain(|c| !c.client.is_closed());
+        conns.retain(|c| c.usable());
         let best = conns.iter().min_by_key(|c| c.busy.load(Ordering::Relaxed)).cloned();
         let grow = conns.len() < POOL_SIZE && best.as_ref().is_none_or(|c| c.busy.load(Ordering::Relaxed) >= BUSY_AT);
         (best, grow)
     }
 
+    /// A connection to run a statement on. Connects (bounded by the connect
+    /// timeout) only when every open one is busy; a task that finds another
+    /// connecting uses a busy connection rather than wait for it.
     pub async fn conn(&self) -> CoreResult<Arc<PgConn>> {
-        if let (Some(c), false) = self.pick() {
-            return Ok(c);
-        }
-        let _growing = self.growing.lock().await;
+        let _growing = match self.pick() {
+            (Some(c), false) => return Ok(c),
+            (Some(c), true) => match self.growing.try_lock() {
+                Ok(g) => g,
+                Err(_) => return Ok(c),
+            },
+            (None, _) => self.growing.lock().await,
+        };
         // Another task may have grown the pool while this one waited.
         match self.pick() {
             (Some(c), false) => Ok(c),
@@ -275,20 +324,47 @@ impl PgPool {
     /// A connection of its own, outside the pool (for transactions).
     pub async fn connect(&self) -> CoreResult<PgConn> {
         let (client, connection) = self.target.open().await?;
-        tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             let _ = connection.await;
-        });
-        Ok(PgConn { client, statements: Mutex::new(HashMap::new()), busy: AtomicUsize::new(0) })
+        })
+        .abort_handle();
+        Ok(PgConn {
+            client,
+            statements: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
+            dead: AtomicBool::new(false),
+            driver,
+        })
+    }
+
+    /// Runs `call` on `conn` within the query deadline; past it the connection
+    /// is closed and dropped from the pool (a black-holed link never answers).
+    async fn deadline<T, F>(&self, conn: &PgConn, doing: &str, call: F) -> CoreResult<T>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let limit = self.target.timings.pg_query_timeout;
+        let label = self.label();
+        match timings::tracked("PostgreSQL", label.clone(), doing, tokio::time::timeout(limit, call)).await {
+            Ok(r) => r.map_err(|e| CoreError::pg(doing, e)),
+            Err(_) => {
+                conn.kill();
+                Err(CoreError::Timeout(format!(
+                    "PostgreSQL at {label} did not answer within {} ms while {doing}; the connection was closed and will be replaced",
+                    limit.as_millis()
+                )))
+            }
+        }
     }
 
     /// Runs one statement on a pooled connection.
     pub async fn query(&self, doing: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> CoreResult<Vec<Row>> {
         let conn = self.conn().await?;
-        conn.query(sql, params).await.map_err(|e| CoreError::pg(doing, e))
+        self.deadline(&conn, doing, conn.query(sql, params)).await
     }
 
     pub async fn batch(&self, doing: &str, sql: &str) -> CoreResult<()> {
         let conn = self.conn().await?;
-        conn.client.batch_execute(sql).await.map_err(|e| CoreError::pg(doing, e))
+        self.deadline(&conn, doing, conn.client.batch_execute(sql)).await
     }
 }

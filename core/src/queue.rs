@@ -3,6 +3,7 @@
 
 use crate::amqp::{self, QueueTarget};
 use crate::error::{CoreError, CoreResult};
+use crate::timings::Timings;
 use futures_util::future::try_join_all;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -49,8 +50,48 @@ impl JobMessage {
                 }
             }
         }
+        if let Some(serde_json::Value::String(run_id)) = obj.get("runId") {
+            check_run_id(run_id)?;
+        }
         serde_json::from_value(value).map_err(|e| format!("the job has a field of the wrong type ({e})"))
     }
+}
+
+/// Run ids longer than this are refused: the NOTIFY payload that announces a
+/// run's end (`<status table>\n<run id>`, status table at most 127 bytes)
+/// must stay under PostgreSQL's 8000 bytes.
+pub const MAX_RUN_ID_BYTES: usize = 4096;
+
+/// Queue names longer than this are refused: AMQP allows 255 bytes and the
+/// dead-letter queue adds `.dead`.
+pub const MAX_QUEUE_NAME_BYTES: usize = 250;
+
+/// Why `run_id` cannot be a run id (empty, a NUL, too long), if it cannot.
+pub fn check_run_id(run_id: &str) -> Result<(), String> {
+    if run_id.is_empty() {
+        return Err("the run id is empty".into());
+    }
+    if run_id.contains('\0') {
+        return Err("the run id contains a NUL character, which PostgreSQL text cannot hold".into());
+    }
+    if run_id.len() > MAX_RUN_ID_BYTES {
+        return Err(format!("the run id is {} bytes long; at most {MAX_RUN_ID_BYTES} are allowed", run_id.len()));
+    }
+    Ok(())
+}
+
+/// Why `queue` cannot be the job queue's name, if it cannot.
+pub fn check_queue_name(queue: &str) -> Result<(), String> {
+    if queue.is_empty() || queue.len() > MAX_QUEUE_NAME_BYTES {
+        return Err(format!(
+            "queueName {queue:?} must be a non-empty string of at most {MAX_QUEUE_NAME_BYTES} bytes (it is {})",
+            queue.len()
+        ));
+    }
+    if queue.starts_with("amq.") {
+        return Err(format!("queueName {queue:?} starts with 'amq.', which RabbitMQ reserves for its own queues"));
+    }
+    Ok(())
 }
 
 /// Header tables nesting deeper than this are refused: no job of ours needs
@@ -78,6 +119,8 @@ pub struct Broker {
     publisher: Channel,
     pub queue: String,
     pub dead_queue: String,
+    pub timings: Timings,
+    label: String,
 }
 
 impl Broker {
@@ -85,9 +128,7 @@ impl Broker {
     /// its dead-letter queue exist (see `amqp::ensure_queue`).
     pub async fn connect(target: &QueueTarget) -> CoreResult<Broker> {
         let queue = target.queue.as_str();
-        if queue.is_empty() || queue.len() > 200 {
-            return Err(CoreError::InvalidArgument(format!("queueName {queue:?} must be 1 to 200 characters")));
-        }
+        check_queue_name(queue).map_err(CoreError::InvalidArgument)?;
         let connection = amqp::connect(target).await?;
         let dead_queue = format!("{queue}.dead");
         for q in [queue, dead_queue.as_str()] {
@@ -98,7 +139,24 @@ impl Broker {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| CoreError::amqp("enabling publisher confirms", e))?;
-        Ok(Broker { connection, publisher, queue: queue.to_string(), dead_queue })
+        Ok(Broker {
+            connection,
+            publisher,
+            queue: queue.to_string(),
+            dead_queue,
+            timings: target.timings.clone(),
+            label: target.label(),
+        })
+    }
+
+    /// Awaits broker confirms for at most the confirm timeout (a black-holed
+    /// link never sends them), listed for the stall warning meanwhile.
+    async fn confirmed<T>(&self, doing: &str, confirms: impl std::future::Future<Output = T>) -> CoreResult<T> {
+        let limit = self.timings.publish_confirm_timeout;
+        let waited = tokio::time::timeout(limit, confirms);
+        crate::timings::tracked("RabbitMQ", self.label.clone(), doing, waited).await.map_err(|_| {
+            CoreError::Timeout(format!("RabbitMQ at {} sent no confirm within {} ms", self.label, limit.as_millis()))
+        })
     }
 
     pub fn is_connected(&self) -> bool {
@@ -147,7 +205,10 @@ impl Broker {
                 .map_err(|e| CoreError::amqp("publishing a job", e))?;
             confirms.push(confirm);
         }
-        let results = try_join_all(confirms).await.map_err(|e| CoreError::amqp("waiting for a publish confirm", e))?;
+        let results = self
+            .confirmed("waiting for publish confirms", try_join_all(confirms))
+            .await?
+            .map_err(|e| CoreError::amqp("waiting for a publish confirm", e))?;
         if results.iter().any(|c| !c.is_ack()) {
             return Err(CoreError::Nacked { what: "a published job" });
         }
@@ -174,8 +235,10 @@ impl Broker {
             .publisher
             .basic_publish("".into(), self.dead_queue.as_str().into(), BasicPublishOptions::default(), body, props)
             .await
-            .map_err(|e| CoreError::amqp("dead-lettering a message", e))?
-            .await
+            .map_err(|e| CoreError::amqp("dead-lettering a message", e))?;
+        let confirm = self
+            .confirmed("waiting for a dead-letter confirm", confirm)
+            .await?
             .map_err(|e| CoreError::amqp("waiting for a dead-letter confirm", e))?;
         if !confirm.is_ack() {
             return Err(CoreError::Nacked { what: "a dead-lettered message" });
@@ -269,5 +332,22 @@ mod tests {
             .unwrap_err()
             .contains("must be a string"));
         assert!(JobMessage::parse(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn refuses_run_ids_that_would_strand_their_run() {
+        let job = |run: &str| serde_json::json!({ "runId": run, "blueprintId": "b", "nodeId": "n" }).to_string();
+        assert!(JobMessage::parse(job(&"r".repeat(MAX_RUN_ID_BYTES)).as_bytes()).is_ok());
+        let long = JobMessage::parse(job(&"r".repeat(9000)).as_bytes()).unwrap_err();
+        assert!(long.contains("9000 bytes"), "{long}");
+        assert!(JobMessage::parse(job("a\u{0}b").as_bytes()).unwrap_err().contains("NUL"));
+    }
+
+    #[test]
+    fn one_queue_name_limit_and_no_reserved_prefix() {
+        assert!(check_queue_name(&"q".repeat(250)).is_ok());
+        assert!(check_queue_name(&"q".repeat(251)).is_err());
+        assert!(check_queue_name("").is_err());
+        assert!(check_queue_name("amq.jobs").unwrap_err().contains("reserves"));
     }
 }

@@ -45,6 +45,8 @@ struct Sql {
     load: String,
     init_run: String,
     heartbeat: String,
+    count_delivery: String,
+    deliveries: String,
     commit: String,
     fail_node: String,
     finalize: String,
@@ -195,6 +197,12 @@ impl RunStore {
                    queued = COALESCE(s.queued, EXCLUDED.queued), routes = COALESCE(s.routes, '{{}}'::jsonb), updated_at = now() \
                  WHERE {not_final}"
             ),
+            count_delivery: format!(
+                "UPDATE {st} SET deliveries = jsonb_set(COALESCE(deliveries, '{{}}'::jsonb), ARRAY[$2::text], \
+                   to_jsonb(COALESCE((deliveries ->> $2::text)::bigint, 0) + 1)) \
+                 WHERE run_id = $1 RETURNING (deliveries ->> $2::text)::bigint"
+            ),
+            deliveries: format!("SELECT COALESCE((deliveries ->> $2::text)::bigint, 0) FROM {st} WHERE run_id = $1"),
             heartbeat: format!(
                 "UPDATE {st} SET updated_at = now() WHERE run_id = ANY($1::text[]) AND status = 'running'"
             ),
@@ -393,6 +401,19 @@ impl RunStore {
         let queued = node_set(queued);
         self.pool.query("creating a run", &self.sql.init_run, &[&run_id, &initial, &blueprint_id, &queued]).await?;
         Ok(())
+    }
+
+    /// Counts, durably, one more redelivered start of `node_id`'s code
+    /// (`deliveries[node]`); returns the new count (1 when the run has no status row).
+    pub async fn count_delivery(&self, run_id: &str, node_id: &str) -> CoreResult<i64> {
+        let rows = self.pool.query("counting a redelivery", &self.sql.count_delivery, &[&run_id, &node_id]).await?;
+        Ok(rows.first().map_or(1, |r| r.get::<_, i64>(0)))
+    }
+
+    /// How many redelivered starts of `node_id`'s code were counted (0 when none).
+    pub async fn deliveries(&self, run_id: &str, node_id: &str) -> CoreResult<i64> {
+        let rows = self.pool.query("reading a delivery count", &self.sql.deliveries, &[&run_id, &node_id]).await?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)))
     }
 
     /// Keeps `updated_at` of running runs fresh while their nodes run, so a

@@ -166,37 +166,61 @@ impl RunClient {
     /// from any writer's when the status table has the notify trigger; without
     /// it, the status is read again every `FALLBACK_POLL`.
     pub async fn wait_for_run(&self, run_id: &str, timeout: Duration) -> CoreResult<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = |last: Option<&CoreError>| {
+            let last = last.map(|e| format!("; the last attempt to read it failed: {e}")).unwrap_or_default();
+            CoreError::Timeout(format!(
+                "run '{run_id}' did not finish within {} ms (it may still finish: wait again or inspect it with getRun){last}",
+                timeout.as_millis()
+            ))
+        };
+        let mut backoff = self.store.pool().target().timings.reconnect();
+        // A PostgreSQL restart (or a dead link) is waited out, not reported:
+        // only the caller's own timeout ends the wait early.
+        loop {
+            let error = match self.wait_once(run_id, deadline).await {
+                Ok(Some(data)) => return Ok(data),
+                Ok(None) => return Err(timed_out(None)),
+                Err(e) if e.is_transient() => e,
+                Err(e) => return Err(e),
+            };
+            let delay = backoff.next_delay();
+            if tokio::time::Instant::now() + delay >= deadline {
+                return Err(timed_out(Some(&error)));
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The run's status data once it is final or awaiting; `None` at `deadline`.
+    async fn wait_once(&self, run_id: &str, deadline: tokio::time::Instant) -> CoreResult<Option<Value>> {
         let installed = self.prepare().await?;
         self.listener.ensure().await?;
         let poll = if installed.notify { SAFETY_POLL } else { FALLBACK_POLL };
-        let deadline = tokio::time::Instant::now() + timeout;
         let key = (self.store.status_table().to_string(), run_id.to_string());
-        let mut woken = self.listener.wait(key.clone());
-        let result = loop {
-            match self.store.status(run_id).await {
-                Err(e) => break Err(e),
-                Ok(Some((Some(status), data))) if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" => {
-                    break Ok(data
-                        .and_then(|d| serde_json::from_str(&d).ok())
-                        .unwrap_or_else(|| json!({ "status": status })));
+        loop {
+            // Registered before the read, so an announcement in between is not
+            // missed; unregistered when dropped, on every path out.
+            let mut woken = self.listener.wait(key.clone());
+            if let Some((Some(status), data)) = self.store.status(run_id).await? {
+                if FINAL_STATUSES.contains(&status.as_str()) || status == "awaiting" {
+                    let data =
+                        data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_else(|| json!({ "status": status }));
+                    return Ok(Some(data));
                 }
-                Ok(_) => {}
             }
+            // Woken, or time to read the status again (a writer without the
+            // notify trigger), or the caller's deadline.
             let tick = (tokio::time::Instant::now() + poll).min(deadline);
-            match tokio::time::timeout_at(tick, &mut woken).await {
-                Ok(_) => woken = self.listener.wait(key.clone()),
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    break Err(CoreError::Timeout(format!(
-                        "run '{run_id}' did not finish within {} ms (it may still finish: wait again or inspect it with getRun)",
-                        timeout.as_millis()
-                    )))
-                }
-                Err(_) => {} // read the status again
+            if tokio::time::timeout_at(tick, woken.woken()).await.is_err() && tokio::time::Instant::now() >= deadline {
+                return Ok(None);
             }
-        };
-        drop(woken);
-        self.listener.forget(&key);
-        result
+        }
+    }
+
+    /// Waiters of `waitForRun` registered on this client's listener (for tests).
+    pub fn waiting(&self) -> usize {
+        self.listener.waiting()
     }
 
     pub async fn get_run(&self, run_id: &str) -> CoreResult<Option<RunReport>> {

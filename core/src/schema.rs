@@ -27,7 +27,7 @@ const CONTEXT_COLUMNS: [(&str, &str); 2] =
 
 /// Columns of the status table: name and type. The first four are the README's
 /// (and Flowcraft's) table; the others are the worker's bookkeeping.
-const STATUS_COLUMNS: [(&str, &str); 12] = [
+const STATUS_COLUMNS: [(&str, &str); 13] = [
     ("run_id", "TEXT PRIMARY KEY"),
     ("status", "TEXT"),
     ("status_data", "JSONB"),
@@ -40,6 +40,7 @@ const STATUS_COLUMNS: [(&str, &str); 12] = [
     ("idempotency_key", "TEXT"),
     ("bound_inputs", "JSONB"),
     ("undefined_outputs", "JSONB"),
+    ("deliveries", "JSONB"),
 ];
 
 const NOTIFY_FUNCTION: &str = "flowcraft_status_notify";

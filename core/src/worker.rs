@@ -77,7 +77,8 @@ impl Worker {
             config,
             runner: Mutex::new(Some(Arc::new(runner))),
             shutdown,
-            drain_timeout: Arc::new(Mutex::new(Duration::from_secs(30))),
+            // Set by stop() before it signals the consumer loop.
+            drain_timeout: Arc::new(Mutex::new(Duration::ZERO)),
             task: Mutex::new(None),
             counters: Arc::default(),
         }
@@ -114,7 +115,9 @@ impl Worker {
             json!({ "queue": self.config.target.queue, "concurrency": self.config.concurrency }),
         );
         tokio::spawn(watch_cancellations(runner.clone(), self.shutdown.subscribe()));
-        tokio::spawn(heartbeat(runner.clone(), self.shutdown.subscribe()));
+        let timings = self.config.target.timings.clone();
+        tokio::spawn(heartbeat(runner.clone(), timings.run_heartbeat, self.shutdown.subscribe()));
+        tokio::spawn(watch_stalls(runner.clone(), self.counters.clone(), timings, self.shutdown.subscribe()));
         let stop = Stop { signal: self.shutdown.subscribe(), drain_timeout: self.drain_timeout.clone() };
         let task = tokio::spawn(supervise(
             runner,
@@ -133,12 +136,13 @@ impl Worker {
     /// connection and releases the executor (so JS callbacks are freed).
     pub async fn stop(&self, timeout: Duration) -> CoreResult<()> {
         // A short grace past the timeout lets nodes aborted at the timeout hand
-        // their jobs back while the channel is still open.
-        *self.drain_timeout.lock().unwrap() = timeout + Duration::from_secs(2);
+        // their jobs back while the channel is still open; another one closes it.
+        let grace = self.config.target.timings.stop_grace;
+        *self.drain_timeout.lock().unwrap() = timeout + grace;
         let _ = self.shutdown.send(true);
         let task = self.task.lock().unwrap().take();
         if let Some(task) = task {
-            if tokio::time::timeout(timeout + Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(timeout + grace * 2 + Duration::from_secs(1), task).await.is_err() {
                 self.runner.lock().unwrap().take();
                 return Err(CoreError::Timeout(format!(
                     "jobs still running after {} ms; they will be redelivered",
@@ -151,16 +155,67 @@ impl Worker {
     }
 }
 
-/// Touches `updated_at` of the runs with nodes running here, every 10 s.
-async fn heartbeat(runner: Arc<JobRunner>, mut shutdown: watch::Receiver<bool>) {
+/// Touches `updated_at` of the runs with nodes running here, every `every`.
+async fn heartbeat(runner: Arc<JobRunner>, every: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = tokio::time::sleep(every) => {}
         }
         if let Err(e) = runner.store.heartbeat(&runner.in_flight.runs()).await {
             runner.executor.log(Level::Debug, &format!("Heartbeat failed: {e}"), json!({}));
         }
+    }
+}
+
+/// Warns when a service call (or an in-place retry on a service) has been in
+/// progress for longer than `stall_warning` while jobs are in flight, once per
+/// stall, naming the service; and says when it answers again.
+async fn watch_stalls(
+    runner: Arc<JobRunner>,
+    counters: Arc<Counters>,
+    timings: crate::timings::Timings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut warned: std::collections::HashMap<(&'static str, String), std::time::Instant> = Default::default();
+    let tick = (timings.stall_warning / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let in_flight = counters.in_flight.load(Ordering::Relaxed);
+        let stalls = crate::timings::stalls();
+        for (p, calls) in &stalls {
+            let waited = p.since.elapsed();
+            let key = (p.service, p.target.clone());
+            if in_flight == 0 || waited < timings.stall_warning || warned.get(&key) == Some(&p.since) {
+                continue;
+            }
+            warned.insert(key, p.since);
+            runner.executor.log(
+                Level::Warn,
+                &format!(
+                    "{} at {} has not answered for {} s ({}); {calls} call(s) waiting, {in_flight} job(s) in flight",
+                    p.service,
+                    p.target,
+                    waited.as_secs(),
+                    p.doing
+                ),
+                json!({ "service": p.service, "target": p.target, "waitedMs": waited.as_millis() as u64 }),
+            );
+        }
+        warned.retain(|key, since| {
+            let still = stalls.iter().any(|(p, _)| (p.service, &p.target) == (key.0, &key.1) && p.since == *since);
+            if !still {
+                runner.executor.log(
+                    Level::Info,
+                    &format!("{} at {} answered again after {} s", key.0, key.1, since.elapsed().as_secs()),
+                    json!({ "service": key.0, "target": key.1 }),
+                );
+            }
+            still
+        });
     }
 }
 
@@ -240,17 +295,20 @@ async fn supervise(
                     break false;
                 }
             };
-            // A job redelivered after a crash runs alone: if it is what kills
-            // workers, no other job is in flight to be blamed with it.
-            let permit = if delivery.redelivered {
-                slots.clone().acquire_many_owned(config.concurrency as u32).await
-            } else {
-                slots.clone().acquire_owned().await
-            }
-            .expect("semaphore is never closed");
+            let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
             let (runner, broker, counters, stop) = (runner.clone(), broker.clone(), counters.clone(), shutdown.clone());
-            let max_deliveries = config.max_deliveries;
+            let (max_deliveries, slots, concurrency) = (config.max_deliveries, slots.clone(), config.concurrency);
             tokio::spawn(async move {
+                // Every job in flight when a worker died or lost its connection
+                // comes back redelivered: those run at full concurrency. A job
+                // whose node already started on an earlier redelivery (counted
+                // in PostgreSQL) may be what kills workers: it runs alone, so no
+                // other job is in flight to be blamed with it.
+                let mut permit = permit;
+                if delivery.redelivered && runner.suspect(&delivery.data).await {
+                    drop(permit);
+                    permit = slots.acquire_many_owned(concurrency as u32).await.expect("semaphore is never closed");
+                }
                 handle_delivery(&runner, &broker, delivery, &counters, stop, max_deliveries).await;
                 drop(permit);
             });
@@ -266,7 +324,7 @@ async fn supervise(
             return;
         }
         // Reconnect with capped exponential backoff until it works or we stop.
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = config.target.timings.reconnect();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -284,6 +342,7 @@ async fn supervise(
                     break;
                 }
                 Err(e) => {
+                    let delay = backoff.next_delay();
                     runner.executor.log(
                         Level::Warn,
                         &format!(
@@ -297,7 +356,6 @@ async fn supervise(
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.changed() => return,
                     }
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
         }
@@ -322,7 +380,7 @@ async fn handle_delivery(
     // this worker dies meanwhile, the broker hands the job to another one.
     let started = std::time::Instant::now();
     counters.in_flight.fetch_add(1, Ordering::Relaxed);
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = broker.timings.job_retry();
     let depth = delivery.properties.headers().as_ref().map_or(0, header_depth);
     let disposition = loop {
         if depth > MAX_HEADER_DEPTH {
@@ -334,13 +392,13 @@ async fn handle_delivery(
         match runner.handle(&delivery.data, delivery.redelivered, max_deliveries, broker).await {
             Disposition::Retry(e) if broker.is_connected() && !*stop.borrow() => {
                 counters.retried.fetch_add(1, Ordering::Relaxed);
+                let delay = backoff.next_delay();
                 runner.executor.log(
                     Level::Warn,
                     &format!("Job failed on a service error, retrying in {} ms: {e}", delay.as_millis()),
                     json!({ "code": e.code() }),
                 );
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             other => break other,
         }
@@ -373,7 +431,7 @@ async fn handle_delivery(
                         &format!("Cannot dead-letter a message ({e}); requeueing it"),
                         json!({ "queue": broker.queue }),
                     );
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(broker.timings.dead_letter_retry).await;
                     delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
                 }
             }
