@@ -171,8 +171,17 @@ class Chaos {
 	 * @param {number} [o.workers]      worker processes (3)
 	 * @param {number} [o.concurrency]  adapter concurrency of each worker (64)
 	 * @param {(line: string) => void} [o.log]
+	 * @param {(slot: number) => object} [o.workerEnv]  extra environment of the worker in
+	 *   a slot (e.g. ADAPTER_POSTGRES_URL through a fault proxy, TIMINGS)
 	 */
-	constructor({ label = 'chaos', workers = 3, concurrency = 64, log = (l) => console.log(l), maxDeliveries } = {}) {
+	constructor({
+		label = 'chaos',
+		workers = 3,
+		concurrency = 64,
+		log = (l) => console.log(l),
+		maxDeliveries,
+		workerEnv = () => ({}),
+	} = {}) {
 		const tag = `${process.pid.toString(36)}${Date.now().toString(36).slice(-5)}${crypto.randomBytes(2).toString('hex')}`
 		this.prefix = `chaos_${label}_${tag}`.toLowerCase().replace(/[^a-z0-9_]/g, '_')
 		this.queue = this.prefix
@@ -189,6 +198,7 @@ class Chaos {
 		this.active = workers
 		this.concurrency = concurrency
 		this.maxDeliveries = maxDeliveries
+		this.workerEnv = workerEnv
 		this.log = log
 		this.logDir = fs.mkdtempSync(path.join(os.tmpdir(), `flowcraft-${this.prefix}-`))
 		this.slots = []
@@ -320,6 +330,7 @@ class Chaos {
 			REDIS_URL,
 			RABBITMQ_URL,
 			CONCURRENCY: String(this.concurrency),
+			...this.workerEnv(slot),
 		}
 		if (this.maxDeliveries) env.MAX_DELIVERIES = String(this.maxDeliveries)
 		const child = spawn(process.execPath, [path.join(__dirname, 'worker.js')], {
@@ -778,44 +789,18 @@ class Chaos {
 		return r.rows
 	}
 
-	/** Redis delivery counters of these runs: Map runId -> Map nodeId -> count. */
+	/** Durable delivery counters of these runs (the status row's `deliveries`): Map runId -> Map nodeId -> count. */
 	async deliveryCounters(runIds) {
-		const wanted = new Set(runIds)
 		const out = new Map()
-		let cursor = '0'
-		const head = 'flowcraft:deliveries:'
-		do {
-			const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${head}${this.prefix}*`, 'COUNT', 1000)
-			cursor = next
-			for (const k of keys) {
-				const rest = k.slice(head.length)
-				const at = rest.lastIndexOf(':')
-				const runId = rest.slice(0, at)
-				if (!wanted.has(runId)) continue
-				const n = Number(await this.redis.get(k)) || 0
-				if (!out.has(runId)) out.set(runId, new Map())
-				out.get(runId).set(rest.slice(at + 1), n)
-			}
-		} while (cursor !== '0')
+		const r = await this.pg.query(
+			`SELECT run_id, deliveries FROM ${quoteIdent(this.t.st)} WHERE run_id = ANY($1) AND deliveries IS NOT NULL`,
+			[runIds],
+		)
+		for (const row of r.rows)
+			out.set(row.run_id, new Map(Object.entries(row.deliveries).map(([k, v]) => [k, Number(v)])))
 		return out
 	}
 
-	// ---------------------------------------------------------------- checks
-
-	/**
-	 * Checks fan-out runs after a phase. `faults`: { kills, service, duplicates }: what the
-	 * phase did, used to explain a node's extra executions:
-	 *   - by a process that later died, or in a run where a dead process executed a node
-	 *     or a job was redelivered during a kill phase: 'user code re-ran after crash'
-	 *   - in a phase with service faults (connections dropped): 'after a lost connection'
-	 *   - in a phase that published duplicate jobs on purpose: 'duplicate message'
-	 *   - otherwise: an unexplained duplicate execution (a failure)
-	 * Extra executions never count as doubled effects: those are measured by the triggers.
-	 * For the join node the rule is stricter (the brief): more than one execution per
-	 * committed effect only when a killed process was involved or its broker connection was
-	 * closed (the broker then redelivers, as after a crash); a join re-run after a lost
-	 * PostgreSQL or Redis connection is listed in `joinRerunsWithoutCrash` and fails the phase.
-	 */
 	async verifyFanout(runs, faults = {}) {
 		const ids = runs.map((r) => r.runId)
 		const seedOf = new Map(runs.map((r) => [r.runId, r.seed]))
@@ -1194,7 +1179,7 @@ async function redeliveryCases(h, { poison = false } = {}) {
 	const b2 = crExecs.filter((r) => r.node_id === 'b2')
 	add(
 		'worker killed inside node b2 (real broker redelivery)',
-		'b2 re-run by another worker (user code re-ran after crash), committed once, redelivery counted in Redis, run completed',
+		'b2 re-run by another worker (user code re-ran after crash), committed once, redelivery counted in PostgreSQL, run completed',
 		`${crashPending.includes(crId) ? 'run never finished; ' : ''}b2 executed ${b2.length}x (first by pid ${b2[0]?.pid}, ${h.deadPids.has(b2[0]?.pid) ? 'dead' : 'alive'}), _outputs.b2 committed ${await effCount(crId, '_outputs.b2')}x, delivery counter b2=${crDel?.get('b2') ?? 0}${cbad(crId).length ? `; ${JSON.stringify(cbad(crId))}` : ''}`,
 		b2.length === 2 &&
 			h.deadPids.has(b2[0].pid) &&

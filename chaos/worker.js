@@ -9,6 +9,11 @@
  *   POSTGRES_URL, REDIS_URL, RABBITMQ_URL
  *   CONCURRENCY                       adapter concurrency (default 64)
  *   MAX_DELIVERIES                    passed as the adapter's `maxDeliveries` when set
+ *   ADAPTER_POSTGRES_URL, ADAPTER_REDIS_URL, ADAPTER_RABBITMQ_URL
+ *                                     where the adapter connects, when not the services
+ *                                     above (a fault proxy, chaos/proxy.js); the side
+ *                                     table is always written through POSTGRES_URL
+ *   TIMINGS                           JSON, passed as the adapter's `timings` when set
  *
  * Every node of the chaos blueprints writes one row `(run_id, node_id, attempt, pid,
  * exec_id, at)` into EXEC_TABLE when it starts executing, where `attempt` is this
@@ -181,16 +186,16 @@ const registry = {
 }
 
 async function main() {
-	const amqpConnection = await amqplib.connect(env.RABBITMQ_URL)
+	const amqpConnection = await amqplib.connect(env.ADAPTER_RABBITMQ_URL || env.RABBITMQ_URL)
 	// The adapter reads these connections' settings only; the listeners keep a broker,
 	// database or Redis fault from ever reaching this process as an unhandled 'error'
 	// event (the faults are aimed at the adapter, not at the harness).
 	amqpConnection.on('error', (e) => log('amqplib connection error (not used by the adapter):', e.message))
 	amqpConnection.on('close', () => log('amqplib connection closed (not used by the adapter)'))
-	const pgClient = new PgClient({ connectionString: env.POSTGRES_URL })
+	const pgClient = new PgClient({ connectionString: env.ADAPTER_POSTGRES_URL || env.POSTGRES_URL })
 	pgClient.on('error', (e) => log('pg client error (not used by the adapter):', e.message))
 	await pgClient.connect()
-	const redisConnection = new IORedis(env.REDIS_URL)
+	const redisConnection = new IORedis(env.ADAPTER_REDIS_URL || env.REDIS_URL)
 	redisConnection.on('error', (e) => log('ioredis error (not used by the adapter):', e.message))
 	const coordinationStore = new RedisCoordinationStore(redisConnection)
 
@@ -214,6 +219,7 @@ async function main() {
 		},
 	}
 	if (env.MAX_DELIVERIES) options.maxDeliveries = Number(env.MAX_DELIVERIES)
+	if (env.TIMINGS) options.timings = JSON.parse(env.TIMINGS)
 	const adapter = new RabbitMqAdapter(options)
 
 	let stopping = false

@@ -1,0 +1,84 @@
+'use strict'
+/**
+ * Link faults and long outages (the short set; `npm run test:chaos` runs them too and
+ * writes their measured times to chaos/last-run.md). The workers reach the service
+ * through a fault proxy of their own (chaos/proxy.js): the shared services are never
+ * stopped, and only this file's connections are hit. Times are asserted only as
+ * generous upper bounds on detection.
+ */
+const S = require('./helpers/services')
+const { runsEnv } = require('./helpers/runs-env')
+const { FaultProxy } = require('../chaos/proxy')
+const {
+	pgBlackholeCase,
+	pgOutageCase,
+	amqpBlackholeCase,
+	redeliveryConcurrencyCase,
+	viaProxy,
+} = require('../chaos/faults')
+
+const res = S.useResources()
+const setup = runsEnv(res)
+
+const lines = []
+const log = (l) => lines.push(`${new Date().toISOString().slice(11, 23)} ${l}`)
+
+function expectPass(c) {
+	if (!c.pass)
+		throw new Error(`${c.name}\nexpected: ${c.expected}\nobserved: ${c.observed}\n\nlog:\n${lines.join('\n')}`)
+}
+
+test('a black-holed PostgreSQL link is noticed, logged and replaced within 30 s; no node runs twice', async () => {
+	const c = await pgBlackholeCase({ log })
+	log(c.observed)
+	expectPass(c)
+}, 150000)
+
+test('a 35 s PostgreSQL outage while nodes run: commits wait in place, no node runs twice', async () => {
+	const c = await pgOutageCase({ log, outageMs: 35000 })
+	log(c.observed)
+	expectPass(c)
+}, 180000)
+
+test('a black-holed RabbitMQ link is replaced within 30 s (heartbeat) and the runs complete', async () => {
+	const c = await amqpBlackholeCase({ log })
+	log(c.observed)
+	expectPass(c)
+}, 150000)
+
+test('jobs redelivered after a worker died run concurrently on the survivor', async () => {
+	const c = await redeliveryConcurrencyCase({ log })
+	log(c.observed)
+	expectPass(c)
+}, 150000)
+
+test('waitForRun waits out a PostgreSQL outage (connections reset, then refused) and resolves', async () => {
+	const proxy = await FaultProxy.start({ port: new URL(S.POSTGRES_URL).port || 5432 })
+	try {
+		const env = setup('wfr', { postgresUrl: viaProxy(S.POSTGRES_URL, proxy.port) })
+		res.trackTable(env.ctxTable)
+		res.trackTable(env.statusTable)
+		const client = env.adapter() // never started: nothing consumes the start job
+		const runId = env.runId()
+		await client.startRun('two-starts', {}, { runId })
+		const waiting = client.waitForRun(runId, { timeoutMs: 30000 }).then(
+			(v) => ({ ok: v }),
+			(e) => ({ error: e }),
+		)
+		await new Promise((r) => setTimeout(r, 500))
+		proxy.refuse(true)
+		proxy.reset()
+		await new Promise((r) => setTimeout(r, 3000))
+		proxy.refuse(false)
+		await S.pgQuery(
+			`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'completed', status_data = '{"status":"completed"}' WHERE run_id = $1`,
+			[runId],
+		)
+		await S.pgQuery(`SELECT pg_notify('flowcraft_run_finished', $1)`, [`${env.statusTable}\n${runId}`])
+		const out = await waiting
+		expect(out.error).toBeUndefined()
+		expect(out.ok.status).toBe('completed')
+	} finally {
+		await proxy.close()
+	}
+}, 60000)
