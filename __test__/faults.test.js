@@ -14,6 +14,8 @@ const {
 	pgOutageCase,
 	amqpBlackholeCase,
 	redeliveryConcurrencyCase,
+	poisonRedisFlushCase,
+	pgRestartCase,
 	viaProxy,
 } = require('../chaos/faults')
 
@@ -48,6 +50,18 @@ test('a black-holed RabbitMQ link is replaced within 30 s (heartbeat) and the ru
 
 test('jobs redelivered after a worker died run concurrently on the survivor', async () => {
 	const c = await redeliveryConcurrencyCase({ log })
+	log(c.observed)
+	expectPass(c)
+}, 150000)
+
+test('the poison count survives a Redis FLUSHALL after every crash (it is in PostgreSQL)', async () => {
+	const c = await poisonRedisFlushCase({ log })
+	log(c.observed)
+	expectPass(c)
+}, 150000)
+
+test('a PostgreSQL restart while runs are in flight: every run completes, no waitForRun rejects', async () => {
+	const c = await pgRestartCase({ log })
 	log(c.observed)
 	expectPass(c)
 }, 150000)

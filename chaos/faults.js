@@ -10,8 +10,9 @@
  */
 const fs = require('node:fs')
 const path = require('node:path')
-const { Chaos, sleep } = require('./lib')
+const { Chaos, sleep, blueprints } = require('./lib')
 const { FaultProxy } = require('./proxy')
+const { startPrivatePostgres, startPrivateRedis } = require('./private')
 
 const PG_PORT = 5432
 const AMQP_PORT = 5672
@@ -269,7 +270,126 @@ async function redeliveryConcurrencyCase({ log = () => {}, keepLogs = false, nod
 	}
 }
 
+/**
+ * A poison job (its node kills the worker every time) with maxDeliveries 4, while the
+ * worker's Redis (a private one) is flushed after every crash. Expected: the count
+ * survives (it is in PostgreSQL): the job is dead-lettered after 4 starts, its run
+ * fails with the poison reason.
+ */
+async function poisonRedisFlushCase({ log = () => {}, keepLogs = false, maxDeliveries = 4 } = {}) {
+	const redis = await startPrivateRedis()
+	const h = new Chaos({
+		label: 'poisonflush',
+		workers: 1,
+		concurrency: 8,
+		log,
+		maxDeliveries,
+		workerEnv: () => ({ ADAPTER_REDIS_URL: redis.url }),
+	})
+	let failed = true
+	await h.setup()
+	try {
+		await h.startWorkers()
+		const [poison] = h.fanoutRuns('poison', 1, () => ({ crash: { b5: 'always' } }))
+		await h.startRuns([poison])
+		let seen = 0
+		let flushes = 0
+		const flushing = setInterval(async () => {
+			if (h.stats.selfKills > seen) {
+				seen = h.stats.selfKills
+				await redis.flushall().catch(() => {})
+				flushes++
+			}
+		}, 100)
+		let pending
+		try {
+			pending = await h.waitForRuns([poison.runId], { stallMs: 60000, timeoutMs: 90000 })
+		} finally {
+			clearInterval(flushing)
+		}
+		const st = (await h.statuses([poison.runId])).get(poison.runId)
+		const b5 = (await h.executions([poison.runId])).filter((e) => e.node_id === 'b5').length
+		const pass =
+			pending.length === 0 && st?.status === 'failed' && /poison/.test(st?.reason || '') && b5 <= maxDeliveries + 1
+		failed = !pass
+		return {
+			name: `poison job with maxDeliveries ${maxDeliveries}, Redis flushed after every crash`,
+			expected: `dead-lettered after at most ${maxDeliveries + 1} starts (the count is in PostgreSQL); run failed as poison`,
+			observed: `status ${st?.status} (${(st?.reason || '').slice(0, 90)}); b5 started ${b5}x; ${flushes} FLUSHALLs`,
+			pass,
+			ms: {},
+		}
+	} finally {
+		await h.cleanup({ keepLogs: keepLogs || failed })
+		await redis.remove()
+	}
+}
+
+/**
+ * A full restart of the workers' PostgreSQL (a private cluster) while runs are in
+ * flight and a client waits for each. Expected: every run completes, no waitForRun
+ * rejects, no node re-runs (the broker connections stayed up).
+ */
+async function pgRestartCase({ log = () => {}, keepLogs = false, runs = 10 } = {}) {
+	const pg = await startPrivatePostgres()
+	const h = new Chaos({ label: 'pgrestart', workers: 2, concurrency: 16, log, postgresUrl: pg.url })
+	let failed = true
+	let client
+	await h.setup()
+	try {
+		await h.startWorkers()
+		const { RabbitMqAdapter, RedisCoordinationStore } = require(path.join(__dirname, '..'))
+		client = new RabbitMqAdapter({
+			amqpConnection: RABBITMQ_URL,
+			pgClient: pg.url,
+			coordinationStore: new RedisCoordinationStore(process.env.REDIS_URL || 'redis://127.0.0.1:6379'),
+			queueName: h.queue,
+			contextTableName: h.t.ctx,
+			statusTableName: h.t.st,
+			createTables: false,
+			runtimeOptions: { registry: {}, blueprints, logger: { debug() {}, info() {}, warn() {}, error() {} } },
+		})
+		const delays = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`b${i}`, 1500]))
+		const list = h.fanoutRuns('pgrestart', runs, () => ({ delays }))
+		await h.startRuns(list)
+		const waits = list.map((r) =>
+			client.waitForRun(r.runId, { timeoutMs: 60000 }).then(
+				(v) => v.status,
+				(e) => `rejected ${e.code}`,
+			),
+		)
+		await waitForStarted(h, list)
+		const t0 = Date.now()
+		await pg.restart()
+		log(`private PostgreSQL restarted in ${Date.now() - t0} ms`)
+		const outcomes = await Promise.all(waits)
+		const pending = await h.waitForRuns(
+			list.map((r) => r.runId),
+			{ stallMs: 30000, timeoutMs: 60000 },
+		)
+		const st = await h.statuses(list.map((r) => r.runId))
+		const completed = [...st.values()].filter((x) => x.status === 'completed').length
+		const rejected = outcomes.filter((o) => o.startsWith('rejected'))
+		const again = reRuns(await h.executions(list.map((r) => r.runId)))
+		const pass = pending.length === 0 && completed === runs && rejected.length === 0 && again.length === 0
+		failed = !pass
+		return {
+			name: 'PostgreSQL restarted (pg_ctlcluster restart of a private cluster) while runs are in flight',
+			expected: 'every run completes; no waitForRun rejects; no node re-run',
+			observed: `${completed}/${runs} completed; waitForRun: ${outcomes.filter((o) => o === 'completed').length} completed, ${rejected.length} rejected${rejected.length ? ` (${[...new Set(rejected)].join(', ')})` : ''}; re-runs: ${again.join(', ') || 'none'}`,
+			pass,
+			ms: { done: Date.now() - t0 },
+		}
+	} finally {
+		if (client) await client.close().catch(() => {})
+		await h.cleanup({ keepLogs: keepLogs || failed })
+		await pg.remove()
+	}
+}
+
 module.exports = {
+	poisonRedisFlushCase,
+	pgRestartCase,
 	pgBlackholeCase,
 	pgOutageCase,
 	amqpBlackholeCase,

@@ -173,6 +173,8 @@ class Chaos {
 	 * @param {(line: string) => void} [o.log]
 	 * @param {(slot: number) => object} [o.workerEnv]  extra environment of the worker in
 	 *   a slot (e.g. ADAPTER_POSTGRES_URL through a fault proxy, TIMINGS)
+	 * @param {string} [o.postgresUrl]  the PostgreSQL of the tables, the checker and the
+	 *   workers (a private instance, chaos/private.js); default POSTGRES_URL
 	 */
 	constructor({
 		label = 'chaos',
@@ -181,6 +183,7 @@ class Chaos {
 		log = (l) => console.log(l),
 		maxDeliveries,
 		workerEnv = () => ({}),
+		postgresUrl = POSTGRES_URL,
 	} = {}) {
 		const tag = `${process.pid.toString(36)}${Date.now().toString(36).slice(-5)}${crypto.randomBytes(2).toString('hex')}`
 		this.prefix = `chaos_${label}_${tag}`.toLowerCase().replace(/[^a-z0-9_]/g, '_')
@@ -199,6 +202,7 @@ class Chaos {
 		this.concurrency = concurrency
 		this.maxDeliveries = maxDeliveries
 		this.workerEnv = workerEnv
+		this.postgresUrl = postgresUrl
 		this.log = log
 		this.logDir = fs.mkdtempSync(path.join(os.tmpdir(), `flowcraft-${this.prefix}-`))
 		this.slots = []
@@ -226,7 +230,7 @@ class Chaos {
 	async setup() {
 		const { Pool } = require('pg')
 		const IORedis = require('ioredis')
-		this.pg = new Pool({ connectionString: POSTGRES_URL, max: 4, application_name: 'flowcraft-chaos-checker' })
+		this.pg = new Pool({ connectionString: this.postgresUrl, max: 4, application_name: 'flowcraft-chaos-checker' })
 		this.pg.on('error', () => {})
 		this.redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: 5 })
 		this.redis.on('error', () => {})
@@ -326,7 +330,7 @@ class Chaos {
 			CTX_TABLE: this.t.ctx,
 			STATUS_TABLE: this.t.st,
 			EXEC_TABLE: this.t.exec,
-			POSTGRES_URL,
+			POSTGRES_URL: this.postgresUrl,
 			REDIS_URL,
 			RABBITMQ_URL,
 			CONCURRENCY: String(this.concurrency),
