@@ -14,6 +14,12 @@
  *   postgres  CHAOS_FAULT_RUNS runs; pg_terminate_backend on the workers' backends, 4 times
  *   redis     CHAOS_FAULT_RUNS runs; CLIENT KILL ID on the workers' clients, 4 times
  *   redelivery, in-flight commit and bad input cases (chaos/lib.js)
+ *   link faults and outages (chaos/faults.js), each on a harness of its own whose
+ *             workers reach the service through a TCP fault proxy or a private
+ *             instance: PostgreSQL black hole, a 40 s PostgreSQL outage, a RabbitMQ
+ *             black hole, jobs redelivered after a worker death, a poison job with
+ *             Redis flushed after each crash, a PostgreSQL restart (CHAOS_SKIP_FAULTS=1
+ *             skips them)
  * Then prints a summary and writes it to chaos/last-run.md. Exit code 1 when any
  * check failed. CHAOS_SKIP_RABBIT=1 skips the RabbitMQ restart; CHAOS_KEEP_LOGS=1 keeps
  * the worker logs (they are kept anyway when something failed).
@@ -34,6 +40,7 @@ const {
 	ensureRabbitStarted,
 	rabbitIsStoppedByUs,
 } = require('./lib')
+const faults = require('./faults')
 
 const env = process.env
 const RUNS = Number(env.CHAOS_RUNS || 1000)
@@ -240,6 +247,29 @@ async function main() {
 		...inflight.map((c) => ({ group: 'in-flight commit', ...c })),
 		...bad.cases.map((c) => ({ group: 'bad input', ...c })),
 	]
+	// 7. link faults and outages, each on a harness of its own
+	const faultCases = []
+	if (env.CHAOS_SKIP_FAULTS !== '1') {
+		const flog = (l) => log(`  ${l}`)
+		for (const [label, run] of [
+			['PostgreSQL black hole', () => faults.pgBlackholeCase({ log: flog, runs: 20 })],
+			['PostgreSQL outage', () => faults.pgOutageCase({ log: flog, runs: 10, outageMs: 40000 })],
+			['RabbitMQ black hole', () => faults.amqpBlackholeCase({ log: flog, runs: 10 })],
+			['redelivery concurrency', () => faults.redeliveryConcurrencyCase({ log: flog })],
+			['poison and Redis FLUSHALL', () => faults.poisonRedisFlushCase({ log: flog })],
+			['PostgreSQL restart', () => faults.pgRestartCase({ log: flog, runs: 30 })],
+		]) {
+			log(`fault case: ${label}`)
+			try {
+				const c = await run()
+				log(`  ${c.pass ? 'pass' : 'FAIL'}: ${c.observed}`)
+				faultCases.push(c)
+			} catch (e) {
+				faultCases.push({ name: label, expected: 'runs', observed: `threw ${e?.message}`, pass: false, ms: {} })
+			}
+		}
+	}
+	cases.push(...faultCases.map((c) => ({ group: 'link fault', ...c })))
 	for (const c of cases)
 		if (!c.pass) failures.push(`${c.group}: ${c.name}: expected ${c.expected}; observed ${c.observed}`)
 	if (h.stats.unexpectedExits.length)
@@ -319,7 +349,9 @@ async function main() {
 		`User code re-runs after a lost connection by the same process that then committed (the job retried in place after a service error, running the node again): ${totals.connSame} of ${totals.conn}. ` +
 			`Inconsistent runs (torn output/context write, final payload ≠ context): ${totals.inc}. Worker processes that exited by themselves: ${h.stats.unexpectedExits.length}. Worker starts that failed on the environment (e.g. PostgreSQL out of connection slots), retried: ${h.stats.startFailures.length}. Self-kills by the crash/poison nodes: ${h.stats.selfKills}. Dead letters from the bad-input cases: ${badDl}.`,
 		'',
-		'### Redelivery, in-flight commits and bad input',
+		'### Redelivery, in-flight commits, bad input and link faults',
+		'',
+		'Link faults run on harnesses of their own, through a TCP fault proxy (chaos/proxy.js) or on private PostgreSQL / Redis instances (chaos/private.js), with the default timings; the times measured are in the observed column.',
 		'',
 		table(['group', 'case', 'expected', 'observed', 'result'], caseRows),
 		'',
