@@ -8,6 +8,7 @@
  */
 const S = require('./helpers/services')
 const { runsEnv } = require('./helpers/runs-env')
+const { RedisCoordinationStore } = require('..')
 const { FaultProxy } = require('../chaos/proxy')
 const {
 	pgBlackholeCase,
@@ -93,6 +94,26 @@ test('waitForRun waits out a PostgreSQL outage (connections reset, then refused)
 		expect(out.error).toBeUndefined()
 		expect(out.ok.status).toBe('completed')
 	} finally {
+		await proxy.close()
+	}
+}, 60000)
+
+test('a black-holed Redis link: the call in flight fails on the response timeout, the next one uses a new connection', async () => {
+	const proxy = await FaultProxy.start({ port: new URL(S.REDIS_URL).port || 6379 })
+	const store = new RedisCoordinationStore(viaProxy(S.REDIS_URL, proxy.port))
+	const key = S.uniqueName('faults_redis')
+	try {
+		expect(await store.increment(key, 60)).toBe(1)
+		proxy.blackhole()
+		let t = Date.now()
+		const err = await store.increment(key, 60).catch((e) => e)
+		expect(err.code).toBe('ERR_REDIS')
+		expect(Date.now() - t).toBeLessThan(30000)
+		t = Date.now()
+		expect(await store.increment(key, 60)).toBe(2)
+		expect(Date.now() - t).toBeLessThan(30000)
+	} finally {
+		await store.delete(key).catch(() => {})
 		await proxy.close()
 	}
 }, 60000)

@@ -163,7 +163,8 @@ async fn answers_plaintext(host: &str, port: u16) -> bool {
 #[derive(Clone)]
 pub struct Coordination {
     target: RedisTarget,
-    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    /// The connection and its generation; dropped when a command times out.
+    conn: Arc<tokio::sync::Mutex<Option<(u64, ConnectionManager)>>>,
     increment: Arc<redis::Script>,
 }
 
@@ -206,7 +207,7 @@ impl Coordination {
             .entry(target.clone())
             .or_insert_with(|| Coordination {
                 target: target.clone(),
-                conn: Arc::new(tokio::sync::OnceCell::new()),
+                conn: Arc::new(tokio::sync::Mutex::new(None)),
                 increment: Arc::new(redis::Script::new(INCREMENT_SCRIPT)),
             })
             .clone())
@@ -216,31 +217,61 @@ impl Coordination {
         self.target.label()
     }
 
-    async fn conn(&self) -> CoreResult<ConnectionManager> {
+    /// The connection (made on first use; its connect is bounded by the
+    /// connect timeout) and its generation, for `discard`.
+    async fn conn(&self) -> CoreResult<(u64, ConnectionManager)> {
         let target = &self.target;
-        self.conn
-            .get_or_try_init(|| async {
-                let client = target.client()?;
-                if target.tls().is_some() {
-                    check_tls(&client, &target.label()).await?;
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let client = target.client()?;
+        if target.tls().is_some() {
+            check_tls(&client, &target.label()).await?;
+        }
+        // A command without an answer within the response timeout fails (a
+        // service error, retried by the caller); the connection is then
+        // replaced (`discard`): the manager itself reconnects only when the
+        // socket reports an error, which a dead link never does.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(target.timings.redis_connect_timeout))
+            .set_response_timeout(Some(target.timings.redis_response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let manager =
+            ConnectionManager::new_with_config(client, config).await.map_err(|source| {
+                match tls::tls_failure(&source) {
+                    Some(reason) => CoreError::Tls { service: "Redis", target: target.label(), reason },
+                    None => CoreError::RedisConnect { target: target.label(), source },
                 }
-                // A command without an answer within the response timeout fails
-                // (a service error, retried by the caller) and the manager
-                // reconnects; its own reconnect attempts are bounded here.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(target.timings.redis_connect_timeout))
-                    .set_response_timeout(Some(target.timings.redis_response_timeout))
-                    .set_number_of_retries(2)
-                    .set_max_delay(Duration::from_secs(2));
-                ConnectionManager::new_with_config(client, config).await.map_err(|source| {
-                    match tls::tls_failure(&source) {
-                        Some(reason) => CoreError::Tls { service: "Redis", target: target.label(), reason },
-                        None => CoreError::RedisConnect { target: target.label(), source },
-                    }
-                })
-            })
-            .await
-            .cloned()
+            })?;
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let c = (GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed), manager);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Drops connection `generation` after a command on it timed out, so the
+    /// next command connects afresh (unless another already did).
+    async fn discard(&self, generation: u64, error: &redis::RedisError) {
+        if error.is_timeout() {
+            let mut slot = self.conn.lock().await;
+            if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Runs one command, replacing the connection when it timed out.
+    async fn command<T: redis::FromRedisValue>(&self, doing: String, cmd: redis::Cmd) -> CoreResult<T> {
+        let (generation, mut c) = self.conn().await?;
+        match cmd.query_async(&mut c).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.discard(generation, &e).await;
+                Err(CoreError::redis(doing, e))
+            }
+        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -253,13 +284,14 @@ impl Coordination {
     pub async fn increment(&self, key: &str, ttl_seconds: u64) -> CoreResult<i64> {
         let key = &self.key(key);
         let call = async {
-            let mut c = self.conn().await?;
-            self.increment
-                .key(key)
-                .arg(ttl_seconds)
-                .invoke_async(&mut c)
-                .await
-                .map_err(|e| CoreError::redis(format!("incrementing {key:?}"), e))
+            let (generation, mut c) = self.conn().await?;
+            match self.increment.key(key).arg(ttl_seconds).invoke_async(&mut c).await {
+                Ok(n) => Ok(n),
+                Err(e) => {
+                    self.discard(generation, &e).await;
+                    Err(CoreError::redis(format!("incrementing {key:?}"), e))
+                }
+            }
         };
         crate::timings::tracked("Redis", self.label(), "incrementing a counter", call).await
     }
@@ -267,16 +299,9 @@ impl Coordination {
     pub async fn set_if_not_exist(&self, key: &str, value: &str, ttl_seconds: u64) -> CoreResult<bool> {
         let key = &self.key(key);
         let call = async {
-            let mut c = self.conn().await?;
-            let r: Option<String> = redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("NX")
-                .arg("EX")
-                .arg(ttl_seconds)
-                .query_async(&mut c)
-                .await
-                .map_err(|e| CoreError::redis(format!("setting {key:?}"), e))?;
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("NX").arg("EX").arg(ttl_seconds);
+            let r: Option<String> = self.command(format!("setting {key:?}"), cmd).await?;
             Ok(r.is_some())
         };
         crate::timings::tracked("Redis", self.label(), "taking a node lock", call).await
@@ -284,34 +309,24 @@ impl Coordination {
 
     pub async fn delete(&self, key: &str) -> CoreResult<bool> {
         let key = &self.key(key);
-        let mut c = self.conn().await?;
-        let n: i64 = redis::cmd("DEL")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| CoreError::redis(format!("deleting {key:?}"), e))?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(key);
+        let n: i64 = self.command(format!("deleting {key:?}"), cmd).await?;
         Ok(n > 0)
     }
 
     pub async fn extend_ttl(&self, key: &str, ttl_seconds: u64) -> CoreResult<bool> {
         let key = &self.key(key);
-        let mut c = self.conn().await?;
-        let n: i64 = redis::cmd("EXPIRE")
-            .arg(key)
-            .arg(ttl_seconds)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| CoreError::redis(format!("extending the TTL of {key:?}"), e))?;
+        let mut cmd = redis::cmd("EXPIRE");
+        cmd.arg(key).arg(ttl_seconds);
+        let n: i64 = self.command(format!("extending the TTL of {key:?}"), cmd).await?;
         Ok(n == 1)
     }
 
     pub async fn get(&self, key: &str) -> CoreResult<Option<String>> {
         let key = &self.key(key);
-        let mut c = self.conn().await?;
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| CoreError::redis(format!("reading {key:?}"), e))
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.command(format!("reading {key:?}"), cmd).await
     }
 }
