@@ -725,6 +725,8 @@ export interface Timings {
 	amqpConnectTimeoutMs?: number | undefined
 	/** Broker confirms of published jobs and dead letters. Default 15000. */
 	publishConfirmTimeoutMs?: number | undefined
+	/** How long startRun / reconcile retry a publish through a broker moment (a lost cluster node, a quorum leader election). Default 30000. */
+	publishPatienceMs?: number | undefined
 	/** The whole PostgreSQL connect (TCP, TLS, startup, auth). Default 10000. */
 	pgConnectTimeoutMs?: number | undefined
 	/** One PostgreSQL statement; past it the connection is closed and replaced. Default 20000. */

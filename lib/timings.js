@@ -12,6 +12,7 @@ const TIMING_DEFAULTS = Object.freeze({
 	amqpHeartbeatMs: 10000,
 	amqpConnectTimeoutMs: 10000,
 	publishConfirmTimeoutMs: 15000,
+	publishPatienceMs: 30000,
 	pgConnectTimeoutMs: 10000,
 	pgQueryTimeoutMs: 20000,
 	pgKeepaliveIdleMs: 5000,

@@ -130,10 +130,10 @@ return n
 /// manager takes over, so a TLS failure is reported at once (the manager would
 /// retry it). A server that does not speak TLS never answers a handshake: a
 /// timeout is then told apart by a plaintext PING that it does answer.
-async fn check_tls(client: &redis::Client, label: &str) -> CoreResult<()> {
+async fn check_tls(client: &redis::Client, label: &str, timings: &Timings) -> CoreResult<()> {
     let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
+        .set_connection_timeout(Some(timings.redis_connect_timeout))
+        .set_response_timeout(Some(timings.redis_connect_timeout));
     let Err(source) = client.get_multiplexed_async_connection_with_config(&config).await else { return Ok(()) };
     let tls_error = |reason: String| CoreError::Tls { service: "Redis", target: label.to_string(), reason };
     if let Some(reason) = tls::tls_failure(&source) {
@@ -227,7 +227,7 @@ impl Coordination {
         }
         let client = target.client()?;
         if target.tls().is_some() {
-            check_tls(&client, &target.label()).await?;
+            check_tls(&client, &target.label(), &target.timings).await?;
         }
         // A command without an answer within the response timeout fails (a
         // service error, retried by the caller); the connection is then

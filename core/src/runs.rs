@@ -96,12 +96,13 @@ impl RunClient {
 
     /// Publishes jobs, riding out a broker moment: a lost node of a cluster (the
     /// next connect goes to another), a quorum queue electing its leader (the
-    /// publish is nacked). Gives up after `PUBLISH_PATIENCE`.
+    /// publish is nacked). Gives up after `Timings::publish_patience`.
     async fn publish(&self, jobs: &[JobMessage]) -> CoreResult<()> {
-        const PUBLISH_PATIENCE: Duration = Duration::from_secs(30);
-        let deadline = tokio::time::Instant::now() + PUBLISH_PATIENCE;
-        let mut delay = Duration::from_millis(100);
+        let timings = &self.target.timings;
+        let deadline = tokio::time::Instant::now() + timings.publish_patience;
+        let mut backoff = timings.commit_retry();
         loop {
+            let delay = backoff.next_delay();
             let result = match self.broker().await {
                 Ok(b) => b.publish_jobs(jobs).await,
                 Err(e) => Err(e),
@@ -110,7 +111,6 @@ impl RunClient {
                 Err(e) if e.is_transient() && tokio::time::Instant::now() + delay < deadline => {
                     self.broker.lock().await.take();
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
                 }
                 other => return other,
             }

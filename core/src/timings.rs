@@ -32,6 +32,11 @@ pub struct Timings {
     /// letters); past it the publish is a service error, retried. Default 15 s.
     #[serde(rename = "publishConfirmTimeoutMs", deserialize_with = "ms")]
     pub publish_confirm_timeout: Duration,
+    /// How long the run API (startRun, reconcile) keeps retrying a publish
+    /// through a broker moment (a cluster node lost, a quorum queue electing
+    /// its leader), with the commit-retry backoff. Default 30 s.
+    #[serde(rename = "publishPatienceMs", deserialize_with = "ms")]
+    pub publish_patience: Duration,
     /// The whole PostgreSQL connect: TCP, TLS, startup and authentication. Default 10 s.
     #[serde(rename = "pgConnectTimeoutMs", deserialize_with = "ms")]
     pub pg_connect_timeout: Duration,
@@ -110,6 +115,7 @@ impl Default for Timings {
             amqp_heartbeat: s(10),
             amqp_connect_timeout: s(10),
             publish_confirm_timeout: s(15),
+            publish_patience: s(30),
             pg_connect_timeout: s(10),
             pg_query_timeout: s(20),
             pg_keepalive_idle: s(5),
