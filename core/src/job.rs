@@ -193,7 +193,7 @@ impl JobRunner {
         }
         let reason = format!(
             "Node '{}' of run '{}' was started {} times and its worker died or lost its connection each time; its job was dead-lettered as poison",
-            job.node_id, job.run_id, n + 1
+            job.node_id, job.run_id, n
         );
         self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
         // The run cannot complete without this node: it fails with the reason.
