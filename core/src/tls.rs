@@ -97,8 +97,8 @@ pub fn root_bundle_pem(settings: &TlsSettings) -> CoreResult<Option<Vec<u8>>> {
         return Ok(None);
     }
     let mut pem = String::new();
-    let probe = openssl_probe_file();
-    if let Some(system) = probe.and_then(|p| std::fs::read_to_string(p).ok()) {
+    // The bundle file rustls-native-certs reads too (SSL_CERT_FILE, else the distribution's).
+    if let Some(system) = openssl_probe::probe().cert_file.and_then(|p| std::fs::read_to_string(p).ok()) {
         pem.push_str(&system);
         pem.push('\n');
     }
@@ -111,17 +111,6 @@ pub fn root_bundle_pem(settings: &TlsSettings) -> CoreResult<Option<Vec<u8>>> {
         pem.push_str(ca);
     }
     Ok(Some(pem.into_bytes()))
-}
-
-/// The system CA bundle file: `SSL_CERT_FILE`, else the usual Linux locations.
-fn openssl_probe_file() -> Option<String> {
-    if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
-        return Some(f.to_string_lossy().into_owned());
-    }
-    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
-        .iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(|p| p.to_string())
 }
 
 /// A rustls client configuration for these settings.
