@@ -51,16 +51,23 @@ function recorder() {
 }
 
 function adapter({ amqpConnection, pgClient, redis: redisInput, logger = silent, ...options }) {
+	const [queue, ctxTable, statusTable] = [S.uniqueName('tls'), S.uniqueName('tls_c'), S.uniqueName('tls_s')]
 	const a = new RabbitMqAdapter({
 		amqpConnection,
 		pgClient,
 		coordinationStore: new RedisCoordinationStore(redisInput),
-		queueName: S.uniqueName('tls'),
-		contextTableName: S.uniqueName('tls_c'),
-		statusTableName: S.uniqueName('tls_s'),
+		queueName: queue,
+		contextTableName: ctxTable,
+		statusTableName: statusTable,
 		stopTimeoutMs: 3000,
 		...options,
 		runtimeOptions: { registry: createRegistry(), blueprints, logger },
+	})
+	// Queues and tables on the shared services (the private servers go with their data).
+	cleanups.push(async () => {
+		await S.deleteQueues([queue, `${queue}.dead`])
+		await S.dropTable(ctxTable)
+		await S.dropTable(statusTable)
 	})
 	cleanups.push(() => a.stop({ timeoutMs: 2000 }).catch(() => {}))
 	return a
