@@ -2,11 +2,15 @@
 
 // Turns the user's `pg`, `ioredis` and `amqplib` objects (or URLs / config objects)
 // into the plain connection targets the native core understands (docs/native-api.md).
-// Only properties are read: none of those packages is required at run time, and the
+// Only properties are read: none of those packages is required at run time (node-pg's
+// own connection-string parser, pg-connection-string, is a dependency), and the
 // user's own connections are never used for I/O by this package.
 
 const fs = require('node:fs')
+const { unescape: percentDecode } = require('node:querystring')
+const { parse: parsePg } = require('pg-connection-string')
 const { CODES, codedError, invalidArgument, describe } = require('./errors')
+const { resolveUserinfo, redactUrl } = require('./url-userinfo')
 
 const isObject = (v) => v !== null && typeof v === 'object'
 const nonEmpty = (v) => (v === undefined || v === null || v === '' ? undefined : v)
@@ -166,55 +170,45 @@ function isMultiHost(str) {
 	return !/^[a-z]+:\/\//i.test(str) && /(^|\s)host\s*=\s*[^\s]*,/.test(str)
 }
 
-/** A small parser for `postgres://user:pass@host:port/db?sslmode=...` and `/socket/dir db`. */
+/**
+ * A connection string as node-pg reads it (pg-connection-string, the parser pg itself
+ * uses: URLs, `/socket/dir db`, `socket:` URLs, every query parameter, the
+ * sslrootcert/sslcert/sslkey files), with a password that is not percent-encoded
+ * accepted too (lib/url-userinfo.js). Its `sslmode` is mapped by sslFromMode, which
+ * also checks the mode and keeps libpq's prefer (try TLS, fall back).
+ */
 function parsePgConnectionString(str) {
-	if (str.charAt(0) === '/') {
-		const [host, database] = str.split(' ')
-		return { host, database }
-	}
-	let url
-	try {
-		url = new URL(str)
-	} catch {
-		throw invalidArgument(`not a valid PostgreSQL connection string: ${redactUrl(str)}`)
-	}
-	if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:' && url.protocol !== 'socket:') {
+	if (str.charAt(0) !== '/' && !/^(postgres(ql)?|socket):/i.test(str)) {
 		throw invalidArgument(
 			`a PostgreSQL connection string must start with postgres:// or postgresql://; got ${redactUrl(str)}`,
 		)
 	}
-	const dec = (s) => (s ? decodeURIComponent(s) : undefined)
+	const { url } =
+		str.charAt(0) === '/' ? { url: str } : resolveUserinfo(str, 'the PostgreSQL connection string', { emptyHost: true })
+	// libpq's sslrootcert=system (the system's CAs) is not a file: node-pg would try to read it.
+	const systemCa = /[?&]sslrootcert=system(&|$)/.test(url)
+	const input = systemCa ? url.replace(/([?&])sslrootcert=system(&|$)/, (_, a, b) => (b ? a : '')) : url
+	let c
+	try {
+		c = parsePg(input)
+	} catch (e) {
+		// pg-connection-string's messages never hold the input (it redacts it).
+		throw invalidArgument(`cannot read the PostgreSQL connection string ${redactUrl(str)}: ${e.message}`)
+	}
 	const config = {}
-	if (url.protocol === 'socket:') {
-		config.host = dec(url.pathname)
-		config.database = url.searchParams.get('db') ?? undefined
-	} else {
-		const hostname = url.hostname.replace(/^\[|\]$/g, '')
-		if (hostname) config.host = dec(hostname)
-		if (url.port) config.port = url.port
-		const db = url.pathname.replace(/^\//, '')
-		if (db) config.database = dec(db)
+	for (const key of ['host', 'port', 'user', 'password', 'database']) {
+		if (nonEmpty(c[key]) !== undefined) config[key] = c[key]
 	}
-	if (url.username) config.user = dec(url.username)
-	if (url.password) config.password = dec(url.password)
-	const q = url.searchParams
-	for (const [k, v] of q) {
-		if (k === 'host' || k === 'port' || k === 'user' || k === 'password') config[k] = v
-		else if (k === 'dbname' || k === 'database') config.database = v
-		else if (k === 'ssl') config.ssl = v === 'true' || v === '1'
+	let ssl = c.ssl
+	if (c.sslmode !== undefined) {
+		const libpq = c.uselibpqcompat === 'true'
+		ssl = sslFromMode(c.sslmode, { libpq, rootCert: systemCa || !!c.sslrootcert })
 	}
-	const rootCert = q.get('sslrootcert')
-	if (q.has('sslmode')) {
-		const libpq = q.get('uselibpqcompat') === 'true'
-		config.ssl = sslFromMode(q.get('sslmode'), { libpq, rootCert: !!rootCert })
+	if (ssl) {
+		ssl = ssl === true ? {} : { ...ssl }
+		for (const key of ['ca', 'cert', 'key']) if (c.ssl?.[key] !== undefined) ssl[key] = c.ssl[key]
 	}
-	if (config.ssl) {
-		const ssl = config.ssl === true ? {} : { ...config.ssl }
-		if (rootCert && rootCert !== 'system') ssl.ca = readPem(rootCert, 'sslrootcert')
-		if (q.get('sslcert')) ssl.cert = readPem(q.get('sslcert'), 'sslcert')
-		if (q.get('sslkey')) ssl.key = readPem(q.get('sslkey'), 'sslkey')
-		config.ssl = ssl
-	}
+	if (ssl !== undefined) config.ssl = ssl
 	return config
 }
 
@@ -225,10 +219,7 @@ function parsePgConnectionString(str) {
  *   option, which ioredis prepends to every key.
  */
 function toRedisTarget(redis) {
-	if (typeof redis === 'string') {
-		checkRedisUrl(redis)
-		return { target: { url: redis }, keyPrefix: '' }
-	}
+	if (typeof redis === 'string') return { target: { url: redisUrl(redis) }, keyPrefix: '' }
 	if (!isObject(redis)) {
 		throw invalidArgument(
 			`redis must be an ioredis instance, a redis:// URL or an options object; got ${describe(redis)}`,
@@ -250,9 +241,9 @@ function toRedisTarget(redis) {
 	}
 	const keyPrefix = typeof o.keyPrefix === 'string' ? o.keyPrefix : ''
 	if (typeof o.url === 'string') {
-		checkRedisUrl(o.url)
+		const url = redisUrl(o.url)
 		const tls = tlsSettings(o.tls, 'redis tls')
-		return { target: tls ? { url: o.url, tls } : { url: o.url }, keyPrefix }
+		return { target: tls ? { url, tls } : { url }, keyPrefix }
 	}
 	const db = o.db === undefined || o.db === null ? 0 : Number(o.db)
 	if (!Number.isInteger(db) || db < 0)
@@ -278,10 +269,14 @@ function toRedisTarget(redis) {
 	return { target, keyPrefix }
 }
 
-function checkRedisUrl(url) {
-	if (!/^(rediss?|redis\+unix|unix):\/\//i.test(url)) {
+/** The URL for the core, with an unencoded password percent-encoded (lib/url-userinfo.js). */
+function redisUrl(url) {
+	if (/^(redis\+unix|unix):\/\//i.test(url)) return url
+	if (!/^rediss?:\/\//i.test(url)) {
 		throw invalidArgument(`a Redis URL must start with redis:// or rediss://; got ${redactUrl(url)}`)
 	}
+	// The path is the database number, as ioredis reads it.
+	return resolveUserinfo(url, 'the Redis URL', { pathOk: (p) => /^(\/\d*)?$/.test(p) }).url
 }
 
 // ---------------------------------------------------------------- RabbitMQ
@@ -294,11 +289,8 @@ function checkRedisUrl(url) {
  *   RABBITMQ_URL / AMQP_URL environment variable, else guest:guest on a loopback host.
  */
 function toAmqpUrl(amqpConnection, { amqpUrl, env = process.env } = {}) {
-	if (amqpUrl !== undefined && amqpUrl !== null) checkAmqpUrl(amqpUrl, 'amqpUrl')
-	if (typeof amqpConnection === 'string') {
-		checkAmqpUrl(amqpConnection, 'amqpConnection')
-		return amqpConnection
-	}
+	if (amqpUrl !== undefined && amqpUrl !== null) readAmqpUrl(amqpUrl, 'amqpUrl')
+	if (typeof amqpConnection === 'string') return readAmqpUrl(amqpConnection, 'amqpConnection').url
 	if (!isObject(amqpConnection)) {
 		throw invalidArgument(
 			`amqpConnection must be an amqplib connection (from amqplib.connect()) or an amqp:// URL; got ${describe(amqpConnection)}`,
@@ -330,14 +322,14 @@ function toAmqpUrl(amqpConnection, { amqpUrl, env = process.env } = {}) {
 	let vhost = '/'
 	let heartbeat
 	if (source !== undefined) {
-		checkAmqpUrl(source, amqpUrl ? 'amqpUrl' : 'RABBITMQ_URL/AMQP_URL')
-		const u = new URL(source)
-		if (u.username || u.password) {
-			user = decodeURIComponent(u.username)
-			pass = decodeURIComponent(u.password)
+		const r = readAmqpUrl(source, amqpUrl ? 'amqpUrl' : 'RABBITMQ_URL/AMQP_URL')
+		if (r.user || r.password) {
+			user = r.user ?? ''
+			pass = r.password ?? ''
 		}
+		const u = new URL(r.url)
 		const path = u.pathname.replace(/^\//, '')
-		if (path) vhost = decodeURIComponent(path)
+		if (path) vhost = percentDecode(path)
 		heartbeat = u.searchParams.get('heartbeat') ?? undefined
 	} else if (!isLoopback(remote) && !isLoopback(host)) {
 		throw codedError(
@@ -355,23 +347,24 @@ function toAmqpUrl(amqpConnection, { amqpUrl, env = process.env } = {}) {
 	return url
 }
 
-function checkAmqpUrl(url, what) {
+/**
+ * An amqp:// URL read as amqplib reads it, and also with an unencoded '/', '?' or '#'
+ * in the password (lib/url-userinfo.js); `url` has the credentials percent-encoded.
+ */
+function readAmqpUrl(url, what) {
 	if (typeof url !== 'string' || !/^amqps?:\/\//i.test(url)) {
 		throw invalidArgument(
 			`${what} must be an amqp:// or amqps:// URL; got ${typeof url === 'string' ? redactUrl(url) : describe(url)}`,
 		)
 	}
+	// The AMQP URI spec's vhost is one path segment (a '/' in it is written %2F).
+	return resolveUserinfo(url, what, { pathOk: (p) => !p.slice(1).includes('/') })
 }
 
 function isLoopback(host) {
 	if (typeof host !== 'string') return false
 	const h = host.toLowerCase()
 	return h === 'localhost' || h === '::1' || h.startsWith('127.') || h.startsWith('::ffff:127.')
-}
-
-/** The URL with its password replaced, for messages and logs. */
-function redactUrl(url) {
-	return String(url).replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@')
 }
 
 module.exports = {
