@@ -338,6 +338,16 @@ describe('flowcraft-rabbitmq', () => {
 		expect(`${dflt.stdout}${dflt.stderr}`).not.toMatch(/flowcraft-queue/)
 	})
 
+	test('--amqp-url with a password that is not percent-encoded: the broker refuses the login, the password is not shown', async () => {
+		const u = new URL(S.RABBITMQ_URL)
+		const r = await cli(env, ['dead-letters', '--amqp-url', `amqp://guest:p@ss#w/rd@${u.host}`])
+		expect(r.code).toBe(1)
+		// amqplib's own reading of the raw URL would look up the host "ss"
+		expect(r.stderr).toMatch(/cannot connect to RabbitMQ at amqp:\/\/guest:\*\*\*@/)
+		expect(r.stderr).toMatch(/ACCESS_REFUSED|403/)
+		expect(r.stderr).not.toMatch(/ss#w|w\/rd|ENOTFOUND/)
+	})
+
 	test('a --queue that does not exist: an error, and no queue is created', async () => {
 		const typo = S.uniqueName('typo')
 		const flags = ['--queue', typo, '--context-table', env.ctxTable, '--status-table', env.statusTable]

@@ -8,6 +8,7 @@
 const { parseArgs } = require('node:util')
 const { loadBlueprints, UsageError } = require('../lib/cli/blueprints')
 const { assertQueuesExist } = require('../lib/cli/queues')
+const { toAmqpUrl } = require('../lib/targets')
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -207,7 +208,8 @@ async function main(argv, { env = process.env, out = process.stdout, err = proce
 			print,
 			err,
 			json: !!values.json,
-			amqpUrl: amqpUrlOf(values, env),
+			// as the adapter reads it (an unencoded password percent-encoded), for amqplib's own checks
+			amqpUrl: toAmqpUrl(amqpUrlOf(values, env)),
 		}
 		switch (command) {
 			case 'runs':
