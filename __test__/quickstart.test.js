@@ -3,8 +3,10 @@
 // The README's quick start: its two commands are the first thing after the title, and
 // each installs what it needs (scripts/ensure-deps.js: `npm ci` when node_modules is
 // missing or does not match package-lock.json, nothing otherwise, so `npm test` after
-// CI's own `npm ci` stays fast). The full fresh-clone run (npm ci + the release build)
-// takes minutes and needs the registry; these checks cover its logic and wiring.
+// CI's own `npm ci` stays fast). A fresh clone of this repository (its committed
+// files only) is checked too: the cheap part of the first command (the dependencies
+// install into a clone with no node_modules) by default; the whole demo, with its
+// release build of minutes, with FLOWCRAFT_FULL_QUICKSTART=1.
 
 const fs = require('node:fs')
 const os = require('node:os')
@@ -86,3 +88,70 @@ test('ensure-deps on this checkout installs nothing and returns at once', () => 
 	expect({ status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({ status: 0, stdout: '', stderr: '' })
 	expect(Date.now() - t0).toBeLessThan(5000)
 })
+
+/** The commands of `npm run <script>` in `dir`, split at `&&`. */
+function scriptSteps(dir, script) {
+	const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'))
+	return pkg.scripts[script].split('&&').map((s) => s.trim())
+}
+
+/** A clone of this repository in a scratch folder (removed after the tests). */
+function freshClone() {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowcraft-clone-'))
+	tmpDirs.push(dir)
+	const r = spawnSync('git', ['clone', '--quiet', '--no-hardlinks', ROOT, dir], { encoding: 'utf8' })
+	expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' })
+	return dir
+}
+
+// npm reads these from the environment, so ensure-deps' own `npm ci` installs from the
+// local cache without running install scripts (CI's machines have 2 cores and a time limit).
+const OFFLINE_NPM = { npm_config_prefer_offline: 'true', npm_config_ignore_scripts: 'true', npm_config_audit: 'false' }
+
+test('a fresh clone: the first quick-start command installs the dependencies it lacks', () => {
+	const dir = freshClone()
+	expect(fs.existsSync(path.join(dir, 'node_modules'))).toBe(false)
+	expect(fs.existsSync(path.join(dir, 'README.md'))).toBe(true)
+	const [ensure] = scriptSteps(dir, 'demo')
+	expect(ensure).toBe('node scripts/ensure-deps.js')
+	const t0 = Date.now()
+	const r = spawnSync(process.execPath, ['scripts/ensure-deps.js'], {
+		cwd: dir,
+		encoding: 'utf8',
+		env: { ...process.env, ...OFFLINE_NPM },
+		timeout: 150000,
+	})
+	expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null })
+	expect(r.stdout).toMatch(/ensure-deps: node_modules is missing: running npm ci/)
+	expect(Date.now() - t0).toBeLessThan(150000)
+	// what the rest of the command needs is there: napi (the build) and the demo's clients
+	expect(fs.existsSync(path.join(dir, 'node_modules', '.bin', 'napi'))).toBe(true)
+	for (const name of ['amqplib', 'pg', 'ioredis', 'flowcraft', 'pg-connection-string']) {
+		expect(fs.existsSync(path.join(dir, 'node_modules', name, 'package.json'))).toBe(true)
+	}
+	// and a second run installs nothing
+	const again = spawnSync(process.execPath, ['scripts/ensure-deps.js', '--check'], { cwd: dir, encoding: 'utf8' })
+	expect({ status: again.status, stdout: again.stdout }).toEqual({ status: 0, stdout: '' })
+}, 180000)
+
+const full = process.env.FLOWCRAFT_FULL_QUICKSTART === '1' ? test : test.skip
+
+full(
+	'a fresh clone: npm run demo, end to end (FLOWCRAFT_FULL_QUICKSTART=1; builds the addon, minutes)',
+	() => {
+		const dir = freshClone()
+		const r = spawnSync('npm', ['run', 'demo'], {
+			cwd: dir,
+			encoding: 'utf8',
+			env: { ...process.env, ...OFFLINE_NPM, npm_config_ignore_scripts: 'false' },
+			timeout: 40 * 60000,
+		})
+		expect({
+			status: r.status,
+			signal: r.signal,
+			tail: r.status === 0 ? '' : `${r.stdout}${r.stderr}`.slice(-4000),
+		}).toEqual({ status: 0, signal: null, tail: '' })
+		expect(r.stdout).toMatch(/ensure-deps: node_modules is missing: running npm ci/)
+	},
+	45 * 60000,
+)
