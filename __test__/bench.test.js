@@ -18,6 +18,8 @@ const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
 
 const WORKFLOWS = ['diamond', 'chain', 'fanout']
 const SYSTEMS = ['ours', 'peer-documented', 'peer-tuned', 'bullmq-default', 'bullmq-tuned']
+/** The width series (issue 10): our worker only. */
+const WIDTHS = ['width20', 'width200', 'width2000']
 
 function runBench(env) {
 	return new Promise((resolve, reject) => {
@@ -42,7 +44,7 @@ function tableRows(markdown) {
 	const end = markdown.indexOf('\n## ', start + 1)
 	for (const line of markdown.slice(start, end < 0 ? undefined : end).split('\n')) {
 		const m =
-			/^\| (diamond|chain|fanout) \| (ours|ours-x2|peer-documented|peer-tuned|bullmq-default|bullmq-tuned) \| (\d+)/.exec(
+			/^\| (diamond|chain|fanout|width20|width200|width2000) \| (ours|ours-x2|peer-documented|peer-tuned|bullmq-default|bullmq-tuned) \| (\d+)/.exec(
 				line,
 			)
 		if (m) rows.push({ workflow: m[1], system: m[2], runs: Number(m[3]), line })
@@ -80,11 +82,20 @@ describe('npm run bench (tiny N)', () => {
 			}
 		}
 		expect(rows.find((r) => r.workflow === 'diamond' && r.system === 'ours-x2')).toBeDefined()
+		for (const wf of WIDTHS) {
+			const row = rows.find((r) => r.workflow === wf && r.system === 'ours')
+			expect(row).toBeDefined()
+			expect(row.runs).toBe(3)
+			expect(row.line).not.toMatch(/failed\/lost/)
+			expect(rows.filter((r) => r.workflow === wf)).toHaveLength(1)
+		}
 	})
 
 	test('writes the report to BENCH_OUT, with the machine, the ceilings and the idle latency', () => {
 		const md = fs.readFileSync(out, 'utf8')
-		expect(tableRows(md)).toHaveLength(WORKFLOWS.length * SYSTEMS.length + 1)
+		expect(tableRows(md)).toHaveLength(WORKFLOWS.length * SYSTEMS.length + 1 + WIDTHS.length)
+		expect(md).toContain('## Width series')
+		expect(md).toMatch(/Widest \/ narrowest cost per node job: \d+(\.\d)?×/)
 		for (const heading of ['## Machine', '## Throughput and latency', '## Idle latency', '## Ceilings', '## Targets'])
 			expect(md).toContain(heading)
 		expect(md).toMatch(/- postgresql: \d+/)

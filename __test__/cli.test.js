@@ -255,8 +255,8 @@ describe('flowcraft-rabbitmq', () => {
 			[ghost],
 		)
 		await S.pgQuery(
-			`INSERT INTO ${S.quoteIdent(env.statusTable)} (run_id, status, status_data, updated_at, blueprint_id, queued, routes)
-       VALUES ($1, 'running', '{"status":"running"}', now() - interval '2 hours', 'ghost', '{"x":true}', '{}')`,
+			`INSERT INTO ${S.quoteIdent(env.statusTable)} (run_id, status, status_data, updated_at, blueprint_id, pending)
+       VALUES ($1, 'running', '{"status":"running"}', now() - interval '2 hours', 'ghost', 1)`,
 			[ghost],
 		)
 		await S.pgQuery(

@@ -65,7 +65,11 @@ test('runs complete with a custom coordination store, and reconcile takes its no
 	// a final status is kept by the status table's trigger: rewinding it on purpose means disabling it
 	await pool.query(`ALTER TABLE ${S.quoteIdent(env.statusTable)} DISABLE TRIGGER flowcraft_status_keep_final`)
 	await pool.query(
-		`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'running', status_data = NULL, queued = '{}' WHERE run_id = $1`,
+		`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'running', status_data = NULL, pending = 0 WHERE run_id = $1`,
+		[runId],
+	)
+	await pool.query(
+		`UPDATE ${S.quoteIdent(`${env.ctxTable}_nodes`)} SET state = 'idle', output = NULL, route = NULL WHERE run_id = $1 AND node_id = 'd'`,
 		[runId],
 	)
 	await pool.query(`ALTER TABLE ${S.quoteIdent(env.statusTable)} ENABLE TRIGGER flowcraft_status_keep_final`)
@@ -101,7 +105,11 @@ test("the worker's own keys honour ioredis' keyPrefix, like the store's methods"
 	// a final status is kept by the status table's trigger: rewinding it on purpose means disabling it
 	await pool.query(`ALTER TABLE ${S.quoteIdent(env.statusTable)} DISABLE TRIGGER flowcraft_status_keep_final`)
 	await pool.query(
-		`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'running', status_data = NULL, queued = '{}' WHERE run_id = $1`,
+		`UPDATE ${S.quoteIdent(env.statusTable)} SET status = 'running', status_data = NULL, pending = 0 WHERE run_id = $1`,
+		[runId],
+	)
+	await pool.query(
+		`UPDATE ${S.quoteIdent(`${env.ctxTable}_nodes`)} SET state = 'idle', output = NULL, route = NULL WHERE run_id = $1 AND node_id = 'd'`,
 		[runId],
 	)
 	await pool.query(`ALTER TABLE ${S.quoteIdent(env.statusTable)} ENABLE TRIGGER flowcraft_status_keep_final`)

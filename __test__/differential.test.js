@@ -268,7 +268,7 @@ afterAll(async () => {
 	const pg = new PgClient({ connectionString: POSTGRES_URL })
 	await pg.connect()
 	try {
-		await pg.query(`DROP TABLE IF EXISTS ${CTX_TABLE}`)
+		await pg.query(`DROP TABLE IF EXISTS ${CTX_TABLE}, ${CTX_TABLE}_nodes`)
 		await pg.query(`DROP TABLE IF EXISTS ${STATUS_TABLE}`)
 	} finally {
 		await pg.end()

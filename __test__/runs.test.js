@@ -478,8 +478,8 @@ describe('createRabbitMqReconciler', () => {
 			ghost,
 		])
 		await S.pgQuery(
-			`INSERT INTO ${q(env.statusTable)} (run_id, status, status_data, updated_at, blueprint_id, queued, routes)
-       VALUES ($1, 'running', '{"status":"running"}', now(), 'ghost', '{"x":true}', '{}')`,
+			`INSERT INTO ${q(env.statusTable)} (run_id, status, status_data, updated_at, blueprint_id, pending)
+       VALUES ($1, 'running', '{"status":"running"}', now(), 'ghost', 1)`,
 			[ghost],
 		)
 		const age = (ids) =>

@@ -59,7 +59,8 @@ describe('flowcraft-rabbitmq sql', () => {
 		expect(ddl).toMatch(/^COMMIT;$/m)
 		expect(ddl).toContain(`CREATE TABLE IF NOT EXISTS ${q(env.ctxTable)}`)
 		expect(ddl).toContain(`CREATE TABLE IF NOT EXISTS ${q(env.statusTable)}`)
-		expect(ddl).toContain('ADD COLUMN IF NOT EXISTS queued JSONB')
+		expect(ddl).toContain('ADD COLUMN IF NOT EXISTS pending INTEGER')
+		expect(ddl).toContain(`CREATE TABLE IF NOT EXISTS ${q(`${env.ctxTable}_nodes`)}`)
 		expect(ddl).toContain('CREATE UNIQUE INDEX IF NOT EXISTS')
 		expect(ddl).toContain('CREATE OR REPLACE FUNCTION flowcraft_status_notify()')
 		expect(ddl).toContain(`EXECUTE FUNCTION flowcraft_status_notify('${env.statusTable}')`)
@@ -128,11 +129,17 @@ describe('createTables: false alters nothing', () => {
 		const env = setup('nocol')
 		await S.createContextTable(env.ctxTable)
 		await S.createStatusTable(env.statusTable) // the four columns of the README's / Flowcraft's table
+		// the node rows' table is in place, so the status table's columns are what is missing
+		await S.pgQuery(
+			`CREATE TABLE ${q(`${env.ctxTable}_nodes`)} (run_id TEXT NOT NULL, node_id TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'idle', ` +
+				`output JSONB, route TEXT[], bound BOOLEAN NOT NULL DEFAULT false, input JSONB, arrived JSONB NOT NULL DEFAULT '{}', ` +
+				'fired_by TEXT, PRIMARY KEY (run_id, node_id))',
+		)
 		const before = await shape(env.statusTable)
 		const command = `npx flowcraft-rabbitmq sql --context-table ${env.ctxTable} --status-table ${env.statusTable}`
 		const err = await S.captureError(() => env.adapter({ createTables: false }).start())
 		expect(err.code).toBe('ERR_COLUMN_NOT_FOUND')
-		for (const c of ['blueprint_id', 'queued', 'routes', 'joins', 'error', 'idempotency_key'])
+		for (const c of ['blueprint_id', 'error', 'idempotency_key', 'deliveries', 'pending'])
 			expect(err.message).toContain(`${env.statusTable}.${c}`)
 		expect(err.message).not.toContain(`${env.statusTable}.status,`)
 		expect(err.message).toContain(command)
@@ -144,16 +151,16 @@ describe('createTables: false alters nothing', () => {
 	test('one dropped column names just that column; a dropped unique index is ERR_INDEX_NOT_FOUND', async () => {
 		const env = setup('onecol')
 		await S.pgQuery(await printedDdl(env))
-		await S.pgQuery(`ALTER TABLE ${q(env.statusTable)} DROP COLUMN joins`)
+		await S.pgQuery(`ALTER TABLE ${q(env.statusTable)} DROP COLUMN pending`)
 		const err = await S.captureError(() => env.adapter({ createTables: false }).start())
 		expect(err.code).toBe('ERR_COLUMN_NOT_FOUND')
 		expect(err.message).toMatch(
-			new RegExp(`missing column\\(s\\) ${env.statusTable}\\.joins, and with createTables: false`),
+			new RegExp(`missing column\\(s\\) ${env.statusTable}\\.pending, and with createTables: false`),
 		)
 		expect(err.message).toContain('npx flowcraft-rabbitmq sql')
-		expect((await shape(env.statusTable)).columns).not.toContain('joins')
+		expect((await shape(env.statusTable)).columns).not.toContain('pending')
 
-		await S.pgQuery(`ALTER TABLE ${q(env.statusTable)} ADD COLUMN joins JSONB`)
+		await S.pgQuery(`ALTER TABLE ${q(env.statusTable)} ADD COLUMN pending INTEGER`)
 		await S.pgQuery(`DROP INDEX ${q(`${env.statusTable}_idempotency_key`)}`)
 		const idx = await S.captureError(() => env.adapter({ createTables: false }).start())
 		expect(idx.code).toBe('ERR_INDEX_NOT_FOUND')
@@ -163,6 +170,6 @@ describe('createTables: false alters nothing', () => {
 		const worker = env.adapter()
 		await worker.start()
 		expect((await runOne(worker, env)).status).toBe('completed')
-		expect((await shape(env.statusTable)).columns).toContain('joins')
+		expect((await shape(env.statusTable)).columns).toContain('pending')
 	})
 })

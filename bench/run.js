@@ -22,7 +22,8 @@
  *   BENCH_RUNS        measured runs per phase, for every system (default: per system and
  *                     workflow, sized for a few seconds each; see DEFAULT_RUNS)
  *   BENCH_ROUNDS      rounds (default 2)
- *   BENCH_WORKFLOWS   comma list of diamond,chain,fanout (default all)
+ *   BENCH_WORKFLOWS   comma list of diamond,chain,fanout,width20,width200,width2000 (default all; the
+ *                     width series runs for our worker only)
  *   BENCH_SYSTEMS     comma list of ours,peer-documented,peer-tuned,bullmq-default,bullmq-tuned,ours-x2
  *                     (default all)
  *   BENCH_OUT         where to write the report (default bench/results.md)
@@ -84,7 +85,7 @@ const SYSTEMS = {
 
 /** Measured runs per phase, sized for a few seconds each on a 2-core machine. */
 const DEFAULT_RUNS = {
-	ours: { diamond: 3000, chain: 1500, fanout: 150 },
+	ours: { diamond: 3000, chain: 1500, fanout: 150, width20: 200, width200: 20, width2000: 3 },
 	'ours-x2': { diamond: 3000 },
 	'peer-documented': { diamond: 40, chain: 12, fanout: 10 },
 	'peer-tuned': { diamond: 300, chain: 150, fanout: 25 },
@@ -517,7 +518,7 @@ class Services {
 			this.bullQueues.delete(names.queue)
 			await q.close().catch((e) => log(`close bullmq queue: ${e.message}`))
 		}
-		for (const t of [names.ctx, names.status])
+		for (const t of [names.ctx, `${names.ctx}_nodes`, names.status])
 			await this.pool.query(`DROP TABLE IF EXISTS ${t}`).catch((e) => log(`drop ${t}: ${e.message}`))
 		for (const q of [names.queue, `${names.queue}.dead`]) {
 			const ch = await this.amqp.createChannel()
@@ -1060,6 +1061,28 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	)
 	L.push('')
 
+	// The width series (issue 10): a node job should cost the same whatever the run's width.
+	const widths = cfg.workflows.filter((w) => workflows[w].width).map((w) => [w, get(w, 'ours')])
+	const measured = widths.filter(([, a]) => a)
+	if (measured.length) {
+		L.push('## Width series (ours: s → b1..bN → j (all) → t, 200-byte outputs)')
+		L.push('')
+		L.push('| width | node jobs per run | runs | node jobs/s | cost per node job vs the narrowest |')
+		L.push('|---|---|---|---|---|')
+		const narrow = measured[0][1]
+		for (const [w, a] of measured) {
+			L.push(
+				`| ${workflows[w].width} | ${workflows[w].blueprint.nodes.length} | ${a.runs} | ${f0(a.jobsPerSec)} | ${ratio(narrow.jobsPerSec / a.jobsPerSec)} |`,
+			)
+		}
+		const wide = measured[measured.length - 1][1]
+		L.push('')
+		L.push(
+			`Widest / narrowest cost per node job: ${ratio(narrow.jobsPerSec / wide.jobsPerSec)} (target ≤ 1.5×; before the node rows, 21–26×).`,
+		)
+		L.push('')
+	}
+
 	L.push('## Where the CPU goes (mean over rounds, % of one core)')
 	L.push('')
 	L.push(
@@ -1288,6 +1311,8 @@ async function main() {
 				for (const key of cfg.systems) {
 					const system = SYSTEMS[key]
 					if (system.only && !system.only.includes(wf)) continue
+					// the width series is ours alone (the peers' cost per node grows with the width)
+					if (workflows[wf].width && DEFAULT_RUNS[system.key][wf] === undefined) continue
 					try {
 						results.push(await runPhase(services, system, wf, round))
 					} catch (e) {

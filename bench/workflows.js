@@ -8,6 +8,8 @@
  *   diamond  start → a, b, c (parallel) → join ('all') → end           6 node jobs
  *   chain    n0 → n1 → … → n9                                         10 node jobs
  *   fanout   start → w0 … w49 (parallel) → join ('all')               52 node jobs
+ *   widthN   s → b0 … b(N-1) → j ('all') → t, 200-byte outputs       N + 3 node jobs
+ *            (the width series: a node job should cost the same at any width)
  */
 
 /** Passes a small number along: every node does a little work on its input. */
@@ -20,9 +22,16 @@ async function join() {
 	return { output: 'joined' }
 }
 
+/** A branch of the width series: a 200-byte output. */
+const WIDE_OUTPUT = 'x'.repeat(200)
+async function wide() {
+	return { output: WIDE_OUTPUT }
+}
+
 const registry = {
 	'bench.step': step,
 	'bench.join': join,
+	'bench.wide': wide,
 }
 
 function diamond() {
@@ -68,11 +77,26 @@ function fanout(width = 50) {
 	return { id: 'bench-fanout', nodes, edges }
 }
 
+function width(n) {
+	const nodes = [{ id: 's', uses: 'bench.wide' }]
+	const edges = []
+	for (let i = 0; i < n; i++) {
+		nodes.push({ id: `b${i}`, uses: 'bench.wide' })
+		edges.push({ source: 's', target: `b${i}` }, { source: `b${i}`, target: 'j' })
+	}
+	nodes.push({ id: 'j', uses: 'bench.join', config: { joinStrategy: 'all' } }, { id: 't', uses: 'bench.wide' })
+	edges.push({ source: 'j', target: 't' })
+	return { id: `bench-width${n}`, nodes, edges }
+}
+
 /** name → { blueprint, label } in the order the report lists them. */
 const workflows = {
 	diamond: { blueprint: diamond(), label: 'diamond (6 nodes)' },
 	chain: { blueprint: chain(10), label: 'chain (10 nodes)' },
 	fanout: { blueprint: fanout(50), label: 'fan-out 50 (52 nodes)' },
+	width20: { blueprint: width(20), label: 'width 20 (23 nodes, 200-byte outputs)', width: 20 },
+	width200: { blueprint: width(200), label: 'width 200 (203 nodes)', width: 200 },
+	width2000: { blueprint: width(2000), label: 'width 2,000 (2,003 nodes)', width: 2000 },
 }
 
 /** Nodes with no incoming edge (and that are no node's fallback): the jobs a run starts with. */

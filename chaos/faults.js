@@ -79,7 +79,7 @@ async function proxiedHarness({ label, service, workers = 1, concurrency = 16, l
 async function waitForStarted(h, runs, timeoutMs = 20000) {
 	return waitFor(async () => {
 		const r = await h.pg.query(
-			`SELECT count(*)::int AS n FROM "${h.t.ctx}" WHERE run_id = ANY($1) AND context_data ? '_outputs.start'`,
+			`SELECT count(*)::int AS n FROM "${h.t.ctx}_nodes" WHERE run_id = ANY($1) AND node_id = 'start' AND state = 'done'`,
 			[runs.map((x) => x.runId)],
 		)
 		return r.rows[0].n === runs.length

@@ -236,9 +236,10 @@ class Chaos {
 		this.redis.on('error', () => {})
 		const { ctx, st, exec, eff, slog } = Object.fromEntries(Object.entries(this.t).map(([k, v]) => [k, quoteIdent(v)]))
 		const fn = (n) => quoteIdent(`${this.prefix}_${n}`)
+		const nodes = quoteIdent(`${this.t.ctx}_nodes`)
+		// the worker's own tables, as `npx flowcraft-rabbitmq sql` prints them (the triggers below watch them)
+		await this.pg.query(require('../lib/load-native').loadNative().tablesSql(this.t.ctx, this.t.st))
 		await this.pg.query(`
-			CREATE TABLE ${ctx} (run_id TEXT PRIMARY KEY, context_data JSONB NOT NULL DEFAULT '{}');
-			CREATE TABLE ${st} (run_id TEXT PRIMARY KEY, status TEXT, status_data JSONB, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
 			CREATE TABLE ${exec} (id BIGSERIAL PRIMARY KEY, run_id TEXT NOT NULL, node_id TEXT NOT NULL, attempt INT NOT NULL,
 				pid INT NOT NULL, exec_id TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());
 			CREATE INDEX ON ${exec} (run_id, node_id);
@@ -252,12 +253,24 @@ class Chaos {
 				SELECT NEW.run_id, n.key, CASE WHEN jsonb_typeof(n.value) = 'object' THEN n.value->>'exec'
 					WHEN jsonb_typeof(n.value) = 'string' THEN left(n.value #>> '{}', 200) END
 				FROM jsonb_each(COALESCE(NEW.context_data, '{}'::jsonb)) n
-				WHERE (n.key LIKE '\\_outputs.%' OR n.key LIKE 'w.%')
+				WHERE n.key LIKE 'w.%'
 				  AND (TG_OP = 'INSERT' OR NOT (COALESCE(OLD.context_data, '{}'::jsonb) ? n.key)
 				       OR OLD.context_data -> n.key IS DISTINCT FROM n.value);
 				RETURN NULL;
 			END $f$;
 			CREATE TRIGGER ${fn('eff_tr')} AFTER INSERT OR UPDATE ON ${ctx} FOR EACH ROW EXECUTE FUNCTION ${fn('eff_fn')}();
+			-- a node's output is committed to its node row (the context row gets it once, when the run ends)
+			CREATE FUNCTION ${fn('effn_fn')}() RETURNS trigger LANGUAGE plpgsql AS $f$
+			BEGIN
+				IF NEW.state = 'done' AND (TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM 'done'
+				    OR OLD.output IS DISTINCT FROM NEW.output) THEN
+					INSERT INTO ${eff} (run_id, key, value_exec) VALUES (NEW.run_id, '_outputs.' || NEW.node_id,
+						CASE WHEN jsonb_typeof(NEW.output) = 'object' THEN NEW.output->>'exec'
+						WHEN jsonb_typeof(NEW.output) = 'string' THEN left(NEW.output #>> '{}', 200) END);
+				END IF;
+				RETURN NULL;
+			END $f$;
+			CREATE TRIGGER ${fn('effn_tr')} AFTER INSERT OR UPDATE ON ${nodes} FOR EACH ROW EXECUTE FUNCTION ${fn('effn_fn')}();
 			CREATE FUNCTION ${fn('slog_fn')}() RETURNS trigger LANGUAGE plpgsql AS $f$
 			BEGIN
 				IF TG_OP = 'INSERT' THEN
@@ -287,8 +300,8 @@ class Chaos {
 		await this.closeAmqp()
 		if (this.pg && this.created) {
 			for (const t of Object.values(this.t))
-				await run(() => this.pg.query(`DROP TABLE IF EXISTS ${quoteIdent(t)} CASCADE`))
-			for (const f of ['eff_fn', 'slog_fn'])
+				await run(() => this.pg.query(`DROP TABLE IF EXISTS ${quoteIdent(t)}, ${quoteIdent(`${t}_nodes`)} CASCADE`))
+			for (const f of ['eff_fn', 'effn_fn', 'slog_fn'])
 				await run(() => this.pg.query(`DROP FUNCTION IF EXISTS ${quoteIdent(`${this.prefix}_${f}`)}()`))
 		}
 		await run(async () => {
@@ -428,7 +441,8 @@ class Chaos {
 	async lockRun(runId) {
 		const c = await this.pg.connect()
 		await c.query('BEGIN')
-		await c.query(`SELECT 1 FROM ${quoteIdent(this.t.ctx)} WHERE run_id = $1 FOR UPDATE`, [runId])
+		// every commit of a run locks its status row first
+		await c.query(`SELECT 1 FROM ${quoteIdent(this.t.st)} WHERE run_id = $1 FOR UPDATE`, [runId])
 		let released = false
 		return {
 			release: async () => {
@@ -767,18 +781,36 @@ class Chaos {
 		}
 	}
 
+	/** A run's context: its context row with its node rows' outputs and inputs (as getRun merges them). */
 	async contextOf(runId) {
 		const r = await this.pg.query(`SELECT context_data FROM ${quoteIdent(this.t.ctx)} WHERE run_id = $1`, [runId])
-		return r.rows[0]?.context_data
+		const context = r.rows[0]?.context_data
+		if (!context) return context
+		const nodes = await this.pg.query(
+			`SELECT node_id, state, output, output IS NOT NULL AS has, input, input IS NOT NULL AS has_input
+			 FROM ${quoteIdent(`${this.t.ctx}_nodes`)} WHERE run_id = $1`,
+			[runId],
+		)
+		for (const n of nodes.rows) {
+			if (n.state === 'done' && n.has) {
+				context[`_outputs.${n.node_id}`] = n.output
+				context[n.node_id] = n.output
+			}
+			if (n.has_input) context[`_inputs.${n.node_id}`] = n.input
+		}
+		return context
 	}
 
 	async waitForKey(runId, key, timeoutMs = 30000) {
 		const deadline = Date.now() + timeoutMs
 		while (Date.now() < deadline) {
-			const r = await this.pg.query(`SELECT context_data ? $2 AS ok FROM ${quoteIdent(this.t.ctx)} WHERE run_id = $1`, [
-				runId,
-				key,
-			])
+			// a node's output is in its node row until the run ends
+			const r = await this.pg.query(
+				`SELECT c.context_data ? $2 OR EXISTS (SELECT 1 FROM ${quoteIdent(`${this.t.ctx}_nodes`)} n
+				   WHERE n.run_id = $1 AND n.state = 'done' AND n.output IS NOT NULL AND '_outputs.' || n.node_id = $2) AS ok
+				 FROM ${quoteIdent(this.t.ctx)} c WHERE c.run_id = $1`,
+				[runId, key],
+			)
 			if (r.rows[0]?.ok) return true
 			await sleep(50)
 		}
@@ -803,6 +835,19 @@ class Chaos {
 		for (const row of r.rows)
 			out.set(row.run_id, new Map(Object.entries(row.deliveries).map(([k, v]) => [k, Number(v)])))
 		return out
+	}
+
+	/** A run's bookkeeping, for diagnostics: the nodes still queued and the join's arrivals (node rows). */
+	async runRows(id) {
+		const { rows } = await this.pg.query(
+			`SELECT node_id, state, arrived FROM ${quoteIdent(`${this.t.ctx}_nodes`)} WHERE run_id = $1`,
+			[id],
+		)
+		const join = rows.find((r) => r.node_id === 'join')
+		return {
+			queued: rows.filter((r) => r.state === 'queued').map((r) => r.node_id),
+			arrivals: Object.keys(join?.arrived || {}),
+		}
 	}
 
 	async verifyFanout(runs, faults = {}) {
@@ -952,18 +997,7 @@ class Chaos {
 			if (problems.lost.length && res.lost.length < 20) {
 				// Where did it stop? The run's bookkeeping, the join's arrivals in Redis, and
 				// who executed the nodes that are still queued.
-				const row =
-					(
-						await this.pg.query(
-							`SELECT to_jsonb(s) - 'status_data' AS r FROM ${quoteIdent(this.t.st)} s WHERE run_id = $1`,
-							[id],
-						)
-					).rows[0]?.r || {}
-				const queued = Object.keys(row.queued || {})
-				// join arrivals: kept in the status row (a `joins` column) or in Redis
-				const arrivals = row.joins
-					? [].concat(row.joins.join || [])
-					: await this.redis.smembers(`flowcraft:fanin:${id}:join`)
+				const { queued, arrivals } = await this.runRows(id)
 				const missing = Array.from({ length: BRANCHES }, (_, i) => `b${i}`).filter((b) => !arrivals.includes(b))
 				problems.lost.push(`queued [${queued.join(',')}]`)
 				if (c['_outputs.b0'] !== undefined) problems.lost.push(`join arrivals missing [${missing.join(',')}]`)
@@ -1271,7 +1305,7 @@ async function redeliveryCases(h, { poison = false } = {}) {
 // ---- a connection lost while a commit is in flight (deterministic)
 
 /**
- * Two races made deterministic by holding the run's context row locked so that a
+ * Two races made deterministic by holding the run's status row locked so that a
  * worker's commit statement is in flight (blocked) at the moment of the fault:
  *  1. the worker is killed while its commit waits; the broker redelivers the job, which
  *     loads the run (no output yet) and runs the node again; then the lock is released
@@ -1331,10 +1365,7 @@ async function inflightCommitCases(h) {
 		const v = await h.verifyFanout([run], { kills: kind === 'kill', service: kind === 'terminate' })
 		const probs = [...v.lost, ...v.duplicated, ...v.inconsistent].flatMap((x) => x.problems)
 		const dls = (await h.drainDeadLetters()).filter((d) => d.text.includes(id))
-		const row =
-			(await h.pg.query(`SELECT to_jsonb(s) - 'status_data' AS r FROM ${quoteIdent(h.t.st)} s WHERE run_id = $1`, [id]))
-				.rows[0]?.r || {}
-		const fanin = row.joins ? [].concat(row.joins.join || []) : await h.redis.smembers(`flowcraft:fanin:${id}:join`)
+		const { queued: queuedNodes, arrivals: fanin } = await h.runRows(id)
 		add(
 			kind === 'kill'
 				? 'worker killed while its commit is in flight; the commit lands after the redelivered job loaded the run'
@@ -1342,7 +1373,7 @@ async function inflightCommitCases(h) {
 			kind === 'kill'
 				? 'run completed: b3 committed once, the join counts b3 and fires once (b3 may run twice)'
 				: 'the commit is retried on a new connection; run completed, nothing dead-lettered',
-			`${steps.join('; ')}. ${pending.length ? 'Run never finished' : 'Run finished'}${probs.length ? `: ${probs.join('; ')}` : ''}${dls.length ? `; dead-lettered: ${dls.map((d) => d.reason).join(' | ')}` : ''}${pending.length ? `; status row: queued=${JSON.stringify(row.queued)}, join arrivals=${[...fanin].sort().join(',')}` : ''}`,
+			`${steps.join('; ')}. ${pending.length ? 'Run never finished' : 'Run finished'}${probs.length ? `: ${probs.join('; ')}` : ''}${dls.length ? `; dead-lettered: ${dls.map((d) => d.reason).join(' | ')}` : ''}${pending.length ? `; node rows: queued=${JSON.stringify(queuedNodes)}, join arrivals=${[...fanin].sort().join(',')}` : ''}`,
 			!steps.some((x) => x.startsWith('setup failed')) && !pending.length && !probs.length && !dls.length,
 		)
 	}

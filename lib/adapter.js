@@ -307,6 +307,11 @@ class RabbitMqAdapter {
 			middleware: ro.middleware,
 			eventBus: s.nodeEventBus,
 			blueprints: s.blueprints,
+			// other nodes' keys, read on demand in wide runs (lib/context-view.js)
+			readContext: async (runId, keys) => {
+				if (!s.worker) throw codedError(CODES.WORKER_STATE, 'RabbitMqAdapter: the worker has stopped')
+				return JSON.parse(await callNative(() => s.worker.readContext(runId, keys)))
+			},
 		})
 		const evaluate = ro.evaluator ? createEvaluate(ro.evaluator, { logger: s.logger }) : undefined
 		const notify = createNotify({

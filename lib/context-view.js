@@ -24,24 +24,41 @@ const DELETED = Symbol('deleted')
  * core commits them with the node's output, in one transaction, after the node ran.
  * Values are kept by reference, as Flowcraft's own contexts do, and serialised once
  * at the end.
+ *
+ * In a wide run the snapshot holds the context row and only the node keys this node
+ * needs (its own, its predecessors'): `lazy` then reads other nodes' keys
+ * (`_outputs.<id>`, `<id>`, `_inputs.<id>`) on first use, so a job's cost does not
+ * grow with the run's width. `lazy = { isNodeKey(key), read(keys | null) }`.
  */
 class NodeContextView {
 	#snapshot
 	#writes = new Map() // key → value | DELETED, in order of each key's last write
 	#sealed = false
 	#onLateWrite
+	#lazy
+	#fetched = new Set()
+	#complete = false
 
-	constructor(snapshot, onLateWrite) {
+	constructor(snapshot, onLateWrite, lazy) {
 		this.#snapshot = snapshot !== null && typeof snapshot === 'object' ? snapshot : {}
 		this.#onLateWrite = onLateWrite
+		this.#lazy = lazy
 	}
 
 	get type() {
 		return 'async'
 	}
 
-	#lookup(key) {
+	async #lookup(key) {
 		if (this.#writes.has(key)) return this.#writes.get(key)
+		if (!hasOwn(this.#snapshot, key) && this.#lazy && !this.#complete && !this.#fetched.has(key)) {
+			if (this.#lazy.isNodeKey(key)) {
+				const got = await this.#lazy.read([key])
+				this.#fetched.add(key)
+				if (hasOwn(got, key) && !hasOwn(this.#snapshot, key)) setOwn(this.#snapshot, key, got[key])
+				if (this.#writes.has(key)) return this.#writes.get(key)
+			}
+		}
 		return hasOwn(this.#snapshot, key) ? this.#snapshot[key] : DELETED
 	}
 
@@ -58,7 +75,7 @@ class NodeContextView {
 
 	async get(key) {
 		checkKey(key)
-		const v = this.#lookup(key)
+		const v = await this.#lookup(key)
 		return v === DELETED ? undefined : v
 	}
 
@@ -69,17 +86,22 @@ class NodeContextView {
 
 	async has(key) {
 		checkKey(key)
-		return this.#lookup(key) !== DELETED
+		return (await this.#lookup(key)) !== DELETED
 	}
 
 	async delete(key) {
 		checkKey(key)
-		const existed = this.#lookup(key) !== DELETED
+		const existed = (await this.#lookup(key)) !== DELETED
 		this.#write(key, DELETED)
 		return existed
 	}
 
 	async toJSON() {
+		if (this.#lazy && !this.#complete) {
+			const all = await this.#lazy.read(null)
+			this.#complete = true
+			for (const key of Object.keys(all)) if (!hasOwn(this.#snapshot, key)) setOwn(this.#snapshot, key, all[key])
+		}
 		const out = {}
 		for (const key of Object.keys(this.#snapshot)) if (!this.#writes.has(key)) setOwn(out, key, this.#snapshot[key])
 		for (const [key, value] of this.#writes) if (value !== DELETED) setOwn(out, key, value)

@@ -61,9 +61,10 @@ function errorPayload(err) {
  * @param {{ emit: Function }} [options.eventBus]
  * @returns {((requestJson: string) => Promise<string>) & { abortAll(reason?: Error): void, inFlight(): number }}
  */
-function createNodeRunner({ registry, dependencies, logger, middleware, eventBus, blueprints } = {}) {
+function createNodeRunner({ registry, dependencies, logger, middleware, eventBus, blueprints, readContext } = {}) {
 	const reg = toRegistryMap(registry)
 	const mappings = inputMappings(blueprints)
+	const nodeIds = nodeIdSets(blueprints)
 	const userLogger = logger || createConsoleLogger()
 	const log = safeLogger(userLogger)
 	const deps = { ...(dependencies || {}), logger: userLogger }
@@ -114,14 +115,23 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 		const config = req.config !== null && typeof req.config === 'object' ? req.config : {}
 		const meta = { runId, blueprintId, nodeId }
 		let lateWriteLogged = false
-		const view = new NodeContextView(req.context, (key) => {
-			if (lateWriteLogged) return
-			lateWriteLogged = true
-			log.warn(
-				`Node '${nodeId}' wrote context key ${JSON.stringify(key)} after its result was sent (an attempt that timed out kept running); the write is ignored`,
-				meta,
-			)
-		})
+		const ids = nodeIds.get(blueprintId)
+		const lazy =
+			req.partial === true && typeof readContext === 'function' && ids
+				? { isNodeKey: (key) => ids.has(nodeOfKey(key)), read: (keys) => readContext(runId, keys) }
+				: undefined
+		const view = new NodeContextView(
+			req.context,
+			(key) => {
+				if (lateWriteLogged) return
+				lateWriteLogged = true
+				log.warn(
+					`Node '${nodeId}' wrote context key ${JSON.stringify(key)} after its result was sent (an attempt that timed out kept running); the write is ignored`,
+					meta,
+				)
+			},
+			lazy,
+		)
 
 		const impl = reg.get(req.uses)
 		if (typeof impl !== 'function') {
@@ -403,6 +413,26 @@ function inputMappings(blueprints) {
 		}
 	}
 	return out
+}
+
+/** Blueprint id → the set of its node ids (the keys a partial context reads on demand). */
+function nodeIdSets(blueprints) {
+	const out = new Map()
+	const entries = blueprints instanceof Map ? [...blueprints] : Object.entries(blueprints || {})
+	for (const [id, bp] of entries) {
+		out.set(
+			id,
+			new Set((Array.isArray(bp?.nodes) ? bp.nodes : []).map((n) => n?.id).filter((n) => typeof n === 'string')),
+		)
+	}
+	return out
+}
+
+/** The node a context key belongs to: `_outputs.<id>`, `_inputs.<id>` or `<id>` itself. */
+function nodeOfKey(key) {
+	if (key.startsWith('_outputs.')) return key.slice(9)
+	if (key.startsWith('_inputs.')) return key.slice(8)
+	return key
 }
 
 function mappedInput(mappings, blueprintId, nodeId, input) {

@@ -465,6 +465,8 @@ pub fn tables_sql(context_table: String, status_table: String) -> napi::Result<S
 #[napi]
 pub struct NativeWorker {
     worker: Arc<Worker>,
+    /// Reads context keys for node code (`readContext`).
+    store: Arc<RunStore>,
 }
 
 #[napi]
@@ -481,6 +483,8 @@ impl NativeWorker {
         let blueprints = Blueprints::from_value(config.blueprints.clone()).map_err(js_error)?;
         let registry: HashSet<String> = config.registry.keys().cloned().collect();
         let store =
+            RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
+        let reader =
             RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
         let coordination = coordination_of(&config.redis, coordinate)?;
         let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
@@ -502,7 +506,15 @@ impl NativeWorker {
                 max_deliveries: config.max_deliveries,
             },
         );
-        Ok(NativeWorker { worker: Arc::new(worker) })
+        Ok(NativeWorker { worker: Arc::new(worker), store: Arc::new(reader) })
+    }
+
+    /// Context keys a node reads on demand (other nodes' `_outputs.<id>`,
+    /// `<id>`, `_inputs.<id>`; all keys when `keys` is null), as a JSON object.
+    #[napi]
+    pub async fn read_context(&self, run_id: String, keys: Option<Vec<String>>) -> napi::Result<String> {
+        let context = self.store.read_context(&run_id, keys.as_deref()).await.map_err(js_error)?;
+        Ok(Value::Object(context).to_string())
     }
 
     /// Prepares tables, connects and starts consuming.

@@ -107,7 +107,8 @@ async function dropTable(name, pool = pgAdmin()) {
 	const client = await pool.connect()
 	try {
 		await client.query(`SET lock_timeout = '15s'`)
-		await client.query(`DROP TABLE IF EXISTS ${quoteIdent(name)}`)
+		// a context table's node rows live in `<name>_nodes`
+		await client.query(`DROP TABLE IF EXISTS ${quoteIdent(name)}, ${quoteIdent(`${name}_nodes`)}`)
 	} finally {
 		client.release()
 	}
@@ -165,7 +166,25 @@ async function tableExists(name, pool = pgAdmin()) {
 /** The stored context_data of one run (undefined when the run has no row). */
 async function readContextRow(table, runId, pool = pgAdmin()) {
 	const res = await pool.query(`SELECT context_data FROM ${quoteIdent(table)} WHERE run_id = $1`, [runId])
-	return res.rows.length ? res.rows[0].context_data : undefined
+	if (!res.rows.length) return undefined
+	// While a run runs, node outputs and bound inputs live in its node rows (`<table>_nodes`); the
+	// run's context is the row with them merged, as getRun shows it (and as the row holds once it ended).
+	const nodes = await pool
+		.query(
+			`SELECT node_id, state, output, output IS NOT NULL AS has, input, input IS NOT NULL AS has_input
+			 FROM ${quoteIdent(`${table}_nodes`)} WHERE run_id = $1`,
+			[runId],
+		)
+		.catch((e) => (e.code === '42P01' ? { rows: [] } : Promise.reject(e)))
+	const context = res.rows[0].context_data
+	for (const n of nodes.rows) {
+		if (n.state === 'done' && n.has) {
+			context[`_outputs.${n.node_id}`] = n.output
+			context[n.node_id] = n.output
+		}
+		if (n.has_input) context[`_inputs.${n.node_id}`] = n.input
+	}
+	return context
 }
 
 /** The number of rows of a table. */

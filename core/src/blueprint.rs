@@ -227,6 +227,37 @@ impl Blueprint {
         self.fallback_for.get(id).into_iter().flatten()
     }
 
+    /// The node rows a job of `id` reads, so that its cost does not grow with
+    /// the run's width: its own, its predecessors' and those its `inputs`
+    /// names; `true` for all of them when its routing evaluates conditions or
+    /// transforms (they may read any key of the context). Node code reads
+    /// other nodes' keys on demand (`lib/context-view.js`).
+    pub fn reads(&self, id: &str) -> (Vec<String>, bool) {
+        let all = self.candidate_edges(id).iter().any(|e| e.condition.is_some() || e.transform.is_some())
+            || self.fallback_owners(id).next().is_some()
+            || self.edges.iter().any(|e| e.target == id && e.transform.is_some());
+        let mut nodes: BTreeSet<String> = std::iter::once(id.to_string()).collect();
+        nodes.extend(self.predecessor_ids(id).cloned());
+        let mut named = |r: &str| {
+            let r = r.strip_prefix("_outputs.").or_else(|| r.strip_prefix("_inputs.")).unwrap_or(r);
+            if self.node(r).is_some() {
+                nodes.insert(r.to_string());
+            }
+        };
+        match self.node(id).and_then(|n| n.inputs.as_ref()) {
+            Some(Inputs::Key(k)) => named(k),
+            Some(Inputs::Map(m)) => m.values().filter_map(Value::as_str).for_each(&mut named),
+            Some(Inputs::List(l)) => l.iter().filter_map(Value::as_str).for_each(&mut named),
+            _ => {}
+        }
+        (nodes.into_iter().collect(), all)
+    }
+
+    /// Every node id, in blueprint order (a run has a row for each).
+    pub fn node_ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
     pub fn fallback_key(&self, id: &str) -> Option<&str> {
         self.node(id)?.config.as_ref()?.fallback.as_deref()
     }

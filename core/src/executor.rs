@@ -29,8 +29,13 @@ pub struct NodeRequest {
     /// so the JS side rebuilds the object in the mapping's order.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub input_from_mapping: bool,
-    /// The run's whole context, as read for this job.
+    /// The run's context as read for this job: the context row, with the
+    /// keys of the node rows read (see `Blueprint::reads`).
     pub context: Box<RawValue>,
+    /// Other nodes' keys (`_outputs.<id>`, `<id>`, `_inputs.<id>`) are not in
+    /// `context`: node code reads them on demand.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     pub attempt: u32,
 }
 

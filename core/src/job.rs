@@ -218,7 +218,8 @@ impl JobRunner {
             return self.refuse_run(job, &reason, broker).await;
         };
 
-        let snapshot = self.store.load(&job.run_id, &job.node_id).await?;
+        let (needed, all) = bp.reads(&node.id);
+        let snapshot = self.store.load(&job.run_id, &job.node_id, &needed, all).await?;
         if let Some(status) = snapshot.status.as_deref() {
             if FINAL_STATUSES.contains(&status) {
                 self.log(Level::Debug, &format!("Run is already {status}; job skipped"), meta);
@@ -245,7 +246,7 @@ impl JobRunner {
             if !queued.contains(&job.node_id) {
                 queued.push(job.node_id.clone());
             }
-            self.store.init_run(&job.run_id, &bp.id, &initial, &queued).await?;
+            self.store.init_run(&job.run_id, &bp.id, &initial, &bp.node_ids(), &queued).await?;
             for (k, v) in initial {
                 context.entry(k).or_insert(v);
             }
@@ -255,7 +256,7 @@ impl JobRunner {
         if context.contains_key(&output_key) || snapshot.completed.contains(&job.node_id) {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
-            self.publish_committed(&bp, job, &snapshot, &context, broker).await?;
+            self.publish_committed(&bp, job, broker).await?;
             return Ok(Disposition::Ack);
         }
         if let Some(status) = snapshot.status.as_deref() {
@@ -269,11 +270,8 @@ impl JobRunner {
             }
         }
 
-        let context_text = if first_sight {
-            Value::Object(context.clone()).to_string()
-        } else {
-            snapshot.context_text.clone().unwrap_or_else(|| "{}".into())
-        };
+        // The context row and the node rows read (the node reads others on demand).
+        let context_text = Value::Object(context.clone()).to_string();
         if let Some(poison) = self.count_delivery(job, redelivery, broker).await? {
             return Ok(poison);
         }
@@ -343,6 +341,7 @@ impl JobRunner {
             input: input.value,
             input_from_mapping: input.from_mapping,
             context: context_raw,
+            partial: !bp.reads(&node.id).1,
             attempt: job.attempt.unwrap_or(1),
         };
         let NodeResponse { ok, result, writes, error } = self.executor.run(request).await;
@@ -389,10 +388,7 @@ impl JobRunner {
                 "node:fallback",
                 json!({ "runId": job.run_id, "nodeId": node.id, "fallback": fallback.id, "blueprintId": bp.id }),
             );
-            let (mut sets, deletes) = crate::context_store::net_effect(writes);
-            sets.insert(format!("_outputs.{}", node.id), Value::Null);
-            sets.insert(node.id.clone(), Value::Null);
-            let deletes = deletes.into_iter().filter(|k| !sets.contains_key(k)).collect();
+            let (sets, deletes) = crate::context_store::net_effect(writes);
             // FlowRuntime counts the failed node completed at its 'all' joins
             // (its fallback, inheriting its edges, is what routes to them).
             let joins = bp
@@ -412,6 +408,7 @@ impl JobRunner {
                 })
                 .collect();
             let effect = Effect {
+                output: Some(Value::Null),
                 sets,
                 deletes,
                 route: vec![fallback.id.clone()],
@@ -479,7 +476,7 @@ impl JobRunner {
         facts: &Facts,
         broker: &Broker,
     ) -> CoreResult<Disposition> {
-        let (mut sets, mut deletes) = crate::context_store::net_effect(done.writes);
+        let (sets, deletes) = crate::context_store::net_effect(done.writes);
         for (k, v) in &sets {
             context.insert(k.clone(), v.clone());
         }
@@ -488,22 +485,11 @@ impl JobRunner {
         }
         // Flowcraft records a completed node's output under both keys; an
         // undefined output leaves neither (as its serialised context does).
-        let output_keys = [format!("_outputs.{node_id}"), node_id.to_string()];
-        for key in output_keys {
+        for key in [format!("_outputs.{node_id}"), node_id.to_string()] {
             match &done.output {
-                Some(v) => {
-                    deletes.retain(|k| k != &key);
-                    sets.insert(key.clone(), v.clone());
-                    context.insert(key, v.clone());
-                }
-                None => {
-                    sets.remove(&key);
-                    context.remove(&key);
-                    if !deletes.contains(&key) {
-                        deletes.push(key);
-                    }
-                }
-            }
+                Some(v) => context.insert(key, v.clone()),
+                None => context.remove(&key),
+            };
         }
 
         let routed = crate::routing::route(
@@ -516,32 +502,18 @@ impl JobRunner {
             Some(self.executor.as_ref()),
         )
         .await;
-        for (k, v) in routed.inputs {
-            match v {
-                Some(v) => {
-                    deletes.retain(|d| d != &k);
-                    sets.insert(k, v);
-                }
-                None => {
-                    sets.remove(&k);
-                    if !deletes.contains(&k) {
-                        deletes.push(k);
-                    }
-                }
-            }
-        }
+        let inputs = routed
+            .inputs
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("_inputs.").map(|t| (t.to_string(), v)))
+            .collect();
         let route = routed.route;
         let result = match &done.output {
             Some(o) => json!({ "output": o, "action": done.action }),
             None => json!({ "action": done.action }),
         };
-        let mut effect = Effect {
-            sets,
-            deletes,
-            bound: routed.bound,
-            undefined_output: done.output.is_none(),
-            ..Default::default()
-        };
+        let mut effect =
+            Effect { output: done.output.clone(), sets, deletes, inputs, bound: routed.bound, ..Default::default() };
         for target in &route {
             let preds = bp.predecessors(target);
             if preds <= 1 {
@@ -590,30 +562,18 @@ impl JobRunner {
     /// Publishes the successors that an earlier commit of this node enqueued,
     /// re-read from the run (nothing when the run has ended).
     async fn republish(&self, bp: &Blueprint, job: &JobMessage, broker: &Broker) -> CoreResult<()> {
-        let mut snapshot = self.store.load(&job.run_id, &job.node_id).await?;
-        if snapshot.status.as_deref().is_some_and(|s| FINAL_STATUSES.contains(&s)) {
+        let snapshot = self.store.load(&job.run_id, &job.node_id, std::slice::from_ref(&job.node_id), false).await?;
+        if snapshot.status.as_deref().is_some_and(|s| FINAL_STATUSES.contains(&s)) || !snapshot.node_done() {
             return Ok(());
         }
-        let context = snapshot.context.take().unwrap_or_default();
-        if !context.contains_key(&format!("_outputs.{}", job.node_id)) && !snapshot.completed.contains(&job.node_id) {
-            return Ok(());
-        }
-        self.publish_committed(bp, job, &snapshot, &context, broker).await
+        self.publish_committed(bp, job, broker).await
     }
 
     /// Publishes the successors the stored commit of this node enqueued: its
     /// single-predecessor successors, and the joins its arrival completed.
-    async fn publish_committed(
-        &self,
-        bp: &Blueprint,
-        job: &JobMessage,
-        snapshot: &crate::run_store::RunSnapshot,
-        context: &Map<String, Value>,
-        broker: &Broker,
-    ) -> CoreResult<()> {
-        let route = snapshot.route.as_deref().unwrap_or_default();
-        let fired = fired_by(bp, &job.node_id, route, &snapshot.joins);
-        self.publish(bp, job, &fired, context, &snapshot.completed, broker).await
+    async fn publish_committed(&self, bp: &Blueprint, job: &JobMessage, broker: &Broker) -> CoreResult<()> {
+        let fired = self.store.fired_by(&job.run_id, &job.node_id).await?;
+        self.publish(bp, job, &fired, &Map::new(), &BTreeSet::new(), broker).await
     }
 
     async fn publish(
@@ -730,35 +690,6 @@ fn join_members(bp: &Blueprint, node: &str, target: &str, any: bool) -> Vec<Stri
         }
     }
     out
-}
-
-/// The successors a completed node enqueued, re-derived from what its commit
-/// stored: its single-predecessor successors, and the joins its arrival
-/// fired (the first arrival for 'any'; for 'all', a complete join it arrived
-/// at: at worst a join is published twice, and runs once).
-fn fired_by(bp: &Blueprint, node: &str, route: &[String], joins: &Map<String, Value>) -> Vec<String> {
-    route
-        .iter()
-        .filter(|t| {
-            let preds = bp.predecessors(t);
-            if preds <= 1 {
-                return true;
-            }
-            let any = bp.join_strategy(t) == JoinStrategy::Any;
-            let members = join_members(bp, node, t, any);
-            let arrived: Vec<&str> = joins
-                .get(*t)
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if any {
-                arrived.first().is_some_and(|a| members.iter().any(|m| m == a))
-            } else {
-                arrived.len() >= preds && members.iter().any(|m| arrived.contains(&m.as_str()))
-            }
-        })
-        .cloned()
-        .collect()
 }
 
 fn config_json(c: &crate::blueprint::NodeConfig) -> Value {

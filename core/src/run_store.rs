@@ -3,28 +3,27 @@
 //! context writes, the inputs of its successors and the run's bookkeeping in a
 //! single statement, so a redelivered job can never apply its effect twice.
 //!
-//! Bookkeeping columns added to the status table:
-//! - `queued`: the set of node ids enqueued and not yet settled. The run is
-//!   finished when it drains, whichever branches were taken.
-//! - `routes`: per completed node, the successors it chose, so a redelivered
-//!   job re-publishes the same successors without re-running the node.
-//! - `error`: the first node failure; a drained run with an error is `failed`.
-//! - `joins`: per join node, the predecessors that arrived, in arrival order.
-//!   Kept in the same statement as the output, so a redelivered job can
-//!   neither count twice nor be lost, and the node whose arrival completed a
-//!   join is the one that enqueues it (the first arrival, for 'any').
-//! - `bound_inputs`: the nodes whose input an edge bound to `_inputs.<id>`
-//!   (FlowRuntime's `applyEdgeTransform`; see `routing`).
+//! A run is stored as three kinds of rows, so that a job's cost does not grow
+//! with the run's width (see `docs/architecture.md`, Storage):
+//! - its context row: the user's keys (and `blueprintId`, `_awaitingNodeIds`, ...);
+//!   when the run ends, every node's output (`_outputs.<id>`, `<id>`) and bound
+//!   input (`_inputs.<id>`) is folded into it, so it then holds what
+//!   FlowRuntime's serialised context holds;
+//! - one row per node (`<context table>_nodes`): its state (`idle`, `queued`,
+//!   `done`, `failed`, `awaiting`), output, route, bound input, join arrivals,
+//!   and which node's commit enqueued it;
+//! - its status row: status, first error, and `pending` (nodes queued and not
+//!   settled; the run ends when it reaches 0).
 //!
-//! - `undefined_outputs`: the nodes that completed with an `undefined` output:
-//!   they have no `_outputs.<id>` key (as in FlowRuntime's serialised context),
-//!   so a node is completed when it has that key or is listed here.
+//! Every statement that changes node rows locks the status row first, so the
+//! commits of one run are serialised and each sees the others' effects.
+//! The SQL is in `core/sql/`, one statement per file.
 
 use crate::error::{CoreError, CoreResult};
 use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub const FINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
@@ -41,6 +40,12 @@ pub struct RunStore {
 /// the payload is `<status table>\n<run id>`.
 pub const RUN_CHANNEL: &str = "flowcraft_run_finished";
 
+/// The name of the node rows' table of a context table.
+pub fn nodes_table(context_table: &str) -> String {
+    format!("{context_table}_nodes")
+}
+
+/// Every statement, with the tables' names in place.
 struct Sql {
     load: String,
     init_run: String,
@@ -62,31 +67,144 @@ struct Sql {
     mark_awaiting: String,
     resume: String,
     delete_run: String,
+    fired_by: String,
+}
+
+impl Sql {
+    fn new(ctx: &str, st: &str, nodes: &str, status_table: &str) -> Sql {
+        // Safe inside a literal: quote_table accepted only word characters and a dot.
+        let notify = |row: &str| format!("pg_notify('{RUN_CHANNEL}', '{status_table}' || chr(10) || {row}.run_id)");
+        let not_final = "(s.status IS NULL OR s.status NOT IN ('completed', 'failed', 'cancelled'))";
+        // The status data of a run that ended (`s` its status row, `c` its
+        // context row): the whole final context when it completed, the first
+        // node failure when it failed.
+        let ended_context = "CASE WHEN s.error IS NULL THEN jsonb_build_object('status', 'completed', 'payload', \
+               jsonb_build_object('context', c.context_data, 'serializedContext', c.context_data::text, 'status', 'completed')) \
+             ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END";
+        let ended_status = "CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END";
+        let fold = |exclude: &str| include_str!("../sql/fold.sql").trim_end().replace("{exclude}", exclude);
+        let fill = |text: &str, fold_exclude: &str| -> String {
+            text.replace("{fold}", &fold(fold_exclude))
+                .replace("{ctx}", ctx)
+                .replace("{st}", st)
+                .replace("{nodes}", nodes)
+                .replace("{not_final}", not_final)
+                .replace("{ended_context}", ended_context)
+                .replace("{ended_status}", ended_status)
+                .replace("{notify_u}", &notify("u"))
+                .replace("{notify}", &notify("s"))
+        };
+        let plain = |text: &str| fill(text, "false");
+        Sql {
+            load: plain(include_str!("../sql/load.sql")),
+            init_run: plain(include_str!("../sql/init_run.sql")),
+            heartbeat: plain(include_str!("../sql/heartbeat.sql")),
+            count_delivery: plain(include_str!("../sql/count_delivery.sql")),
+            deliveries: plain(include_str!("../sql/deliveries.sql")),
+            // the rows this statement changes are read from its own results, not locked again
+            commit: fill(
+                include_str!("../sql/commit.sql"),
+                "n.node_id = $2 OR n.node_id IN (SELECT tg.node_id FROM tg)",
+            ),
+            fail_node: fill(include_str!("../sql/fail_node.sql"), "false"),
+            finalize: plain(include_str!("../sql/finalize.sql")),
+            fail_run: plain(include_str!("../sql/fail_run.sql")),
+            start_run: plain(include_str!("../sql/start_run.sql")),
+            find_idempotent: plain(include_str!("../sql/find_idempotent.sql")),
+            cancel: plain(include_str!("../sql/cancel.sql")),
+            final_status: plain(include_str!("../sql/final_status.sql")),
+            view: plain(include_str!("../sql/view.sql")),
+            list: plain(include_str!("../sql/list.sql")),
+            stale: plain(include_str!("../sql/stale.sql")),
+            add_queued: plain(include_str!("../sql/add_queued.sql")),
+            mark_awaiting: plain(include_str!("../sql/mark_awaiting.sql")),
+            resume: plain(include_str!("../sql/resume.sql")),
+            delete_run: plain(include_str!("../sql/delete_run.sql")),
+            fired_by: plain(include_str!("../sql/fired_by.sql")),
+        }
+    }
+}
+
+/// One node row, as `load` and `view` read it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct NodeRow {
+    pub id: String,
+    pub state: String,
+    /// The output is not `undefined` (SQL NULL).
+    pub has: bool,
+    #[serde(default)]
+    pub output: Value,
+    pub bound: bool,
+    /// The bound input is not `undefined` (SQL NULL).
+    #[serde(rename = "hasInput")]
+    pub has_input: bool,
+    #[serde(default)]
+    pub input: Value,
+    #[serde(default)]
+    pub route: Option<Vec<String>>,
+}
+
+/// What node rows add to a context, as FlowRuntime's context holds it.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Nodes that completed with an `undefined` output (no `_outputs.<id>` key).
+    pub undefined: BTreeSet<String>,
+    /// Nodes whose input an edge bound to `_inputs.<id>`.
+    pub bound: BTreeSet<String>,
+}
+
+/// Adds the keys node rows stand for to `context`: `_outputs.<id>` and `<id>`
+/// of done nodes with an output, `_inputs.<id>` of bound nodes.
+pub fn merge_rows(context: &mut Map<String, Value>, rows: &[NodeRow]) -> Merged {
+    let mut merged = Merged::default();
+    for r in rows {
+        if r.state == "done" {
+            if r.has {
+                context.insert(format!("_outputs.{}", r.id), r.output.clone());
+                context.insert(r.id.clone(), r.output.clone());
+            } else {
+                merged.undefined.insert(r.id.clone());
+            }
+        }
+        if r.bound {
+            merged.bound.insert(r.id.clone());
+        }
+        if r.has_input {
+            context.insert(format!("_inputs.{}", r.id), r.input.clone());
+        }
+    }
+    merged
+}
+
+fn parse_rows(text: Option<String>) -> CoreResult<Vec<NodeRow>> {
+    match text {
+        Some(t) => serde_json::from_str(&t).map_err(|e| CoreError::json("node rows", e)),
+        None => Ok(vec![]),
+    }
 }
 
 /// What a job reads about its run before doing anything.
 #[derive(Debug)]
 pub struct RunSnapshot {
-    /// None when the run has no context row yet.
+    /// The context row with the keys of the node rows read (None when the run
+    /// has no context row yet).
     pub context: Option<Map<String, Value>>,
-    /// The raw JSON text of the context (handed to JS without re-serialising).
-    pub context_text: Option<String>,
     pub status: Option<String>,
     /// Whether the status row carries our bookkeeping.
     pub tracked: bool,
-    /// The successors this node chose, when it already completed.
-    pub route: Option<Vec<String>>,
-    /// Arrivals at join nodes: node id -> predecessors in arrival order.
-    pub joins: Map<String, Value>,
-    /// Nodes that completed with an `undefined` output (no `_outputs.<id>` key).
+    /// The node's own row, when it has one.
+    pub node: Option<NodeRow>,
+    /// Among the rows read: nodes that completed with an `undefined` output.
     pub completed: BTreeSet<String>,
-    /// Nodes whose input is bound to `_inputs.<id>`.
+    /// Among the rows read: nodes whose input is bound to `_inputs.<id>`.
     pub bound: BTreeSet<String>,
 }
 
-/// A set of node ids as stored in `queued`: a JSON object `{ "<id>": true }`.
-fn node_set(nodes: &[String]) -> String {
-    Value::Object(nodes.iter().map(|n| (n.clone(), Value::Bool(true))).collect()).to_string()
+impl RunSnapshot {
+    /// The node completed (its row is done): a job for it only re-publishes.
+    pub fn node_done(&self) -> bool {
+        self.node.as_ref().is_some_and(|n| n.state == "done")
+    }
 }
 
 /// Everything stored about a run, for `getRun`, reconcile and resume.
@@ -94,6 +212,7 @@ fn node_set(nodes: &[String]) -> String {
 pub struct RunView {
     pub status: Option<String>,
     pub status_data: Value,
+    /// The context row with every node row's keys.
     pub context: Option<Map<String, Value>>,
     pub queued: Vec<String>,
     pub routes: Map<String, Value>,
@@ -103,6 +222,8 @@ pub struct RunView {
     pub updated_at: Option<String>,
     /// Nodes that completed with an `undefined` output.
     pub undefined_outputs: Vec<String>,
+    /// The run has node rows (else it was written by another adapter).
+    pub has_rows: bool,
 }
 
 impl RunView {
@@ -130,8 +251,8 @@ pub enum Commit {
     /// This job's effect was applied. `ready`: the successors to publish;
     /// `finished`: the run's final status when this commit ended it.
     Applied { ready: Vec<String>, finished: Option<String> },
-    /// The node's output was already committed (by another delivery), or the
-    /// run has ended.
+    /// The node was not pending (another delivery committed it), or the run
+    /// has ended.
     AlreadyDone,
 }
 
@@ -152,6 +273,9 @@ pub struct JoinArrival {
 /// Everything one completed node changes.
 #[derive(Debug, Default)]
 pub struct Effect {
+    /// The node's output; None: `undefined` (no `_outputs.<id>` key).
+    pub output: Option<Value>,
+    /// The node's own context writes (net effect).
     pub sets: Map<String, Value>,
     pub deletes: Vec<String>,
     /// The successors it chose (for reconcile and inspection).
@@ -159,186 +283,24 @@ pub struct Effect {
     /// Chosen successors with a single predecessor: ready now.
     pub ready: Vec<String>,
     pub joins: Vec<JoinArrival>,
-    /// Successors whose input this node's edges bound to `_inputs.<id>`.
+    /// Successors whose input this node's edges wrote to `_inputs.<id>`, and
+    /// that input (None: `undefined`).
+    pub inputs: Vec<(String, Option<Value>)>,
+    /// Successors whose input is bound to `_inputs.<id>` from now on (`routing`).
     pub bound: Vec<String>,
-    /// The node's output is `undefined` (no `_outputs.<id>` key is written).
-    pub undefined_output: bool,
+}
+
+fn json_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(Value::to_string)
 }
 
 impl RunStore {
     pub fn new(target: &PgTarget, context_table: &str, status_table: &str) -> CoreResult<RunStore> {
         let ctx = quote_table(context_table)?;
         let st = quote_table(status_table)?;
+        let nodes = quote_table(&nodes_table(context_table))?;
         let pool = PgPool::shared(target)?;
-        // Safe inside a literal: quote_table accepted only word characters and a dot.
-        let notify = format!("pg_notify('{RUN_CHANNEL}', '{status_table}' || chr(10) || s.run_id)");
-        let not_final = "(s.status IS NULL OR s.status NOT IN ('completed', 'failed', 'cancelled'))";
-        // The status data of a run that ended (`s` its status row, `c` its
-        // context row): the whole final context when it completed, the first
-        // node failure when it failed.
-        let ended_context = "CASE WHEN s.error IS NULL THEN jsonb_build_object('status', 'completed', 'payload', \
-               jsonb_build_object('context', c.context_data, 'serializedContext', c.context_data::text, 'status', 'completed')) \
-             ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END";
-        let ended_status = "CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END";
-        let sql = Sql {
-            load: format!(
-                "SELECT c.context_data::text, s.status, s.queued IS NOT NULL, (s.routes -> $2::text)::text, s.joins::text, \
-                   ARRAY(SELECT jsonb_object_keys(COALESCE(s.undefined_outputs, '{{}}'::jsonb))), s.bound_inputs::text \
-                 FROM (SELECT $1::text AS run_id) k LEFT JOIN {ctx} c ON c.run_id = k.run_id LEFT JOIN {st} s ON s.run_id = k.run_id"
-            ),
-            init_run: format!(
-                "WITH c AS ( \
-                   INSERT INTO {ctx} AS t (run_id, context_data) VALUES ($1, $2::text::jsonb) \
-                   ON CONFLICT (run_id) DO UPDATE SET context_data = EXCLUDED.context_data || COALESCE(t.context_data, '{{}}'::jsonb) RETURNING 1 \
-                 ) INSERT INTO {st} AS s (run_id, status, status_data, updated_at, blueprint_id, queued, routes) \
-                 SELECT $1, 'running', '{{\"status\":\"running\"}}'::jsonb, now(), $3, $4::text::jsonb, '{{}}'::jsonb FROM c \
-                 ON CONFLICT (run_id) DO UPDATE SET status = COALESCE(s.status, 'running'), \
-                   status_data = COALESCE(s.status_data, EXCLUDED.status_data), blueprint_id = COALESCE(s.blueprint_id, EXCLUDED.blueprint_id), \
-                   queued = COALESCE(s.queued, EXCLUDED.queued), routes = COALESCE(s.routes, '{{}}'::jsonb), updated_at = now() \
-                 WHERE {not_final}"
-            ),
-            count_delivery: format!(
-                "UPDATE {st} SET deliveries = jsonb_set(COALESCE(deliveries, '{{}}'::jsonb), ARRAY[$2::text], \
-                   to_jsonb(COALESCE((deliveries ->> $2::text)::bigint, 0) + 1)) \
-                 WHERE run_id = $1 RETURNING (deliveries ->> $2::text)::bigint"
-            ),
-            deliveries: format!("SELECT COALESCE((deliveries ->> $2::text)::bigint, 0) FROM {st} WHERE run_id = $1"),
-            heartbeat: format!(
-                "UPDATE {st} SET updated_at = now() WHERE run_id = ANY($1::text[]) AND status = 'running'"
-            ),
-            commit: format!(
-                "WITH lk AS ( \
-                   SELECT COALESCE(s.joins, '{{}}'::jsonb) AS joins, COALESCE(s.queued, '{{}}'::jsonb) AS queued, \
-                     COALESCE(s.undefined_outputs, '{{}}'::jsonb) AS undef \
-                   FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE \
-                 ), c AS ( \
-                   UPDATE {ctx} SET context_data = (context_data - $4::text[]) || $3::text::jsonb \
-                   WHERE run_id = $1 AND NOT (context_data ? $5::text) AND EXISTS (SELECT 1 FROM lk WHERE NOT (lk.undef ? $2::text)) \
-                   RETURNING context_data \
-                 ), j AS ( \
-                   SELECT t.target, t.members::jsonb AS members, t.expected, t.is_any, t.fire, \
-                     COALESCE(lk.joins -> t.target, '[]'::jsonb) AS before \
-                   FROM lk, c, unnest($8::text[], $9::text[], $10::int[], $11::bool[], $12::bool[]) AS t(target, members, expected, is_any, fire) \
-                 ), ja AS ( \
-                   SELECT j.*, j.before || COALESCE((SELECT jsonb_agg(m) FROM jsonb_array_elements_text(j.members) m \
-                     WHERE NOT (j.before ? m)), '[]'::jsonb) AS after FROM j \
-                 ), fired AS ( \
-                   SELECT ja.target FROM ja, lk, c WHERE ja.fire AND ( \
-                     (ja.is_any AND jsonb_array_length(ja.before) = 0 AND jsonb_array_length(ja.after) > 0) \
-                     OR (NOT ja.is_any AND jsonb_array_length(ja.after) >= ja.expected \
-                       AND NOT (lk.queued ? ja.target) AND NOT (c.context_data ? ('_outputs.' || ja.target)) \
-                       AND NOT (lk.undef ? ja.target))) \
-                   UNION SELECT unnest($7::text[]) FROM c \
-                 ), ready AS ( \
-                   SELECT COALESCE(jsonb_object_agg(f.target, true), '{{}}'::jsonb) AS add, COALESCE(array_agg(f.target), '{{}}'::text[]) AS list \
-                   FROM fired f, c, lk WHERE NOT (c.context_data ? ('_outputs.' || f.target)) AND NOT (lk.undef ? f.target) \
-                 ), nx AS ( \
-                   SELECT lk.joins || COALESCE((SELECT jsonb_object_agg(ja.target, ja.after) FROM ja), '{{}}'::jsonb) AS joins, \
-                     (lk.queued - $2::text) || ready.add AS queued, ready.list \
-                   FROM lk, ready \
-                 ), u AS ( \
-                   UPDATE {st} AS s SET joins = nx.joins, queued = nx.queued, \
-                     routes = COALESCE(s.routes, '{{}}'::jsonb) || jsonb_build_object($2::text, to_jsonb($6::text[])), \
-                     bound_inputs = COALESCE(s.bound_inputs, '{{}}'::jsonb) || $13::text::jsonb, \
-                     undefined_outputs = CASE WHEN $14::bool THEN COALESCE(s.undefined_outputs, '{{}}'::jsonb) || jsonb_build_object($2::text, true) \
-                       ELSE s.undefined_outputs END, \
-                     status = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' THEN {ended_status} ELSE s.status END, \
-                     status_data = CASE WHEN nx.queued = '{{}}'::jsonb AND s.status = 'running' \
-                       THEN {ended_context} ELSE s.status_data END, \
-                     updated_at = now() \
-                   FROM nx, c WHERE s.run_id = $1 \
-                   RETURNING s.run_id, s.status, nx.queued = '{{}}'::jsonb AS drained, nx.list \
-                 ) \
-                 SELECT u.list, CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN u.status END, \
-                   CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN pg_notify('{RUN_CHANNEL}', '{status_table}' || chr(10) || u.run_id) END \
-                 FROM u"
-            ),
-            // `FROM (... c)`: the context write (and the lock it takes on the
-            // status row first) runs before the status row is updated; a CTE
-            // no one reads would run after it, and find the row locked by itself.
-            fail_node: format!(
-                "WITH lk AS (SELECT 1 FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE), \
-                 c AS ( \
-                   UPDATE {ctx} SET context_data = (context_data - $4::text[]) || $5::text::jsonb \
-                   WHERE run_id = $1 AND ($5::text <> '{{}}' OR cardinality($4::text[]) > 0) AND EXISTS (SELECT 1 FROM lk) RETURNING 1 \
-                 ) \
-                 UPDATE {st} AS s SET queued = COALESCE(s.queued, '{{}}'::jsonb) - $2::text, error = COALESCE(s.error, $3), \
-                   status = CASE WHEN COALESCE(s.queued, '{{}}'::jsonb) - $2::text = '{{}}'::jsonb AND s.status = 'running' THEN 'failed' ELSE s.status END, \
-                   status_data = CASE WHEN COALESCE(s.queued, '{{}}'::jsonb) - $2::text = '{{}}'::jsonb AND s.status = 'running' \
-                     THEN jsonb_build_object('status', 'failed', 'reason', COALESCE(s.error, $3)) ELSE s.status_data END, \
-                   updated_at = now() \
-                 FROM (SELECT count(*) FROM c) w WHERE s.run_id = $1 AND {not_final} \
-                 RETURNING CASE WHEN s.status = 'failed' THEN {notify} END, s.status = 'failed'"
-            ),
-            finalize: format!(
-                "UPDATE {st} AS s SET status = {ended_status}, status_data = {ended_context}, updated_at = now() \
-                 FROM {ctx} c WHERE s.run_id = $1 AND c.run_id = $1 AND s.status = 'running' AND s.queued = '{{}}'::jsonb \
-                 RETURNING s.status, {notify}"
-            ),
-            fail_run: format!(
-                "INSERT INTO {st} AS s (run_id, status, status_data, updated_at, error, queued, routes) \
-                 VALUES ($1, 'failed', jsonb_build_object('status', 'failed', 'reason', $2::text), now(), $2, '{{}}'::jsonb, '{{}}'::jsonb) \
-                 ON CONFLICT (run_id) DO UPDATE SET status = 'failed', status_data = EXCLUDED.status_data, error = COALESCE(s.error, EXCLUDED.error), updated_at = now() \
-                 WHERE {not_final} RETURNING {notify}"
-            ),
-            start_run: format!(
-                "WITH s AS ( \
-                   INSERT INTO {st} (run_id, status, status_data, updated_at, blueprint_id, queued, routes, idempotency_key) \
-                   VALUES ($1, 'running', '{{\"status\":\"running\"}}'::jsonb, now(), $2, $4::text::jsonb, '{{}}'::jsonb, $5) \
-                   ON CONFLICT DO NOTHING RETURNING run_id \
-                 ) INSERT INTO {ctx} AS t (run_id, context_data) SELECT run_id, $3::text::jsonb FROM s \
-                   ON CONFLICT (run_id) DO UPDATE SET context_data = COALESCE(t.context_data, '{{}}'::jsonb) || EXCLUDED.context_data \
-                 RETURNING run_id"
-            ),
-            find_idempotent: format!("SELECT run_id FROM {st} WHERE idempotency_key = $1"),
-            cancel: format!(
-                "UPDATE {st} AS s SET status = 'cancelled', status_data = jsonb_build_object('status', 'cancelled', 'reason', $2::text), \
-                   updated_at = now() WHERE s.run_id = $1 AND {not_final} RETURNING {notify}"
-            ),
-            final_status: format!("SELECT s.status, s.status_data::text FROM {st} s WHERE s.run_id = $1"),
-            view: format!(
-                "SELECT s.status, s.status_data::text, c.context_data::text, s.queued::text, s.routes::text, \
-                   EXTRACT(EPOCH FROM (now() - s.updated_at))::float8, s.blueprint_id, s.error, \
-                   to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), s.undefined_outputs::text \
-                 FROM (SELECT $1::text AS run_id) k LEFT JOIN {st} s ON s.run_id = k.run_id LEFT JOIN {ctx} c ON c.run_id = k.run_id"
-            ),
-            list: format!(
-                "SELECT s.run_id, s.status, COALESCE(s.blueprint_id, c.context_data ->> 'blueprintId'), \
-                   EXTRACT(EPOCH FROM (now() - s.updated_at))::float8, \
-                   (SELECT count(*) FROM (SELECT substr(k, 10) FROM jsonb_object_keys(COALESCE(c.context_data, '{{}}'::jsonb)) k \
-                     WHERE k LIKE '\\_outputs.%' UNION SELECT jsonb_object_keys(COALESCE(s.undefined_outputs, '{{}}'::jsonb))) d), s.error, \
-                   s.status_data ->> 'reason' \
-                 FROM {st} s LEFT JOIN {ctx} c ON c.run_id = s.run_id \
-                 WHERE ($2::text IS NULL OR s.status = $2) ORDER BY s.updated_at DESC LIMIT $1"
-            ),
-            stale: format!(
-                "SELECT s.run_id FROM {st} s WHERE (s.status IS NULL OR s.status = 'running') \
-                   AND s.updated_at < now() - make_interval(secs => $1::float8) ORDER BY s.updated_at LIMIT $2"
-            ),
-            add_queued: format!(
-                "UPDATE {st} AS s SET queued = COALESCE(s.queued, '{{}}'::jsonb) || $2::text::jsonb, updated_at = now() \
-                 WHERE s.run_id = $1 AND {not_final} RETURNING 1"
-            ),
-            mark_awaiting: format!(
-                "WITH c AS ( \
-                   UPDATE {ctx} SET context_data = context_data || jsonb_build_object('_awaitingNodeIds', \
-                     COALESCE(context_data -> '_awaitingNodeIds', '[]'::jsonb) || to_jsonb($2::text)) \
-                   WHERE run_id = $1 AND NOT (COALESCE(context_data -> '_awaitingNodeIds', '[]'::jsonb) ? $2::text) RETURNING 1 \
-                 ) UPDATE {st} AS s SET status = 'awaiting', status_data = jsonb_build_object('status', 'awaiting'), \
-                   queued = COALESCE(s.queued, '{{}}'::jsonb) - $2::text, updated_at = now() \
-                 WHERE s.run_id = $1 AND {not_final} RETURNING {notify}"
-            ),
-            resume: format!(
-                "WITH c AS ( \
-                   UPDATE {ctx} SET context_data = (context_data - ARRAY['_awaitingNodeIds', '_awaitingDetails']) || $2::text::jsonb \
-                   WHERE run_id = $1 RETURNING 1 \
-                 ) UPDATE {st} AS s SET status = 'running', status_data = jsonb_build_object('status', 'running'), \
-                   routes = COALESCE(s.routes, '{{}}'::jsonb) || $3::text::jsonb, \
-                   bound_inputs = COALESCE(s.bound_inputs, '{{}}'::jsonb) || $4::text::jsonb, updated_at = now() \
-                 FROM c WHERE s.run_id = $1 AND s.status = 'awaiting' RETURNING 1"
-            ),
-            delete_run: format!("WITH s AS (DELETE FROM {st} WHERE run_id = $1) DELETE FROM {ctx} WHERE run_id = $1"),
-        };
+        let sql = Sql::new(&ctx, &st, &nodes, status_table);
         let schema = Schema::new(context_table, status_table)?;
         Ok(RunStore { pool, status_table: status_table.to_string(), schema, sql })
     }
@@ -355,51 +317,66 @@ impl RunStore {
         self.schema.prepare(&self.pool, create).await
     }
 
-    pub async fn load(&self, run_id: &str, node_id: &str) -> CoreResult<RunSnapshot> {
-        let rows = self.pool.query("reading a run", &self.sql.load, &[&run_id, &node_id]).await?;
+    /// Reads the run for a job of `node_id`: its context row, status, and the
+    /// rows of `needed` nodes (all of them with `all`), merged into the context.
+    pub async fn load(&self, run_id: &str, node_id: &str, needed: &[String], all: bool) -> CoreResult<RunSnapshot> {
+        let rows = self.pool.query("reading a run", &self.sql.load, &[&run_id, &needed, &all]).await?;
         let row = rows.first().ok_or_else(|| CoreError::WorkerState("reading a run returned no row".into()))?;
         let context_text: Option<String> = row.get(0);
-        let context = match &context_text {
+        let mut context = match &context_text {
             Some(t) => match serde_json::from_str::<Value>(t).map_err(|e| CoreError::json("a context row", e))? {
                 Value::Object(m) => Some(m),
                 _ => Some(Map::new()),
             },
             None => None,
         };
-        let route: Option<String> = row.get(3);
-        let route = route.and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok());
-        let joins: Option<String> = row.get(4);
-        let joins = joins.and_then(|j| serde_json::from_str::<Map<String, Value>>(&j).ok()).unwrap_or_default();
-        let completed: Vec<String> = row.get::<_, Option<Vec<String>>>(5).unwrap_or_default();
-        let bound: Option<String> = row.get(6);
-        let bound = bound
-            .and_then(|b| serde_json::from_str::<Map<String, Value>>(&b).ok())
-            .map(|m| m.into_iter().map(|(k, _)| k).collect())
-            .unwrap_or_default();
+        let nodes = parse_rows(row.get(3))?;
+        let merged = match context.as_mut() {
+            Some(c) => merge_rows(c, &nodes),
+            None => Merged::default(),
+        };
         Ok(RunSnapshot {
             context,
-            context_text,
             status: row.get(1),
             tracked: row.get(2),
-            route,
-            joins,
-            completed: completed.into_iter().collect(),
-            bound,
+            node: nodes.into_iter().find(|n| n.id == node_id),
+            completed: merged.undefined,
+            bound: merged.bound,
         })
     }
 
+    /// The run's context as node code reads it on demand: the context row and
+    /// the node rows `keys` stand for (`_outputs.<id>`, `<id>`, `_inputs.<id>`),
+    /// or every row when `keys` is None. Only the asked keys are returned.
+    pub async fn read_context(&self, run_id: &str, keys: Option<&[String]>) -> CoreResult<Map<String, Value>> {
+        let ids: Vec<String> = keys
+            .unwrap_or_default()
+            .iter()
+            .map(|k| k.strip_prefix("_outputs.").or_else(|| k.strip_prefix("_inputs.")).unwrap_or(k).to_string())
+            .collect();
+        let snapshot = self.load(run_id, "", &ids, keys.is_none()).await?;
+        let mut context = snapshot.context.unwrap_or_default();
+        if let Some(keys) = keys {
+            context.retain(|k, _| keys.contains(k));
+        }
+        Ok(context)
+    }
+
     /// Makes sure the run has a context row carrying `initial` keys (kept when
-    /// already present) and a tracked status row.
+    /// already present), a row per node (`queued` ones pending) and a tracked
+    /// status row.
     pub async fn init_run(
         &self,
         run_id: &str,
         blueprint_id: &str,
         initial: &Map<String, Value>,
+        nodes: &[String],
         queued: &[String],
     ) -> CoreResult<()> {
         let initial = Value::Object(initial.clone()).to_string();
-        let queued = node_set(queued);
-        self.pool.query("creating a run", &self.sql.init_run, &[&run_id, &initial, &blueprint_id, &queued]).await?;
+        self.pool
+            .query("creating a run", &self.sql.init_run, &[&run_id, &initial, &blueprint_id, &nodes, &queued])
+            .await?;
         Ok(())
     }
 
@@ -425,18 +402,18 @@ impl RunStore {
         Ok(())
     }
 
-    /// Commits a node's effect once, in one statement: its output and context
-    /// writes, its successors' inputs, its arrivals at joins, the queue, and
-    /// the run's final status when nothing of it remains.
+    /// Commits a node's effect once, in one statement (`sql/commit.sql`).
     pub async fn commit(&self, run_id: &str, node_id: &str, effect: &Effect) -> CoreResult<Commit> {
+        let output = json_text(&effect.output);
         let sets = Value::Object(effect.sets.clone()).to_string();
-        let output_key = format!("_outputs.{node_id}");
+        let writes = !effect.sets.is_empty() || !effect.deletes.is_empty();
         let targets: Vec<&str> = effect.joins.iter().map(|j| j.target.as_str()).collect();
         let members: Vec<String> = effect.joins.iter().map(|j| Value::from(j.members.clone()).to_string()).collect();
         let expected: Vec<i32> = effect.joins.iter().map(|j| j.expected as i32).collect();
         let any: Vec<bool> = effect.joins.iter().map(|j| j.any).collect();
         let fire: Vec<bool> = effect.joins.iter().map(|j| j.fire).collect();
-        let bound = node_set(&effect.bound);
+        let bound: Vec<&str> = effect.inputs.iter().map(|(t, _)| t.as_str()).collect();
+        let inputs: Vec<Option<String>> = effect.inputs.iter().map(|(_, v)| json_text(v)).collect();
         let rows = self
             .pool
             .query(
@@ -445,9 +422,7 @@ impl RunStore {
                 &[
                     &run_id,
                     &node_id,
-                    &sets,
-                    &effect.deletes,
-                    &output_key,
+                    &output,
                     &effect.route,
                     &effect.ready,
                     &targets,
@@ -456,7 +431,11 @@ impl RunStore {
                     &any,
                     &fire,
                     &bound,
-                    &effect.undefined_output,
+                    &inputs,
+                    &sets,
+                    &effect.deletes,
+                    &writes,
+                    &effect.bound,
                 ],
             )
             .await?;
@@ -468,9 +447,15 @@ impl RunStore {
         })
     }
 
+    /// The successors an earlier commit of `node_id` enqueued that are still pending.
+    pub async fn fired_by(&self, run_id: &str, node_id: &str) -> CoreResult<Vec<String>> {
+        let rows = self.pool.query("reading what a node enqueued", &self.sql.fired_by, &[&run_id, &node_id]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Records a node failure (the first one becomes the run's reason),
-    /// removes the node from the queue, and fails the run when nothing of it
-    /// remains. True when this call ended the run.
+    /// removes the node from the pending count, and fails the run when nothing
+    /// of it remains. True when this call ended the run.
     pub async fn fail_node(&self, run_id: &str, node_id: &str, reason: &str) -> CoreResult<bool> {
         self.fail_node_with_writes(run_id, node_id, reason, &Map::new(), &[]).await
     }
@@ -504,25 +489,25 @@ impl RunStore {
         &self.status_table
     }
 
-    /// Creates a run: its status row (running, with its start nodes queued)
-    /// and its context row, in one statement. False when a run with this id
-    /// or idempotency key already exists (nothing is written then).
+    /// Creates a run: its status row (running, its start nodes pending), a
+    /// row per node and its context row, in one statement. False when a run
+    /// with this id or idempotency key already exists (nothing is written then).
     pub async fn start_run(
         &self,
         run_id: &str,
         blueprint_id: &str,
         context: &Map<String, Value>,
+        nodes: &[String],
         start_nodes: &[String],
         idempotency_key: Option<&str>,
     ) -> CoreResult<bool> {
         let context = Value::Object(context.clone()).to_string();
-        let queued = node_set(start_nodes);
         let rows = self
             .pool
             .query(
                 "starting a run",
                 &self.sql.start_run,
-                &[&run_id, &blueprint_id, &context, &queued, &idempotency_key],
+                &[&run_id, &blueprint_id, &context, &nodes, &start_nodes, &idempotency_key],
             )
             .await?;
         Ok(!rows.is_empty())
@@ -556,29 +541,32 @@ impl RunStore {
         let parse = |i: usize| -> Value {
             r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
         };
+        let nodes = parse_rows(r.get(7))?;
+        let mut context = match parse(2) {
+            Value::Object(m) => Some(m),
+            _ => None,
+        };
+        let merged = match context.as_mut() {
+            Some(c) => merge_rows(c, &nodes),
+            None => Merged::default(),
+        };
+        let routes: BTreeMap<String, Value> = nodes
+            .iter()
+            .filter(|n| n.state == "done")
+            .filter_map(|n| Some((n.id.clone(), Value::from(n.route.clone()?))))
+            .collect();
         Ok(RunView {
             status: r.get(0),
             status_data: parse(1),
-            context: match parse(2) {
-                Value::Object(m) => Some(m),
-                _ => None,
-            },
-            queued: match parse(3) {
-                Value::Object(m) => m.keys().cloned().collect(),
-                _ => vec![],
-            },
-            routes: match parse(4) {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            },
-            idle_seconds: r.get(5),
-            blueprint_id: r.get(6),
-            error: r.get(7),
-            updated_at: r.get(8),
-            undefined_outputs: match parse(9) {
-                Value::Object(m) => m.keys().cloned().collect(),
-                _ => vec![],
-            },
+            context,
+            queued: nodes.iter().filter(|n| n.state == "queued").map(|n| n.id.clone()).collect(),
+            routes: routes.into_iter().collect(),
+            idle_seconds: r.get(3),
+            blueprint_id: r.get(4),
+            error: r.get(5),
+            updated_at: r.get(6),
+            undefined_outputs: merged.undefined.into_iter().collect(),
+            has_rows: !nodes.is_empty(),
         })
     }
 
@@ -603,9 +591,9 @@ impl RunStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Reconcile enqueues `nodes`. False when the run is final.
     pub async fn add_queued(&self, run_id: &str, nodes: &[String]) -> CoreResult<bool> {
-        let queued = node_set(nodes);
-        let rows = self.pool.query("queueing nodes", &self.sql.add_queued, &[&run_id, &queued]).await?;
+        let rows = self.pool.query("queueing nodes", &self.sql.add_queued, &[&run_id, &nodes]).await?;
         Ok(!rows.is_empty())
     }
 
@@ -615,19 +603,35 @@ impl RunStore {
         Ok(())
     }
 
-    /// Writes the resume keys and the awaiting nodes' outputs and routes, and
-    /// sets the run running again. False when the run was not awaiting.
+    /// Completes the awaiting nodes (`outputs`: node → output, `routes`: node →
+    /// successors), binds `inputs`, writes the resume keys `sets`, and sets the
+    /// run running again. False when the run was not awaiting.
     pub async fn resume(
         &self,
         run_id: &str,
         sets: &Map<String, Value>,
+        outputs: &[(String, Value)],
         routes: &Map<String, Value>,
+        inputs: &[(String, Option<Value>)],
         bound: &[String],
     ) -> CoreResult<bool> {
         let sets = Value::Object(sets.clone()).to_string();
-        let routes = Value::Object(routes.clone()).to_string();
-        let bound = node_set(bound);
-        let rows = self.pool.query("resuming a run", &self.sql.resume, &[&run_id, &sets, &routes, &bound]).await?;
+        let ids: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+        let values: Vec<String> = outputs.iter().map(|(_, v)| v.to_string()).collect();
+        let route_list: Vec<String> = outputs
+            .iter()
+            .map(|(n, _)| routes.get(n).cloned().unwrap_or_else(|| Value::Array(vec![])).to_string())
+            .collect();
+        let targets: Vec<&str> = inputs.iter().map(|(t, _)| t.as_str()).collect();
+        let input_values: Vec<Option<String>> = inputs.iter().map(|(_, v)| json_text(v)).collect();
+        let rows = self
+            .pool
+            .query(
+                "resuming a run",
+                &self.sql.resume,
+                &[&run_id, &sets, &ids, &values, &route_list, &targets, &input_values, &bound],
+            )
+            .await?;
         Ok(!rows.is_empty())
     }
 

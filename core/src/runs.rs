@@ -144,7 +144,8 @@ impl RunClient {
         let mut context = initial;
         context.insert("blueprintId".into(), Value::String(bp.id.clone()));
         context.insert("blueprintVersion".into(), bp.version.clone());
-        let created = self.store.start_run(run_id, &bp.id, &context, bp.start_nodes(), idempotency_key).await?;
+        let created =
+            self.store.start_run(run_id, &bp.id, &context, &bp.node_ids(), bp.start_nodes(), idempotency_key).await?;
         if !created {
             let existing = match idempotency_key {
                 Some(k) => self.store.find_idempotent(k).await?.unwrap_or_else(|| run_id.to_string()),
@@ -285,8 +286,9 @@ impl RunClient {
         if enqueue.is_empty() {
             return Ok(enqueue);
         }
-        if view.status.is_none() {
-            self.store.init_run(run_id, &bp.id, &Map::new(), &[]).await?;
+        if view.status.is_none() || !view.has_rows {
+            // A run written by another adapter: it gets its node rows first.
+            self.store.init_run(run_id, &bp.id, &Map::new(), &bp.node_ids(), &[]).await?;
         }
         if !self.store.add_queued(run_id, &enqueue).await? {
             return Ok(vec![]);
@@ -331,14 +333,15 @@ impl RunClient {
         sets.insert("_resume.action".into(), Value::String(action.to_string()));
         sets.insert("_resume.output".into(), output.clone().unwrap_or(Value::Null));
         let mut routes = Map::new();
+        let mut outputs: Vec<(String, Value)> = Vec::new();
+        let mut inputs: Vec<(String, Option<Value>)> = Vec::new();
         let mut bound_all: Vec<String> = Vec::new();
         let mut completed = done_set(&view);
         let bound = BTreeSet::new();
         for node in &awaiting {
             let out =
                 output.clone().or_else(|| context.get(&format!("_outputs.{node}")).cloned()).unwrap_or(Value::Null);
-            sets.insert(format!("_outputs.{node}"), out.clone());
-            sets.insert(node.clone(), out.clone());
+            outputs.push((node.clone(), out.clone()));
             context.insert(format!("_outputs.{node}"), out.clone());
             context.insert(node.clone(), out.clone());
             context.insert("_resume.action".into(), Value::String(action.to_string()));
@@ -347,15 +350,15 @@ impl RunClient {
             let routed =
                 crate::routing::route(&bp, node, Some(&out), Some(action), &mut context, facts, evaluator).await;
             for (k, v) in routed.inputs {
-                match v {
-                    Some(v) => sets.insert(k, v),
-                    None => sets.remove(&k),
-                };
+                if let Some(t) = k.strip_prefix("_inputs.") {
+                    inputs.retain(|(o, _)| o != t);
+                    inputs.push((t.to_string(), v));
+                }
             }
             bound_all.extend(routed.bound);
             routes.insert(node.clone(), json!(routed.route));
         }
-        if !self.store.resume(run_id, &sets, &routes, &bound_all).await? {
+        if !self.store.resume(run_id, &sets, &outputs, &routes, &inputs, &bound_all).await? {
             return Err(CoreError::WorkerState(format!("run '{run_id}' was resumed or changed by someone else")));
         }
         let enqueued = self.reconcile(run_id, Duration::from_secs(3600)).await?;

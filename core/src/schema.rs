@@ -27,20 +27,30 @@ const CONTEXT_COLUMNS: [(&str, &str); 2] =
 
 /// Columns of the status table: name and type. The first four are the README's
 /// (and Flowcraft's) table; the others are the worker's bookkeeping.
-const STATUS_COLUMNS: [(&str, &str); 13] = [
+const STATUS_COLUMNS: [(&str, &str); 9] = [
     ("run_id", "TEXT PRIMARY KEY"),
     ("status", "TEXT"),
     ("status_data", "JSONB"),
     ("updated_at", "TIMESTAMPTZ NOT NULL DEFAULT now()"),
     ("blueprint_id", "TEXT"),
-    ("queued", "JSONB"),
-    ("routes", "JSONB"),
-    ("joins", "JSONB"),
     ("error", "TEXT"),
     ("idempotency_key", "TEXT"),
-    ("bound_inputs", "JSONB"),
-    ("undefined_outputs", "JSONB"),
     ("deliveries", "JSONB"),
+    ("pending", "INTEGER"),
+];
+
+/// Columns of the node rows' table (`<context table>_nodes`, see `run_store`):
+/// one row per node of a run.
+const NODE_COLUMNS: [(&str, &str); 9] = [
+    ("run_id", "TEXT NOT NULL"),
+    ("node_id", "TEXT NOT NULL"),
+    ("state", "TEXT NOT NULL DEFAULT 'idle'"),
+    ("output", "JSONB"),
+    ("route", "TEXT[]"),
+    ("bound", "BOOLEAN NOT NULL DEFAULT false"),
+    ("input", "JSONB"),
+    ("arrived", "JSONB NOT NULL DEFAULT '{}'::jsonb"),
+    ("fired_by", "TEXT"),
 ];
 
 const NOTIFY_FUNCTION: &str = "flowcraft_status_notify";
@@ -79,8 +89,10 @@ fn final_list() -> String {
 pub struct Schema {
     context_table: String,
     status_table: String,
+    nodes_table: String,
     ctx: String,
     st: String,
+    nodes: String,
     /// Where the trigger functions live: the status table's schema, or the
     /// search path's first schema for an unqualified table.
     function_prefix: String,
@@ -126,6 +138,8 @@ impl Schema {
     pub fn new(context_table: &str, status_table: &str) -> CoreResult<Schema> {
         let ctx = quote_table(context_table)?;
         let st = quote_table(status_table)?;
+        let nodes_table = crate::run_store::nodes_table(context_table);
+        let nodes = quote_table(&nodes_table)?;
         let function_prefix = match st.rsplit_once('.') {
             Some((schema, _)) => format!("{schema}."),
             None => String::new(),
@@ -133,8 +147,10 @@ impl Schema {
         Ok(Schema {
             context_table: context_table.to_string(),
             status_table: status_table.to_string(),
+            nodes_table,
             ctx,
             st,
+            nodes,
             function_prefix,
         })
     }
@@ -160,7 +176,7 @@ impl Schema {
     /// it again after an upgrade: `IF NOT EXISTS`, `CREATE OR REPLACE`, and
     /// triggers dropped and created again).
     pub fn ddl(&self) -> String {
-        let (ctx, st, f) = (&self.ctx, &self.st, &self.function_prefix);
+        let (ctx, st, nodes, f) = (&self.ctx, &self.st, &self.nodes, &self.function_prefix);
         let columns =
             |list: &[(&str, &str)]| list.iter().map(|(n, t)| format!("  {n} {t}")).collect::<Vec<_>>().join(",\n");
         let add_columns = STATUS_COLUMNS
@@ -171,12 +187,15 @@ impl Schema {
             .join(",\n");
         let finals = final_list();
         format!(
-            "-- Tables of @flowcraft/rabbitmq-adapter: context table {context_table}, status table {status_table}.\n\
+            "-- Tables of @flowcraft/rabbitmq-adapter: context table {context_table}, status table {status_table},\n\
+             -- node rows {nodes_table}.\n\
              -- Idempotent: apply it again after an upgrade. Needs PostgreSQL 11 or later.\n\
              BEGIN;\n\
              {DDL_LOCK}\n\
              \n\
              CREATE TABLE IF NOT EXISTS {ctx} (\n{ctx_columns}\n);\n\
+             \n\
+             CREATE TABLE IF NOT EXISTS {nodes} (\n{node_columns},\n  PRIMARY KEY (run_id, node_id)\n);\n\
              \n\
              CREATE TABLE IF NOT EXISTS {st} (\n{st_base}\n);\n\
              -- the worker's bookkeeping (and the base columns, for a table made otherwise)\n\
@@ -205,6 +224,8 @@ impl Schema {
              COMMIT;\n",
             context_table = self.context_table,
             status_table = self.status_table,
+            nodes_table = self.nodes_table,
+            node_columns = columns(&NODE_COLUMNS),
             ctx_columns = columns(&CONTEXT_COLUMNS),
             st_base = columns(&STATUS_COLUMNS[..4]),
             idx = self.idempotency_index(),
@@ -216,7 +237,8 @@ impl Schema {
     /// Reads the catalog: what exists of the tables, columns, unique indexes,
     /// triggers and trigger functions. One statement; changes nothing.
     pub async fn inspect(&self, pool: &PgPool) -> CoreResult<Inspection> {
-        let sql = "WITH t(role, rel) AS (VALUES ('status', to_regclass($1::text)), ('context', to_regclass($2::text))) \
+        let sql = "WITH t(role, rel) AS (VALUES ('status', to_regclass($1::text)), ('context', to_regclass($2::text)), \
+               ('nodes', to_regclass($6::text))) \
              SELECT t.role, t.rel IS NOT NULL, \
                ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped), \
                ARRAY(SELECT (SELECT string_agg(a.attname::text, ',' ORDER BY k.ord) \
@@ -231,7 +253,11 @@ impl Schema {
         let notify_fn = format!("{}{NOTIFY_FUNCTION}()", self.function_prefix);
         let keep_fn = format!("{}{KEEP_FINAL_FUNCTION}()", self.function_prefix);
         let rows = pool
-            .query("checking the tables", sql, &[&self.st, &self.ctx, &self.status_table, &notify_fn, &keep_fn])
+            .query(
+                "checking the tables",
+                sql,
+                &[&self.st, &self.ctx, &self.status_table, &notify_fn, &keep_fn, &self.nodes],
+            )
             .await?;
         let mut found = Inspection::default();
         for row in &rows {
@@ -240,10 +266,10 @@ impl Schema {
             let columns: Vec<String> = row.get(2);
             let unique: Vec<Option<String>> = row.get(3);
             let triggers: Vec<String> = row.get(4);
-            let (name, wanted): (&str, &[(&str, &str)]) = if role == "status" {
-                (&self.status_table, &STATUS_COLUMNS)
-            } else {
-                (&self.context_table, &CONTEXT_COLUMNS)
+            let (name, wanted): (&str, &[(&str, &str)]) = match role.as_str() {
+                "status" => (&self.status_table, &STATUS_COLUMNS),
+                "nodes" => (&self.nodes_table, &NODE_COLUMNS),
+                _ => (&self.context_table, &CONTEXT_COLUMNS),
             };
             if !exists {
                 found.missing_tables.push(name.to_string());
@@ -254,7 +280,7 @@ impl Schema {
                     found.missing_columns.push(format!("{name}.{col}"));
                 }
             }
-            let mut keys = vec!["run_id"];
+            let mut keys = vec![if role == "nodes" { "run_id,node_id" } else { "run_id" }];
             if role == "status" {
                 keys.push("idempotency_key");
                 found.notify =
@@ -266,7 +292,7 @@ impl Schema {
                     && keep_src.as_deref() == Some(keep_final_body().as_str());
             }
             for key in keys {
-                let has_column = columns.iter().any(|c| c == key);
+                let has_column = key.split(',').all(|k| columns.iter().any(|c| c == k));
                 if has_column && !unique.iter().any(|u| u.as_deref() == Some(key)) {
                     found.missing_indexes.push(format!("{name} ({key})"));
                 }
@@ -336,7 +362,7 @@ mod tests {
     #[test]
     fn every_column_is_created_or_added() {
         let ddl = Schema::new("c", "s").unwrap().ddl();
-        for (name, ty) in STATUS_COLUMNS.iter().chain(CONTEXT_COLUMNS.iter()) {
+        for (name, ty) in STATUS_COLUMNS.iter().chain(CONTEXT_COLUMNS.iter()).chain(NODE_COLUMNS.iter()) {
             assert!(ddl.contains(&format!("{name} {ty}")), "{name}");
         }
     }

@@ -201,7 +201,14 @@ impl Harness {
 /// Drops the test's tables and queues whether it passed or panicked.
 async fn remove_resources(ctx: &str, st: &str, queue: &str) {
     let pool = PgPool::shared(&pg()).unwrap();
-    let _ = pool.batch("cleanup", &format!("DROP TABLE IF EXISTS \"{ctx}\"; DROP TABLE IF EXISTS \"{st}\"")).await;
+    let _ = pool
+        .batch(
+            "cleanup",
+            &format!(
+                "DROP TABLE IF EXISTS \"{ctx}\"; DROP TABLE IF EXISTS \"{ctx}_nodes\"; DROP TABLE IF EXISTS \"{st}\""
+            ),
+        )
+        .await;
     if let Ok(conn) = lapin::Connection::connect(&amqp(), Default::default()).await {
         if let Ok(ch) = conn.create_channel().await {
             for q in [queue.to_string(), format!("{queue}.dead")] {
@@ -517,7 +524,8 @@ fn reconcile_enqueues_a_lost_join_once_and_leaves_healthy_runs_alone() {
         // A final status is kept by the status table's trigger: rewinding it on purpose means disabling it.
         let keep_final = |on: &str| format!("ALTER TABLE \"{}\" {on} TRIGGER flowcraft_status_keep_final", h.st);
         pool.batch("t", &keep_final("DISABLE")).await.unwrap();
-        pool.query("t", &format!("UPDATE \"{}\" SET status = 'running', status_data = NULL, queued = '{{}}' WHERE run_id = $1", h.st), &[&run]).await.unwrap();
+        pool.query("t", &format!("UPDATE \"{}\" SET status = 'running', status_data = NULL, pending = 0 WHERE run_id = $1", h.st), &[&run]).await.unwrap();
+        pool.query("t", &format!("UPDATE \"{}_nodes\" SET state = 'idle', output = NULL, route = NULL, arrived = '{{}}' WHERE run_id = $1 AND node_id IN ('join', 'end')", h.ctx), &[&run]).await.unwrap();
         pool.batch("t", &keep_final("ENABLE")).await.unwrap();
         let first = client.reconcile(&run, Duration::from_secs(60)).await.unwrap();
         assert_eq!(first, vec!["join".to_string()]);

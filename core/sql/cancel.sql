@@ -1,0 +1,10 @@
+-- Cancels a run that has not ended (its outputs folded into the context row). $1 run id, $2 reason.
+-- Returns the NOTIFY when this call cancelled it.
+WITH lk AS (
+  SELECT 1 FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE
+), c AS (
+  UPDATE {ctx} t SET context_data = t.context_data || {fold} FROM lk WHERE t.run_id = $1 RETURNING 1
+)
+UPDATE {st} AS s SET status = 'cancelled', status_data = jsonb_build_object('status', 'cancelled', 'reason', $2::text),
+  updated_at = now()
+FROM lk, (SELECT count(*) FROM c) w WHERE s.run_id = $1 RETURNING {notify}
