@@ -328,14 +328,40 @@ export interface ILogger {
 /** Alias of {@link ILogger}. */
 export type Logger = ILogger
 
-/**
- * An event: node events (`node:start`, `node:finish`, `node:error`, `node:retry`)
- * with Flowcraft's payloads, and worker events from the core (`job:*`, `workflow:*`).
- */
-export interface FlowcraftEvent {
-	type: string
-	payload: Record<string, any>
+/** The run and blueprint every Flowcraft event names: `executionId` is the run id. */
+interface RunIds {
+	blueprintId: string
+	executionId: string
 }
+
+/**
+ * The events this adapter emits: Flowcraft's (`workflow:*`, `node:*`) with Flowcraft's
+ * payload fields, and its own job events (`job:*`, shaped as Flowcraft's). See the
+ * README's "Events" for who emits each.
+ */
+export type FlowcraftEvent =
+	| { type: 'workflow:start'; payload: RunIds }
+	| { type: 'workflow:resume'; payload: RunIds }
+	| {
+			type: 'workflow:finish'
+			payload: RunIds & {
+				/** `completed`, `failed`, `cancelled`, or `awaiting` (stopped at a wait node). */
+				status: string
+				/** A failed or cancelled run: the reason. */
+				errors?: Array<{ message: string; nodeId?: string | null; isFatal?: boolean }>
+			}
+	  }
+	| { type: 'node:start'; payload: RunIds & { nodeId: string; input: any } }
+	| { type: 'node:retry'; payload: RunIds & { nodeId: string; attempt: number } }
+	| { type: 'node:finish'; payload: RunIds & { nodeId: string; result: NodeResult } }
+	| { type: 'node:fallback'; payload: RunIds & { nodeId: string; fallback: string } }
+	| { type: 'node:error'; payload: RunIds & { nodeId: string; error: any } }
+	| { type: 'job:enqueued'; payload: { runId: string; blueprintId: string; nodeId: string } }
+	| {
+			type: 'job:processed'
+			payload: { runId: string; blueprintId: string; nodeId: string; duration: number; success: boolean }
+	  }
+	| { type: 'job:failed'; payload: { runId: string; blueprintId: string; nodeId: string; error: { message: string } } }
 
 /** Receives events; a rejection or throw is logged, never fails a job. */
 export interface IEventBus {

@@ -132,8 +132,8 @@ describe('createTables: false alters nothing', () => {
 		// the node rows' table is in place, so the status table's columns are what is missing
 		await S.pgQuery(
 			`CREATE TABLE ${q(`${env.ctxTable}_nodes`)} (run_id TEXT NOT NULL, node_id TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'idle', ` +
-				`output JSONB, route TEXT[], bound BOOLEAN NOT NULL DEFAULT false, input JSONB, arrived JSONB NOT NULL DEFAULT '{}', ` +
-				'fired_by TEXT, PRIMARY KEY (run_id, node_id))',
+				`output JSONB, route TEXT[], bound BOOLEAN NOT NULL DEFAULT false, input JSONB, ` +
+				"joined TEXT[] NOT NULL DEFAULT '{}', joined_now TEXT[], fired_by TEXT, PRIMARY KEY (run_id, node_id))",
 		)
 		const before = await shape(env.statusTable)
 		const command = `npx flowcraft-rabbitmq sql --context-table ${env.ctxTable} --status-table ${env.statusTable}`

@@ -840,13 +840,13 @@ class Chaos {
 	/** A run's bookkeeping, for diagnostics: the nodes still queued and the join's arrivals (node rows). */
 	async runRows(id) {
 		const { rows } = await this.pg.query(
-			`SELECT node_id, state, arrived FROM ${quoteIdent(`${this.t.ctx}_nodes`)} WHERE run_id = $1`,
+			`SELECT node_id, state, joined FROM ${quoteIdent(`${this.t.ctx}_nodes`)} WHERE run_id = $1`,
 			[id],
 		)
-		const join = rows.find((r) => r.node_id === 'join')
 		return {
 			queued: rows.filter((r) => r.state === 'queued').map((r) => r.node_id),
-			arrivals: Object.keys(join?.arrived || {}),
+			// the nodes counted at the join: each row lists the joins it was counted at
+			arrivals: rows.filter((r) => (r.joined || []).includes('join')).map((r) => r.node_id),
 		}
 	}
 

@@ -60,6 +60,20 @@ const COORDINATION_METHODS = ['increment', 'setIfNotExist', 'extendTTL', 'delete
 
 const isObject = (v) => v !== null && typeof v === 'object'
 
+/**
+ * Emits a Flowcraft event on the adapter's event bus (`eventBus`, else
+ * `runtimeOptions.eventBus`); a bus that throws is logged, never fatal.
+ */
+async function emitEvent(s, type, payload) {
+	const bus = s.workerEventBus
+	if (!bus || typeof bus.emit !== 'function') return
+	try {
+		await bus.emit({ type, payload })
+	} catch (e) {
+		s.log.warn('eventBus.emit failed', { type, error: e?.message ? e.message : String(e) })
+	}
+}
+
 class RabbitMqAdapter {
 	constructor(options) {
 		if (!isObject(options)) throw invalidArgument('RabbitMqAdapter: an options object is required')
@@ -469,6 +483,12 @@ class RabbitMqAdapter {
 			if (starting.get(runId) === call) starting.delete(runId)
 		}
 		rememberRun(s, out.runId)
+		if (out.created === true) {
+			// Flowcraft's run start, from the process that started it (FlowRuntime emits both)
+			const ids = { blueprintId, executionId: out.runId }
+			await emitEvent(s, 'workflow:start', ids)
+			await emitEvent(s, 'workflow:resume', ids)
+		}
 		return { runId: out.runId, created: out.created === true }
 	}
 
@@ -607,6 +627,16 @@ class RabbitMqAdapter {
 		const cancelled = await this._call('cancelRun', runId, reason)
 		// Workers learn of it by NOTIFY; this process's own nodes need not wait for that.
 		if (cancelled && this._s.runner) this._s.runner.abortRun(runId)
+		if (cancelled) {
+			const text = await this._call('getRun', runId).catch(() => null)
+			const blueprintId = text ? JSON.parse(text).blueprintId : undefined
+			await emitEvent(this._s, 'workflow:finish', {
+				blueprintId: typeof blueprintId === 'string' ? blueprintId : '',
+				executionId: runId,
+				status: 'cancelled',
+				errors: [{ message: reason, isFatal: false }],
+			})
+		}
 		return cancelled
 	}
 

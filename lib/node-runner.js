@@ -188,6 +188,18 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 				await emit('node:finish', { nodeId, result: outcome.result, executionId: runId, blueprintId })
 				return response
 			}
+			// FlowRuntime announces the fallback node it will run, then the error. The core
+			// runs that node (a fatal error or a cancellation runs none).
+			const code = outcome.error?.code
+			const fallback = config.fallback
+			if (
+				typeof fallback === 'string' &&
+				ids?.has(fallback) &&
+				!isFatal(outcome.error) &&
+				code !== CODES.NODE_CANCELLED &&
+				code !== CODES.RUN_CANCELLED
+			)
+				await emit('node:fallback', { nodeId, executionId: runId, fallback, blueprintId })
 			await emit('node:error', { nodeId, error: outcome.error, executionId: runId, blueprintId })
 			return failure(outcome.error, view, nodeId, log)
 		} finally {

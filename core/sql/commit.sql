@@ -2,50 +2,54 @@
 -- successors it touches (their inputs, join arrivals, and those it enqueues), its context writes, the
 -- run's pending count, and, when nothing of the run remains pending, the run's outputs folded into
 -- its context row and its final status. No row returned: the node was not pending (another delivery
--- committed it) or the run has ended.
+-- committed it) or the run has ended. Every row is changed by an UPDATE that computes from the row
+-- as it is now (the status row is locked first, so the commits of a run are serialised), and no
+-- growing document is rewritten: a job's cost does not grow with the run's width.
 -- $1 run id, $2 node id, $3 output (JSON text; NULL: undefined), $4 route (chosen successors),
--- $5 successors with one predecessor, $6..$10 join arrivals (target, members as a JSON array,
--- expected count, is 'any', may fire), $11 targets whose input its edges wrote (`_inputs.<target>`),
--- $12 those inputs (JSON text; NULL: undefined), $13 context sets (JSON object text), $14 context
--- deletes, $15 has context writes, $16 targets whose input is bound from now on (see routing.rs).
--- Returns: the successors it enqueued, the final status when it ended the run, the NOTIFY.
+-- per touched successor: $5 id, $6 ready (one predecessor), $7 join arrival's expected count (0: none),
+-- $8 'any' join, $9 the arrival may fire it, $10 this node arrives at it, $11 an edge wrote its input,
+-- $12 that input (JSON text; NULL: undefined), $13 its input is bound from now on (routing.rs);
+-- $14/$15 (owner, join) pairs: nodes this fallback arrives for; $16 context sets (JSON object text),
+-- $17 context deletes, $18 has context writes, $19 per touched successor: no transform reads its input
+-- before it runs (an 'all' join's input can then be written by the arrival that completes it).
+-- Returns: the successors it enqueued, the status when nothing of the run remains pending (final, or
+-- `awaiting`), the NOTIFY, the run's first error.
 WITH lk AS (
-  SELECT s.pending FROM {st} s WHERE s.run_id = $1 AND {not_final} AND s.pending IS NOT NULL FOR UPDATE
+  SELECT s.pending, COALESCE(s.arrivals, '{}'::jsonb) AS arrivals FROM {st} s
+  WHERE s.run_id = $1 AND {not_final} AND s.pending IS NOT NULL FOR UPDATE
 ), me AS (
-  UPDATE {nodes} n SET state = 'done', output = $3::text::jsonb, route = $4::text[]
+  UPDATE {nodes} n SET state = 'done', output = $3::text::jsonb, route = $4::text[],
+    joined = n.joined || ARRAY(SELECT t.id FROM unnest($5::text[], $10::bool[]) AS t(id, self) WHERE t.self)
   FROM lk WHERE n.run_id = $1 AND n.node_id = $2 AND n.state = 'queued'
-  RETURNING n.bound, n.input
-), tg AS (
-  -- locked, so these are the rows as they are now, not as this statement's snapshot saw them
-  SELECT n.node_id, n.state, n.arrived FROM {nodes} n
-  WHERE n.run_id = $1 AND EXISTS (SELECT 1 FROM me)
-    AND (n.node_id = ANY($5::text[]) OR n.node_id = ANY($6::text[]) OR n.node_id = ANY($11::text[]))
-  FOR UPDATE
-), j AS (
-  SELECT t.target, t.expected, t.is_any, t.fire, tg.state, tg.arrived AS before,
-    tg.arrived || COALESCE((SELECT jsonb_object_agg(m, true) FROM jsonb_array_elements_text(t.members::jsonb) m),
-      '{}'::jsonb) AS after
-  FROM unnest($6::text[], $7::text[], $8::int[], $9::bool[], $10::bool[]) AS t(target, members, expected, is_any, fire)
-  JOIN tg ON tg.node_id = t.target
-), fired AS (
-  SELECT j.target AS node_id FROM j WHERE j.fire AND j.state = 'idle' AND (
-    (j.is_any AND j.before = '{}'::jsonb AND j.after <> '{}'::jsonb)
-    OR (NOT j.is_any AND (SELECT count(*) FROM jsonb_object_keys(j.after)) >= j.expected))
-  UNION SELECT tg.node_id FROM tg WHERE tg.node_id = ANY($5::text[]) AND tg.state = 'idle'
+  RETURNING n.input
+), ow AS (
+  -- the nodes this fallback arrives for count once at each join: their rows say where they were counted
+  UPDATE {nodes} o SET joined_now = ARRAY(SELECT t FROM unnest(p.targets) t WHERE NOT t = ANY(o.joined)),
+    joined = o.joined || ARRAY(SELECT t FROM unnest(p.targets) t WHERE NOT t = ANY(o.joined))
+  FROM me, (SELECT w.owner, array_agg(w.target) AS targets FROM unnest($14::text[], $15::text[]) AS w(owner, target)
+            GROUP BY w.owner) p
+  WHERE o.run_id = $1 AND o.node_id = ANY($14::text[]) AND o.node_id = p.owner
+  RETURNING o.node_id, o.state, o.output, o.input, o.joined_now
+), x AS (
+  SELECT t.*, c.cur + c.new AS after, t.fire AND t.expected > 0
+      AND ((t.is_any AND c.cur = 0 AND c.new > 0) OR (NOT t.is_any AND c.cur + c.new >= t.expected)) AS completes
+  FROM unnest($5::text[], $6::bool[], $7::int[], $8::bool[], $9::bool[], $10::bool[], $11::bool[], $12::text[],
+    $13::bool[], $19::bool[]) AS t(id, ready, expected, is_any, fire, self, writes, input, binds, deferred), me, lk,
+    LATERAL (SELECT COALESCE((lk.arrivals ->> t.id)::int, 0) AS cur, (CASE WHEN t.self THEN 1 ELSE 0 END)
+      + (SELECT count(*) FROM ow, unnest(ow.joined_now) j WHERE j = t.id) AS new) c
 ), upd AS (
+  -- A touched row is written only when it changes: enqueued, or given an input. An 'all' join's
+  -- arrivals are counted in the status row, and (`deferred`: no transform reads it before) its
+  -- input is the one the completing arrival writes, the last writer: its row is written once.
   UPDATE {nodes} n SET
-    state = CASE WHEN x.fired THEN 'queued' ELSE n.state END,
-    fired_by = CASE WHEN x.fired THEN $2 ELSE n.fired_by END,
-    arrived = COALESCE(x.after, n.arrived),
-    bound = n.bound OR n.node_id = ANY($16::text[]),
-    input = CASE WHEN x.binds THEN x.value::jsonb ELSE n.input END
-  FROM (
-    SELECT tg.node_id, j.after, f.node_id IS NOT NULL AS fired, b.target IS NOT NULL AS binds, b.value
-    FROM tg LEFT JOIN j ON j.target = tg.node_id LEFT JOIN fired f ON f.node_id = tg.node_id
-    LEFT JOIN unnest($11::text[], $12::text[]) AS b(target, value) ON b.target = tg.node_id
-  ) x
-  WHERE n.run_id = $1 AND n.node_id = x.node_id
-  RETURNING n.node_id, x.fired, n.state, n.output, n.input
+    state = CASE WHEN {fires} THEN 'queued' ELSE n.state END,
+    fired_by = CASE WHEN {fires} THEN $2 ELSE n.fired_by END,
+    bound = n.bound OR x.binds,
+    input = CASE WHEN x.writes THEN x.input::jsonb ELSE n.input END
+  -- `= ANY($5)` makes it an index lookup of the touched rows (never a scan of the run's rows)
+  FROM x WHERE n.run_id = $1 AND n.node_id = ANY($5::text[]) AND n.node_id = x.id
+    AND (x.ready OR x.completes OR NOT (x.deferred AND x.expected > 0 AND NOT x.is_any))
+  RETURNING n.node_id, n.state = 'queued' AND n.fired_by = $2 AS fired, n.state, n.output, n.input
 ), nx AS (
   SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired) AS pending FROM lk, me
 ), own AS (
@@ -53,7 +57,8 @@ WITH lk AS (
   SELECT CASE WHEN $3::text IS NULL THEN '{}'::jsonb
       ELSE jsonb_build_object('_outputs.' || $2, $3::text::jsonb, $2::text, $3::text::jsonb) END
     || COALESCE((SELECT jsonb_object_agg('_inputs.' || $2, me.input) FROM me WHERE me.input IS NOT NULL), '{}'::jsonb)
-    || COALESCE((SELECT jsonb_object_agg(e.k, e.v) FROM upd r,
+    || COALESCE((SELECT jsonb_object_agg(e.k, e.v) FROM (SELECT node_id, state, output, input FROM upd
+                 UNION ALL SELECT node_id, state, output, input FROM ow) r,
          LATERAL (SELECT '_outputs.' || r.node_id, r.output WHERE r.state = 'done' AND r.output IS NOT NULL
                   UNION ALL SELECT r.node_id, r.output WHERE r.state = 'done' AND r.output IS NOT NULL
                   UNION ALL SELECT '_inputs.' || r.node_id, r.input WHERE r.input IS NOT NULL) e(k, v)), '{}'::jsonb) AS keys
@@ -62,18 +67,23 @@ WITH lk AS (
   SELECT CASE WHEN $3::text IS NULL THEN ARRAY['_outputs.' || $2, $2::text] ELSE '{}'::text[] END AS keys
 ), c AS (
   UPDATE {ctx} t SET context_data = CASE WHEN nx.pending = 0
-      THEN ((t.context_data - $14::text[] - gone.keys) || $13::text::jsonb) || {fold} || own.keys
-      ELSE (t.context_data - $14::text[] - gone.keys) || $13::text::jsonb END
-  FROM nx, own, gone WHERE t.run_id = $1 AND ($15 OR nx.pending = 0 OR t.context_data ?| gone.keys)
+      THEN ((t.context_data - $17::text[] - gone.keys) || $16::text::jsonb) || {fold} || own.keys
+      ELSE (t.context_data - $17::text[] - gone.keys) || $16::text::jsonb END
+  FROM nx, own, gone WHERE t.run_id = $1 AND ($18 OR nx.pending = 0 OR t.context_data ?| gone.keys)
   RETURNING t.context_data
 ), u AS (
   UPDATE {st} AS s SET pending = nx.pending, updated_at = now(),
+    -- join arrivals (a completed 'all' join's count is dropped: the map holds the joins in progress)
+    arrivals = (COALESCE(s.arrivals, '{}'::jsonb) || COALESCE((SELECT jsonb_object_agg(x.id, x.after) FROM x
+        WHERE x.expected > 0 AND (x.is_any OR NOT x.completes)), '{}'::jsonb))
+      - ARRAY(SELECT x.id FROM x WHERE x.completes AND NOT x.is_any),
     status = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_status} ELSE s.status END,
     status_data = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_context} ELSE s.status_data END
   FROM nx LEFT JOIN c ON true WHERE s.run_id = $1
-  RETURNING s.run_id, s.status, nx.pending = 0 AS drained
+  RETURNING s.run_id, s.status, s.error, nx.pending = 0 AS drained
 )
 SELECT ARRAY(SELECT upd.node_id FROM upd WHERE upd.fired),
-  CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN u.status END,
-  CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN {notify_u} END
+  CASE WHEN u.drained AND u.status IN ('completed', 'failed', 'awaiting') THEN u.status END,
+  CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN {notify_u} END,
+  u.error
 FROM u

@@ -2,7 +2,7 @@
 -- reason, the node's context writes are kept, and the run fails when nothing of it remains pending
 -- (its outputs folded into the context row first). Nothing happens when the node was not pending.
 -- $1 run id, $2 node id, $3 reason, $4 context deletes, $5 context sets (JSON object text).
--- Returns: the NOTIFY, whether this call ended the run.
+-- Returns: the NOTIFY, whether this call ended the run, the run's first error.
 WITH lk AS (
   SELECT s.pending FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE
 ), me AS (
@@ -22,4 +22,4 @@ UPDATE {st} AS s SET pending = nx.pending, error = COALESCE(s.error, $3),
     THEN jsonb_build_object('status', 'failed', 'reason', COALESCE(s.error, $3)) ELSE s.status_data END,
   updated_at = now()
 FROM nx, (SELECT count(*) FROM c) w WHERE s.run_id = $1
-RETURNING CASE WHEN s.status = 'failed' THEN {notify} END, s.status = 'failed'
+RETURNING CASE WHEN s.status = 'failed' THEN {notify} END, s.status = 'failed', s.error

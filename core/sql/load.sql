@@ -1,10 +1,11 @@
 -- What a job reads of its run before running its node.
--- $1 run id, $2 the node ids whose rows it needs, $3 all rows (the node's routing reads the whole context).
+-- $1 run id, $2 the node ids whose rows it needs (or every row: the node's routing reads the whole
+-- context; then `{which}` is true, one statement each so that each has a plan of its own).
 -- Returns: context row text, status, tracked (has our bookkeeping), the node rows as a JSON array.
 SELECT c.context_data::text, s.status, s.pending IS NOT NULL,
   (SELECT COALESCE(json_agg(json_build_object('id', n.node_id, 'state', n.state, 'has', n.output IS NOT NULL,
      'output', n.output, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', n.input, 'route', n.route))::text, '[]')
-   FROM {nodes} n WHERE n.run_id = $1 AND ($3 OR n.node_id = ANY($2::text[])))
+   FROM {nodes} n WHERE n.run_id = $1 AND {which})
 FROM (SELECT $1::text AS run_id) k
 LEFT JOIN {ctx} c ON c.run_id = k.run_id
 LEFT JOIN {st} s ON s.run_id = k.run_id

@@ -1,5 +1,6 @@
 -- A `wait` node: the node waits (it leaves the pending count), the run is `awaiting`.
 -- $1 run id, $2 node id. Nothing happens when the node was not pending.
+-- Returns: the NOTIFY, whether nothing else of the run is pending.
 WITH lk AS (
   SELECT s.pending FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE
 ), me AS (
@@ -11,4 +12,4 @@ WITH lk AS (
 )
 UPDATE {st} AS s SET status = 'awaiting', status_data = jsonb_build_object('status', 'awaiting'),
   pending = s.pending - 1, updated_at = now()
-FROM me, (SELECT count(*) FROM c) w WHERE s.run_id = $1 RETURNING {notify}
+FROM me, (SELECT count(*) FROM c) w WHERE s.run_id = $1 RETURNING {notify}, s.pending = 0

@@ -9,11 +9,11 @@ WITH lk AS (
   UPDATE {nodes} n SET state = 'done', output = a.output::jsonb,
     route = ARRAY(SELECT jsonb_array_elements_text(a.route::jsonb))
   FROM lk, unnest($3::text[], $4::text[], $5::text[]) AS a(id, output, route)
-  WHERE n.run_id = $1 AND n.node_id = a.id RETURNING 1
+  WHERE n.run_id = $1 AND n.node_id = ANY($3::text[]) AND n.node_id = a.id RETURNING 1
 ), bd AS (
   UPDATE {nodes} n SET bound = n.bound OR n.node_id = ANY($8::text[]), input = b.value::jsonb
   FROM lk, unnest($6::text[], $7::text[]) AS b(target, value)
-  WHERE n.run_id = $1 AND n.node_id = b.target AND NOT (n.node_id = ANY($3::text[])) RETURNING 1
+  WHERE n.run_id = $1 AND n.node_id = ANY($6::text[]) AND n.node_id = b.target AND NOT (n.node_id = ANY($3::text[])) RETURNING 1
 ), c AS (
   UPDATE {ctx} SET context_data = (context_data - ARRAY['_awaitingNodeIds', '_awaitingDetails']) || $2::text::jsonb
   FROM lk WHERE run_id = $1 RETURNING 1

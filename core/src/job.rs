@@ -161,8 +161,8 @@ impl JobRunner {
                 // The run cannot go on without this node: fail it with the reason
                 // rather than leave it running forever.
                 match self.store.fail_node(&job.run_id, &job.node_id, &reason).await {
-                    Ok(true) => self.finished(&job, "failed"),
-                    Ok(false) => {}
+                    Ok(Some(error)) => self.finished(&job, "failed", Some(&error)),
+                    Ok(None) => {}
                     Err(e) if e.is_transient() => return Disposition::Retry(e),
                     Err(_) => {}
                 }
@@ -198,8 +198,8 @@ impl JobRunner {
         self.log(Level::Error, &reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
         // The run cannot complete without this node: it fails with the reason.
         let failing = || self.store.fail_node(&job.run_id, &job.node_id, &reason);
-        if self.retry_transient(broker, job, "failing a poison job's run", failing).await? {
-            self.finished(job, "failed");
+        if let Some(error) = self.retry_transient(broker, job, "failing a poison job's run", failing).await? {
+            self.finished(job, "failed", Some(&error));
         }
         Ok(Some(Disposition::DeadLetter(reason)))
     }
@@ -277,14 +277,15 @@ impl JobRunner {
         }
         if node.uses == "wait" && !self.registry.contains("wait") {
             // Flowcraft's built-in wait node: the run stops for a human.
-            self.store.mark_awaiting(&job.run_id, &node.id).await?;
+            let stopped = self.store.mark_awaiting(&job.run_id, &node.id).await?;
             self.log(Level::Info, "Run is awaiting resumeWithAction", meta);
-            self.executor
-                .event("workflow:pause", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
+            if stopped {
+                // as FlowRuntime ends run() of a workflow stopped at a wait node
+                self.finished(job, "awaiting", None);
+            }
             return Ok(Disposition::Ack);
         }
         let facts = Facts { completed: snapshot.completed.clone(), bound: snapshot.bound.clone() };
-        self.executor.event("node:start", json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id }));
         match self.execute(&bp, node, &node.uses, job, &context, &context_text, &facts).await {
             Ok(done) => self.complete(&bp, job, &node.id, done, context, &facts, broker).await,
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
@@ -299,10 +300,7 @@ impl JobRunner {
     async fn refuse_run(&self, job: &JobMessage, reason: &str, _broker: &Broker) -> CoreResult<Disposition> {
         self.log(Level::Error, reason, json!({ "runId": job.run_id, "nodeId": job.node_id }));
         if self.store.fail_run(&job.run_id, reason).await? {
-            self.executor.event(
-                "workflow:finish",
-                json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": "failed", "reason": reason }),
-            );
+            self.finished(job, "failed", Some(reason));
         }
         Ok(Disposition::DeadLetter(reason.to_string()))
     }
@@ -384,10 +382,7 @@ impl JobRunner {
                 &format!("Node '{}' failed, running fallback '{}': {message}", node.id, fallback.id),
                 meta,
             );
-            self.executor.event(
-                "node:fallback",
-                json!({ "runId": job.run_id, "nodeId": node.id, "fallback": fallback.id, "blueprintId": bp.id }),
-            );
+            // (`node:fallback` was emitted by the node runner, before its `node:error`)
             let (sets, deletes) = crate::context_store::net_effect(writes);
             // FlowRuntime counts the failed node completed at its 'all' joins
             // (its fallback, inheriting its edges, is what routes to them).
@@ -431,7 +426,7 @@ impl JobRunner {
             if self.registry.contains(key) {
                 self.executor.event(
                     "node:fallback",
-                    json!({ "runId": job.run_id, "nodeId": node.id, "fallback": key, "blueprintId": bp.id }),
+                    json!({ "nodeId": node.id, "executionId": job.run_id, "fallback": key, "blueprintId": bp.id }),
                 );
                 match self.execute(bp, node, key, job, &context, context_text, facts).await {
                     Ok(mut done) => {
@@ -449,18 +444,14 @@ impl JobRunner {
         let reason = format!("Node '{}' failed: {message}", node.id);
         self.log(Level::Error, &reason, meta);
         self.executor.event(
-            "node:error",
-            json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }),
-        );
-        self.executor.event(
             "job:failed",
-            json!({ "runId": job.run_id, "nodeId": node.id, "blueprintId": bp.id, "error": message }),
+            json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node.id, "error": { "message": message } }),
         );
         // The failure and the node's context writes, in one statement.
         let (sets, deletes) = crate::context_store::net_effect(writes);
         let failing = || self.store.fail_node_with_writes(&job.run_id, &node.id, &reason, &sets, &deletes);
-        if self.retry_transient(broker, job, "recording a node failure", failing).await? {
-            self.finished(job, "failed");
+        if let Some(error) = self.retry_transient(broker, job, "recording a node failure", failing).await? {
+            self.finished(job, "failed", Some(&error));
         }
         Ok(Disposition::Ack)
     }
@@ -508,12 +499,16 @@ impl JobRunner {
             .filter_map(|(k, v)| k.strip_prefix("_inputs.").map(|t| (t.to_string(), v)))
             .collect();
         let route = routed.route;
-        let result = match &done.output {
-            Some(o) => json!({ "output": o, "action": done.action }),
-            None => json!({ "action": done.action }),
+        let deferred_inputs = route.iter().filter(|t| !bp.has_transformed_inbound(t)).cloned().collect();
+        let mut effect = Effect {
+            output: done.output.clone(),
+            sets,
+            deletes,
+            inputs,
+            bound: routed.bound,
+            deferred_inputs,
+            ..Default::default()
         };
-        let mut effect =
-            Effect { output: done.output.clone(), sets, deletes, inputs, bound: routed.bound, ..Default::default() };
         for target in &route {
             let preds = bp.predecessors(target);
             if preds <= 1 {
@@ -530,10 +525,6 @@ impl JobRunner {
         // The node has run: a lost connection retries the commit, not the node.
         let committing = || self.store.commit(&job.run_id, node_id, &effect);
         let commit = self.retry_transient(broker, job, "committing a node's effect", committing).await?;
-        self.executor.event(
-            "node:finish",
-            json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "result": result }),
-        );
         match commit {
             Commit::AlreadyDone => {
                 // Another delivery committed first; it may have died before
@@ -547,14 +538,15 @@ impl JobRunner {
             }
             Commit::Applied { ready, finished } => {
                 self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
-                if let Some(status) = finished {
-                    self.finished(job, &status);
+                if let Some((status, error)) = finished {
+                    self.finished(job, &status, error.as_deref());
                 }
             }
         }
+        let duration = job.received.map_or(0, |t| t.elapsed().as_millis() as u64);
         self.executor.event(
             "job:processed",
-            json!({ "runId": job.run_id, "nodeId": node_id, "blueprintId": bp.id, "success": true }),
+            json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node_id, "duration": duration, "success": true }),
         );
         Ok(Disposition::Ack)
     }
@@ -658,17 +650,20 @@ impl JobRunner {
         crate::timings::tracked("PostgreSQL", self.store.pool().label(), doing, retrying).await
     }
 
-    /// Reports a run that a commit of this job ended.
-    fn finished(&self, job: &JobMessage, status: &str) {
+    /// Reports a run that a commit of this job ended (or stopped at a wait
+    /// node): Flowcraft's `workflow:finish`, once per run, `executionId` = run id.
+    fn finished(&self, job: &JobMessage, status: &str, error: Option<&str>) {
         self.log(
             Level::Info,
             &format!("Run {status}"),
             json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }),
         );
-        self.executor.event(
-            "workflow:finish",
-            json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "status": status }),
-        );
+        let mut payload = json!({ "blueprintId": job.blueprint_id, "executionId": job.run_id, "status": status });
+        if let Some(message) = error.filter(|_| status == "failed") {
+            let node = message.strip_prefix("Node '").and_then(|r| r.split_once('\'')).map(|(n, _)| n);
+            payload["errors"] = json!([{ "message": message, "nodeId": node, "isFatal": false }]);
+        }
+        self.executor.event("workflow:finish", payload);
     }
 }
 

@@ -21,6 +21,9 @@ pub struct JobMessage {
     pub is_last_attempt: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// When this worker received it (not on the wire): `job:processed`'s duration.
+    #[serde(skip)]
+    pub received: Option<std::time::Instant>,
 }
 
 impl JobMessage {
@@ -30,6 +33,7 @@ impl JobMessage {
             blueprint_id: blueprint_id.into(),
             node_id: node_id.into(),
             is_last_attempt: None,
+            received: None,
             attempt: None,
         }
     }
@@ -53,7 +57,9 @@ impl JobMessage {
         if let Some(serde_json::Value::String(run_id)) = obj.get("runId") {
             check_run_id(run_id)?;
         }
-        serde_json::from_value(value).map_err(|e| format!("the job has a field of the wrong type ({e})"))
+        serde_json::from_value(value)
+            .map(|job: JobMessage| JobMessage { received: Some(std::time::Instant::now()), ..job })
+            .map_err(|e| format!("the job has a field of the wrong type ({e})"))
     }
 }
 

@@ -45,9 +45,15 @@ pub fn nodes_table(context_table: &str) -> String {
     format!("{context_table}_nodes")
 }
 
+/// When a commit enqueues a touched successor (`n` its row as it is now, `x`
+/// what the commit brings it): an idle node that is ready, or a join whose
+/// arrival fires it (`any`: the first arrival; `all`: every predecessor arrived).
+const FIRES: &str = "n.state = 'idle' AND (x.ready OR x.completes)";
+
 /// Every statement, with the tables' names in place.
 struct Sql {
     load: String,
+    load_all: String,
     init_run: String,
     heartbeat: String,
     count_delivery: String,
@@ -96,15 +102,16 @@ impl Sql {
         };
         let plain = |text: &str| fill(text, "false");
         Sql {
-            load: plain(include_str!("../sql/load.sql")),
+            load: plain(&include_str!("../sql/load.sql").replace("{which}", "n.node_id = ANY($2::text[])")),
+            load_all: plain(&include_str!("../sql/load.sql").replace("{which}", "cardinality($2::text[]) >= 0")),
             init_run: plain(include_str!("../sql/init_run.sql")),
             heartbeat: plain(include_str!("../sql/heartbeat.sql")),
             count_delivery: plain(include_str!("../sql/count_delivery.sql")),
             deliveries: plain(include_str!("../sql/deliveries.sql")),
             // the rows this statement changes are read from its own results, not locked again
             commit: fill(
-                include_str!("../sql/commit.sql"),
-                "n.node_id = $2 OR n.node_id IN (SELECT tg.node_id FROM tg)",
+                &include_str!("../sql/commit.sql").replace("{fires}", FIRES),
+                "n.node_id = $2 OR n.node_id IN (SELECT u.node_id FROM upd u UNION ALL SELECT o.node_id FROM ow o)",
             ),
             fail_node: fill(include_str!("../sql/fail_node.sql"), "false"),
             finalize: plain(include_str!("../sql/finalize.sql")),
@@ -249,8 +256,9 @@ pub struct RunSummary {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Commit {
     /// This job's effect was applied. `ready`: the successors to publish;
-    /// `finished`: the run's final status when this commit ended it.
-    Applied { ready: Vec<String>, finished: Option<String> },
+    /// `finished`: the run's status when nothing of it remains pending (final,
+    /// or `awaiting`), with its first error.
+    Applied { ready: Vec<String>, finished: Option<(String, Option<String>)> },
     /// The node was not pending (another delivery committed it), or the run
     /// has ended.
     AlreadyDone,
@@ -288,6 +296,10 @@ pub struct Effect {
     pub inputs: Vec<(String, Option<Value>)>,
     /// Successors whose input is bound to `_inputs.<id>` from now on (`routing`).
     pub bound: Vec<String>,
+    /// Successors whose input no edge transform reads before they run: an
+    /// 'all' join's `_inputs.<id>` is then written by its completing arrival
+    /// only (the last writer), not by every arrival.
+    pub deferred_inputs: Vec<String>,
 }
 
 fn json_text(v: &Option<Value>) -> Option<String> {
@@ -320,7 +332,8 @@ impl RunStore {
     /// Reads the run for a job of `node_id`: its context row, status, and the
     /// rows of `needed` nodes (all of them with `all`), merged into the context.
     pub async fn load(&self, run_id: &str, node_id: &str, needed: &[String], all: bool) -> CoreResult<RunSnapshot> {
-        let rows = self.pool.query("reading a run", &self.sql.load, &[&run_id, &needed, &all]).await?;
+        let sql = if all { &self.sql.load_all } else { &self.sql.load };
+        let rows = self.pool.query("reading a run", sql, &[&run_id, &needed]).await?;
         let row = rows.first().ok_or_else(|| CoreError::WorkerState("reading a run returned no row".into()))?;
         let context_text: Option<String> = row.get(0);
         let mut context = match &context_text {
@@ -407,13 +420,32 @@ impl RunStore {
         let output = json_text(&effect.output);
         let sets = Value::Object(effect.sets.clone()).to_string();
         let writes = !effect.sets.is_empty() || !effect.deletes.is_empty();
-        let targets: Vec<&str> = effect.joins.iter().map(|j| j.target.as_str()).collect();
-        let members: Vec<String> = effect.joins.iter().map(|j| Value::from(j.members.clone()).to_string()).collect();
-        let expected: Vec<i32> = effect.joins.iter().map(|j| j.expected as i32).collect();
-        let any: Vec<bool> = effect.joins.iter().map(|j| j.any).collect();
-        let fire: Vec<bool> = effect.joins.iter().map(|j| j.fire).collect();
-        let bound: Vec<&str> = effect.inputs.iter().map(|(t, _)| t.as_str()).collect();
-        let inputs: Vec<Option<String>> = effect.inputs.iter().map(|(_, v)| json_text(v)).collect();
+        // Every successor the commit touches, with what it brings each.
+        let mut ids: Vec<&str> = Vec::new();
+        let touched = effect.ready.iter().chain(effect.joins.iter().map(|j| &j.target));
+        for t in touched.chain(effect.inputs.iter().map(|(t, _)| t)) {
+            if !ids.contains(&t.as_str()) {
+                ids.push(t);
+            }
+        }
+        let arrival = |t: &str| effect.joins.iter().find(|j| j.target == t);
+        let input = |t: &str| effect.inputs.iter().rev().find(|(i, _)| i == t);
+        let ready: Vec<bool> = ids.iter().map(|t| effect.ready.iter().any(|r| r == t)).collect();
+        let expected: Vec<i32> = ids.iter().map(|t| arrival(t).map_or(0, |j| j.expected as i32)).collect();
+        let any: Vec<bool> = ids.iter().map(|t| arrival(t).is_some_and(|j| j.any)).collect();
+        let fire: Vec<bool> = ids.iter().map(|t| arrival(t).is_some_and(|j| j.fire)).collect();
+        let arrives: Vec<bool> =
+            ids.iter().map(|t| arrival(t).is_some_and(|j| j.members.iter().any(|m| m == node_id))).collect();
+        let wrote: Vec<bool> = ids.iter().map(|t| input(t).is_some()).collect();
+        let inputs: Vec<Option<String>> = ids.iter().map(|t| input(t).and_then(|(_, v)| json_text(v))).collect();
+        let binds: Vec<bool> = ids.iter().map(|t| effect.bound.iter().any(|b| b == t)).collect();
+        let deferred: Vec<bool> = ids.iter().map(|t| effect.deferred_inputs.iter().any(|d| d == t)).collect();
+        // The nodes this fallback arrives for, at each join (counted once each: `joined`).
+        let (owners, owner_joins): (Vec<&str>, Vec<&str>) = effect
+            .joins
+            .iter()
+            .flat_map(|j| j.members.iter().filter(|m| *m != node_id).map(move |m| (m.as_str(), j.target.as_str())))
+            .unzip();
         let rows = self
             .pool
             .query(
@@ -424,24 +456,31 @@ impl RunStore {
                     &node_id,
                     &output,
                     &effect.route,
-                    &effect.ready,
-                    &targets,
-                    &members,
+                    &ids,
+                    &ready,
                     &expected,
                     &any,
                     &fire,
-                    &bound,
+                    &arrives,
+                    &wrote,
                     &inputs,
+                    &binds,
+                    &owners,
+                    &owner_joins,
                     &sets,
                     &effect.deletes,
                     &writes,
-                    &effect.bound,
+                    &deferred,
                 ],
             )
             .await?;
         Ok(match rows.first() {
             Some(r) => {
-                Commit::Applied { ready: r.get::<_, Option<Vec<String>>>(0).unwrap_or_default(), finished: r.get(1) }
+                let finished: Option<String> = r.get(1);
+                Commit::Applied {
+                    ready: r.get::<_, Option<Vec<String>>>(0).unwrap_or_default(),
+                    finished: finished.map(|s| (s, r.get(3))),
+                }
             }
             None => Commit::AlreadyDone,
         })
@@ -455,8 +494,8 @@ impl RunStore {
 
     /// Records a node failure (the first one becomes the run's reason),
     /// removes the node from the pending count, and fails the run when nothing
-    /// of it remains. True when this call ended the run.
-    pub async fn fail_node(&self, run_id: &str, node_id: &str, reason: &str) -> CoreResult<bool> {
+    /// of it remains. `Some(first error)` when this call ended the run.
+    pub async fn fail_node(&self, run_id: &str, node_id: &str, reason: &str) -> CoreResult<Option<String>> {
         self.fail_node_with_writes(run_id, node_id, reason, &Map::new(), &[]).await
     }
 
@@ -469,13 +508,16 @@ impl RunStore {
         reason: &str,
         sets: &Map<String, Value>,
         deletes: &[String],
-    ) -> CoreResult<bool> {
+    ) -> CoreResult<Option<String>> {
         let sets = Value::Object(sets.clone()).to_string();
         let rows = self
             .pool
             .query("recording a node failure", &self.sql.fail_node, &[&run_id, &node_id, &reason, &deletes, &sets])
             .await?;
-        Ok(rows.first().and_then(|r| r.get::<_, Option<bool>>(1)).unwrap_or(false))
+        Ok(rows
+            .first()
+            .filter(|r| r.get::<_, Option<bool>>(1).unwrap_or(false))
+            .map(|r| r.get::<_, Option<String>>(2).unwrap_or_else(|| reason.to_string())))
     }
 
     /// Writes the final status of a drained run, once. Returns it when this
@@ -597,10 +639,11 @@ impl RunStore {
         Ok(!rows.is_empty())
     }
 
-    /// A `wait` node: the run waits for `resumeWithAction`.
-    pub async fn mark_awaiting(&self, run_id: &str, node_id: &str) -> CoreResult<()> {
-        self.pool.query("marking a run awaiting", &self.sql.mark_awaiting, &[&run_id, &node_id]).await?;
-        Ok(())
+    /// A `wait` node: the run waits for `resumeWithAction`. True when nothing
+    /// else of the run is pending (the run has stopped).
+    pub async fn mark_awaiting(&self, run_id: &str, node_id: &str) -> CoreResult<bool> {
+        let rows = self.pool.query("marking a run awaiting", &self.sql.mark_awaiting, &[&run_id, &node_id]).await?;
+        Ok(rows.first().is_some_and(|r| r.get::<_, Option<bool>>(1).unwrap_or(false)))
     }
 
     /// Completes the awaiting nodes (`outputs`: node → output, `routes`: node →

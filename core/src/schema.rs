@@ -27,7 +27,7 @@ const CONTEXT_COLUMNS: [(&str, &str); 2] =
 
 /// Columns of the status table: name and type. The first four are the README's
 /// (and Flowcraft's) table; the others are the worker's bookkeeping.
-const STATUS_COLUMNS: [(&str, &str); 9] = [
+const STATUS_COLUMNS: [(&str, &str); 10] = [
     ("run_id", "TEXT PRIMARY KEY"),
     ("status", "TEXT"),
     ("status_data", "JSONB"),
@@ -37,11 +37,12 @@ const STATUS_COLUMNS: [(&str, &str); 9] = [
     ("idempotency_key", "TEXT"),
     ("deliveries", "JSONB"),
     ("pending", "INTEGER"),
+    ("arrivals", "JSONB"),
 ];
 
 /// Columns of the node rows' table (`<context table>_nodes`, see `run_store`):
 /// one row per node of a run.
-const NODE_COLUMNS: [(&str, &str); 9] = [
+const NODE_COLUMNS: [(&str, &str); 10] = [
     ("run_id", "TEXT NOT NULL"),
     ("node_id", "TEXT NOT NULL"),
     ("state", "TEXT NOT NULL DEFAULT 'idle'"),
@@ -49,7 +50,8 @@ const NODE_COLUMNS: [(&str, &str); 9] = [
     ("route", "TEXT[]"),
     ("bound", "BOOLEAN NOT NULL DEFAULT false"),
     ("input", "JSONB"),
-    ("arrived", "JSONB NOT NULL DEFAULT '{}'::jsonb"),
+    ("joined", "TEXT[] NOT NULL DEFAULT '{}'"),
+    ("joined_now", "TEXT[]"),
     ("fired_by", "TEXT"),
 ];
 
@@ -195,11 +197,15 @@ impl Schema {
              \n\
              CREATE TABLE IF NOT EXISTS {ctx} (\n{ctx_columns}\n);\n\
              \n\
-             CREATE TABLE IF NOT EXISTS {nodes} (\n{node_columns},\n  PRIMARY KEY (run_id, node_id)\n);\n\
+             -- fillfactor: room on each page for the updates of a row in place (HOT), so a run's rows,\n\
+             -- updated by each of its jobs, do not leave a trail of index entries\n\
+             CREATE TABLE IF NOT EXISTS {nodes} (\n{node_columns},\n  PRIMARY KEY (run_id, node_id)\n) WITH (fillfactor = 70);\n\
              \n\
              CREATE TABLE IF NOT EXISTS {st} (\n{st_base}\n);\n\
              -- the worker's bookkeeping (and the base columns, for a table made otherwise)\n\
              ALTER TABLE {st}\n{add_columns};\n\
+             -- the status row is updated by every job of its run: keep room for updates in place\n\
+             ALTER TABLE {st} SET (fillfactor = 50);\n\
              -- startRun({{ idempotencyKey }})\n\
              CREATE UNIQUE INDEX IF NOT EXISTS \"{idx}\" ON {st} (idempotency_key);\n\
              \n\

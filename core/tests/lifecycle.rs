@@ -525,7 +525,7 @@ fn reconcile_enqueues_a_lost_join_once_and_leaves_healthy_runs_alone() {
         let keep_final = |on: &str| format!("ALTER TABLE \"{}\" {on} TRIGGER flowcraft_status_keep_final", h.st);
         pool.batch("t", &keep_final("DISABLE")).await.unwrap();
         pool.query("t", &format!("UPDATE \"{}\" SET status = 'running', status_data = NULL, pending = 0 WHERE run_id = $1", h.st), &[&run]).await.unwrap();
-        pool.query("t", &format!("UPDATE \"{}_nodes\" SET state = 'idle', output = NULL, route = NULL, arrived = '{{}}' WHERE run_id = $1 AND node_id IN ('join', 'end')", h.ctx), &[&run]).await.unwrap();
+        pool.query("t", &format!("UPDATE \"{}_nodes\" SET state = 'idle', output = NULL, route = NULL WHERE run_id = $1 AND node_id IN ('join', 'end')", h.ctx), &[&run]).await.unwrap();
         pool.batch("t", &keep_final("ENABLE")).await.unwrap();
         let first = client.reconcile(&run, Duration::from_secs(60)).await.unwrap();
         assert_eq!(first, vec!["join".to_string()]);
