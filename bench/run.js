@@ -490,11 +490,11 @@ class Services {
 		}
 	}
 
-	/** Rows inserted, updated and deleted in the phase's two tables (exact once the workers disconnected). */
+	/** Rows inserted, updated and deleted in the phase's tables, our node rows included (exact once the workers disconnected). */
 	async rowsWritten(names) {
 		const { rows } = await this.pool.query(
 			`SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::float8 AS n FROM pg_stat_user_tables WHERE relname = ANY($1::text[])`,
-			[[names.ctx, names.status]],
+			[[names.ctx, names.status, `${names.ctx}_nodes`]],
 		)
 		return rows[0].n
 	}
@@ -1107,7 +1107,7 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	L.push('## PostgreSQL per node job')
 	L.push('')
 	L.push(
-		"Rows written = inserts + updates + deletes in the phase's own two tables (`pg_stat_user_tables`, read after the workers disconnected), per node job of the whole phase. " +
+		"Rows written = inserts + updates + deletes in the phase's own tables (context, status and, for ours, node rows; `pg_stat_user_tables`, read after the workers disconnected), per node job of the whole phase. " +
 			"Write transactions (transaction ids assigned) and WAL bytes are cluster-wide deltas over the measured window, so other agents' writes are included: " +
 			'they are only meaningful for the fast phases (a slow phase lasts long and writes little). ' +
 			"The wait profile samples `pg_stat_activity` every 20 ms for the backends running this phase's statements: share of backend samples by state " +

@@ -13,6 +13,7 @@ const crypto = require('node:crypto')
 const { loadNative, constructNative, callNative } = require('./load-native')
 const { toPgTarget, tlsSettings, tlsWarning } = require('./targets')
 const { brokerUrls, queueDeclaration } = require('./broker-options')
+const { activeTraceparent } = require('./trace')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
 const { createNotify, createEvaluate } = require('./callbacks')
 const { createConsoleLogger, safeLogger } = require('./logger')
@@ -473,7 +474,8 @@ class RabbitMqAdapter {
 			throw invalidArgument(`startRun(): options.idempotencyKey must be a non-empty string; got ${describe(key)}`)
 		}
 		// waitForRun(runId) called meanwhile waits for this call instead of finding no run.
-		const call = this._call('startRun', blueprintId, contextJson, runId, key)
+		// the caller's trace, carried by every job of the run (lib/trace.js)
+		const call = this._call('startRun', blueprintId, contextJson, runId, key, activeTraceparent() ?? null)
 		const starting = s.starting
 		starting.set(runId, call)
 		let out

@@ -6,6 +6,7 @@
 // answers with the result and the context writes, as JSON text (docs/native-api.md).
 
 const { setTimeout: sleep } = require('node:timers/promises')
+const { withTraceparent } = require('./trace')
 const { NodeContextView } = require('./context-view')
 const { safeLogger, createConsoleLogger } = require('./logger')
 const { CODES, codedError, describe } = require('./errors')
@@ -100,7 +101,8 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 			})
 		}
 		try {
-			return await execute(req)
+			// the run's trace, when its start was traced (lib/trace.js)
+			return await withTraceparent(req.traceparent, () => execute(req))
 		} catch (e) {
 			// execute() handles every failure itself; this is the last line of defence,
 			// because a rejection here would reach the native side as a failed call.

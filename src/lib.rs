@@ -599,6 +599,7 @@ impl NativeRuns {
         context_json: String,
         run_id: String,
         idempotency_key: Option<String>,
+        traceparent: Option<String>,
     ) -> napi::Result<String> {
         let context = match parse_json(&context_json, "the initial context")? {
             Value::Object(m) => m,
@@ -607,7 +608,7 @@ impl NativeRuns {
         };
         let (run_id, created) = self
             .client
-            .start_run(&blueprint_id, context, &run_id, idempotency_key.as_deref())
+            .start_run_traced(&blueprint_id, context, &run_id, idempotency_key.as_deref(), traceparent.as_deref())
             .await
             .map_err(js_error)?;
         Ok(json!({ "runId": run_id, "created": created }).to_string())

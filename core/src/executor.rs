@@ -36,6 +36,9 @@ pub struct NodeRequest {
     /// `context`: node code reads them on demand.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// The run's W3C trace context, when it was started in a trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     pub attempt: u32,
 }
 

@@ -340,6 +340,7 @@ impl JobRunner {
             input_from_mapping: input.from_mapping,
             context: context_raw,
             partial: !bp.reads(&node.id).1,
+            traceparent: job.traceparent.clone(),
             attempt: job.attempt.unwrap_or(1),
         };
         let NodeResponse { ok, result, writes, error } = self.executor.run(request).await;
@@ -580,7 +581,7 @@ impl JobRunner {
         let jobs: Vec<JobMessage> = ready
             .iter()
             .filter(|t| !completed.contains(*t) && !context.contains_key(&format!("_outputs.{t}")))
-            .map(|t| JobMessage::new(&job.run_id, &bp.id, t))
+            .map(|t| JobMessage::new(&job.run_id, &bp.id, t).with_trace(job.traceparent.as_deref()))
             .collect();
         if jobs.is_empty() {
             return Ok(());

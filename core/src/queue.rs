@@ -21,6 +21,10 @@ pub struct JobMessage {
     pub is_last_attempt: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// W3C trace context of the run (`startRun` in a traced process): every
+    /// job of the run carries it, so node code runs in the run's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// When this worker received it (not on the wire): `job:processed`'s duration.
     #[serde(skip)]
     pub received: Option<std::time::Instant>,
@@ -33,9 +37,17 @@ impl JobMessage {
             blueprint_id: blueprint_id.into(),
             node_id: node_id.into(),
             is_last_attempt: None,
+            traceparent: None,
             received: None,
             attempt: None,
         }
+    }
+
+    /// The same job in the trace `traceparent` (a W3C `traceparent` header;
+    /// anything longer than 512 bytes is not carried).
+    pub fn with_trace(mut self, traceparent: Option<&str>) -> JobMessage {
+        self.traceparent = traceparent.filter(|t| t.len() <= 512).map(String::from);
+        self
     }
 
     /// Parses a queue message, saying precisely what is wrong with a bad one.
@@ -58,7 +70,10 @@ impl JobMessage {
             check_run_id(run_id)?;
         }
         serde_json::from_value(value)
-            .map(|job: JobMessage| JobMessage { received: Some(std::time::Instant::now()), ..job })
+            .map(|job: JobMessage| {
+                let traceparent = job.traceparent.clone();
+                JobMessage { received: Some(std::time::Instant::now()), ..job }.with_trace(traceparent.as_deref())
+            })
             .map_err(|e| format!("the job has a field of the wrong type ({e})"))
     }
 }

@@ -133,6 +133,18 @@ impl RunClient {
         run_id: &str,
         idempotency_key: Option<&str>,
     ) -> CoreResult<(String, bool)> {
+        self.start_run_traced(blueprint_id, initial, run_id, idempotency_key, None).await
+    }
+
+    /// `start_run`, its jobs carrying the W3C trace context `traceparent`.
+    pub async fn start_run_traced(
+        &self,
+        blueprint_id: &str,
+        initial: Map<String, Value>,
+        run_id: &str,
+        idempotency_key: Option<&str>,
+        traceparent: Option<&str>,
+    ) -> CoreResult<(String, bool)> {
         self.prepare().await?;
         let bp = self.blueprint(blueprint_id)?;
         if bp.start_nodes().is_empty() {
@@ -153,7 +165,8 @@ impl RunClient {
             };
             return Ok((existing, false));
         }
-        let jobs: Vec<JobMessage> = bp.start_nodes().iter().map(|n| JobMessage::new(run_id, &bp.id, n)).collect();
+        let jobs: Vec<JobMessage> =
+            bp.start_nodes().iter().map(|n| JobMessage::new(run_id, &bp.id, n).with_trace(traceparent)).collect();
         if let Err(e) = self.publish(&jobs).await {
             // All or nothing: a run without its start jobs would never move.
             let _ = self.store.delete_run(run_id).await;
