@@ -35,6 +35,8 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const crypto = require('node:crypto')
+// the run's context as the tests read it: the context row with its node rows merged
+const { readContextRow } = require('../__test__/helpers/services')
 
 const POSTGRES_URL = process.env.POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test'
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
@@ -783,35 +785,14 @@ class Chaos {
 
 	/** A run's context: its context row with its node rows' outputs and inputs (as getRun merges them). */
 	async contextOf(runId) {
-		const r = await this.pg.query(`SELECT context_data FROM ${quoteIdent(this.t.ctx)} WHERE run_id = $1`, [runId])
-		const context = r.rows[0]?.context_data
-		if (!context) return context
-		const nodes = await this.pg.query(
-			`SELECT node_id, state, output, output IS NOT NULL AS has, input, input IS NOT NULL AS has_input
-			 FROM ${quoteIdent(`${this.t.ctx}_nodes`)} WHERE run_id = $1`,
-			[runId],
-		)
-		for (const n of nodes.rows) {
-			if (n.state === 'done' && n.has) {
-				context[`_outputs.${n.node_id}`] = n.output
-				context[n.node_id] = n.output
-			}
-			if (n.has_input) context[`_inputs.${n.node_id}`] = n.input
-		}
-		return context
+		return readContextRow(this.t.ctx, runId, this.pg)
 	}
 
 	async waitForKey(runId, key, timeoutMs = 30000) {
 		const deadline = Date.now() + timeoutMs
 		while (Date.now() < deadline) {
-			// a node's output is in its node row until the run ends
-			const r = await this.pg.query(
-				`SELECT c.context_data ? $2 OR EXISTS (SELECT 1 FROM ${quoteIdent(`${this.t.ctx}_nodes`)} n
-				   WHERE n.run_id = $1 AND n.state = 'done' AND n.output IS NOT NULL AND '_outputs.' || n.node_id = $2) AS ok
-				 FROM ${quoteIdent(this.t.ctx)} c WHERE c.run_id = $1`,
-				[runId, key],
-			)
-			if (r.rows[0]?.ok) return true
+			const context = await this.contextOf(runId)
+			if (context && Object.hasOwn(context, key)) return true
 			await sleep(50)
 		}
 		return false

@@ -15,7 +15,7 @@ const { toPgTarget, tlsSettings, tlsWarning } = require('./targets')
 const { brokerUrls, queueDeclaration } = require('./broker-options')
 const { activeTraceparent } = require('./trace')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
-const { createNotify, createEvaluate } = require('./callbacks')
+const { createNotify, createEvaluate, emitEvent } = require('./callbacks')
 const { createConsoleLogger, safeLogger } = require('./logger')
 const { stopOnSignals } = require('./signals')
 const { CODES, codedError, invalidArgument, checkTableName, checkRunId, checkQueueName, describe } = require('./errors')
@@ -60,20 +60,6 @@ const ZERO_STATS = Object.freeze({
 const COORDINATION_METHODS = ['increment', 'setIfNotExist', 'extendTTL', 'delete', 'get']
 
 const isObject = (v) => v !== null && typeof v === 'object'
-
-/**
- * Emits a Flowcraft event on the adapter's event bus (`eventBus`, else
- * `runtimeOptions.eventBus`); a bus that throws is logged, never fatal.
- */
-async function emitEvent(s, type, payload) {
-	const bus = s.workerEventBus
-	if (!bus || typeof bus.emit !== 'function') return
-	try {
-		await bus.emit({ type, payload })
-	} catch (e) {
-		s.log.warn('eventBus.emit failed', { type, error: e?.message ? e.message : String(e) })
-	}
-}
 
 class RabbitMqAdapter {
 	constructor(options) {
@@ -488,8 +474,8 @@ class RabbitMqAdapter {
 		if (out.created === true) {
 			// Flowcraft's run start, from the process that started it (FlowRuntime emits both)
 			const ids = { blueprintId, executionId: out.runId }
-			await emitEvent(s, 'workflow:start', ids)
-			await emitEvent(s, 'workflow:resume', ids)
+			await emitEvent(s.workerEventBus, s.log, 'workflow:start', ids)
+			await emitEvent(s.workerEventBus, s.log, 'workflow:resume', ids)
 		}
 		return { runId: out.runId, created: out.created === true }
 	}
@@ -629,10 +615,11 @@ class RabbitMqAdapter {
 		const cancelled = await this._call('cancelRun', runId, reason)
 		// Workers learn of it by NOTIFY; this process's own nodes need not wait for that.
 		if (cancelled && this._s.runner) this._s.runner.abortRun(runId)
-		if (cancelled) {
+		// the blueprint id for the event costs a read of the run: only when someone listens
+		if (cancelled && this._s.workerEventBus) {
 			const text = await this._call('getRun', runId).catch(() => null)
 			const blueprintId = text ? JSON.parse(text).blueprintId : undefined
-			await emitEvent(this._s, 'workflow:finish', {
+			await emitEvent(this._s.workerEventBus, this._s.log, 'workflow:finish', {
 				blueprintId: typeof blueprintId === 'string' ? blueprintId : '',
 				executionId: runId,
 				status: 'cancelled',

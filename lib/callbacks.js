@@ -78,4 +78,17 @@ function createEvaluate(evaluator, { logger } = {}) {
 	}
 }
 
-module.exports = { createNotify, createEvaluate }
+/**
+ * Emits `{ type, payload }` on `eventBus` (if it has `emit`) and waits for it; a bus
+ * that throws or rejects is logged on `log`, never passed on.
+ */
+async function emitEvent(eventBus, log, type, payload) {
+	if (!eventBus || typeof eventBus.emit !== 'function') return
+	try {
+		await eventBus.emit({ type, payload })
+	} catch (e) {
+		log.warn('eventBus.emit failed', { type, error: e?.message ? e.message : String(e) })
+	}
+}
+
+module.exports = { createNotify, createEvaluate, emitEvent }

@@ -6,6 +6,7 @@
 // answers with the result and the context writes, as JSON text (docs/native-api.md).
 
 const { setTimeout: sleep } = require('node:timers/promises')
+const { emitEvent } = require('./callbacks')
 const { withTraceparent } = require('./trace')
 const { NodeContextView } = require('./context-view')
 const { safeLogger, createConsoleLogger } = require('./logger')
@@ -73,20 +74,12 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 	const beforeHooks = mws.map((m) => m.beforeNode).filter((h) => typeof h === 'function')
 	const afterHooks = mws.map((m) => m.afterNode).filter((h) => typeof h === 'function')
 	const aroundHooks = mws.map((m) => m.aroundNode).filter((h) => typeof h === 'function')
-	const canEmit = !!eventBus && typeof eventBus.emit === 'function'
 	// Node-level controllers of the executions in flight: all of them for abortAll()
 	// at shutdown, and by run id for abortRun() when a run is cancelled.
 	const inFlight = new Set()
 	const byRun = new Map()
 
-	async function emit(type, payload) {
-		if (!canEmit) return
-		try {
-			await eventBus.emit({ type, payload })
-		} catch (e) {
-			log.warn('eventBus.emit failed', { type, error: toError(e).message })
-		}
-	}
+	const emit = (type, payload) => emitEvent(eventBus, log, type, payload)
 
 	async function runNode(requestJson) {
 		let req

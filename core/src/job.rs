@@ -122,6 +122,8 @@ struct Executed {
 struct Facts {
     completed: BTreeSet<String>,
     bound: BTreeSet<String>,
+    /// Only some node rows were read (`Blueprint::reads`): node code reads the others on demand.
+    partial: bool,
 }
 
 impl JobRunner {
@@ -285,7 +287,7 @@ impl JobRunner {
             }
             return Ok(Disposition::Ack);
         }
-        let facts = Facts { completed: snapshot.completed.clone(), bound: snapshot.bound.clone() };
+        let facts = Facts { completed: snapshot.completed.clone(), bound: snapshot.bound.clone(), partial: !all };
         match self.execute(&bp, node, &node.uses, job, &context, &context_text, &facts).await {
             Ok(done) => self.complete(&bp, job, &node.id, done, context, &facts, broker).await,
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
@@ -339,7 +341,7 @@ impl JobRunner {
             input: input.value,
             input_from_mapping: input.from_mapping,
             context: context_raw,
-            partial: !bp.reads(&node.id).1,
+            partial: facts.partial,
             traceparent: job.traceparent.clone(),
             attempt: job.attempt.unwrap_or(1),
         };

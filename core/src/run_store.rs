@@ -23,7 +23,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub const FINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
@@ -592,7 +592,7 @@ impl RunStore {
             Some(c) => merge_rows(c, &nodes),
             None => Merged::default(),
         };
-        let routes: BTreeMap<String, Value> = nodes
+        let routes: Map<String, Value> = nodes
             .iter()
             .filter(|n| n.state == "done")
             .filter_map(|n| Some((n.id.clone(), Value::from(n.route.clone()?))))
@@ -602,7 +602,7 @@ impl RunStore {
             status_data: parse(1),
             context,
             queued: nodes.iter().filter(|n| n.state == "queued").map(|n| n.id.clone()).collect(),
-            routes: routes.into_iter().collect(),
+            routes,
             idle_seconds: r.get(3),
             blueprint_id: r.get(4),
             error: r.get(5),
