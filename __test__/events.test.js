@@ -42,11 +42,13 @@ beforeAll(async () => {
 
 /** Our adapter (worker and client in one), with a recording bus, on this test's queue and tables. */
 function adapterFor(scenario, events) {
+	const queue = res.queueName('ev')
+	res.onCleanup(() => S.deleteQueues([`${queue}.dead`])) // the worker declares its dead-letter queue too
 	const adapter = new RabbitMqAdapter({
 		amqpConnection: S.RABBITMQ_URL,
 		pgClient: S.POSTGRES_URL,
 		coordinationStore: new RedisCoordinationStore(S.REDIS_URL),
-		queueName: res.queueName('ev'),
+		queueName: queue,
 		contextTableName: res.trackTable(S.uniqueName('ev_c')),
 		statusTableName: res.trackTable(S.uniqueName('ev_s')),
 		stopTimeoutMs: 5000,
