@@ -32,6 +32,8 @@ const TIMING_DEFAULTS = Object.freeze({
 	stallWarningMs: 10000,
 	runHeartbeatMs: 10000,
 	deadLetterRetryMs: 1000,
+	sleepSweepMs: 1000,
+	sleepLeaseMs: 60000,
 })
 
 /** The largest millisecond count the core takes (u32). */

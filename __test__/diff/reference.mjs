@@ -20,6 +20,29 @@ export function outputsOf(context) {
 
 const quietLogger = { debug() {}, info() {}, warn() {}, error() {} }
 
+/**
+ * FlowRuntime's run(), then what its scheduler does for a run stopped at sleep nodes: at each
+ * wake-up time, resume() at that node, until the run is no longer awaiting a timer. A run()
+ * that throws (a runaway loop: "Traversal exceeded maximum iterations") counts as failed.
+ */
+async function runToEnd(runtime, blueprint, initial) {
+	let result
+	try {
+		result = await runtime.run(structuredClone(blueprint), initial)
+		for (;;) {
+			const ctx = result.context ?? {}
+			const details = ctx._awaitingDetails ?? {}
+			const timer = (ctx._awaitingNodeIds ?? []).find((id) => details[id]?.reason === 'timer')
+			if (result.status !== 'awaiting' || !timer) return result
+			const wait = Date.parse(details[timer].wakeUpAt) - Date.now()
+			await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait)))
+			result = await runtime.resume(structuredClone(blueprint), result.serializedContext, { output: undefined }, timer)
+		}
+	} catch (error) {
+		return { status: 'failed', context: result?.context ?? {}, errors: [{ message: error.message }] }
+	}
+}
+
 /** Runs one scenario once; `runTag` keys the in-process retry counters. */
 export async function runScenario(scenario, runTag) {
 	const options = {
@@ -31,7 +54,7 @@ export async function runScenario(scenario, runTag) {
 	if (scenario.middleware) options.middleware = scenario.middleware()
 	const runtime = new fc.FlowRuntime(options)
 	const initial = { ...(scenario.initialContext ?? {}), runTag }
-	const result = await runtime.run(structuredClone(scenario.blueprint), initial)
+	const result = await runToEnd(runtime, scenario.blueprint, initial)
 	const errors = (result.errors ?? []).map((e) => ({
 		nodeId: e.nodeId,
 		message: e.message,

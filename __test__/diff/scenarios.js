@@ -2311,6 +2311,8 @@ const scenarios = [
 		},
 	},
 ]
+// Flowcraft's built-in nodes (sleep, loops): diff/builtins.js
+scenarios.push(...require('./builtins').builtins)
 
 // Sanity: unique names and blueprint ids (registry keys are checked in buildRuntimeOptions).
 {
@@ -2339,6 +2341,7 @@ function buildRuntimeOptions(selected, fc) {
 	const registry = {}
 	const blueprints = {}
 	const evaluators = []
+	const evaluatorFactories = new Set()
 	const middleware = []
 	const middlewareFactories = new Set()
 	for (const s of selected) {
@@ -2348,7 +2351,11 @@ function buildRuntimeOptions(selected, fc) {
 			registry[key] = impl
 		}
 		blueprints[s.blueprint.id] = structuredClone(s.blueprint)
-		if (s.evaluator) evaluators.push(s.evaluator())
+		// scenarios of one group may share one evaluator factory: it is installed once
+		if (s.evaluator && !evaluatorFactories.has(s.evaluator)) {
+			evaluatorFactories.add(s.evaluator)
+			evaluators.push(s.evaluator())
+		}
 		// scenarios of one group may share one middleware factory: it is installed once
 		if (s.middleware && !middlewareFactories.has(s.middleware)) {
 			middlewareFactories.add(s.middleware)

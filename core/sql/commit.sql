@@ -11,16 +11,20 @@
 -- $12 that input (JSON text; NULL: undefined), $13 its input is bound from now on (routing.rs);
 -- $14/$15 (owner, join) pairs: nodes this fallback arrives for; $16 context sets (JSON object text),
 -- $17 context deletes, $18 has context writes, $19 per touched successor: no transform reads its input
--- before it runs (an 'all' join's input can then be written by the arrival that completes it).
--- Returns: the successors it enqueued, the status when nothing of the run remains pending (final, or
+-- before it runs (an 'all' join's input can then be written by the arrival that completes it);
+-- $20 a loop's body rows sent round again (reset to idle, iteration + 1: a loop controller that
+-- continues), $21 this node goes round again itself (idle, iteration + 1), $22 the job's iteration
+-- (a job of an earlier iteration changes nothing).
+-- Returns: the successors it enqueued (and their iterations), the status when nothing of the run remains pending (final, or
 -- `awaiting`), the NOTIFY, the run's first error.
 WITH lk AS (
   SELECT s.pending, COALESCE(s.arrivals, '{}'::jsonb) AS arrivals FROM {st} s
   WHERE s.run_id = $1 AND {not_final} AND s.pending IS NOT NULL FOR UPDATE
 ), me AS (
-  UPDATE {nodes} n SET state = 'done', output = $3::text::jsonb, route = $4::text[],
-    joined = n.joined || ARRAY(SELECT t.id FROM unnest($5::text[], $10::bool[]) AS t(id, self) WHERE t.self)
-  FROM lk WHERE n.run_id = $1 AND n.node_id = $2 AND n.state = 'queued'
+  UPDATE {nodes} n SET state = CASE WHEN $21 THEN 'idle' ELSE 'done' END, output = $3::text::jsonb,
+    route = CASE WHEN $21 THEN NULL ELSE $4::text[] END, wake_at = NULL, iteration = n.iteration + $21::int,
+    joined = CASE WHEN $21 THEN '{}' ELSE n.joined || ARRAY(SELECT t.id FROM unnest($5::text[], $10::bool[]) AS t(id, self) WHERE t.self) END
+  FROM lk WHERE n.run_id = $1 AND n.node_id = $2 AND n.state IN ('queued', 'sleeping', 'woken') AND n.iteration = $22
   RETURNING n.input
 ), ow AS (
   -- the nodes this fallback arrives for count once at each join: their rows say where they were counted
@@ -29,7 +33,7 @@ WITH lk AS (
   FROM me, (SELECT w.owner, array_agg(w.target) AS targets FROM unnest($14::text[], $15::text[]) AS w(owner, target)
             GROUP BY w.owner) p
   WHERE o.run_id = $1 AND o.node_id = ANY($14::text[]) AND o.node_id = p.owner
-  RETURNING o.node_id, o.state, o.output, o.input, o.joined_now
+  RETURNING o.node_id, o.state, o.output, o.input, o.joined_now, o.iteration
 ), x AS (
   SELECT t.*, c.cur + c.new AS after, t.fire AND t.expected > 0
       AND ((t.is_any AND c.cur = 0 AND c.new > 0) OR (NOT t.is_any AND c.cur + c.new >= t.expected)) AS completes
@@ -37,6 +41,14 @@ WITH lk AS (
     $13::bool[], $19::bool[]) AS t(id, ready, expected, is_any, fire, self, writes, input, binds, deferred), me, lk,
     LATERAL (SELECT COALESCE((lk.arrivals ->> t.id)::int, 0) AS cur, (CASE WHEN t.self THEN 1 ELSE 0 END)
       + (SELECT count(*) FROM ow, unnest(ow.joined_now) j WHERE j = t.id) AS new) c
+), rs AS (
+  -- a loop going round again: its body's settled rows become idle for the next iteration (outputs
+  -- stay until overwritten, as in FlowRuntime's context); those it enqueues are reset in `upd`
+  UPDATE {nodes} n SET state = 'idle', iteration = n.iteration + 1, route = NULL, joined = '{}', joined_now = NULL,
+    fired_by = NULL, wake_at = NULL
+  FROM me WHERE n.run_id = $1 AND n.node_id = ANY($20::text[]) AND NOT n.node_id = ANY($5::text[])
+    AND n.state IN ('idle', 'done')
+  RETURNING n.node_id
 ), upd AS (
   -- A touched row is written only when it changes: enqueued, or given an input. An 'all' join's
   -- arrivals are counted in the status row, and (`deferred`: no transform reads it before) its
@@ -44,23 +56,26 @@ WITH lk AS (
   UPDATE {nodes} n SET
     state = CASE WHEN {fires} THEN 'queued' ELSE n.state END,
     fired_by = CASE WHEN {fires} THEN $2 ELSE n.fired_by END,
+    iteration = n.iteration + (n.node_id = ANY($20::text[]) AND n.state IN ('idle', 'done'))::int,
+    route = CASE WHEN n.node_id = ANY($20::text[]) AND n.state IN ('idle', 'done') THEN NULL ELSE n.route END,
+    joined = CASE WHEN n.node_id = ANY($20::text[]) AND n.state IN ('idle', 'done') THEN '{}' ELSE n.joined END,
     bound = n.bound OR x.binds,
     input = CASE WHEN x.writes THEN x.input::jsonb ELSE n.input END
   -- `= ANY($5)` makes it an index lookup of the touched rows (never a scan of the run's rows)
   FROM x WHERE n.run_id = $1 AND n.node_id = ANY($5::text[]) AND n.node_id = x.id
     AND (x.ready OR x.completes OR NOT (x.deferred AND x.expected > 0 AND NOT x.is_any))
-  RETURNING n.node_id, n.state = 'queued' AND n.fired_by = $2 AS fired, n.state, n.output, n.input
+  RETURNING n.node_id, n.state = 'queued' AND n.fired_by = $2 AS fired, n.state, n.output, n.input, n.iteration
 ), nx AS (
-  SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired) AS pending FROM lk, me
+  SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired) AS pending FROM lk, me, (SELECT count(*) FROM rs) r
 ), own AS (
   -- what this statement wrote to node rows, as context keys (the fold below reads the others)
   SELECT CASE WHEN $3::text IS NULL THEN '{}'::jsonb
       ELSE jsonb_build_object('_outputs.' || $2, $3::text::jsonb, $2::text, $3::text::jsonb) END
     || COALESCE((SELECT jsonb_object_agg('_inputs.' || $2, me.input) FROM me WHERE me.input IS NOT NULL), '{}'::jsonb)
-    || COALESCE((SELECT jsonb_object_agg(e.k, e.v) FROM (SELECT node_id, state, output, input FROM upd
-                 UNION ALL SELECT node_id, state, output, input FROM ow) r,
-         LATERAL (SELECT '_outputs.' || r.node_id, r.output WHERE r.state = 'done' AND r.output IS NOT NULL
-                  UNION ALL SELECT r.node_id, r.output WHERE r.state = 'done' AND r.output IS NOT NULL
+    || COALESCE((SELECT jsonb_object_agg(e.k, e.v) FROM (SELECT node_id, state, output, input, iteration FROM upd
+                 UNION ALL SELECT node_id, state, output, input, iteration FROM ow) r,
+         LATERAL (SELECT '_outputs.' || r.node_id, r.output WHERE {has_output(r)}
+                  UNION ALL SELECT r.node_id, r.output WHERE {has_output(r)}
                   UNION ALL SELECT '_inputs.' || r.node_id, r.input WHERE r.input IS NOT NULL) e(k, v)), '{}'::jsonb) AS keys
 ), gone AS (
   -- an undefined output removes the node's keys (FlowRuntime deletes them), e.g. an initial key named like it
@@ -82,7 +97,8 @@ WITH lk AS (
   FROM nx LEFT JOIN c ON true WHERE s.run_id = $1
   RETURNING s.run_id, s.status, s.error, nx.pending = 0 AS drained
 )
-SELECT ARRAY(SELECT upd.node_id FROM upd WHERE upd.fired),
+SELECT ARRAY(SELECT upd.node_id FROM upd WHERE upd.fired ORDER BY upd.node_id),
+  ARRAY(SELECT upd.iteration FROM upd WHERE upd.fired ORDER BY upd.node_id),
   CASE WHEN u.drained AND u.status IN ('completed', 'failed', 'awaiting') THEN u.status END,
   CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN {notify_u} END,
   u.error

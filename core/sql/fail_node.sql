@@ -6,7 +6,8 @@
 WITH lk AS (
   SELECT s.pending FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE
 ), me AS (
-  UPDATE {nodes} n SET state = 'failed' FROM lk WHERE n.run_id = $1 AND n.node_id = $2 AND n.state = 'queued' RETURNING 1
+  UPDATE {nodes} n SET state = 'failed', wake_at = NULL FROM lk
+  WHERE n.run_id = $1 AND n.node_id = $2 AND n.state IN ('queued', 'woken') RETURNING 1
 ), nx AS (
   SELECT COALESCE(lk.pending, 1) - 1 AS pending FROM lk, me
 ), c AS (

@@ -3,8 +3,7 @@
 -- context; then `{which}` is true, one statement each so that each has a plan of its own).
 -- Returns: context row text, status, tracked (has our bookkeeping), the node rows as a JSON array.
 SELECT c.context_data::text, s.status, s.pending IS NOT NULL,
-  (SELECT COALESCE(json_agg(json_build_object('id', n.node_id, 'state', n.state, 'has', n.output IS NOT NULL,
-     'output', n.output, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', n.input, 'route', n.route))::text, '[]')
+  (SELECT COALESCE(json_agg({node_json})::text, '[]')
    FROM {nodes} n WHERE n.run_id = $1 AND {which})
 FROM (SELECT $1::text AS run_id) k
 LEFT JOIN {ctx} c ON c.run_id = k.run_id

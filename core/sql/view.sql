@@ -2,8 +2,7 @@
 SELECT s.status, s.status_data::text, c.context_data::text,
   EXTRACT(EPOCH FROM (now() - s.updated_at))::float8, s.blueprint_id, s.error,
   to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-  (SELECT COALESCE(json_agg(json_build_object('id', n.node_id, 'state', n.state, 'has', n.output IS NOT NULL,
-     'output', n.output, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', n.input, 'route', n.route))::text, '[]')
+  (SELECT COALESCE(json_agg({node_json})::text, '[]')
    FROM {nodes} n WHERE n.run_id = $1)
 FROM (SELECT $1::text AS run_id) k
 LEFT JOIN {st} s ON s.run_id = k.run_id

@@ -91,7 +91,14 @@ pub struct Blueprint {
     start_nodes: Vec<String>,
     /// Nodes reached through at least one edge with a `transform`.
     transformed_targets: BTreeSet<String>,
+    /// Each `loop-controller`'s body: the target of its `continue` edge and every
+    /// node reached from there without passing a loop controller (FlowRuntime's
+    /// nodes in the loop, sent round again when the controller continues).
+    loop_bodies: HashMap<String, Vec<String>>,
 }
+
+/// The built-in node that decides whether a loop goes round again.
+pub const LOOP_CONTROLLER: &str = "loop-controller";
 
 impl Blueprint {
     pub fn from_value(value: Value) -> CoreResult<Blueprint> {
@@ -143,6 +150,26 @@ impl Blueprint {
             .filter(|n| !predecessors.contains_key(&n.id) && !fallback_for.contains_key(&n.id))
             .map(|n| n.id.clone())
             .collect();
+        let mut loop_bodies = HashMap::new();
+        for n in raw.nodes.iter().filter(|n| n.uses == LOOP_CONTROLLER) {
+            let Some(first) = raw.edges.iter().find(|e| e.source == n.id && e.action.as_deref() == Some("continue"))
+            else {
+                continue;
+            };
+            let mut body = vec![first.target.clone()];
+            let mut i = 0;
+            while i < body.len() {
+                for &e in outgoing.get(&body[i]).into_iter().flatten() {
+                    let t = &raw.edges[e].target;
+                    let is_controller = raw.nodes[index[t]].uses == LOOP_CONTROLLER;
+                    if !is_controller && !body.contains(t) {
+                        body.push(t.clone());
+                    }
+                }
+                i += 1;
+            }
+            loop_bodies.insert(n.id.clone(), body);
+        }
         let version = match raw.metadata.as_ref().and_then(|m| m.get("version")) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => Value::Null,
             Some(Value::String(s)) if s.is_empty() => Value::Null,
@@ -160,6 +187,7 @@ impl Blueprint {
             fallback_for,
             start_nodes,
             transformed_targets,
+            loop_bodies,
         })
     }
 
@@ -206,6 +234,16 @@ impl Blueprint {
         out
     }
 
+    /// Whether `id` is a loop controller (run on every arrival, not once as a join).
+    pub fn is_loop_controller(&self, id: &str) -> bool {
+        self.node(id).is_some_and(|n| n.uses == LOOP_CONTROLLER)
+    }
+
+    /// The body of the loop controller `id` (None: no `continue` edge).
+    pub fn loop_body(&self, id: &str) -> Option<&[String]> {
+        self.loop_bodies.get(id).map(Vec::as_slice)
+    }
+
     /// Whether any edge into `id` carries a condition.
     pub fn has_conditional_inbound(&self, id: &str) -> bool {
         self.edges.iter().any(|e| e.target == id && e.condition.is_some())
@@ -235,6 +273,7 @@ impl Blueprint {
     pub fn reads(&self, id: &str) -> (Vec<String>, bool) {
         let all = self.candidate_edges(id).iter().any(|e| e.condition.is_some() || e.transform.is_some())
             || self.fallback_owners(id).next().is_some()
+            || self.is_loop_controller(id)
             || self.edges.iter().any(|e| e.target == id && e.transform.is_some());
         let mut nodes: BTreeSet<String> = std::iter::once(id.to_string()).collect();
         nodes.extend(self.predecessor_ids(id).cloned());
@@ -284,6 +323,11 @@ impl Blueprints {
 
     pub fn get(&self, id: &str) -> Option<std::sync::Arc<Blueprint>> {
         self.0.get(id).cloned()
+    }
+
+    /// The ids of the blueprints with a node that `uses` this key.
+    pub fn using(&self, uses: &str) -> Vec<String> {
+        self.0.iter().filter(|(_, bp)| bp.nodes.iter().any(|n| n.uses == uses)).map(|(id, _)| id.clone()).collect()
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::evaluator::{resolve_input, RunState};
 use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
 use crate::queue::{Broker, JobMessage};
-use crate::run_store::{Commit, Effect, JoinArrival, RunStore, FINAL_STATUSES};
+use crate::run_store::{Commit, Effect, Enqueued, JoinArrival, RunStore, FINAL_STATUSES};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -86,7 +86,7 @@ pub struct JobRunner {
     pub executor: Arc<dyn NodeExecutor>,
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Failed(NodeFailure),
     /// The worker is stopping: the job goes back to the queue.
     Interrupted,
@@ -96,38 +96,41 @@ enum Failure {
 
 /// A node that failed: its error, and the context writes it made (FlowRuntime
 /// keeps them: a class node's `recover()`, middleware around it).
-struct NodeFailure {
-    message: String,
+pub(crate) struct NodeFailure {
+    pub(crate) message: String,
     /// A `FlowcraftError` with `isFatal: true`, or an input FlowRuntime cannot
     /// resolve: no fallback runs.
-    fatal: bool,
-    writes: Vec<PatchOp>,
+    pub(crate) fatal: bool,
+    pub(crate) writes: Vec<PatchOp>,
 }
 
 impl NodeFailure {
-    fn failed(message: impl Into<String>) -> Failure {
+    pub(crate) fn failed(message: impl Into<String>) -> Failure {
         Failure::Failed(NodeFailure { message: message.into(), fatal: false, writes: vec![] })
     }
 }
 
-struct Executed {
+#[derive(Default)]
+pub(crate) struct Executed {
     /// `None`: the node returned no output (`undefined`).
-    output: Option<Value>,
-    action: Option<String>,
-    writes: Vec<PatchOp>,
+    pub(crate) output: Option<Value>,
+    pub(crate) action: Option<String>,
+    pub(crate) writes: Vec<PatchOp>,
+    /// A loop controller going round again: the loop's body (see `Effect::again`).
+    pub(crate) again: Vec<String>,
 }
 
 /// What a job knows of its run beside the context (see `RunSnapshot`):
 /// `completed` lists the nodes that completed without output.
-struct Facts {
-    completed: BTreeSet<String>,
-    bound: BTreeSet<String>,
+pub(crate) struct Facts {
+    pub(crate) completed: BTreeSet<String>,
+    pub(crate) bound: BTreeSet<String>,
     /// Only some node rows were read (`Blueprint::reads`): node code reads the others on demand.
-    partial: bool,
+    pub(crate) partial: bool,
 }
 
 impl JobRunner {
-    fn log(&self, level: Level, message: &str, meta: Value) {
+    pub(crate) fn log(&self, level: Level, message: &str, meta: Value) {
         self.executor.log(level, message, meta);
     }
 
@@ -254,8 +257,19 @@ impl JobRunner {
             }
         }
 
+        let own = snapshot.node.as_ref();
+        if own.is_some_and(|row| row.iteration > job.iteration) {
+            // A job of an earlier time round a loop: that iteration has moved on.
+            self.log(Level::Debug, "Job of an earlier loop iteration; skipped", meta);
+            return Ok(Disposition::Ack);
+        }
         let output_key = format!("_outputs.{}", job.node_id);
-        if context.contains_key(&output_key) || snapshot.completed.contains(&job.node_id) {
+        // (inside a loop, an earlier iteration's output stays in the context: only the row tells)
+        let done = match own {
+            Some(row) if row.iteration > 0 => row.state == "done",
+            _ => context.contains_key(&output_key) || snapshot.completed.contains(&job.node_id),
+        };
+        if done {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
             self.publish_committed(&bp, job, broker).await?;
@@ -288,6 +302,9 @@ impl JobRunner {
             return Ok(Disposition::Ack);
         }
         let facts = Facts { completed: snapshot.completed.clone(), bound: snapshot.bound.clone(), partial: !all };
+        if let Some(builtin) = crate::builtins::Builtin::of(node, &self.registry) {
+            return self.run_builtin(builtin, &bp, node, job, &snapshot, context, &facts, broker).await;
+        }
         match self.execute(&bp, node, &node.uses, job, &context, &context_text, &facts).await {
             Ok(done) => self.complete(&bp, job, &node.id, done, context, &facts, broker).await,
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
@@ -308,7 +325,7 @@ impl JobRunner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         bp: &Blueprint,
         node: &NodeDef,
@@ -348,7 +365,7 @@ impl JobRunner {
         let NodeResponse { ok, result, writes, error } = self.executor.run(request).await;
         if ok {
             let result = result.unwrap_or_default();
-            return Ok(Executed { output: result.output, action: result.action, writes });
+            return Ok(Executed { output: result.output, action: result.action, writes, again: vec![] });
         }
         match error {
             Some(e) if e.code.as_deref() == Some("ERR_NODE_CANCELLED") => Err(Failure::Interrupted),
@@ -363,7 +380,7 @@ impl JobRunner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn node_failed(
+    pub(crate) async fn node_failed(
         &self,
         bp: &Blueprint,
         job: &JobMessage,
@@ -412,6 +429,7 @@ impl JobRunner {
                 route: vec![fallback.id.clone()],
                 ready: vec![fallback.id.clone()],
                 joins,
+                iteration: job.iteration,
                 ..Default::default()
             };
             let committing = || self.store.commit(&job.run_id, &node.id, &effect);
@@ -460,7 +478,7 @@ impl JobRunner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn complete(
+    pub(crate) async fn complete(
         &self,
         bp: &Blueprint,
         job: &JobMessage,
@@ -510,11 +528,14 @@ impl JobRunner {
             inputs,
             bound: routed.bound,
             deferred_inputs,
+            again: done.again,
+            iteration: job.iteration,
             ..Default::default()
         };
         for target in &route {
             let preds = bp.predecessors(target);
-            if preds <= 1 {
+            // a loop controller runs on every arrival (FlowRuntime re-enters it each time round)
+            if preds <= 1 || bp.is_loop_controller(target) {
                 effect.ready.push(target.clone());
                 continue;
             }
@@ -575,15 +596,23 @@ impl JobRunner {
         &self,
         bp: &Blueprint,
         job: &JobMessage,
-        ready: &[String],
+        ready: &[Enqueued],
         context: &Map<String, Value>,
         completed: &BTreeSet<String>,
         broker: &Broker,
     ) -> CoreResult<()> {
+        // (a node sent round a loop again has its earlier output in the context)
         let jobs: Vec<JobMessage> = ready
             .iter()
-            .filter(|t| !completed.contains(*t) && !context.contains_key(&format!("_outputs.{t}")))
-            .map(|t| JobMessage::new(&job.run_id, &bp.id, t).with_trace(job.traceparent.as_deref()))
+            .filter(|t| {
+                t.iteration > 0
+                    || (!completed.contains(&t.node_id) && !context.contains_key(&format!("_outputs.{}", t.node_id)))
+            })
+            .map(|t| {
+                JobMessage::new(&job.run_id, &bp.id, &t.node_id)
+                    .in_iteration(t.iteration)
+                    .with_trace(job.traceparent.as_deref())
+            })
             .collect();
         if jobs.is_empty() {
             return Ok(());

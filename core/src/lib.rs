@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod blueprint;
+pub mod builtins;
 pub mod context_store;
 pub mod coordination;
 pub mod error;

@@ -25,9 +25,17 @@ pub struct JobMessage {
     /// job of the run carries it, so node code runs in the run's trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Which time round a loop the node runs (0, and absent on the wire, outside loops):
+    /// a job of an earlier iteration than its node's row changes nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iteration: i32,
     /// When this worker received it (not on the wire): `job:processed`'s duration.
     #[serde(skip)]
     pub received: Option<std::time::Instant>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 impl JobMessage {
@@ -40,7 +48,14 @@ impl JobMessage {
             traceparent: None,
             received: None,
             attempt: None,
+            iteration: 0,
         }
+    }
+
+    /// The same job for the `iteration`-th time round a loop.
+    pub fn in_iteration(mut self, iteration: i32) -> JobMessage {
+        self.iteration = iteration;
+        self
     }
 
     /// The same job in the trace `traceparent` (a W3C `traceparent` header;

@@ -88,7 +88,15 @@ pub async fn route(
     let result = Value::Object(result);
     let candidates = bp.candidate_edges(node_id);
     let mut matched = Vec::new();
-    if let Some(action) = action {
+    // A loop controller takes its edges with a condition that holds first, whatever their action.
+    if bp.is_loop_controller(node_id) {
+        for e in candidates.iter().filter(|e| e.condition.is_some()) {
+            if condition_holds(evaluator, e.condition.as_deref(), context, &result).await {
+                matched.push(*e);
+            }
+        }
+    }
+    if let (Some(action), true) = (action, matched.is_empty()) {
         for e in candidates.iter().filter(|e| e.action.as_deref() == Some(action)) {
             if condition_holds(evaluator, e.condition.as_deref(), context, &result).await {
                 matched.push(*e);

@@ -48,7 +48,21 @@ pub fn nodes_table(context_table: &str) -> String {
 /// When a commit enqueues a touched successor (`n` its row as it is now, `x`
 /// what the commit brings it): an idle node that is ready, or a join whose
 /// arrival fires it (`any`: the first arrival; `all`: every predecessor arrived).
-const FIRES: &str = "n.state = 'idle' AND (x.ready OR x.completes)";
+/// A node of a loop's body that a continuing controller sends round again
+/// (`$20`) counts as idle.
+const FIRES: &str =
+    "(n.state = 'idle' OR (n.node_id = ANY($20::text[]) AND n.state = 'done')) AND (x.ready OR x.completes)";
+
+/// A node row as `load` and `view` return it (`NodeRow`).
+const NODE_JSON: &str = "json_build_object('id', n.node_id, 'state', n.state, 'has', n.output IS NOT NULL, \
+     'output', n.output, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', n.input, 'route', n.route, \
+     'iteration', n.iteration, 'due', COALESCE(n.wake_at <= now(), false), \
+     'wakeAt', to_char(n.wake_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))";
+
+/// Whether a node row's output is a context key (`NodeRow::has_output`), in SQL over the row `alias`.
+fn has_output(alias: &str) -> String {
+    format!("{alias}.output IS NOT NULL AND ({alias}.state = 'done' OR {alias}.iteration > 0)")
+}
 
 /// Every statement, with the tables' names in place.
 struct Sql {
@@ -74,6 +88,8 @@ struct Sql {
     resume: String,
     delete_run: String,
     fired_by: String,
+    sleep: String,
+    wake: String,
 }
 
 impl Sql {
@@ -91,6 +107,9 @@ impl Sql {
         let fold = |exclude: &str| include_str!("../sql/fold.sql").trim_end().replace("{exclude}", exclude);
         let fill = |text: &str, fold_exclude: &str| -> String {
             text.replace("{fold}", &fold(fold_exclude))
+                .replace("{node_json}", NODE_JSON)
+                .replace("{has_output(f)}", &has_output("f"))
+                .replace("{has_output(r)}", &has_output("r"))
                 .replace("{ctx}", ctx)
                 .replace("{st}", st)
                 .replace("{nodes}", nodes)
@@ -118,7 +137,8 @@ impl Sql {
             fail_run: plain(include_str!("../sql/fail_run.sql")),
             start_run: plain(include_str!("../sql/start_run.sql")),
             find_idempotent: plain(include_str!("../sql/find_idempotent.sql")),
-            cancel: plain(include_str!("../sql/cancel.sql")),
+            // sleeping rows are let go by the same statement: not locked again
+            cancel: fill(include_str!("../sql/cancel.sql"), "n.state IN ('sleeping', 'woken')"),
             final_status: plain(include_str!("../sql/final_status.sql")),
             view: plain(include_str!("../sql/view.sql")),
             list: plain(include_str!("../sql/list.sql")),
@@ -128,6 +148,8 @@ impl Sql {
             resume: plain(include_str!("../sql/resume.sql")),
             delete_run: plain(include_str!("../sql/delete_run.sql")),
             fired_by: plain(include_str!("../sql/fired_by.sql")),
+            sleep: plain(include_str!("../sql/sleep.sql")),
+            wake: plain(include_str!("../sql/wake.sql")),
         }
     }
 }
@@ -149,6 +171,23 @@ pub struct NodeRow {
     pub input: Value,
     #[serde(default)]
     pub route: Option<Vec<String>>,
+    /// How many times a loop sent the node round again.
+    #[serde(default)]
+    pub iteration: i32,
+    /// A sleeping (or woken) node's wake-up time, ISO 8601.
+    #[serde(default, rename = "wakeAt")]
+    pub wake_at: Option<String>,
+    /// Its wake-up time has come.
+    #[serde(default)]
+    pub due: bool,
+}
+
+impl NodeRow {
+    /// Its output is in the run's context: it completed, or completed in an
+    /// earlier iteration of a loop (FlowRuntime keeps it until overwritten).
+    pub fn has_output(&self) -> bool {
+        self.has && (self.state == "done" || self.iteration > 0)
+    }
 }
 
 /// What node rows add to a context, as FlowRuntime's context holds it.
@@ -165,13 +204,11 @@ pub struct Merged {
 pub fn merge_rows(context: &mut Map<String, Value>, rows: &[NodeRow]) -> Merged {
     let mut merged = Merged::default();
     for r in rows {
-        if r.state == "done" {
-            if r.has {
-                context.insert(format!("_outputs.{}", r.id), r.output.clone());
-                context.insert(r.id.clone(), r.output.clone());
-            } else {
-                merged.undefined.insert(r.id.clone());
-            }
+        if r.has_output() {
+            context.insert(format!("_outputs.{}", r.id), r.output.clone());
+            context.insert(r.id.clone(), r.output.clone());
+        } else if r.state == "done" {
+            merged.undefined.insert(r.id.clone());
         }
         if r.bound {
             merged.bound.insert(r.id.clone());
@@ -222,6 +259,10 @@ pub struct RunView {
     /// The context row with every node row's keys.
     pub context: Option<Map<String, Value>>,
     pub queued: Vec<String>,
+    /// Each node row's iteration (how many times a loop sent it round), when not 0.
+    pub iterations: std::collections::HashMap<String, i32>,
+    /// Sleeping nodes and their wake-up times (ISO 8601).
+    pub sleeping: Vec<(String, String)>,
     pub routes: Map<String, Value>,
     pub idle_seconds: Option<f64>,
     pub blueprint_id: Option<String>,
@@ -258,10 +299,30 @@ pub enum Commit {
     /// This job's effect was applied. `ready`: the successors to publish;
     /// `finished`: the run's status when nothing of it remains pending (final,
     /// or `awaiting`), with its first error.
-    Applied { ready: Vec<String>, finished: Option<(String, Option<String>)> },
+    Applied { ready: Vec<Enqueued>, finished: Option<(String, Option<String>)> },
     /// The node was not pending (another delivery committed it), or the run
     /// has ended.
     AlreadyDone,
+}
+
+/// A node a statement enqueued, with the iteration its job must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub node_id: String,
+    pub iteration: i32,
+}
+
+fn enqueued(ids: Vec<String>, iterations: Vec<i32>) -> Vec<Enqueued> {
+    ids.into_iter().zip(iterations).map(|(node_id, iteration)| Enqueued { node_id, iteration }).collect()
+}
+
+/// A sleeping node whose wake-up time has come.
+#[derive(Debug, Clone)]
+pub struct Woken {
+    pub run_id: String,
+    pub blueprint_id: String,
+    pub node_id: String,
+    pub iteration: i32,
 }
 
 /// An arrival at a join node.
@@ -300,6 +361,11 @@ pub struct Effect {
     /// 'all' join's `_inputs.<id>` is then written by its completing arrival
     /// only (the last writer), not by every arrival.
     pub deferred_inputs: Vec<String>,
+    /// A loop controller going round again: its body's rows reset for the
+    /// next iteration (`Blueprint::loop_body`), and its own row back to idle.
+    pub again: Vec<String>,
+    /// The job's iteration (its commit changes nothing once the node moved on).
+    pub iteration: i32,
 }
 
 fn json_text(v: &Option<Value>) -> Option<String> {
@@ -471,25 +537,45 @@ impl RunStore {
                     &effect.deletes,
                     &writes,
                     &deferred,
+                    &effect.again,
+                    &!effect.again.is_empty(),
+                    &effect.iteration,
                 ],
             )
             .await?;
         Ok(match rows.first() {
             Some(r) => {
-                let finished: Option<String> = r.get(1);
-                Commit::Applied {
-                    ready: r.get::<_, Option<Vec<String>>>(0).unwrap_or_default(),
-                    finished: finished.map(|s| (s, r.get(3))),
-                }
+                let finished: Option<String> = r.get(2);
+                let ids = r.get::<_, Option<Vec<String>>>(0).unwrap_or_default();
+                let iterations = r.get::<_, Option<Vec<i32>>>(1).unwrap_or_default();
+                Commit::Applied { ready: enqueued(ids, iterations), finished: finished.map(|s| (s, r.get(4))) }
             }
             None => Commit::AlreadyDone,
         })
     }
 
     /// The successors an earlier commit of `node_id` enqueued that are still pending.
-    pub async fn fired_by(&self, run_id: &str, node_id: &str) -> CoreResult<Vec<String>> {
+    pub async fn fired_by(&self, run_id: &str, node_id: &str) -> CoreResult<Vec<Enqueued>> {
         let rows = self.pool.query("reading what a node enqueued", &self.sql.fired_by, &[&run_id, &node_id]).await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| Enqueued { node_id: r.get(0), iteration: r.get(1) }).collect())
+    }
+
+    /// Puts a `sleep` node to sleep for `ms` (see `sql/sleep.sql`). Returns its
+    /// wake-up time, or None when the node was not queued in this iteration.
+    pub async fn sleep(&self, run_id: &str, node_id: &str, ms: f64, iteration: i32) -> CoreResult<Option<String>> {
+        let rows =
+            self.pool.query("putting a node to sleep", &self.sql.sleep, &[&run_id, &node_id, &ms, &iteration]).await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    /// Sleeping nodes due now, leased to this caller for `lease` (`sql/wake.sql`).
+    pub async fn wake(&self, blueprints: &[String], limit: i64, lease: std::time::Duration) -> CoreResult<Vec<Woken>> {
+        let lease = lease.as_secs_f64();
+        let rows = self.pool.query("waking sleeping nodes", &self.sql.wake, &[&blueprints, &limit, &lease]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| Woken { run_id: r.get(0), blueprint_id: r.get(1), node_id: r.get(2), iteration: r.get(3) })
+            .collect())
     }
 
     /// Records a node failure (the first one becomes the run's reason),
@@ -601,7 +687,13 @@ impl RunStore {
             status: r.get(0),
             status_data: parse(1),
             context,
-            queued: nodes.iter().filter(|n| n.state == "queued").map(|n| n.id.clone()).collect(),
+            queued: nodes.iter().filter(|n| n.state == "queued" || n.state == "woken").map(|n| n.id.clone()).collect(),
+            iterations: nodes.iter().filter(|n| n.iteration != 0).map(|n| (n.id.clone(), n.iteration)).collect(),
+            sleeping: nodes
+                .iter()
+                .filter(|n| n.state == "sleeping")
+                .map(|n| (n.id.clone(), n.wake_at.clone().unwrap_or_default()))
+                .collect(),
             routes,
             idle_seconds: r.get(3),
             blueprint_id: r.get(4),

@@ -52,8 +52,11 @@ pub struct RunReport {
 pub struct NodeReport {
     pub id: String,
     pub uses: String,
-    /// done | running | waiting | awaiting | failed | not_reached
+    /// done | running | sleeping | waiting | awaiting | failed | not_reached
     pub state: &'static str,
+    /// A sleeping node's wake-up time (ISO 8601, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wake_up_at: Option<String>,
 }
 
 impl RunClient {
@@ -306,7 +309,9 @@ impl RunClient {
         if !self.store.add_queued(run_id, &enqueue).await? {
             return Ok(vec![]);
         }
-        let jobs: Vec<JobMessage> = enqueue.iter().map(|n| JobMessage::new(run_id, &bp.id, n)).collect();
+        let iteration = |n: &String| view.iterations.get(n).copied().unwrap_or(0);
+        let jobs: Vec<JobMessage> =
+            enqueue.iter().map(|n| JobMessage::new(run_id, &bp.id, n).in_iteration(iteration(n))).collect();
         self.publish(&jobs).await?;
         Ok(enqueue)
     }
@@ -432,7 +437,8 @@ fn frontier(bp: &Blueprint, view: &RunView, stale_after: Duration) -> Vec<String
     let stale = view.idle_seconds.unwrap_or(f64::MAX) >= stale_after.as_secs_f64();
     let mut out: Vec<String> = Vec::new();
     if stale {
-        out.extend(queued.iter().filter(|n| !done.contains(*n) && bp.node(n).is_some()).cloned());
+        // (node rows say what is queued; a loop's node queued again keeps its earlier output)
+        out.extend(queued.iter().filter(|n| (view.has_rows || !done.contains(*n)) && bp.node(n).is_some()).cloned());
     }
     for n in &done {
         for t in route_of(bp, view, n) {
@@ -483,20 +489,24 @@ fn node_states(bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
     bp.nodes
         .iter()
         .map(|n| {
+            let wake_up_at = view.sleeping.iter().find(|(id, _)| *id == n.id).map(|(_, at)| at.clone());
+            // (a node sent round a loop again is running, though its earlier output is in the context)
             let state = if awaiting.contains(&n.id) {
                 "awaiting"
+            } else if wake_up_at.is_some() {
+                "sleeping"
+            } else if queued.contains(&n.id) {
+                "running"
             } else if done.contains(&n.id) {
                 "done"
             } else if failed_node.as_deref() == Some(n.id.as_str()) {
                 "failed"
-            } else if queued.contains(&n.id) {
-                "running"
             } else if done.iter().any(|d| route_of(bp, view, d).contains(&n.id)) {
                 "waiting"
             } else {
                 "not_reached"
             };
-            NodeReport { id: n.id.clone(), uses: n.uses.clone(), state }
+            NodeReport { id: n.id.clone(), uses: n.uses.clone(), state, wake_up_at }
         })
         .collect()
 }

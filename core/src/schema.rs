@@ -42,7 +42,7 @@ const STATUS_COLUMNS: [(&str, &str); 10] = [
 
 /// Columns of the node rows' table (`<context table>_nodes`, see `run_store`):
 /// one row per node of a run.
-const NODE_COLUMNS: [(&str, &str); 10] = [
+const NODE_COLUMNS: [(&str, &str); 12] = [
     ("run_id", "TEXT NOT NULL"),
     ("node_id", "TEXT NOT NULL"),
     ("state", "TEXT NOT NULL DEFAULT 'idle'"),
@@ -53,6 +53,10 @@ const NODE_COLUMNS: [(&str, &str); 10] = [
     ("joined", "TEXT[] NOT NULL DEFAULT '{}'"),
     ("joined_now", "TEXT[]"),
     ("fired_by", "TEXT"),
+    // how many times a loop sent the node round again: a job carries the number it was queued with
+    ("iteration", "INTEGER NOT NULL DEFAULT 0"),
+    // a `sleep` node's wake-up time (state `sleeping`)
+    ("wake_at", "TIMESTAMPTZ"),
 ];
 
 const NOTIFY_FUNCTION: &str = "flowcraft_status_notify";
@@ -166,6 +170,10 @@ impl Schema {
             .collect()
     }
 
+    fn wake_index(&self) -> String {
+        format!("{}_wake", self.nodes_table.rsplit('.').next().unwrap_or("flowcraft_nodes")).chars().take(63).collect()
+    }
+
     /// The CLI command that prints [`Schema::ddl`] for these tables.
     pub fn command(&self) -> String {
         format!(
@@ -187,6 +195,12 @@ impl Schema {
             .map(|(n, t)| format!("  ADD COLUMN IF NOT EXISTS {n} {t}"))
             .collect::<Vec<_>>()
             .join(",\n");
+        let add_node_columns = NODE_COLUMNS
+            .iter()
+            .filter(|(n, _)| !["run_id", "node_id"].contains(n))
+            .map(|(n, t)| format!("  ADD COLUMN IF NOT EXISTS {n} {t}"))
+            .collect::<Vec<_>>()
+            .join(",\n");
         let finals = final_list();
         format!(
             "-- Tables of @flowcraft/rabbitmq-adapter: context table {context_table}, status table {status_table},\n\
@@ -200,6 +214,9 @@ impl Schema {
              -- fillfactor: room on each page for the updates of a row in place (HOT), so a run's rows,\n\
              -- updated by each of its jobs, do not leave a trail of index entries\n\
              CREATE TABLE IF NOT EXISTS {nodes} (\n{node_columns},\n  PRIMARY KEY (run_id, node_id)\n) WITH (fillfactor = 70);\n\
+             ALTER TABLE {nodes}\n{add_node_columns};\n\
+             -- the sleep sweep's lookup: only sleeping rows are in it\n\
+             CREATE INDEX IF NOT EXISTS \"{wake_idx}\" ON {nodes} (wake_at) WHERE state IN ('sleeping', 'woken');\n\
              \n\
              CREATE TABLE IF NOT EXISTS {st} (\n{st_base}\n);\n\
              -- the worker's bookkeeping (and the base columns, for a table made otherwise)\n\
@@ -235,6 +252,7 @@ impl Schema {
             ctx_columns = columns(&CONTEXT_COLUMNS),
             st_base = columns(&STATUS_COLUMNS[..4]),
             idx = self.idempotency_index(),
+            wake_idx = self.wake_index(),
             notify_body = notify_body(),
             keep_final_body = keep_final_body(),
         )

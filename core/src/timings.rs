@@ -105,6 +105,14 @@ pub struct Timings {
     /// A dead letter the broker refused is requeued after this delay. Default 1 s.
     #[serde(rename = "deadLetterRetryMs", deserialize_with = "ms")]
     pub dead_letter_retry: Duration,
+    /// How often each worker looks for sleeping nodes whose wake-up time has
+    /// come (a `sleep` node wakes up to this much late). Default 1 s.
+    #[serde(rename = "sleepSweepMs", deserialize_with = "ms")]
+    pub sleep_sweep: Duration,
+    /// A woken node whose job has not completed it after this long is
+    /// enqueued again (its job was lost). Default 60 s.
+    #[serde(rename = "sleepLeaseMs", deserialize_with = "ms")]
+    pub sleep_lease: Duration,
 }
 
 impl Default for Timings {
@@ -135,6 +143,8 @@ impl Default for Timings {
             stall_warning: s(10),
             run_heartbeat: s(10),
             dead_letter_retry: s(1),
+            sleep_sweep: s(1),
+            sleep_lease: s(60),
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::amqp::QueueTarget;
 use crate::error::{CoreError, CoreResult};
 use crate::executor::Level;
 use crate::job::{Disposition, JobRunner};
-use crate::queue::{header_depth, Broker, MAX_HEADER_DEPTH};
+use crate::queue::{header_depth, Broker, JobMessage, MAX_HEADER_DEPTH};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use serde_json::json;
@@ -118,6 +118,7 @@ impl Worker {
         let timings = self.config.target.timings.clone();
         tokio::spawn(heartbeat(runner.clone(), timings.run_heartbeat, self.shutdown.subscribe()));
         tokio::spawn(watch_stalls(runner.clone(), self.counters.clone(), timings, self.shutdown.subscribe()));
+        tokio::spawn(wake_sleepers(runner.clone(), self.config.clone(), self.shutdown.subscribe()));
         let stop = Stop { signal: self.shutdown.subscribe(), drain_timeout: self.drain_timeout.clone() };
         let task = tokio::spawn(supervise(
             runner,
@@ -165,6 +166,70 @@ async fn heartbeat(runner: Arc<JobRunner>, every: Duration, mut shutdown: watch:
         if let Err(e) = runner.store.heartbeat(&runner.in_flight.runs()).await {
             runner.executor.log(Level::Debug, &format!("Heartbeat failed: {e}"), json!({}));
         }
+    }
+}
+
+/// The sleep sweep: every `sleepSweep`, enqueues the sleeping nodes (of the
+/// blueprints this worker serves) whose wake-up time has come, on a broker
+/// connection of its own opened when there is something to publish. A
+/// failure is logged and tried again at the next sweep; a woken node whose
+/// job is lost is enqueued again when its lease (`sleepLease`) ends.
+async fn wake_sleepers(runner: Arc<JobRunner>, config: WorkerConfig, mut shutdown: watch::Receiver<bool>) {
+    const BATCH: i64 = 500;
+    let timings = config.target.timings.clone();
+    // only blueprints with a sleep the core runs (none: no sweep at all)
+    let blueprints = if runner.registry.contains("sleep") { vec![] } else { runner.blueprints.using("sleep") };
+    if blueprints.is_empty() {
+        return;
+    }
+    let mut broker: Option<Broker> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(timings.sleep_sweep) => {}
+        }
+        loop {
+            let woken = match runner.store.wake(&blueprints, BATCH, timings.sleep_lease).await {
+                Ok(w) => w,
+                Err(e) => {
+                    runner.executor.log(Level::Warn, &format!("Sleep sweep failed: {e}"), json!({}));
+                    break;
+                }
+            };
+            if woken.is_empty() {
+                break;
+            }
+            let jobs: Vec<JobMessage> = woken
+                .iter()
+                .map(|w| JobMessage::new(&w.run_id, &w.blueprint_id, &w.node_id).in_iteration(w.iteration))
+                .collect();
+            let published = match broker.as_ref() {
+                Some(b) if b.is_connected() => b.publish_jobs(&jobs).await,
+                _ => match Broker::connect(&config.target).await {
+                    Ok(b) => broker.insert(b).publish_jobs(&jobs).await,
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = published {
+                runner.executor.log(
+                    Level::Warn,
+                    &format!(
+                        "Sleep sweep could not enqueue {} woken nodes (tried again in {} s): {e}",
+                        jobs.len(),
+                        timings.sleep_lease.as_secs()
+                    ),
+                    json!({ "queue": config.target.queue }),
+                );
+                broker = None;
+                break;
+            }
+            if woken.len() < BATCH as usize {
+                break;
+            }
+        }
+    }
+    if let Some(b) = broker {
+        b.close().await;
     }
 }
 
