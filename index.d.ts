@@ -334,6 +334,14 @@ interface RunIds {
 	executionId: string
 }
 
+/** A job event's ids: `executionId` is `runId`, so an event store files it under the run. */
+interface JobIds {
+	runId: string
+	executionId: string
+	blueprintId: string
+	nodeId: string
+}
+
 /**
  * The events this adapter emits: Flowcraft's (`workflow:*`, `node:*`) with Flowcraft's
  * payload fields, and its own job events (`job:*`, shaped as Flowcraft's). See the
@@ -355,13 +363,19 @@ export type FlowcraftEvent =
 	| { type: 'node:retry'; payload: RunIds & { nodeId: string; attempt: number } }
 	| { type: 'node:finish'; payload: RunIds & { nodeId: string; result: NodeResult } }
 	| { type: 'node:fallback'; payload: RunIds & { nodeId: string; fallback: string } }
-	| { type: 'node:error'; payload: RunIds & { nodeId: string; error: any } }
-	| { type: 'job:enqueued'; payload: { runId: string; blueprintId: string; nodeId: string } }
 	| {
-			type: 'job:processed'
-			payload: { runId: string; blueprintId: string; nodeId: string; duration: number; success: boolean }
+			type: 'node:error'
+			/** `error`: an Error with enumerable `name`, `message`, `nodeId`, `blueprintId`, `executionId`, `isFatal`. */
+			payload: RunIds & { nodeId: string; error: any }
 	  }
-	| { type: 'job:failed'; payload: { runId: string; blueprintId: string; nodeId: string; error: { message: string } } }
+	| {
+			type: 'context:change'
+			/** What the core commits of a node: its writes, its output, its bound input. */
+			payload: { sourceNode: string; key: string; op: 'set' | 'delete'; value?: any; executionId: string }
+	  }
+	| { type: 'job:enqueued'; payload: JobIds }
+	| { type: 'job:processed'; payload: JobIds & { duration: number; success: boolean } }
+	| { type: 'job:failed'; payload: JobIds & { error: { message: string } } }
 
 /** Receives events; a rejection or throw is logged, never fails a job. */
 export interface IEventBus {

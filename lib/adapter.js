@@ -307,6 +307,8 @@ class RabbitMqAdapter {
 			logger: s.logger,
 			middleware: ro.middleware,
 			eventBus: s.nodeEventBus,
+			// FlowRuntime's context:change, for event stores that replay a run (flowcraft inspect)
+			contextEvents: true,
 			blueprints: s.blueprints,
 			// other nodes' keys, read on demand in wide runs (lib/context-view.js)
 			readContext: async (runId, keys) => {

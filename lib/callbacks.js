@@ -43,13 +43,24 @@ function createNotify({ logger, eventBus, onCancel } = {}) {
 			const onError = (e) =>
 				log.warn('eventBus.emit failed', { type: msg.type, error: e?.message ? e.message : String(e) })
 			try {
-				const p = eventBus.emit({ type: msg.type, payload: msg.payload })
+				const p = eventBus.emit({ type: msg.type, payload: withExecutionId(msg.payload) })
 				if (p && typeof p.then === 'function') p.then(undefined, onError)
 			} catch (e) {
 				onError(e)
 			}
 		}
 	}
+}
+
+/**
+ * The core's job events (`job:*`) name their run `runId`, as Flowcraft's distributed
+ * adapter does; an event store files an event under `payload.executionId` (Flowcraft's
+ * PersistentEventBusAdapter: 'unknown' without it), so each also gets `executionId`.
+ */
+function withExecutionId(payload) {
+	if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return payload
+	if (payload.executionId !== undefined || typeof payload.runId !== 'string') return payload
+	return { ...payload, executionId: payload.runId }
 }
 
 /**
@@ -91,4 +102,4 @@ async function emitEvent(eventBus, log, type, payload) {
 	}
 }
 
-module.exports = { createNotify, createEvaluate, emitEvent }
+module.exports = { createNotify, createEvaluate, emitEvent, withExecutionId }

@@ -61,11 +61,23 @@ function errorPayload(err) {
  * @param {object} [options.logger]
  * @param {Array<object>} [options.middleware]
  * @param {{ emit: Function }} [options.eventBus]
+ * @param {boolean} [options.contextEvents]  also emit `context:change` for what the core
+ *   commits of each node (its writes, its output, its bound input), as FlowRuntime does
  * @returns {((requestJson: string) => Promise<string>) & { abortAll(reason?: Error): void, inFlight(): number }}
  */
-function createNodeRunner({ registry, dependencies, logger, middleware, eventBus, blueprints, readContext } = {}) {
+function createNodeRunner({
+	registry,
+	dependencies,
+	logger,
+	middleware,
+	eventBus,
+	blueprints,
+	readContext,
+	contextEvents,
+} = {}) {
 	const reg = toRegistryMap(registry)
 	const mappings = inputMappings(blueprints)
+	const referenced = referencedInputs(blueprints)
 	const nodeIds = nodeIdSets(blueprints)
 	const userLogger = logger || createConsoleLogger()
 	const log = safeLogger(userLogger)
@@ -80,6 +92,26 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 	const byRun = new Map()
 
 	const emit = (type, payload) => emitEvent(eventBus, log, type, payload)
+	const tracing = contextEvents === true && !!eventBus && typeof eventBus.emit === 'function'
+	// FlowRuntime's `context:change` for a key the core writes when it commits the node
+	const change = (executionId, sourceNode, op) =>
+		emit(
+			'context:change',
+			op.op === 'set'
+				? { sourceNode, key: op.key, op: 'set', value: op.value, executionId }
+				: { sourceNode, key: op.key, op: 'delete', executionId },
+		)
+	// the writes a response carries (those the core commits), as changes made by the node
+	const changesOf = async (responseText, runId, nodeId) => {
+		if (!tracing) return
+		let writes
+		try {
+			writes = JSON.parse(responseText).writes
+		} catch {
+			return
+		}
+		if (Array.isArray(writes)) for (const w of writes) await change(runId, nodeId, w)
+	}
 
 	async function runNode(requestJson) {
 		let req
@@ -162,6 +194,9 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 
 		try {
 			const strategy = isNodeClass(impl) ? () => runClass(impl, run) : () => withRetries(() => impl(ctx), run)
+			// the input an edge bound to `_inputs.<id>` (a mapped input is read, not written)
+			if (tracing && req.input !== undefined && !req.inputFromMapping && !referenced.has(`${blueprintId}\n${nodeId}`))
+				await change(runId, 'unknown', { op: 'set', key: `_inputs.${nodeId}`, value: req.input })
 			await emit('node:start', { nodeId, executionId: runId, input: ctx.input, blueprintId })
 
 			let outcome
@@ -180,23 +215,39 @@ function createNodeRunner({ registry, dependencies, logger, middleware, eventBus
 				}
 			}
 			if (outcome.status === 'success') {
+				await changesOf(response, runId, nodeId)
 				await emit('node:finish', { nodeId, result: outcome.result, executionId: runId, blueprintId })
+				// the core records the output under both keys (none for an undefined output)
+				const output = tracing ? JSON.parse(response).result?.output : undefined
+				if (output !== undefined)
+					for (const key of [`_outputs.${nodeId}`, nodeId])
+						await change(runId, 'unknown', { op: 'set', key, value: output })
 				return response
 			}
 			// FlowRuntime announces the fallback node it will run, then the error. The core
 			// runs that node (a fatal error or a cancellation runs none).
 			const code = outcome.error?.code
 			const fallback = config.fallback
-			if (
+			const toFallback =
 				typeof fallback === 'string' &&
 				ids?.has(fallback) &&
 				!isFatal(outcome.error) &&
 				code !== CODES.NODE_CANCELLED &&
 				code !== CODES.RUN_CANCELLED
-			)
-				await emit('node:fallback', { nodeId, executionId: runId, fallback, blueprintId })
-			await emit('node:error', { nodeId, error: outcome.error, executionId: runId, blueprintId })
-			return failure(outcome.error, view, nodeId, log)
+			const text = failure(outcome.error, view, nodeId, log)
+			await changesOf(text, runId, nodeId)
+			if (toFallback) await emit('node:fallback', { nodeId, executionId: runId, fallback, blueprintId })
+			await emit('node:error', {
+				nodeId,
+				error: eventError(outcome.error, nodeId, runId, blueprintId),
+				executionId: runId,
+				blueprintId,
+			})
+			// a node failing into its fallback node completes with a null output
+			if (toFallback && tracing)
+				for (const key of [`_outputs.${nodeId}`, nodeId])
+					await change(runId, 'unknown', { op: 'set', key, value: null })
+			return text
 		} finally {
 			view.seal()
 			inFlight.delete(nodeCtl)
@@ -419,6 +470,43 @@ function inputMappings(blueprints) {
 			if (node && node.inputs !== null && typeof node.inputs === 'object') out.set(`${id}\n${node.id}`, node.inputs)
 		}
 	}
+	return out
+}
+
+/**
+ * `<blueprint id>\n<node id>` of the nodes with an `inputs` mapping: their input may be
+ * read from other keys rather than bound to `_inputs.<id>`.
+ */
+function referencedInputs(blueprints) {
+	const out = new Set()
+	const entries = blueprints instanceof Map ? [...blueprints] : Object.entries(blueprints || {})
+	for (const [id, bp] of entries) {
+		for (const node of Array.isArray(bp?.nodes) ? bp.nodes : []) {
+			if (node && node.inputs !== undefined && node.inputs !== null && node.inputs !== '') out.add(`${id}\n${node.id}`)
+		}
+	}
+	return out
+}
+
+/**
+ * The error of `node:error`: a new Error whose fields are its own enumerable properties,
+ * as FlowcraftError's are, so an event store that keeps JSON keeps them (an Error's
+ * `message` and `name` are not enumerable: JSON.stringify gives `{}`). The node's error
+ * is its `cause`.
+ */
+function eventError(err, nodeId, executionId, blueprintId) {
+	const e = toError(err)
+	const out = new Error(e.message, { cause: e })
+	// own enumerable properties, as FlowcraftError's class fields are (`message` is
+	// already an own property, not enumerable: assigning it would keep it so)
+	out.name = typeof e.name === 'string' ? e.name : 'Error'
+	Object.defineProperty(out, 'message', { value: e.message, enumerable: true, writable: true, configurable: true })
+	out.nodeId = nodeId
+	out.blueprintId = blueprintId
+	out.executionId = executionId
+	out.isFatal = isFatal(e)
+	if (typeof e.code === 'string') out.code = e.code
+	if (typeof e.stack === 'string') out.stack = e.stack // not enumerable: not stored
 	return out
 }
 
