@@ -1,0 +1,221 @@
+'use strict'
+/**
+ * Flowcraft's built-in nodes run by the core (issue 10): what the differential suite cannot
+ * see. A sleep holds no worker and survives every worker's restart; getRun shows it; cancelRun
+ * cancels it. A loop's job of an earlier iteration changes nothing; a runaway loop fails the run
+ * with FlowRuntime's message.
+ */
+const path = require('node:path')
+const amqplib = require('amqplib')
+const S = require('./helpers/services')
+
+const ROOT = path.join(__dirname, '..')
+const { RabbitMqAdapter, RedisCoordinationStore } = require(ROOT)
+const { loop } = require('./diff/builtins')
+const { MiniEvaluator } = require('./diff/scenarios')
+
+const res = S.useResources()
+const quiet = { debug() {}, info() {}, warn() {}, error() {} }
+
+/** Queue and table names of one test; several adapters (workers, clients) may share them. */
+function place() {
+	const queue = res.queueName('bi')
+	res.onCleanup(() => S.deleteQueues([`${queue}.dead`]))
+	const ctx = res.trackTable(S.uniqueName('bi_c'))
+	res.trackTable(`${ctx}_nodes`)
+	return { queue, ctx, st: res.trackTable(S.uniqueName('bi_s')) }
+}
+
+function adapterAt(where, runtimeOptions, timings = {}) {
+	const adapter = new RabbitMqAdapter({
+		amqpConnection: S.RABBITMQ_URL,
+		pgClient: S.POSTGRES_URL,
+		coordinationStore: new RedisCoordinationStore(S.REDIS_URL),
+		queueName: where.queue,
+		contextTableName: where.ctx,
+		statusTableName: where.st,
+		stopTimeoutMs: 5000,
+		timings: { sleepSweepMs: 200, ...timings },
+		runtimeOptions: { logger: quiet, ...runtimeOptions },
+	})
+	res.onCleanup(() => adapter.stop({ timeoutMs: 2000 }).catch(() => {}))
+	return adapter
+}
+
+const napping = (calls) => ({
+	blueprints: {
+		nap: {
+			id: 'nap',
+			nodes: [
+				{ id: 'before', uses: 'bi.count' },
+				{ id: 'zz', uses: 'sleep', params: { duration: '2s' } },
+				{ id: 'after', uses: 'bi.count' },
+			],
+			edges: [
+				{ source: 'before', target: 'zz' },
+				{ source: 'zz', target: 'after' },
+			],
+		},
+	},
+	registry: {
+		'bi.count': async (ctx) => {
+			calls.push(ctx.nodeId ?? ctx.input)
+			return { output: { ran: true, input: ctx.input ?? null } }
+		},
+	},
+})
+
+async function until(check, ms, what) {
+	const deadline = Date.now() + ms
+	for (;;) {
+		const value = await check()
+		if (value) return value
+		if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
+		await new Promise((r) => setTimeout(r, 50))
+	}
+}
+
+const nodeState = async (client, runId, id) => (await client.getRun(runId))?.nodes.find((n) => n.id === id)
+
+test('a sleeping run holds no worker, shows its wake-up time, and wakes in a worker started after every worker stopped', async () => {
+	const where = place()
+	const calls = []
+	const first = adapterAt(where, napping(calls))
+	await first.start()
+	const started = Date.now()
+	const { runId } = await first.startRun('nap', {})
+	const zz = await until(
+		async () => {
+			const n = await nodeState(first, runId, 'zz')
+			return n?.state === 'sleeping' && n
+		},
+		10000,
+		'sleeping',
+	)
+	const wakeUpAt = Date.parse(zz.wakeUpAt)
+	expect(wakeUpAt).toBeGreaterThanOrEqual(started + 1500)
+	expect(wakeUpAt).toBeLessThanOrEqual(Date.now() + 2500)
+	expect((await first.getRun(runId)).status).toBe('running')
+	// no job of the run is held while it sleeps
+	expect((await first.stats()).inFlight).toBe(0)
+	await first.stop()
+
+	// every worker is gone over the wake-up time; a new one finishes the run
+	await new Promise((r) => setTimeout(r, Math.max(0, wakeUpAt - Date.now()) + 300))
+	const second = adapterAt(where, napping(calls))
+	await second.start()
+	const result = await second.waitForRun(runId, { timeoutMs: 15000 })
+	expect(result.status).toBe('completed')
+	const ctx = result.payload.context
+	expect(ctx['_outputs.zz']).toEqual({ ran: true, input: null })
+	expect(ctx['_outputs.after']).toEqual({ ran: true, input: { ran: true, input: null } })
+	expect(calls).toHaveLength(2)
+	expect((await nodeState(second, runId, 'zz')).state).toBe('done')
+}, 60000)
+
+test('cancelRun cancels a sleeping run: the node never wakes and nothing after it runs', async () => {
+	const where = place()
+	const calls = []
+	const adapter = adapterAt(where, napping(calls))
+	await adapter.start()
+	const { runId } = await adapter.startRun('nap', {})
+	await until(async () => (await nodeState(adapter, runId, 'zz'))?.state === 'sleeping', 10000, 'sleeping')
+	expect(await adapter.cancelRun(runId, 'no longer needed')).toBe(true)
+	await new Promise((r) => setTimeout(r, 3000)) // past the wake-up time, several sweeps
+	const run = await adapter.getRun(runId)
+	expect(run.status).toBe('cancelled')
+	expect(calls).toHaveLength(1)
+	const rows = await S.pgQuery(
+		`SELECT state, wake_at FROM ${S.quoteIdent(`${where.ctx}_nodes`)} WHERE run_id = $1 AND node_id = 'zz'`,
+		[runId],
+	)
+	expect(rows.rows).toEqual([{ state: 'idle', wake_at: null }])
+}, 60000)
+
+test("a loop's job of an earlier iteration changes nothing: each iteration runs once", async () => {
+	const where = place()
+	const runs = []
+	const counter = loop('again', { startNodeId: 'inc', endNodeId: 'inc', condition: 'count < 6' }, ['done'])
+	const options = {
+		blueprints: {
+			looping: {
+				id: 'looping',
+				nodes: [
+					{ id: 'init', uses: 'lp.init' },
+					{ id: 'inc', uses: 'lp.inc' },
+					counter.node,
+					{ id: 'done', uses: 'lp.done' },
+				],
+				edges: [{ source: 'init', target: 'again' }, ...counter.edges],
+			},
+		},
+		registry: {
+			'lp.init': async (ctx) => {
+				await ctx.context.set('count', 0)
+				return { output: 'ok' }
+			},
+			'lp.inc': async (ctx) => {
+				await new Promise((r) => setTimeout(r, 150))
+				const count = (await ctx.context.get('count')) + 1
+				runs.push(count)
+				await ctx.context.set('count', count)
+				return { output: { count } }
+			},
+			'lp.done': async (ctx) => ({ output: { count: await ctx.context.get('count') } }),
+		},
+		evaluator: new MiniEvaluator(),
+	}
+	const adapter = adapterAt(where, options)
+	await adapter.start()
+	const { runId } = await adapter.startRun('looping', {})
+	await until(async () => (await adapter.getRun(runId)).context.count >= 3, 15000, 'third iteration')
+	// stale copies of the body's jobs: of iteration 1, of 2, and one without an iteration
+	const conn = await amqplib.connect(S.RABBITMQ_URL)
+	res.onCleanup(() => conn.close())
+	const channel = await conn.createConfirmChannel()
+	for (const extra of [{ iteration: 1 }, { iteration: 2 }, {}]) {
+		const job = { runId, blueprintId: 'looping', nodeId: 'inc', ...extra }
+		channel.sendToQueue(where.queue, Buffer.from(JSON.stringify(job)), { persistent: true })
+	}
+	await channel.waitForConfirms()
+	const result = await adapter.waitForRun(runId, { timeoutMs: 20000 })
+	expect(result.status).toBe('completed')
+	expect(runs).toEqual([1, 2, 3, 4, 5, 6])
+	expect(result.payload.context['_outputs.done']).toEqual({ count: 6 })
+	expect(result.payload.context['_outputs.inc']).toEqual({ count: 6 })
+}, 60000)
+
+test("a runaway loop fails its run with FlowRuntime's message", async () => {
+	const where = place()
+	let runs = 0
+	// a body of 49 nodes: FlowRuntime's 10,000 traversal steps allow 200 times round
+	const ids = Array.from({ length: 49 }, (_, i) => `b${i}`)
+	const forever = loop('spin', { startNodeId: 'b0', endNodeId: 'b48', condition: 'forever' })
+	const options = {
+		blueprints: {
+			runaway: {
+				id: 'runaway',
+				nodes: [{ id: 'go', uses: 'rw.leaf' }, ...ids.map((id) => ({ id, uses: 'rw.leaf' })), forever.node],
+				edges: [
+					{ source: 'go', target: 'spin' },
+					...ids.slice(1).map((id, i) => ({ source: ids[i], target: id })),
+					...forever.edges,
+				],
+			},
+		},
+		registry: {
+			'rw.leaf': async () => {
+				runs += 1
+				return { output: runs }
+			},
+		},
+		evaluator: new MiniEvaluator(),
+	}
+	const adapter = adapterAt(where, options)
+	await adapter.start()
+	const { runId } = await adapter.startRun('runaway', { forever: true })
+	const result = await adapter.waitForRun(runId, { timeoutMs: 100000 })
+	expect(result.status).toBe('failed')
+	expect(result.reason).toContain('Traversal exceeded maximum iterations, possible infinite loop')
+	expect(runs).toBe(1 + 200 * 49)
+}, 120000)
