@@ -27,6 +27,7 @@ const loopEvaluator = () => {
 
 const counter = loop('counter', { startNodeId: 'increment', endNodeId: 'increment', condition: 'count < 3' }, ['done'])
 const twoStep = loop('again', { startNodeId: 'step', endNodeId: 'tally', condition: 'n < 4' }, ['fin'])
+const slow = loop('round', { startNodeId: 'work', endNodeId: 'check', condition: 'i < 8' }, ['report'])
 const never = loop('gate', { startNodeId: 'body', endNodeId: 'body', condition: 'go' }, ['after'])
 
 const builtins = [
@@ -177,6 +178,53 @@ const builtins = [
 				'_outputs.fin': { log: ['1', '2', '3', '4'] },
 			},
 			context: { n: 4, log: ['1', '2', '3', '4'] },
+		},
+	},
+	{
+		// a slow body (the kill -9 test of builtins-kill.test.js stops a worker in it)
+		name: 'loop-slow-body',
+		group: 'loop',
+		blueprint: {
+			id: 'diff-loop-slow-body',
+			nodes: [
+				{ id: 'prime', uses: 'ls.prime' },
+				{ id: 'work', uses: 'ls.work' },
+				{ id: 'check', uses: 'ls.check' },
+				slow.node,
+				{ id: 'report', uses: 'ls.report' },
+			],
+			edges: [{ source: 'prime', target: 'round' }, { source: 'work', target: 'check' }, ...slow.edges],
+		},
+		registry: () => ({
+			'ls.prime': async (ctx) => {
+				await ctx.context.set('i', 0)
+				return { output: 'primed' }
+			},
+			'ls.work': async (ctx) => {
+				await new Promise((r) => setTimeout(r, 120))
+				const i = (await ctx.context.get('i')) + 1
+				await ctx.context.set('i', i)
+				await ctx.context.set('trail', [...((await ctx.context.get('trail')) ?? []), i])
+				return { output: { i } }
+			},
+			'ls.check': async (ctx) => {
+				await new Promise((r) => setTimeout(r, 60))
+				return { output: { checked: ctx.input?.i ?? null } }
+			},
+			'ls.report': async (ctx) => ({ output: { trail: await ctx.context.get('trail') } }),
+		}),
+		evaluator: loopEvaluator,
+		compareContext: ['i', 'trail'],
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.prime': 'primed',
+				'_outputs.work': { i: 8 },
+				'_outputs.check': { checked: 8 },
+				'_outputs.round': null,
+				'_outputs.report': { trail: [1, 2, 3, 4, 5, 6, 7, 8] },
+			},
+			context: { i: 8, trail: [1, 2, 3, 4, 5, 6, 7, 8] },
 		},
 	},
 	{

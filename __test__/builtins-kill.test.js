@@ -1,0 +1,147 @@
+'use strict'
+/**
+ * Built-in nodes under kill -9 (issue 10): worker processes are SIGKILLed mid-loop and while
+ * runs sleep; fresh workers finish every run with FlowRuntime's outputs, no iteration applied
+ * twice or skipped (each iteration appends to the context once), no sleep lost.
+ * Workers are diff/worker-process.js (the README's worker) on this test's queue and tables.
+ */
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+const S = require('./helpers/services')
+const { byName } = require('./diff/scenarios')
+
+const ROOT = path.join(__dirname, '..')
+const { RabbitMqAdapter, RedisCoordinationStore } = require(ROOT)
+const res = S.useResources()
+const LOG_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'builtins-kill-'))
+
+function place() {
+	const queue = res.queueName('bk')
+	res.onCleanup(() => S.deleteQueues([`${queue}.dead`]))
+	const ctx = res.trackTable(S.uniqueName('bk_c'))
+	res.trackTable(`${ctx}_nodes`)
+	return { queue, ctx, st: res.trackTable(S.uniqueName('bk_s')) }
+}
+
+function spawnWorker(where, scenario, label) {
+	const log = fs.openSync(path.join(LOG_DIR, `${label}.log`), 'w')
+	const child = spawn(process.execPath, [path.join(__dirname, 'diff', 'worker-process.js')], {
+		cwd: ROOT,
+		env: {
+			...process.env,
+			QUEUE: where.queue,
+			CTX_TABLE: where.ctx,
+			STATUS_TABLE: where.st,
+			POSTGRES_URL: S.POSTGRES_URL,
+			REDIS_URL: S.REDIS_URL,
+			RABBITMQ_URL: S.RABBITMQ_URL,
+			SCENARIOS: scenario,
+		},
+		stdio: ['ignore', 'pipe', log],
+	})
+	child.exited = new Promise((resolve) => child.once('exit', resolve))
+	res.onCleanup(async () => {
+		if (child.exitCode === null && child.signalCode === null) {
+			child.kill('SIGKILL')
+			await child.exited
+		}
+	})
+	child.ready = new Promise((resolve, reject) => {
+		let out = ''
+		child.stdout.on('data', (d) => {
+			out += d
+			if (out.includes('WORKER_READY')) resolve()
+		})
+		child.exited.then(() => reject(new Error(`${label} exited before ready; see ${LOG_DIR}`)))
+	})
+	return child
+}
+
+async function kill9(child) {
+	child.kill('SIGKILL')
+	await child.exited
+}
+
+/** A client (never started) on the same queue and tables, for startRun / getRun / waitForRun. */
+function clientFor(where, scenario) {
+	const { blueprint } = byName(scenario)
+	const blueprints = { [blueprint.id]: blueprint }
+	const client = new RabbitMqAdapter({
+		amqpConnection: S.RABBITMQ_URL,
+		pgClient: S.POSTGRES_URL,
+		coordinationStore: new RedisCoordinationStore(S.REDIS_URL),
+		queueName: where.queue,
+		contextTableName: where.ctx,
+		statusTableName: where.st,
+		runtimeOptions: { blueprints, registry: {}, logger: { debug() {}, info() {}, warn() {}, error() {} } },
+	})
+	res.onCleanup(() => client.close())
+	return client
+}
+
+async function until(check, ms, what) {
+	const deadline = Date.now() + ms
+	for (;;) {
+		if (await check()) return
+		if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
+		await new Promise((r) => setTimeout(r, 50))
+	}
+}
+
+const outputsOf = (context) =>
+	Object.fromEntries(
+		Object.keys(context ?? {})
+			.filter((k) => k.startsWith('_outputs.'))
+			.sort()
+			.map((k) => [k, context[k]]),
+	)
+
+async function finishAll(client, runIds, scenario) {
+	const { intended, compareContext = [] } = byName(scenario)
+	for (const runId of runIds) {
+		const result = await client.waitForRun(runId, { timeoutMs: 60000 })
+		expect({ runId, status: result.status }).toEqual({ runId, status: intended.status })
+		const context = result.payload.context
+		expect(outputsOf(context)).toEqual(intended.outputs)
+		for (const key of compareContext)
+			expect({ runId, [key]: context[key] }).toEqual({ runId, [key]: intended.context[key] })
+	}
+}
+
+test('workers killed mid-loop: every run ends as FlowRuntime ends it, each iteration applied once', async () => {
+	const scenario = 'loop-slow-body'
+	const where = place()
+	const workers = [spawnWorker(where, scenario, 'loop-a'), spawnWorker(where, scenario, 'loop-b')]
+	await Promise.all(workers.map((w) => w.ready))
+	const client = clientFor(where, scenario)
+	const runIds = []
+	for (let i = 0; i < 6; i++) runIds.push((await client.startRun(byName(scenario).blueprint.id, {})).runId)
+	// in the middle of the loops: kill one worker, later the other, then bring a fresh one
+	await until(async () => ((await client.getRun(runIds[0])).context.i ?? 0) >= 2, 20000, 'second iteration')
+	await kill9(workers[0])
+	await until(async () => ((await client.getRun(runIds[5])).context.i ?? 0) >= 4, 30000, 'fourth iteration')
+	await kill9(workers[1])
+	const fresh = spawnWorker(where, scenario, 'loop-c')
+	await fresh.ready
+	await finishAll(client, runIds, scenario)
+}, 120000)
+
+test('every worker killed while runs sleep: fresh workers wake them and finish them', async () => {
+	const scenario = 'sleep-then-join'
+	const where = place()
+	const workers = [spawnWorker(where, scenario, 'sleep-a'), spawnWorker(where, scenario, 'sleep-b')]
+	await Promise.all(workers.map((w) => w.ready))
+	const client = clientFor(where, scenario)
+	const runIds = []
+	for (let i = 0; i < 6; i++) runIds.push((await client.startRun(byName(scenario).blueprint.id, {})).runId)
+	const sleeping = async (runId) =>
+		(await client.getRun(runId)).nodes.find((n) => n.id === 'napLong').state === 'sleeping'
+	await until(async () => (await Promise.all(runIds.map(sleeping))).every(Boolean), 20000, 'all asleep')
+	await Promise.all(workers.map(kill9))
+	await new Promise((r) => setTimeout(r, 2500)) // every wake-up time passes with no worker alive
+	const fresh = spawnWorker(where, scenario, 'sleep-c')
+	await fresh.ready
+	await finishAll(client, runIds, scenario)
+}, 120000)
