@@ -634,11 +634,12 @@ export type RunStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'awai
  * - `done`: its output is stored;
  * - `running`: its job is queued or running;
  * - `waiting`: a predecessor chose it, it waits for the others (an `'all'` join);
+ * - `sleeping`: a `sleep` node until {@link RunNode.wakeUpAt};
  * - `awaiting`: a `wait` node holding the run until `resumeWithAction()`;
  * - `failed`: the node whose failure failed the run;
  * - `not_reached`: nothing led to it (yet).
  */
-export type NodeState = 'done' | 'running' | 'waiting' | 'awaiting' | 'failed' | 'not_reached'
+export type NodeState = 'done' | 'running' | 'waiting' | 'sleeping' | 'awaiting' | 'failed' | 'not_reached'
 
 /** The payload of a completed run: its whole final context. */
 export interface CompletedPayload<TContext extends Record<string, any> = Record<string, any>> {
@@ -686,6 +687,8 @@ export interface RunNode {
 	id: string
 	uses: string
 	state: NodeState
+	/** A `sleeping` node's wake-up time (ISO 8601, UTC); absent otherwise. */
+	wakeUpAt?: string | undefined
 }
 
 /** What `getRun()` reports about a run. */
@@ -805,6 +808,10 @@ export interface Timings {
 	runHeartbeatMs?: number | undefined
 	/** Delay before requeueing a message the dead-letter queue refused. Default 1000. */
 	deadLetterRetryMs?: number | undefined
+	/** How often each worker enqueues the `sleep` nodes whose wake-up time has come (a sleep ends up to this late). Default 1000. */
+	sleepSweepMs?: number | undefined
+	/** A woken `sleep` node whose job has not completed it after this long is enqueued again. Default 60000. */
+	sleepLeaseMs?: number | undefined
 }
 
 /** A message of the dead-letter queue `<queueName>.dead`. */
