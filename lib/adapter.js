@@ -887,14 +887,17 @@ function createCoordinate(store) {
 	}
 }
 
+/** Flowcraft's built-in nodes the core runs when the registry has none of that name. */
+const CORE_BUILTINS = new Set(['wait', 'sleep', 'loop-controller'])
+
 // Not an error (a run that reaches such a node fails with a reason naming it), but
 // worth a line at startup: it is usually a typo or a registry that is not loaded.
 function warnUnknownUses(s) {
 	const missing = new Set()
 	for (const [id, bp] of Object.entries(s.blueprints)) {
 		for (const n of bp.nodes) {
-			// 'wait' is Flowcraft's built-in human-in-the-loop node (see resumeWithAction).
-			if (!s.registry.has(n.uses) && n.uses !== 'wait') missing.add(`${id}/${n.id} uses '${n.uses}'`)
+			// Flowcraft's built-ins the core runs (README, Built-in nodes)
+			if (!s.registry.has(n.uses) && !CORE_BUILTINS.has(n.uses)) missing.add(`${id}/${n.id} uses '${n.uses}'`)
 			const fb = n.config?.fallback
 			if (typeof fb === 'string' && !s.registry.has(fb) && !bp.nodes.some((m) => m.id === fb)) {
 				missing.add(`${id}/${n.id} falls back to '${fb}'`)

@@ -97,6 +97,16 @@ pub struct Blueprint {
     loop_bodies: HashMap<String, Vec<String>>,
 }
 
+/// What a run advanced by workers without our bookkeeping (the TypeScript
+/// adapter) has done, read from its context: the nodes with an output, and the
+/// arrivals they made at the joins not yet done (each at every join it has an
+/// edge into: their routes were not recorded).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Adopted {
+    pub done: Vec<String>,
+    pub arrivals: std::collections::BTreeMap<String, usize>,
+}
+
 /// The built-in node that decides whether a loop goes round again.
 pub const LOOP_CONTROLLER: &str = "loop-controller";
 
@@ -234,6 +244,21 @@ impl Blueprint {
         out
     }
 
+    /// What the nodes with an output (`has_output`) have done of a run (see [`Adopted`]).
+    pub fn adopted(&self, has_output: impl Fn(&str) -> bool) -> Adopted {
+        let done: Vec<String> = self.nodes.iter().filter(|n| has_output(&n.id)).map(|n| n.id.clone()).collect();
+        let mut arrivals = std::collections::BTreeMap::new();
+        for n in &self.nodes {
+            if self.predecessors(&n.id) > 1 && !done.contains(&n.id) && !self.is_loop_controller(&n.id) {
+                let arrived = self.predecessor_ids(&n.id).filter(|p| done.contains(p)).count();
+                if arrived > 0 {
+                    arrivals.insert(n.id.clone(), arrived);
+                }
+            }
+        }
+        Adopted { done, arrivals }
+    }
+
     /// Whether `id` is a loop controller (run on every arrival, not once as a join).
     pub fn is_loop_controller(&self, id: &str) -> bool {
         self.node(id).is_some_and(|n| n.uses == LOOP_CONTROLLER)
@@ -335,6 +360,38 @@ impl Blueprints {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn adopts_what_other_workers_did_from_outputs() {
+        let bp = Blueprint::from_value(json!({
+            "id": "d", "nodes": [
+                {"id": "a", "uses": "x"}, {"id": "b", "uses": "x"}, {"id": "c", "uses": "x"},
+                {"id": "d", "uses": "x"}, {"id": "e", "uses": "x"}],
+            "edges": [{"source": "a", "target": "b"}, {"source": "a", "target": "c"},
+                {"source": "b", "target": "d"}, {"source": "c", "target": "d"}, {"source": "d", "target": "e"}]
+        }))
+        .unwrap();
+        let adopted = bp.adopted(|id| ["a", "c"].contains(&id));
+        assert_eq!(adopted.done, vec!["a", "c"]);
+        assert_eq!(adopted.arrivals.into_iter().collect::<Vec<_>>(), vec![("d".to_string(), 1)]);
+        let nothing = bp.adopted(|_| false);
+        assert_eq!(nothing, Adopted::default());
+    }
+
+    #[test]
+    fn loop_bodies_stop_at_controllers() {
+        let bp = Blueprint::from_value(json!({
+            "id": "l", "nodes": [
+                {"id": "i", "uses": "x"}, {"id": "s", "uses": "x"}, {"id": "e", "uses": "x"},
+                {"id": "L", "uses": "loop-controller"}, {"id": "out", "uses": "x"}],
+            "edges": [{"source": "i", "target": "L"}, {"source": "s", "target": "e"}, {"source": "e", "target": "L"},
+                {"source": "L", "target": "s", "action": "continue"}, {"source": "L", "target": "out", "action": "break"}]
+        }))
+        .unwrap();
+        assert_eq!(bp.loop_body("L"), Some(&["s".to_string(), "e".to_string()][..]));
+        assert!(bp.is_loop_controller("L") && !bp.is_loop_controller("s"));
+        assert!(bp.reads("L").1, "a controller reads the whole context");
+    }
 
     #[test]
     fn analyses_a_diamond() {

@@ -251,7 +251,9 @@ impl JobRunner {
             if !queued.contains(&job.node_id) {
                 queued.push(job.node_id.clone());
             }
-            self.store.init_run(&job.run_id, &bp.id, &initial, &bp.node_ids(), &queued).await?;
+            // nodes that workers without our bookkeeping completed stay done, with their join arrivals
+            let adopted = bp.adopted(|id| context.contains_key(&format!("_outputs.{id}")));
+            self.store.init_run(&job.run_id, &bp.id, &initial, &bp.node_ids(), &queued, &adopted).await?;
             for (k, v) in initial {
                 context.entry(k).or_insert(v);
             }

@@ -451,10 +451,17 @@ impl RunStore {
         initial: &Map<String, Value>,
         nodes: &[String],
         queued: &[String],
+        adopted: &crate::blueprint::Adopted,
     ) -> CoreResult<()> {
         let initial = Value::Object(initial.clone()).to_string();
+        let arrivals = serde_json::to_string(&adopted.arrivals).map_err(|e| CoreError::json("join arrivals", e))?;
+        let queued: Vec<&String> = queued.iter().filter(|q| !adopted.done.contains(q)).collect();
         self.pool
-            .query("creating a run", &self.sql.init_run, &[&run_id, &initial, &blueprint_id, &nodes, &queued])
+            .query(
+                "creating a run",
+                &self.sql.init_run,
+                &[&run_id, &initial, &blueprint_id, &nodes, &queued, &adopted.done, &arrivals],
+            )
             .await?;
         Ok(())
     }

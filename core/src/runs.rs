@@ -304,7 +304,9 @@ impl RunClient {
         }
         if view.status.is_none() || !view.has_rows {
             // A run written by another adapter: it gets its node rows first.
-            self.store.init_run(run_id, &bp.id, &Map::new(), &bp.node_ids(), &[]).await?;
+            let context = view.context.clone().unwrap_or_default();
+            let adopted = bp.adopted(|id| context.contains_key(&format!("_outputs.{id}")));
+            self.store.init_run(run_id, &bp.id, &Map::new(), &bp.node_ids(), &[], &adopted).await?;
         }
         if !self.store.add_queued(run_id, &enqueue).await? {
             return Ok(vec![]);
