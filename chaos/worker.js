@@ -38,7 +38,7 @@ const amqplib = require('amqplib')
 const IORedis = require('ioredis')
 const { Client: PgClient, Pool } = require('pg')
 const { RabbitMqAdapter, RedisCoordinationStore } = require(path.join(__dirname, '..'))
-const { blueprints, BRANCHES, SQL_USES_KEY } = require('./lib')
+const { blueprints, BRANCHES, SQL_USES_KEY } = require('./blueprints')
 
 const env = process.env
 const log = (...args) =>
