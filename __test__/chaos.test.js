@@ -10,21 +10,17 @@
  * final status write per run (trigger on the status table), no dead letter, and any
  * extra execution of user code explained by a crash or a lost connection.
  * Also the redelivery cases (with a poison job that kills its worker on every
- * delivery, beside an innocent run, on one worker process), the two in-flight commit races (chaos/lib.js
+ * delivery, beside an innocent run, on one worker process), the two in-flight commit races (chaos/phases.js
  * inflightCommitCases) and the bad inputs without the 10 MB ones.
  *
  * Faults only hit this file's own worker processes (selected by their sockets); no
  * RabbitMQ restart here (it is global: full suite only). Everything is removed after.
  */
-const {
-	Chaos,
-	fanoutPhase,
-	phaseProblems,
-	redeliveryCases,
-	inflightCommitCases,
-	badInputCases,
-	sleep,
-} = require('../chaos/lib')
+const { Chaos } = require('../chaos/harness')
+const { fanoutPhase, redeliveryCases, inflightCommitCases } = require('../chaos/phases')
+const { badInputCases } = require('../chaos/bad-inputs')
+const { phaseProblems } = require('../chaos/verify')
+const { sleep } = require('../chaos/services')
 
 const lines = []
 const log = (l) => lines.push(`${new Date().toISOString().slice(11, 23)} ${l}`)

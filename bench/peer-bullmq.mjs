@@ -46,6 +46,7 @@ import { createRequire } from 'node:module'
 import { Queue, Worker } from 'bullmq'
 import { BaseDistributedAdapter } from 'flowcraft'
 import IORedis from 'ioredis'
+import { peerLog, quietLogger, runIfMain, stopOnSigterm } from './peer-process.mjs'
 
 const require = createRequire(import.meta.url)
 const { registry, blueprints } = require('./workflows.js')
@@ -227,17 +228,7 @@ export class BullPeerAdapter extends BaseDistributedAdapter {
 	}
 }
 
-function log(...args) {
-	process.stderr.write(`[peer-bullmq ${process.pid}] ${args.join(' ')}\n`)
-}
-
-/** info/debug silent (flowcraft logs several info lines per job); warnings and errors to stderr. */
-const quietLogger = {
-	debug() {},
-	info() {},
-	warn: (m) => log('warn', m),
-	error: (m) => log('error', m),
-}
+const log = peerLog('peer-bullmq')
 
 async function main() {
 	const env = process.env
@@ -253,29 +244,14 @@ async function main() {
 		queueName: env.QUEUE,
 		concurrency: CONCURRENCY[variant],
 		doneChannel: env.DONE_CHANNEL,
-		runtimeOptions: { registry, blueprints: blueprints(), logger: quietLogger },
+		runtimeOptions: { registry, blueprints: blueprints(), logger: quietLogger(log) },
 	})
 
-	let stopping = false
-	process.on('SIGTERM', async () => {
-		if (stopping) return
-		stopping = true
-		await adapter.close()
-		try {
-			await redis.quit()
-		} catch {}
-	})
+	stopOnSigterm(() => adapter.close(), [() => redis.quit()])
 
 	adapter.start()
 	await adapter.ready()
 	process.stdout.write('WORKER_READY\n')
 }
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href
-if (isMain) {
-	main().catch((e) => {
-		log('FATAL', e?.stack ? e.stack : e)
-		process.stdout.write('WORKER_FAILED\n')
-		process.exit(1)
-	})
-}
+runIfMain(import.meta.url, main, log)

@@ -28,6 +28,7 @@ import { BaseDistributedAdapter } from 'flowcraft'
 import amqplib from 'amqplib'
 import IORedis from 'ioredis'
 import pg from 'pg'
+import { peerLog, quietLogger, runIfMain, stopOnSigterm } from './peer-process.mjs'
 
 const require = createRequire(import.meta.url)
 const { registry, blueprints } = require('./workflows.js')
@@ -232,17 +233,7 @@ export class PeerAdapter extends BaseDistributedAdapter {
 	}
 }
 
-function log(...args) {
-	process.stderr.write(`[peer ${process.pid}] ${args.join(' ')}\n`)
-}
-
-/** info/debug silent (flowcraft logs several info lines per job); warnings and errors to stderr. */
-const quietLogger = {
-	debug() {},
-	info() {},
-	warn: (m) => log('warn', m),
-	error: (m) => log('error', m),
-}
+const log = peerLog('peer')
 
 async function main() {
 	const env = process.env
@@ -265,31 +256,14 @@ async function main() {
 		queueName: env.QUEUE,
 		contextTableName: env.CTX_TABLE,
 		statusTableName: env.STATUS_TABLE,
-		runtimeOptions: { registry, blueprints: blueprints(), logger: quietLogger },
+		runtimeOptions: { registry, blueprints: blueprints(), logger: quietLogger(log) },
 	})
 
-	let stopping = false
-	process.on('SIGTERM', async () => {
-		if (stopping) return
-		stopping = true
-		await adapter.stop()
-		for (const close of [() => amqpConnection.close(), () => pgClient.end(), () => redis.quit()]) {
-			try {
-				await close()
-			} catch {}
-		}
-	})
+	stopOnSigterm(() => adapter.stop(), [() => amqpConnection.close(), () => pgClient.end(), () => redis.quit()])
 
 	adapter.start()
 	await adapter.ready
 	process.stdout.write('WORKER_READY\n')
 }
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href
-if (isMain) {
-	main().catch((e) => {
-		log('FATAL', e?.stack ? e.stack : e)
-		process.stdout.write('WORKER_FAILED\n')
-		process.exit(1)
-	})
-}
+runIfMain(import.meta.url, main, log)

@@ -1,7 +1,7 @@
 'use strict'
 /**
  * Link and outage faults the kill/terminate phases cannot produce, each on a harness
- * of its own (chaos/lib.js `Chaos`) whose workers reach a service through a fault
+ * of its own (chaos/harness.js `Chaos`) whose workers reach a service through a fault
  * proxy (chaos/proxy.js) while the checker and the nodes' side table use the service
  * directly. Used by __test__/faults.test.js (short) and chaos/run.js (full).
  *
@@ -10,7 +10,9 @@
  */
 const fs = require('node:fs')
 const path = require('node:path')
-const { Chaos, sleep, blueprints } = require('./lib')
+const { Chaos } = require('./harness')
+const { sleep } = require('./services')
+const { blueprints } = require('./blueprints')
 const { FaultProxy } = require('./proxy')
 const { startPrivatePostgres, startPrivateRedis } = require('./private')
 

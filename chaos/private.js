@@ -3,104 +3,40 @@
  * Private instances of PostgreSQL and Redis on ports of their own, for faults that hit
  * a whole server (a restart, a stop of 40 s, FLUSHALL): the shared services are never
  * touched. Each is removed by its `remove()`, and also when this process exits (an
- * 'exit' hook) or dies (a detached watchdog shell), so a failed run leaves nothing.
+ * 'exit' hook) or dies (a detached watchdog shell), so a failed run leaves nothing
+ * (__test__/helpers/private-base.js, shared with the tests' private instances).
  *
  *   const pg = await startPrivatePostgres()   // { url, port, restart(), stop(), start(), remove() }
  *   const redis = await startPrivateRedis()   // { url, port, restart(), flushall(), remove() }
  */
 const crypto = require('node:crypto')
 const fs = require('node:fs')
-const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
-const { execFile, execFileSync, spawn } = require('node:child_process')
+const { execFileSync, spawn } = require('node:child_process')
+// the machinery shared with the tests' private instances: free ports, exit hooks, watchdogs, pg_createcluster
+const {
+	PG_VERSION,
+	run: runCmd,
+	freePort,
+	waitForPort,
+	registerExitCleanup,
+	startWatchdog,
+	createPgCluster,
+} = require('../__test__/helpers/private-base')
 
-const PG_VERSION = '15'
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function run(cmd, args, timeout = 60000) {
-	return new Promise((resolve, reject) => {
-		execFile(cmd, args, { timeout }, (err, stdout, stderr) => {
-			if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stdout}${stderr}`))
-			else resolve(stdout)
-		})
-	})
-}
-
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer()
-		srv.on('error', reject)
-		srv.listen(0, '127.0.0.1', () => {
-			const { port } = srv.address()
-			srv.close(() => resolve(port))
-		})
-	})
-}
-
-/** Resolves once something accepts TCP connections on the port. */
-async function waitForPort(port, timeoutMs = 30000) {
-	const deadline = Date.now() + timeoutMs
-	while (Date.now() < deadline) {
-		const ok = await new Promise((resolve) => {
-			const s = net.connect(port, '127.0.0.1')
-			s.once('connect', () => {
-				s.destroy()
-				resolve(true)
-			})
-			s.once('error', () => resolve(false))
-		})
-		if (ok) return
-		await sleep(100)
-	}
-	throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`)
-}
-
-const exitHooks = new Set()
-process.on('exit', () => {
-	for (const f of exitHooks) {
-		try {
-			f()
-		} catch {}
-	}
-})
-
-/** A shell that runs `script` once this process is gone, even after a SIGKILL. Returns its dismissal. */
-function watchdog(script) {
-	const dog = spawn('/bin/sh', ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 2; done; ${script}`], {
-		detached: true,
-		stdio: 'ignore',
-	})
-	dog.unref()
-	return () => {
-		try {
-			process.kill(dog.pid, 'SIGKILL')
-		} catch {}
-	}
-}
+/** execFile as a promise, resolving with stdout. */
+const run = (cmd, args, timeout = 60000) => runCmd(cmd, args, { timeout }).then((r) => r.stdout)
 
 /** A PostgreSQL 15 cluster of its own (pg_createcluster; trust auth on 127.0.0.1), database `test`. */
 async function startPrivatePostgres() {
 	const name = `fc_faults_${crypto.randomBytes(4).toString('hex')}`
 	const port = await freePort()
 	const drop = ['pg_dropcluster', PG_VERSION, name, '--stop']
-	const dismiss = watchdog(`${drop.join(' ')} >/dev/null 2>&1`)
-	const hook = () => execFileSync(drop[0], drop.slice(1), { stdio: 'ignore', timeout: 30000 })
-	exitHooks.add(hook)
+	const dismiss = startWatchdog(`${drop.join(' ')} >/dev/null 2>&1`)
+	const forget = registerExitCleanup(() => execFileSync(drop[0], drop.slice(1), { stdio: 'ignore', timeout: 30000 }))
 	const ctl = (action) => run('pg_ctlcluster', [PG_VERSION, name, action, ...(action === 'stop' ? ['-m', 'fast'] : [])])
-	await run('pg_createcluster', [
-		PG_VERSION,
-		name,
-		'--port',
-		String(port),
-		'--start-conf',
-		'manual',
-		'--',
-		'--auth-local',
-		'trust',
-		'--auth-host',
-		'trust',
-	])
+	await createPgCluster(name, port)
 	const conf = `/etc/postgresql/${PG_VERSION}/${name}/postgresql.conf`
 	fs.appendFileSync(
 		conf,
@@ -124,7 +60,7 @@ async function startPrivatePostgres() {
 		},
 		remove: async () => {
 			await run(drop[0], drop.slice(1)).catch(() => {})
-			exitHooks.delete(hook)
+			forget()
 			dismiss()
 		},
 	}
@@ -145,7 +81,7 @@ async function startPrivateRedis() {
 		child.on('error', () => {})
 		child.unref()
 		dismiss()
-		dismiss = watchdog(`kill -9 ${child.pid} 2>/dev/null`)
+		dismiss = startWatchdog(`kill -9 ${child.pid} 2>/dev/null`)
 		await waitForPort(port)
 	}
 	const kill = async () => {
@@ -155,13 +91,12 @@ async function startPrivateRedis() {
 		c.kill('SIGKILL')
 		await gone
 	}
-	const hook = () => {
+	const forget = registerExitCleanup(() => {
 		try {
 			process.kill(child.pid, 'SIGKILL')
 		} catch {}
 		fs.rmSync(dir, { recursive: true, force: true })
-	}
-	exitHooks.add(hook)
+	})
 	await launch()
 	return {
 		port,
@@ -174,7 +109,7 @@ async function startPrivateRedis() {
 		remove: async () => {
 			await kill()
 			dismiss()
-			exitHooks.delete(hook)
+			forget()
 			fs.rmSync(dir, { recursive: true, force: true })
 		},
 	}

@@ -13,7 +13,7 @@
  *             connections, twice (targeted: other users of the broker are not affected)
  *   postgres  CHAOS_FAULT_RUNS runs; pg_terminate_backend on the workers' backends, 4 times
  *   redis     CHAOS_FAULT_RUNS runs; CLIENT KILL ID on the workers' clients, 4 times
- *   redelivery, in-flight commit and bad input cases (chaos/lib.js)
+ *   redelivery, in-flight commit and bad input cases (chaos/phases.js, chaos/bad-inputs.js)
  *   link faults and outages (chaos/faults.js), each on a harness of its own whose
  *             workers reach the service through a TCP fault proxy or a private
  *             instance: PostgreSQL black hole, a 40 s PostgreSQL outage, a RabbitMQ
@@ -26,20 +26,12 @@
  */
 const fs = require('node:fs')
 const path = require('node:path')
-const {
-	Chaos,
-	fanoutPhase,
-	phaseProblems,
-	redeliveryCases,
-	inflightCommitCases,
-	badInputCases,
-	table,
-	phaseRow,
-	PHASE_HEADERS,
-	sleep,
-	ensureRabbitStarted,
-	rabbitIsStoppedByUs,
-} = require('./lib')
+const { Chaos } = require('./harness')
+const { fanoutPhase, redeliveryCases, inflightCommitCases } = require('./phases')
+const { badInputCases } = require('./bad-inputs')
+const { phaseProblems } = require('./verify')
+const { table, phaseRow, PHASE_HEADERS } = require('./report')
+const { sleep, ensureRabbitStarted, rabbitIsStoppedByUs } = require('./services')
 const faults = require('./faults')
 
 const env = process.env

@@ -1,7 +1,8 @@
 'use strict'
 /**
  * A worker process of the chaos suite, started as the README's worker.ts starts one
- * (amqplib, pg and ioredis objects handed to RabbitMqAdapter, then `adapter.start()`).
+ * (amqplib, pg and ioredis objects handed to RabbitMqAdapter, then `adapter.start()`;
+ * __test__/helpers/boot-worker.js).
  *
  * Environment:
  *   QUEUE, CTX_TABLE, STATUS_TABLE   queue and tables the adapter uses
@@ -32,13 +33,10 @@
  * Prints WORKER_READY once start() resolved, and SELF_KILL before a chaosCrash kill.
  */
 const fs = require('node:fs')
-const path = require('node:path')
 const crypto = require('node:crypto')
-const amqplib = require('amqplib')
-const IORedis = require('ioredis')
-const { Client: PgClient, Pool } = require('pg')
-const { RabbitMqAdapter, RedisCoordinationStore } = require(path.join(__dirname, '..'))
-const { blueprints, BRANCHES, SQL_USES_KEY } = require('./lib')
+const { Pool } = require('pg')
+const { bootWorker } = require('../__test__/helpers/boot-worker')
+const { blueprints, BRANCHES, SQL_USES_KEY } = require('./blueprints')
 
 const env = process.env
 const log = (...args) =>
@@ -185,75 +183,6 @@ const registry = {
 	},
 }
 
-async function main() {
-	const amqpConnection = await amqplib.connect(env.ADAPTER_RABBITMQ_URL || env.RABBITMQ_URL)
-	// The adapter reads these connections' settings only; the listeners keep a broker,
-	// database or Redis fault from ever reaching this process as an unhandled 'error'
-	// event (the faults are aimed at the adapter, not at the harness).
-	amqpConnection.on('error', (e) => log('amqplib connection error (not used by the adapter):', e.message))
-	amqpConnection.on('close', () => log('amqplib connection closed (not used by the adapter)'))
-	const pgClient = new PgClient({ connectionString: env.ADAPTER_POSTGRES_URL || env.POSTGRES_URL })
-	pgClient.on('error', (e) => log('pg client error (not used by the adapter):', e.message))
-	await pgClient.connect()
-	const redisConnection = new IORedis(env.ADAPTER_REDIS_URL || env.REDIS_URL)
-	redisConnection.on('error', (e) => log('ioredis error (not used by the adapter):', e.message))
-	const coordinationStore = new RedisCoordinationStore(redisConnection)
-
-	const options = {
-		amqpConnection,
-		pgClient,
-		coordinationStore,
-		queueName: env.QUEUE,
-		contextTableName: env.CTX_TABLE,
-		statusTableName: env.STATUS_TABLE,
-		concurrency: Number(env.CONCURRENCY) || 64,
-		runtimeOptions: {
-			registry,
-			blueprints,
-			logger: {
-				debug() {},
-				info: (m, meta) => log('INFO', m, meta ? JSON.stringify(meta) : ''),
-				warn: (m, meta) => log('WARN', m, meta ? JSON.stringify(meta) : ''),
-				error: (m, meta) => log('ERROR', m, meta ? JSON.stringify(meta) : ''),
-			},
-		},
-	}
-	if (env.MAX_DELIVERIES) options.maxDeliveries = Number(env.MAX_DELIVERIES)
-	if (env.TIMINGS) options.timings = JSON.parse(env.TIMINGS)
-	const adapter = new RabbitMqAdapter(options)
-
-	let stopping = false
-	const stop = async (signal) => {
-		if (stopping) return
-		stopping = true
-		log(`${signal}: stopping`)
-		try {
-			await adapter.stop({ timeoutMs: 10000 })
-		} catch (e) {
-			log('adapter.stop() failed:', e?.stack ? e.stack : e)
-		}
-		for (const close of [
-			() => amqpConnection.close(),
-			() => pgClient.end(),
-			() => redisConnection.quit(),
-			() => sidePool.end(),
-		]) {
-			try {
-				await close()
-			} catch (e) {
-				log('close failed:', e.message)
-			}
-		}
-		log('stopped')
-	}
-	process.on('SIGTERM', () => stop('SIGTERM'))
-	process.on('SIGINT', () => stop('SIGINT'))
-
-	await adapter.start()
-	log(`started on ${env.QUEUE}`)
-	process.stdout.write('WORKER_READY\n')
-}
-
 process.on('uncaughtException', (e) => {
 	log('UNCAUGHT', e?.stack ? e.stack : e)
 	fs.writeSync(1, `WORKER_UNCAUGHT ${JSON.stringify(String(e?.message))}\n`)
@@ -265,8 +194,37 @@ process.on('unhandledRejection', (e) => {
 	process.exit(71)
 })
 
-main().catch((e) => {
-	log('FATAL', e?.stack ? e.stack : e)
-	process.stdout.write(`WORKER_FAILED ${JSON.stringify({ message: String(e?.message), code: e?.code })}\n`)
-	process.exit(1)
+bootWorker({
+	log,
+	// where the adapter connects: a fault proxy, or the services themselves
+	urls: {
+		postgres: env.ADAPTER_POSTGRES_URL || env.POSTGRES_URL,
+		redis: env.ADAPTER_REDIS_URL || env.REDIS_URL,
+		rabbitmq: env.ADAPTER_RABBITMQ_URL || env.RABBITMQ_URL,
+	},
+	// The adapter reads these connections' settings only; the listeners keep a broker,
+	// database or Redis fault from ever reaching this process as an unhandled 'error'
+	// event (the faults are aimed at the adapter, not at the harness).
+	watchConnections: true,
+	signals: ['SIGTERM', 'SIGINT'],
+	stopOptions: { timeoutMs: 10000 },
+	close: [() => sidePool.end()],
+	options: () => {
+		const options = {
+			concurrency: Number(env.CONCURRENCY) || 64,
+			runtimeOptions: {
+				registry,
+				blueprints,
+				logger: {
+					debug() {},
+					info: (m, meta) => log('INFO', m, meta ? JSON.stringify(meta) : ''),
+					warn: (m, meta) => log('WARN', m, meta ? JSON.stringify(meta) : ''),
+					error: (m, meta) => log('ERROR', m, meta ? JSON.stringify(meta) : ''),
+				},
+			},
+		}
+		if (env.MAX_DELIVERIES) options.maxDeliveries = Number(env.MAX_DELIVERIES)
+		if (env.TIMINGS) options.timings = JSON.parse(env.TIMINGS)
+		return options
+	},
 })

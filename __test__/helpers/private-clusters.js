@@ -2,9 +2,8 @@
 
 // Private clusters for failover tests: a RabbitMQ cluster (plain AMQP, several
 // nodes on loopback) and a PostgreSQL primary with a streaming-replication
-// standby. Built on the internals of helpers/private-services.js (RabbitMQ run
-// as root straight from /usr/lib/rabbitmq/bin, pg_createcluster, exit hooks and
-// a detached watchdog), so a killed jest leaves nothing running. The shared
+// standby. Built on helpers/private-base.js (RabbitMQ run as root straight from
+// /usr/lib/rabbitmq/bin, pg_createcluster, exit hooks and a detached watchdog), so a killed jest leaves nothing running. The shared
 // services (127.0.0.1:5432 / 6379 / 5672) are never touched.
 //
 // This file is not a test (no `.test.` in its name), so jest does not collect it.
@@ -14,7 +13,7 @@ const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const { execFileSync, spawn } = require('node:child_process')
-const P = require('./private-services')
+const B = require('./private-base')
 
 const {
 	RABBITMQ_SBIN,
@@ -29,49 +28,23 @@ const {
 	shQuote,
 	registerExitCleanup,
 	startWatchdog,
-	cleanEnv,
 	freePorts,
 	withTimeout,
 	logTail,
+	probeUntil,
+	rabbitNodeFiles,
 	listPgClusters,
-} = P
+	createPgCluster,
+} = B
 
 const PG_BIN = `/usr/lib/postgresql/${PG_VERSION}/bin`
 
 // ----------------------------------------------------------------- utilities
 
 /** Poll until 127.0.0.1:port answers the AMQP protocol header with some bytes. */
-async function waitForAmqp(port, { deadline, isDead }) {
-	let lastError = null
-	while (Date.now() < deadline) {
-		if (isDead?.()) throw new Error(`server exited during startup (last probe error: ${lastError?.message})`)
-		try {
-			await new Promise((resolve, reject) => {
-				const sock = net.connect({ host: '127.0.0.1', port })
-				const timer = setTimeout(() => {
-					sock.destroy()
-					reject(new Error('AMQP probe timed out'))
-				}, 5000)
-				const done = (err) => {
-					clearTimeout(timer)
-					sock.destroy()
-					if (err) reject(err)
-					else resolve()
-				}
-				sock.on('error', done)
-				sock.on('connect', () => {
-					sock.once('data', () => done())
-					sock.write(AMQP_HELLO)
-				})
-				sock.on('close', () => done(new Error('connection closed before the server answered')))
-			})
-			return
-		} catch (e) {
-			lastError = e
-			await sleep(300)
-		}
-	}
-	throw new Error(`no AMQP answer on port ${port} (last error: ${lastError?.message})`)
+function waitForAmqp(port, { deadline, isDead }) {
+	const open = () => net.connect({ host: '127.0.0.1', port })
+	return probeUntil(port, { kind: 'AMQP', open, readyEvent: 'connect', hello: AMQP_HELLO, deadline, isDead })
 }
 
 /** Retry `fn` until it resolves or `deadline` passes (then rethrow its last error). */
@@ -121,8 +94,6 @@ async function startRabbitCluster({ nodes: count = 3, timeoutMs = 150000 } = {})
 	const nodes = []
 	for (let i = 0; i < count; i++) {
 		const dir = path.join(base, `n${i + 1}`)
-		const dirs = { mnesia: path.join(dir, 'mnesia'), log: path.join(dir, 'log'), home: path.join(dir, 'home') }
-		for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true })
 		const name = `fc_c${id}_${i + 1}@localhost`
 		const port = ports[2 * i]
 		const distPort = ports[2 * i + 1]
@@ -135,31 +106,17 @@ async function startRabbitCluster({ nodes: count = 3, timeoutMs = 150000 } = {})
 			'log.console = false',
 			'log.file.level = info',
 		]
-		fs.writeFileSync(path.join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`)
-		fs.writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n')
-		fs.writeFileSync(path.join(dir, 'rabbitmq-env.conf'), '# private node: no settings\n')
-		const env = {
-			...cleanEnv(['RABBITMQ_', 'ERL_']),
-			HOME: dirs.home,
-			RABBITMQ_CONF_ENV_FILE: path.join(dir, 'rabbitmq-env.conf'),
-			RABBITMQ_NODENAME: name,
-			RABBITMQ_DIST_PORT: String(distPort),
-			RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq.conf'),
-			RABBITMQ_CONFIG_FILES: path.join(dir, 'conf.d', '*.conf'),
-			RABBITMQ_ADVANCED_CONFIG_FILE: path.join(dir, 'advanced.config'),
-			RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'),
-			RABBITMQ_MNESIA_BASE: dirs.mnesia,
-			RABBITMQ_LOG_BASE: dirs.log,
-			RABBITMQ_PID_FILE: path.join(dir, 'rabbit.pid'),
-			// loopback-only distribution; no busy-waiting schedulers on shared cores
-			RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: `-setcookie ${cookie} -kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none`,
-			RABBITMQ_CTL_ERL_ARGS: `-setcookie ${cookie}`,
+		const { dirs, env } = rabbitNodeFiles(dir, {
+			nodeName: name,
+			distPort,
+			cookie,
+			conf,
+			// no busy-waiting schedulers on shared cores
+			extraErlArgs: ' +sbwt none +sbwtdcpu none +sbwtdio none',
 			// the CLI's own distribution port: any free one, not the 11-port default range
 			// (35672-35682) that every concurrent rabbitmqctl on the machine competes for
-			RABBITMQ_CTL_DIST_PORT_MIN: '0',
-			RABBITMQ_CTL_DIST_PORT_MAX: '0',
-			ERL_EPMD_ADDRESS: '127.0.0.1',
-		}
+			extraEnv: { RABBITMQ_CTL_DIST_PORT_MIN: '0', RABBITMQ_CTL_DIST_PORT_MAX: '0' },
+		})
 		const stdoutFile = path.join(dirs.log, 'startup.out')
 		nodes.push({
 			index: i,
@@ -491,23 +448,7 @@ async function startPgPair({ timeoutMs = 120000 } = {}) {
 		'host all all ::/0 reject',
 	]
 	const create = async (c, role) => {
-		await run(
-			'pg_createcluster',
-			[
-				PG_VERSION,
-				c.name,
-				'--port',
-				String(c.port),
-				'--start-conf',
-				'manual',
-				'--',
-				'--auth-local',
-				'trust',
-				'--auth-host',
-				'trust',
-			],
-			{ timeout: timeoutMs },
-		)
+		await createPgCluster(c.name, c.port, { timeout: timeoutMs })
 		fs.appendFileSync(path.join(c.confDir, 'postgresql.conf'), `${settings(role).join('\n')}\n`)
 		fs.writeFileSync(path.join(c.confDir, 'pg_hba.conf'), `${hba.join('\n')}\n`)
 	}

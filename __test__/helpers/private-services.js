@@ -7,194 +7,39 @@
 //
 // Every instance is also killed when the jest process exits (an 'exit' hook)
 // and by a small detached watchdog shell should the process die without
-// running it (SIGKILL), so a failing test never leaves a server behind.
+// running it (SIGKILL), so a failing test never leaves a server behind
+// (helpers/private-base.js).
 //
 // This file is not a test (no `.test.` in its name), so jest does not collect it.
 
-const crypto = require('node:crypto')
 const fs = require('node:fs')
-const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const tls = require('node:tls')
-const { execFile, execFileSync, spawn } = require('node:child_process')
+const { execFileSync, spawn } = require('node:child_process')
+const B = require('./private-base')
 
-const START_TIMEOUT_MS = 60000
-const RABBITMQ_SBIN = '/usr/lib/rabbitmq/bin'
-const PG_VERSION = '15'
-
-const randomHex = (bytes = 4) => crypto.randomBytes(bytes).toString('hex')
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-// ------------------------------------------------------------------ utilities
-
-/** A TCP port free on 127.0.0.1 right now (the OS picks it). */
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer()
-		srv.unref()
-		srv.on('error', reject)
-		srv.listen(0, '127.0.0.1', () => {
-			const { port } = srv.address()
-			srv.close(() => resolve(port))
-		})
-	})
-}
-
-/** `n` distinct free ports. */
-async function freePorts(n) {
-	const ports = new Set()
-	while (ports.size < n) ports.add(await freePort())
-	return [...ports]
-}
-
-/**
- * Resolve with the promise's value, or reject after `ms` with an error naming
- * `what`; `details()` (e.g. a log tail) is appended to the message when given.
- */
-function withTimeout(promise, ms, what = 'operation', details) {
-	let timer
-	const timeout = new Promise((_, reject) => {
-		timer = setTimeout(() => {
-			let extra = ''
-			if (details) {
-				try {
-					extra = `\n${details()}`
-				} catch {
-					/* no details */
-				}
-			}
-			reject(new Error(`${what} did not finish within ${ms} ms${extra}`))
-		}, ms)
-	})
-	return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** The last `lines` lines of each file that exists, headed by its path. */
-function logTail(files, lines = 40) {
-	const out = []
-	for (const f of [].concat(files)) {
-		let text
-		try {
-			text = fs.readFileSync(f, 'utf8')
-		} catch {
-			continue
-		}
-		out.push(`--- ${f} (last ${lines} lines)`, ...text.trimEnd().split('\n').slice(-lines))
-	}
-	return out.length ? out.join('\n') : '(no log output)'
-}
-
-/** execFile as a promise; rejects with stdout/stderr in the message. */
-function run(cmd, args, options = {}) {
-	return new Promise((resolve, reject) => {
-		execFile(cmd, args, { timeout: 60000, maxBuffer: 16 * 1024 * 1024, ...options }, (err, stdout, stderr) => {
-			if (err) {
-				err.message = `${cmd} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`.trimEnd()
-				err.stdout = stdout
-				err.stderr = stderr
-				reject(err)
-			} else {
-				resolve({ stdout, stderr })
-			}
-		})
-	})
-}
-
-function isAlive(pid) {
-	try {
-		process.kill(pid, 0)
-		return true
-	} catch (e) {
-		return e.code === 'EPERM'
-	}
-}
-
-/** Resolves when the child has exited (immediately when it already has). */
-function exited(child) {
-	if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
-	return new Promise((resolve) => child.once('exit', () => resolve()))
-}
-
-/**
- * SIGTERM the child, then SIGKILL its whole process group after `graceMs`;
- * resolves when the child is gone (and its group has been swept).
- */
-async function terminate(child, graceMs = 15000) {
-	if (child.exitCode === null && child.signalCode === null) {
-		try {
-			child.kill('SIGTERM')
-		} catch {
-			/* already gone */
-		}
-		let timer
-		const killed = new Promise((resolve) => {
-			timer = setTimeout(() => {
-				killGroup(child.pid)
-				resolve()
-			}, graceMs)
-		})
-		await Promise.race([exited(child), killed])
-		clearTimeout(timer)
-		await exited(child)
-	}
-	killGroup(child.pid) // anything the server left in its group (none after a clean stop)
-}
-
-/** SIGKILL a process group we started (detached: the group id is the child's pid). */
-function killGroup(pid) {
-	try {
-		process.kill(-pid, 'SIGKILL')
-	} catch {
-		/* already gone */
-	}
-}
-
-const shQuote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`
-
-// ---------------------------------------------------- cleanup when jest exits
-
-const liveInstances = new Set()
-let exitHookInstalled = false
-
-/** Remember a synchronous last-resort cleanup; returns a function that forgets it. */
-function registerExitCleanup(fn) {
-	if (!exitHookInstalled) {
-		exitHookInstalled = true
-		process.on('exit', () => {
-			for (const f of liveInstances) {
-				try {
-					f()
-				} catch {
-					/* best effort */
-				}
-			}
-			liveInstances.clear()
-		})
-	}
-	liveInstances.add(fn)
-	return () => liveInstances.delete(fn)
-}
-
-/**
- * A detached shell that runs `cleanupScript` once this process is gone (even
- * after a SIGKILL, when no 'exit' hook runs). When `childPid` is given it also
- * ends, doing nothing, once that child has exited. Returns a function that
- * dismisses it.
- */
-function startWatchdog(cleanupScript, childPid) {
-	const childCheck = childPid ? `kill -0 ${childPid} 2>/dev/null || exit 0; ` : ''
-	const script = `while kill -0 ${process.pid} 2>/dev/null; do ${childCheck}sleep 2; done; ${cleanupScript}`
-	const dog = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore' })
-	dog.unref()
-	return () => {
-		try {
-			process.kill(dog.pid, 'SIGKILL')
-		} catch {
-			/* already gone */
-		}
-	}
-}
+const {
+	START_TIMEOUT_MS,
+	RABBITMQ_SBIN,
+	PG_VERSION,
+	AMQP_HELLO,
+	randomHex,
+	freePort,
+	freePorts,
+	withTimeout,
+	logTail,
+	run,
+	terminate,
+	killGroup,
+	shQuote,
+	registerExitCleanup,
+	startWatchdog,
+	probeUntil,
+	rabbitNodeFiles,
+	listPgClusters,
+	createPgCluster,
+} = B
 
 // ----------------------------------------------------------------- certificates
 
@@ -367,58 +212,19 @@ async function waitForTls(port, certs, { requireClientCert, hello, deadline, isD
 	const clientAuth = requireClientCert
 		? { cert: fs.readFileSync(certs.clientCert), key: fs.readFileSync(certs.clientKey) }
 		: {}
-	let lastError = null
-	while (Date.now() < deadline) {
-		if (isDead?.()) throw new Error(`server exited during startup (last probe error: ${lastError?.message})`)
-		try {
-			await new Promise((resolve, reject) => {
-				const sock = tls.connect({
-					host: '127.0.0.1',
-					port,
-					servername: 'localhost',
-					ca,
-					...clientAuth,
-					rejectUnauthorized: false, // the server may present a deliberately wrong cert
-				})
-				const timer = setTimeout(() => {
-					sock.destroy()
-					reject(new Error('TLS probe timed out'))
-				}, 5000)
-				const done = (err) => {
-					clearTimeout(timer)
-					sock.destroy()
-					if (err) reject(err)
-					else resolve()
-				}
-				sock.on('error', done)
-				sock.on('secureConnect', () => {
-					if (!hello) return done()
-					sock.once('data', () => done())
-					sock.write(hello)
-				})
-				sock.on('close', () => done(new Error('connection closed before the server answered')))
-			})
-			return
-		} catch (e) {
-			lastError = e
-			await sleep(300)
-		}
-	}
-	throw new Error(`no TLS answer on port ${port} (last error: ${lastError?.message})`)
-}
-
-/** process.env without variables that would redirect a server to other config. */
-function cleanEnv(prefixes) {
-	const env = {}
-	for (const [k, v] of Object.entries(process.env)) {
-		if (!prefixes.some((pre) => k.startsWith(pre))) env[k] = v
-	}
-	return env
+	const open = () =>
+		tls.connect({
+			host: '127.0.0.1',
+			port,
+			servername: 'localhost',
+			ca,
+			...clientAuth,
+			rejectUnauthorized: false, // the server may present a deliberately wrong cert
+		})
+	await probeUntil(port, { kind: 'TLS', open, readyEvent: 'secureConnect', hello, deadline, isDead })
 }
 
 // -------------------------------------------------------------------- RabbitMQ
-
-const AMQP_HELLO = Buffer.from([65, 77, 81, 80, 0, 0, 9, 1]) // "AMQP" 0 0 9 1
 
 /**
  * A private RabbitMQ node (runs as root, straight from /usr/lib/rabbitmq/bin,
@@ -443,8 +249,6 @@ async function startTlsRabbit(certs, opts = {}) {
 	const base = fs.mkdtempSync(path.join(os.tmpdir(), `fc-rabbit-${id}-`))
 	const [port, distPort] = await freePorts(2)
 	const { cert, key } = serverIdentity(certs, opts)
-	const dirs = { mnesia: path.join(base, 'mnesia'), log: path.join(base, 'log'), home: path.join(base, 'home') }
-	for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true })
 
 	const conf = [
 		'listeners.tcp = none',
@@ -460,30 +264,7 @@ async function startTlsRabbit(certs, opts = {}) {
 		'log.file.level = info',
 		...(opts.extraConfig || []),
 	]
-	fs.writeFileSync(path.join(base, 'rabbitmq.conf'), `${conf.join('\n')}\n`)
-	fs.writeFileSync(path.join(base, 'enabled_plugins'), '[].\n')
-	fs.writeFileSync(path.join(base, 'rabbitmq-env.conf'), '# private node: no settings\n')
-
-	// Nothing from the shared node's environment (or the caller's RABBITMQ_*/ERL_*)
-	// may leak in: /etc/rabbitmq/rabbitmq-env.conf sets NODENAME=rabbit@localhost.
-	const env = {
-		...cleanEnv(['RABBITMQ_', 'ERL_']),
-		HOME: dirs.home, // the CLI and erl never read or create /root/.erlang.cookie
-		RABBITMQ_CONF_ENV_FILE: path.join(base, 'rabbitmq-env.conf'),
-		RABBITMQ_NODENAME: nodeName,
-		RABBITMQ_DIST_PORT: String(distPort),
-		RABBITMQ_CONFIG_FILE: path.join(base, 'rabbitmq.conf'),
-		RABBITMQ_CONFIG_FILES: path.join(base, 'conf.d', '*.conf'),
-		RABBITMQ_ADVANCED_CONFIG_FILE: path.join(base, 'advanced.config'),
-		RABBITMQ_ENABLED_PLUGINS_FILE: path.join(base, 'enabled_plugins'),
-		RABBITMQ_MNESIA_BASE: dirs.mnesia,
-		RABBITMQ_LOG_BASE: dirs.log,
-		RABBITMQ_PID_FILE: path.join(base, 'rabbit.pid'),
-		// distribution on loopback only, as the shared node's rabbitmq-env.conf does
-		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: `-setcookie ${cookie} -kernel inet_dist_use_interface {127,0,0,1}`,
-		RABBITMQ_CTL_ERL_ARGS: `-setcookie ${cookie}`,
-		ERL_EPMD_ADDRESS: '127.0.0.1',
-	}
+	const { dirs, env } = rabbitNodeFiles(base, { nodeName, distPort, cookie, conf })
 	const stdoutFile = path.join(dirs.log, 'startup.out')
 	const logFiles = [stdoutFile, path.join(dirs.log, `${nodeName}.log`)]
 	const out = fs.openSync(stdoutFile, 'a')
@@ -659,18 +440,6 @@ async function startTlsRedis(certs, opts = {}) {
 
 // ------------------------------------------------------------------ PostgreSQL
 
-/** The clusters pg_lsclusters knows, as [{ version, name, port, status }]. */
-async function listPgClusters() {
-	const { stdout } = await run('pg_lsclusters', ['--no-header'])
-	return stdout
-		.split('\n')
-		.filter(Boolean)
-		.map((line) => {
-			const [version, name, port, status] = line.trim().split(/\s+/)
-			return { version, name, port: Number(port), status }
-		})
-}
-
 /**
  * A private PostgreSQL 15 cluster (pg_createcluster, as root; the server runs
  * as the `postgres` OS user) that accepts only TLS over TCP, on 127.0.0.1.
@@ -729,23 +498,7 @@ async function startTlsPostgres(certs, opts = {}) {
 	}
 
 	const start = async () => {
-		await run(
-			'pg_createcluster',
-			[
-				PG_VERSION,
-				name,
-				'--port',
-				String(port),
-				'--start-conf',
-				'manual',
-				'--',
-				'--auth-local',
-				'trust',
-				'--auth-host',
-				'reject',
-			],
-			{ timeout: timeoutMs },
-		)
+		await createPgCluster(name, port, { authHost: 'reject', timeout: timeoutMs })
 		// The server (user postgres) must read cert and key; the key must be 0600 and its own.
 		const put = (src, dest, mode) => {
 			fs.copyFileSync(src, dest)
@@ -808,25 +561,6 @@ module.exports = {
 	startTlsRabbit,
 	startTlsRedis,
 	startTlsPostgres,
-	freePort,
-	freePorts,
-	withTimeout,
-	logTail,
-	listPgClusters,
-	isAlive,
-	// internals, shared with helpers/private-clusters.js
-	START_TIMEOUT_MS,
-	RABBITMQ_SBIN,
-	PG_VERSION,
-	AMQP_HELLO,
-	randomHex,
-	sleep,
-	run,
-	exited,
-	terminate,
-	killGroup,
-	shQuote,
-	registerExitCleanup,
-	startWatchdog,
-	cleanEnv,
+	// the shared internals and utilities (helpers/private-base.js), for the tests that use them from here
+	...B,
 }
