@@ -9,6 +9,7 @@
 const amqplib = require('amqplib')
 const path = require('node:path')
 const S = require('./helpers/services')
+const { place } = require('./helpers/run-place')
 
 const { RabbitMqAdapter, RedisCoordinationStore } = require(path.join(__dirname, '..'))
 const res = S.useResources()
@@ -33,11 +34,7 @@ const diamond = {
 }
 
 test('a run whose start node and one branch an old worker completed finishes under ours, each node once', async () => {
-	const queue = res.queueName('ad')
-	res.onCleanup(() => S.deleteQueues([`${queue}.dead`]))
-	const ctx = res.trackTable(S.uniqueName('ad_c'))
-	res.trackTable(`${ctx}_nodes`)
-	const st = res.trackTable(S.uniqueName('ad_s'))
+	const { queue, ctx, st } = place(res, 'ad')
 	const ran = []
 	const adapter = new RabbitMqAdapter({
 		amqpConnection: S.RABBITMQ_URL,

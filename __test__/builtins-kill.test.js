@@ -11,19 +11,14 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const S = require('./helpers/services')
 const { byName } = require('./diff/scenarios')
+const { place: placeFor, until } = require('./helpers/run-place')
 
 const ROOT = path.join(__dirname, '..')
 const { RabbitMqAdapter, RedisCoordinationStore } = require(ROOT)
 const res = S.useResources()
 const LOG_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'builtins-kill-'))
 
-function place() {
-	const queue = res.queueName('bk')
-	res.onCleanup(() => S.deleteQueues([`${queue}.dead`]))
-	const ctx = res.trackTable(S.uniqueName('bk_c'))
-	res.trackTable(`${ctx}_nodes`)
-	return { queue, ctx, st: res.trackTable(S.uniqueName('bk_s')) }
-}
+const place = () => placeFor(res, 'bk')
 
 function spawnWorker(where, scenario, label) {
 	const log = fs.openSync(path.join(LOG_DIR, `${label}.log`), 'w')
@@ -79,15 +74,6 @@ function clientFor(where, scenario) {
 	})
 	res.onCleanup(() => client.close())
 	return client
-}
-
-async function until(check, ms, what) {
-	const deadline = Date.now() + ms
-	for (;;) {
-		if (await check()) return
-		if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-		await new Promise((r) => setTimeout(r, 50))
-	}
 }
 
 const outputsOf = (context) =>

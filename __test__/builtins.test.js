@@ -13,18 +13,13 @@ const ROOT = path.join(__dirname, '..')
 const { RabbitMqAdapter, RedisCoordinationStore } = require(ROOT)
 const { loop } = require('./diff/builtins')
 const { MiniEvaluator } = require('./diff/scenarios')
+const { place: placeFor, until } = require('./helpers/run-place')
 
 const res = S.useResources()
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
-/** Queue and table names of one test; several adapters (workers, clients) may share them. */
-function place() {
-	const queue = res.queueName('bi')
-	res.onCleanup(() => S.deleteQueues([`${queue}.dead`]))
-	const ctx = res.trackTable(S.uniqueName('bi_c'))
-	res.trackTable(`${ctx}_nodes`)
-	return { queue, ctx, st: res.trackTable(S.uniqueName('bi_s')) }
-}
+// queue and table names of one test; several adapters (workers, clients) may share them
+const place = () => placeFor(res, 'bi')
 
 function adapterAt(where, runtimeOptions, timings = {}) {
 	const adapter = new RabbitMqAdapter({
@@ -64,16 +59,6 @@ const napping = (calls) => ({
 		},
 	},
 })
-
-async function until(check, ms, what) {
-	const deadline = Date.now() + ms
-	for (;;) {
-		const value = await check()
-		if (value) return value
-		if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-		await new Promise((r) => setTimeout(r, 50))
-	}
-}
 
 const nodeState = async (client, runId, id) => (await client.getRun(runId))?.nodes.find((n) => n.id === id)
 
