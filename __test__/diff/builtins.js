@@ -18,6 +18,38 @@ function loop(id, { startNodeId, endNodeId, condition }, exits = []) {
 	}
 }
 
+/** `createFlow().batch(id, worker, { inputKey, outputKey })`: its scatter and gather nodes and edge. */
+function batch(id, { inputKey, outputKey, uses }) {
+	const scatterId = `${id}_scatter`
+	const gatherId = `${id}_gather`
+	return {
+		scatterId,
+		gatherId,
+		nodes: [
+			{
+				id: scatterId,
+				uses: 'batch-scatter',
+				inputs: inputKey,
+				params: { workerUsesKey: uses, outputKey, gatherNodeId: gatherId },
+			},
+			{
+				id: gatherId,
+				uses: 'batch-gather',
+				params: { outputKey, gatherNodeId: gatherId },
+				config: { joinStrategy: 'all' },
+			},
+		],
+		edges: [{ source: scatterId, target: gatherId }],
+	}
+}
+
+const SCORED = Array.from({ length: 60 }, (_, id) => ({ id, score: id * id }))
+const dbl = batch('dbl', { inputKey: 'items', outputKey: 'doubled', uses: 'bt.double' })
+const wide = batch('wide', { inputKey: 'rows', outputKey: 'scored', uses: 'bw.score' })
+const holes = batch('holes', { inputKey: 'items', outputKey: 'kept', uses: 'bh.evens' })
+const broken = batch('broken', { inputKey: 'items', outputKey: 'out', uses: 'bf.item' })
+const none = batch('none', { inputKey: 'items', outputKey: 'nothing', uses: 'be.item' })
+
 // One evaluator factory for the loop group (conditions like `count < 3`): installed once.
 let MiniEvaluator
 const loopEvaluator = () => {
@@ -90,6 +122,118 @@ const builtins = [
 		registry: () => ({ 'sli.leaf': async () => ({ output: 'ran' }) }),
 		intended: { status: 'failed', outputs: { '_outputs.first': 'ran' } },
 		expect: { reasonIncludes: ["SleepNode 'bad' received an invalid duration string: 'soon'"] },
+	},
+
+	// ------------------------------------------------------------------ batches
+	{
+		name: 'batch-basic',
+		group: 'default',
+		blueprint: {
+			id: 'diff-batch-basic',
+			nodes: [{ id: 'load', uses: 'bt.load' }, ...dbl.nodes, { id: 'after', uses: 'bt.after' }],
+			edges: [{ source: 'load', target: dbl.scatterId }, ...dbl.edges, { source: dbl.gatherId, target: 'after' }],
+		},
+		registry: () => ({
+			'bt.load': async (ctx) => {
+				await ctx.context.set('items', [1, 2, 3, 4])
+				return { output: 'loaded' }
+			},
+			'bt.double': async (ctx) => ({ output: ctx.input * 2 }),
+			'bt.after': async (ctx) => ({ output: { input: ctx.input ?? null, doubled: await ctx.context.get('doubled') } }),
+		}),
+		compareContext: ['doubled', 'dbl_gather_hasMore', 'dbl_scatter_currentIndex'],
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.load': 'loaded',
+				'_outputs.dbl_scatter': { gatherNodeId: 'dbl_gather', hasMore: false },
+				'_outputs.bt.double_<batch>_0': 2,
+				'_outputs.bt.double_<batch>_1': 4,
+				'_outputs.bt.double_<batch>_2': 6,
+				'_outputs.bt.double_<batch>_3': 8,
+				'_outputs.dbl_gather': [2, 4, 6, 8],
+				'_outputs.after': { input: [2, 4, 6, 8], doubled: [2, 4, 6, 8] },
+			},
+			context: { doubled: [2, 4, 6, 8], dbl_gather_hasMore: false, dbl_scatter_currentIndex: 4 },
+		},
+	},
+	{
+		// 60 items spread over the workers, gathered in item order whatever order they finish in
+		name: 'batch-wide',
+		group: 'default',
+		blueprint: { id: 'diff-batch-wide', nodes: [...wide.nodes], edges: [...wide.edges] },
+		registry: () => ({
+			'bw.score': async (ctx) => {
+				await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 15)))
+				return { output: { id: ctx.input.id, score: ctx.input.id * ctx.input.id } }
+			},
+		}),
+		initialContext: { rows: Array.from({ length: 60 }, (_, id) => ({ id })) },
+		compareContext: ['scored'],
+		intended: {
+			status: 'completed',
+			outputs: Object.fromEntries([
+				...Array.from({ length: 60 }, (_, id) => [`_outputs.bw.score_<batch>_${id}`, { id, score: id * id }]),
+				['_outputs.wide_gather', SCORED],
+				['_outputs.wide_scatter', { gatherNodeId: 'wide_gather', hasMore: false }],
+			]),
+			context: { scored: SCORED },
+		},
+	},
+	{
+		// items that return nothing are left out of the results
+		name: 'batch-undefined-items',
+		group: 'default',
+		blueprint: { id: 'diff-batch-undefined-items', nodes: [...holes.nodes], edges: [...holes.edges] },
+		registry: () => ({ 'bh.evens': async (ctx) => (ctx.input % 2 === 0 ? { output: ctx.input } : {}) }),
+		initialContext: { items: [1, 2, 3, 4, 5, 6] },
+		compareContext: ['kept'],
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.holes_scatter': { gatherNodeId: 'holes_gather', hasMore: false },
+				'_outputs.bh.evens_<batch>_1': 2,
+				'_outputs.bh.evens_<batch>_3': 4,
+				'_outputs.bh.evens_<batch>_5': 6,
+				'_outputs.holes_gather': [2, 4, 6],
+			},
+			context: { kept: [2, 4, 6] },
+		},
+	},
+	{
+		// a failing item fails the run; the other items still run; the gather never does
+		name: 'batch-item-fails',
+		group: 'default',
+		blueprint: { id: 'diff-batch-item-fails', nodes: [...broken.nodes], edges: [...broken.edges] },
+		registry: () => ({
+			'bf.item': async (ctx) => {
+				if (ctx.input === 2) throw new Error('item 2 is bad')
+				return { output: ctx.input }
+			},
+		}),
+		initialContext: { items: [1, 2, 3] },
+		intended: {
+			status: 'failed',
+			outputs: {
+				'_outputs.broken_scatter': { gatherNodeId: 'broken_gather', hasMore: false },
+				'_outputs.bf.item_<batch>_0': 1,
+				'_outputs.bf.item_<batch>_2': 3,
+			},
+		},
+		expect: { reasonIncludes: ['item 2 is bad'] },
+	},
+	{
+		name: 'batch-empty',
+		group: 'default',
+		blueprint: { id: 'diff-batch-empty', nodes: [...none.nodes], edges: [...none.edges] },
+		registry: () => ({ 'be.item': async (ctx) => ({ output: ctx.input }) }),
+		initialContext: { items: [] },
+		compareContext: ['nothing'],
+		intended: {
+			status: 'completed',
+			outputs: { '_outputs.none_scatter': { gatherNodeId: 'none_gather', hasMore: false }, '_outputs.none_gather': [] },
+			context: { nothing: [] },
+		},
 	},
 
 	// ------------------------------------------------------------------ loops
@@ -251,4 +395,4 @@ const builtins = [
 	},
 ]
 
-module.exports = { builtins, loop }
+module.exports = { builtins, loop, batch }

@@ -10,14 +10,15 @@
  */
 const amqplib = require('amqplib')
 const { Pool } = require('pg')
-const { startNodeIds } = require('./scenarios')
+const { startNodeIds, outputKey } = require('./scenarios')
 
 const FINAL = new Set(['completed', 'failed'])
 
 function outputsOf(context) {
 	const out = {}
-	for (const key of Object.keys(context ?? {}).sort()) if (key.startsWith('_outputs.')) out[key] = context[key]
-	return out
+	for (const key of Object.keys(context ?? {}).sort())
+		if (key.startsWith('_outputs.')) out[outputKey(key)] = context[key]
+	return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 }
 
 function quoteIdent(name) {

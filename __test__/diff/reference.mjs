@@ -9,13 +9,13 @@ import { createRequire } from 'node:module'
 import * as fc from 'flowcraft'
 
 const require = createRequire(import.meta.url)
-const { scenarios, byName } = require('./scenarios.js')
+const { scenarios, byName, outputKey } = require('./scenarios.js')
 
 /** Every `_outputs.*` key of a context object. */
 export function outputsOf(context) {
 	const out = {}
-	for (const key of Object.keys(context).sort()) if (key.startsWith('_outputs.')) out[key] = context[key]
-	return out
+	for (const key of Object.keys(context).sort()) if (key.startsWith('_outputs.')) out[outputKey(key)] = context[key]
+	return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 }
 
 const quietLogger = { debug() {}, info() {}, warn() {}, error() {} }

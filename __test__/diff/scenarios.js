@@ -2384,4 +2384,9 @@ function groups() {
 	return out
 }
 
-module.exports = { scenarios, startNodeIds, buildRuntimeOptions, byName, groups, MiniEvaluator }
+/** A context key with a batch item's id, its random batch id replaced (`_outputs.w_<batch>_3`). */
+function outputKey(key) {
+	return key.replace(/_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}_(\d+)$/, '_<batch>_$1')
+}
+
+module.exports = { scenarios, startNodeIds, buildRuntimeOptions, byName, groups, MiniEvaluator, outputKey }

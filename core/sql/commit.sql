@@ -14,7 +14,8 @@
 -- before it runs (an 'all' join's input can then be written by the arrival that completes it);
 -- $20 a loop's body rows sent round again (reset to idle, iteration + 1: a loop controller that
 -- continues), $21 this node goes round again itself (idle, iteration + 1), $22 the job's iteration
--- (a job of an earlier iteration changes nothing).
+-- (a job of an earlier iteration changes nothing); $23/$24/$25 nodes this commit adds to the run (a
+-- batch's items: id, input as JSON text, spec as JSON text), queued.
 -- Returns: the successors it enqueued (and their iterations), the status when nothing of the run remains pending (final, or
 -- `awaiting`), the NOTIFY, the run's first error.
 WITH lk AS (
@@ -49,6 +50,13 @@ WITH lk AS (
   FROM me WHERE n.run_id = $1 AND n.node_id = ANY($20::text[]) AND NOT n.node_id = ANY($5::text[])
     AND n.state IN ('idle', 'done')
   RETURNING n.node_id
+), sp AS (
+  -- a batch's items: rows of their own, queued, their input bound
+  INSERT INTO {nodes} (run_id, node_id, state, input, bound, spec, fired_by)
+  SELECT $1, t.id, 'queued', t.input::jsonb, true, t.spec::jsonb, $2
+  FROM me, unnest($23::text[], $24::text[], $25::text[]) AS t(id, input, spec)
+  ON CONFLICT (run_id, node_id) DO NOTHING
+  RETURNING node_id
 ), upd AS (
   -- A touched row is written only when it changes: enqueued, or given an input. An 'all' join's
   -- arrivals are counted in the status row, and (`deferred`: no transform reads it before) its
@@ -66,7 +74,8 @@ WITH lk AS (
     AND (x.ready OR x.completes OR NOT (x.deferred AND x.expected > 0 AND NOT x.is_any))
   RETURNING n.node_id, n.state = 'queued' AND n.fired_by = $2 AS fired, n.state, n.output, n.input, n.iteration
 ), nx AS (
-  SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired) AS pending FROM lk, me, (SELECT count(*) FROM rs) r
+  SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired) + (SELECT count(*) FROM sp) AS pending
+  FROM lk, me, (SELECT count(*) FROM rs) r
 ), own AS (
   -- what this statement wrote to node rows, as context keys (the fold below reads the others)
   SELECT CASE WHEN $3::text IS NULL THEN '{}'::jsonb
@@ -96,9 +105,10 @@ WITH lk AS (
     status_data = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_context} ELSE s.status_data END
   FROM nx LEFT JOIN c ON true WHERE s.run_id = $1
   RETURNING s.run_id, s.status, s.error, nx.pending = 0 AS drained
+), f AS (
+  SELECT upd.node_id AS id, upd.iteration FROM upd WHERE upd.fired UNION ALL SELECT sp.node_id, 0 FROM sp
 )
-SELECT ARRAY(SELECT upd.node_id FROM upd WHERE upd.fired ORDER BY upd.node_id),
-  ARRAY(SELECT upd.iteration FROM upd WHERE upd.fired ORDER BY upd.node_id),
+SELECT ARRAY(SELECT f.id FROM f ORDER BY f.id), ARRAY(SELECT f.iteration FROM f ORDER BY f.id),
   CASE WHEN u.drained AND u.status IN ('completed', 'failed', 'awaiting') THEN u.status END,
   CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN {notify_u} END,
   u.error

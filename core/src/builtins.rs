@@ -10,15 +10,23 @@
 //!   leaves with a `null` output. A loop that goes round more often than
 //!   FlowRuntime's traversal allows fails the run as FlowRuntime does.
 //!
+//! - `batch-scatter` / `batch-gather` (`createFlow().batch()`): the scatter adds
+//!   one node row per item of its input array (`spec`: the worker's `uses`, the
+//!   gather, the item's index and the batch size; the item is its bound input),
+//!   queued in the scatter's commit and spread over workers like any job; each
+//!   item's commit arrives at the gather, which waits for the scatter and every
+//!   item, then collects the items' outputs in item order under `outputKey`.
+//!
 //! `wait` is in `job.rs` (it only marks the run awaiting).
 
 use crate::blueprint::{Blueprint, NodeDef, LOOP_CONTROLLER};
+use crate::context_store::PatchOp;
 use crate::error::CoreResult;
 use crate::evaluator::{resolve_input, truthy, RunState};
 use crate::executor::Level;
 use crate::job::{Disposition, Executed, Facts, JobRunner, NodeFailure};
 use crate::queue::{Broker, JobMessage};
-use crate::run_store::RunSnapshot;
+use crate::run_store::{NodeRow, RunSnapshot, Spawned};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 
@@ -32,6 +40,65 @@ pub const RUNAWAY_LOOP: &str = "Traversal exceeded maximum iterations, possible 
 pub enum Builtin {
     Sleep,
     LoopController,
+    BatchScatter,
+    BatchGather,
+}
+
+/// What a built-in's commit does beside a node's.
+#[derive(Debug)]
+pub enum BuiltinEffect {
+    /// A loop controller going round again: its body (`Effect::again`).
+    Again(Vec<String>),
+    /// A batch scatter: the items it adds, and the gather that waits for them.
+    Scatter { gather: String, items: Vec<Spawned> },
+    /// A batch item: it arrives at its gather, which waits for `count` items and the scatter.
+    Item { gather: String, count: usize },
+}
+
+/// A batch item's definition, kept in its row.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ItemSpec {
+    pub uses: String,
+    pub gather: String,
+    /// Its index in the batch (results are gathered in this order).
+    pub i: usize,
+    /// How many items the batch has.
+    pub count: usize,
+}
+
+fn item_spec(row: Option<&NodeRow>) -> Option<ItemSpec> {
+    serde_json::from_value(row?.spec.clone()?).ok()
+}
+
+/// The node a batch item's row defines (None: the row is not a batch item's).
+pub fn item_node(id: &str, row: Option<&NodeRow>) -> Option<NodeDef> {
+    let spec = item_spec(row)?;
+    Some(NodeDef { id: id.to_string(), uses: spec.uses, params: None, inputs: None, config: None })
+}
+
+/// A completed batch item's arrival at its gather.
+pub fn item_arrival(row: Option<&NodeRow>) -> Option<BuiltinEffect> {
+    item_spec(row).map(|s| BuiltinEffect::Item { gather: s.gather, count: s.count })
+}
+
+/// A batch id: unique per scatter (FlowRuntime uses a random UUID), in UUID form.
+fn batch_id(run_id: &str, node_id: &str, iteration: i32) -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let random = std::collections::hash_map::RandomState::new();
+    let half = |salt: u8| {
+        let mut h = random.build_hasher();
+        (run_id, node_id, iteration, salt, std::time::SystemTime::now()).hash(&mut h);
+        h.finish()
+    };
+    let (a, b) = (half(1), half(2));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 impl Builtin {
@@ -40,6 +107,8 @@ impl Builtin {
         let builtin = match node.uses.as_str() {
             "sleep" => Builtin::Sleep,
             LOOP_CONTROLLER => Builtin::LoopController,
+            "batch-scatter" => Builtin::BatchScatter,
+            "batch-gather" => Builtin::BatchGather,
             _ => return None,
         };
         (!registry.contains(&node.uses)).then_some(builtin)
@@ -112,6 +181,8 @@ impl JobRunner {
                 None => return Ok(Disposition::Ack),
             },
             Builtin::LoopController => self.loop_controller(bp, node, job, &context).await,
+            Builtin::BatchScatter => scatter(node, job, &context, facts),
+            Builtin::BatchGather => self.gather(node, job).await?,
         };
         match outcome {
             Ok(done) => self.complete(bp, job, &node.id, done, context, facts, broker).await,
@@ -195,10 +266,69 @@ impl JobRunner {
             None => false,
         };
         Ok(if holds {
-            Executed { output: None, action: Some("continue".into()), again: body.to_vec(), ..Default::default() }
+            let again = Some(BuiltinEffect::Again(body.to_vec()));
+            Executed { output: None, action: Some("continue".into()), builtin: again, ..Default::default() }
         } else {
             Executed { output: Some(Value::Null), action: Some("break".into()), ..Default::default() }
         })
+    }
+}
+
+/// FlowRuntime's `BatchScatterNode`: one item node per element of its input
+/// array (all of them: see the README on `chunkSize`), each with the item as its
+/// input; output `{ gatherNodeId, hasMore: false }`.
+fn scatter(
+    node: &NodeDef,
+    job: &JobMessage,
+    context: &Map<String, Value>,
+    facts: &Facts,
+) -> Result<Executed, NodeFailure> {
+    let fail = |message: String| NodeFailure { message, fatal: false, writes: vec![] };
+    let state = RunState { context, completed: &facts.completed, bound: &facts.bound };
+    let input = resolve_input(node, &state).map_err(|message| NodeFailure { message, fatal: true, writes: vec![] })?;
+    let items = match input.value {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(fail(format!("Input for batch-scatter node '{}' must be an array.", node.id))),
+    };
+    let param = |k: &str| node.params.as_ref().and_then(|p| p.get(k)).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let (Some(uses), Some(gather)) = (param("workerUsesKey"), param("gatherNodeId")) else {
+        return Err(fail("BatchScatterNode requires 'workerUsesKey' and 'gatherNodeId' parameters.".into()));
+    };
+    let batch = batch_id(&job.run_id, &node.id, job.iteration);
+    let count = items.len();
+    let items: Vec<Spawned> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| Spawned {
+            id: format!("{uses}_{batch}_{i}"),
+            input: Some(item),
+            spec: json!(ItemSpec { uses: uses.to_string(), gather: gather.to_string(), i, count }),
+        })
+        .collect();
+    // FlowRuntime's bookkeeping keys (`<gather>_allWorkerIds` is not kept: README)
+    let writes = vec![
+        PatchOp::Set { key: format!("{}_currentIndex", node.id), value: json!(count) },
+        PatchOp::Set { key: format!("{gather}_hasMore"), value: json!(false) },
+    ];
+    Ok(Executed {
+        output: Some(json!({ "gatherNodeId": gather, "hasMore": false })),
+        writes,
+        builtin: Some(BuiltinEffect::Scatter { gather: gather.to_string(), items }),
+        ..Default::default()
+    })
+}
+
+impl JobRunner {
+    /// FlowRuntime's `BatchGatherNode`: the items' outputs in item order (those
+    /// that returned `undefined` left out), under `outputKey` and as its output.
+    async fn gather(&self, node: &NodeDef, job: &JobMessage) -> CoreResult<Result<Executed, NodeFailure>> {
+        let param = |k: &str| node.params.as_ref().and_then(|p| p.get(k)).and_then(Value::as_str);
+        let key = param("outputKey").unwrap_or(&node.id).to_string();
+        let gather = param("gatherNodeId").unwrap_or(&node.id);
+        let results = Value::Array(self.store.gathered(&job.run_id, gather).await?);
+        let writes = vec![PatchOp::Set { key, value: results.clone() }];
+        Ok(Ok(Executed { output: Some(results), writes, ..Default::default() }))
     }
 }
 

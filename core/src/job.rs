@@ -3,6 +3,7 @@
 //! publish the successors, and finish the run when nothing of it remains.
 
 use crate::blueprint::{Blueprint, Blueprints, JoinStrategy, NodeDef};
+use crate::builtins::BuiltinEffect;
 use crate::context_store::PatchOp;
 use crate::error::{CoreError, CoreResult};
 use crate::evaluator::{resolve_input, RunState};
@@ -116,8 +117,8 @@ pub(crate) struct Executed {
     pub(crate) output: Option<Value>,
     pub(crate) action: Option<String>,
     pub(crate) writes: Vec<PatchOp>,
-    /// A loop controller going round again: the loop's body (see `Effect::again`).
-    pub(crate) again: Vec<String>,
+    /// What a built-in's commit does beside a node's (a loop going round, a batch).
+    pub(crate) builtin: Option<crate::builtins::BuiltinEffect>,
 }
 
 /// What a job knows of its run beside the context (see `RunSnapshot`):
@@ -218,13 +219,26 @@ impl JobRunner {
             );
             return self.refuse_run(job, &reason, broker).await;
         };
-        let Some(node) = bp.node(&job.node_id) else {
-            let reason = format!("Node '{}' is not in blueprint '{}'.", job.node_id, bp.id);
-            return self.refuse_run(job, &reason, broker).await;
+        let (node, snapshot, all) = match bp.node(&job.node_id) {
+            Some(node) => {
+                let (needed, all) = bp.reads(&node.id);
+                let snapshot = self.store.load(&job.run_id, &job.node_id, &needed, all).await?;
+                (std::borrow::Cow::Borrowed(node), snapshot, all)
+            }
+            None => {
+                // a node the run added (a batch item): its row says what it is
+                let own = std::slice::from_ref(&job.node_id);
+                let snapshot = self.store.load(&job.run_id, &job.node_id, own, false).await?;
+                match crate::builtins::item_node(&job.node_id, snapshot.node.as_ref()) {
+                    Some(node) => (std::borrow::Cow::Owned(node), snapshot, false),
+                    None => {
+                        let reason = format!("Node '{}' is not in blueprint '{}'.", job.node_id, bp.id);
+                        return self.refuse_run(job, &reason, broker).await;
+                    }
+                }
+            }
         };
-
-        let (needed, all) = bp.reads(&node.id);
-        let snapshot = self.store.load(&job.run_id, &job.node_id, &needed, all).await?;
+        let node = node.as_ref();
         if let Some(status) = snapshot.status.as_deref() {
             if FINAL_STATUSES.contains(&status) {
                 self.log(Level::Debug, &format!("Run is already {status}; job skipped"), meta);
@@ -308,7 +322,11 @@ impl JobRunner {
             return self.run_builtin(builtin, &bp, node, job, &snapshot, context, &facts, broker).await;
         }
         match self.execute(&bp, node, &node.uses, job, &context, &context_text, &facts).await {
-            Ok(done) => self.complete(&bp, job, &node.id, done, context, &facts, broker).await,
+            Ok(mut done) => {
+                // a batch item arrives at its gather
+                done.builtin = crate::builtins::item_arrival(snapshot.node.as_ref());
+                self.complete(&bp, job, &node.id, done, context, &facts, broker).await
+            }
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
             Err(Failure::RunCancelled) => Ok(Disposition::Ack),
             Err(Failure::Failed(failure)) => {
@@ -367,7 +385,7 @@ impl JobRunner {
         let NodeResponse { ok, result, writes, error } = self.executor.run(request).await;
         if ok {
             let result = result.unwrap_or_default();
-            return Ok(Executed { output: result.output, action: result.action, writes, again: vec![] });
+            return Ok(Executed { output: result.output, action: result.action, writes, builtin: None });
         }
         match error {
             Some(e) if e.code.as_deref() == Some("ERR_NODE_CANCELLED") => Err(Failure::Interrupted),
@@ -530,11 +548,44 @@ impl JobRunner {
             inputs,
             bound: routed.bound,
             deferred_inputs,
-            again: done.again,
             iteration: job.iteration,
             ..Default::default()
         };
+        let mut scattered = None;
+        match done.builtin {
+            Some(BuiltinEffect::Again(body)) => effect.again = body,
+            Some(BuiltinEffect::Scatter { gather, items }) => {
+                // its gather waits for the scatter and every item; the scatter's output is its input now
+                effect.deferred_inputs.retain(|t| *t != gather);
+                scattered = Some((gather, items.len()));
+                effect.spawn = items;
+            }
+            Some(BuiltinEffect::Item { gather, count }) => {
+                // (no edge writes the gather's input: its row is written by the completing arrival only)
+                effect.deferred_inputs.push(gather.clone());
+                effect.joins.push(JoinArrival {
+                    target: gather.clone(),
+                    members: vec![node_id.to_string()],
+                    expected: count + 1,
+                    any: false,
+                    fire: true,
+                });
+                effect.route.push(gather);
+            }
+            None => {}
+        }
         for target in &route {
+            if let Some((gather, items)) = scattered.as_ref().filter(|(g, _)| g == target) {
+                let arrival = JoinArrival {
+                    target: gather.clone(),
+                    members: vec![node_id.to_string()],
+                    expected: items + 1,
+                    any: false,
+                    fire: true,
+                };
+                effect.joins.push(arrival);
+                continue;
+            }
             let preds = bp.predecessors(target);
             // a loop controller runs on every arrival (FlowRuntime re-enters it each time round)
             if preds <= 1 || bp.is_loop_controller(target) {
@@ -547,7 +598,7 @@ impl JobRunner {
                 effect.joins.push(JoinArrival { target: target.clone(), members, expected: preds, any, fire: true });
             }
         }
-        effect.route = route;
+        effect.route.extend(route);
         // The node has run: a lost connection retries the commit, not the node.
         let committing = || self.store.commit(&job.run_id, node_id, &effect);
         let commit = self.retry_transient(broker, job, "committing a node's effect", committing).await?;

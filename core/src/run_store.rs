@@ -56,7 +56,7 @@ const FIRES: &str =
 /// A node row as `load` and `view` return it (`NodeRow`).
 const NODE_JSON: &str = "json_build_object('id', n.node_id, 'state', n.state, 'has', n.output IS NOT NULL, \
      'output', n.output, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', n.input, 'route', n.route, \
-     'iteration', n.iteration, 'due', COALESCE(n.wake_at <= now(), false), \
+     'iteration', n.iteration, 'due', COALESCE(n.wake_at <= now(), false), 'spec', n.spec, \
      'wakeAt', to_char(n.wake_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))";
 
 /// Whether a node row's output is a context key (`NodeRow::has_output`), in SQL over the row `alias`.
@@ -90,6 +90,7 @@ struct Sql {
     fired_by: String,
     sleep: String,
     wake: String,
+    gathered: String,
 }
 
 impl Sql {
@@ -150,6 +151,7 @@ impl Sql {
             fired_by: plain(include_str!("../sql/fired_by.sql")),
             sleep: plain(include_str!("../sql/sleep.sql")),
             wake: plain(include_str!("../sql/wake.sql")),
+            gathered: plain(include_str!("../sql/gathered.sql")),
         }
     }
 }
@@ -180,6 +182,9 @@ pub struct NodeRow {
     /// Its wake-up time has come.
     #[serde(default)]
     pub due: bool,
+    /// A node the run added (a batch item): its definition (`builtins::ItemSpec`).
+    #[serde(default)]
+    pub spec: Option<Value>,
 }
 
 impl NodeRow {
@@ -366,6 +371,18 @@ pub struct Effect {
     pub again: Vec<String>,
     /// The job's iteration (its commit changes nothing once the node moved on).
     pub iteration: i32,
+    /// Nodes this commit adds to the run, queued (a batch's items).
+    pub spawn: Vec<Spawned>,
+}
+
+/// A node a commit adds to its run (a batch item), queued with its input.
+#[derive(Debug, Clone)]
+pub struct Spawned {
+    pub id: String,
+    /// Its input (`_inputs.<id>`, bound); None: `undefined`.
+    pub input: Option<Value>,
+    /// Its definition, kept in its row (`spec`).
+    pub spec: Value,
 }
 
 fn json_text(v: &Option<Value>) -> Option<String> {
@@ -519,6 +536,9 @@ impl RunStore {
             .iter()
             .flat_map(|j| j.members.iter().filter(|m| *m != node_id).map(move |m| (m.as_str(), j.target.as_str())))
             .unzip();
+        let spawn_ids: Vec<&str> = effect.spawn.iter().map(|s| s.id.as_str()).collect();
+        let spawn_inputs: Vec<Option<String>> = effect.spawn.iter().map(|s| json_text(&s.input)).collect();
+        let spawn_specs: Vec<String> = effect.spawn.iter().map(|s| s.spec.to_string()).collect();
         let rows = self
             .pool
             .query(
@@ -547,6 +567,9 @@ impl RunStore {
                     &effect.again,
                     &!effect.again.is_empty(),
                     &effect.iteration,
+                    &spawn_ids,
+                    &spawn_inputs,
+                    &spawn_specs,
                 ],
             )
             .await?;
@@ -565,6 +588,14 @@ impl RunStore {
     pub async fn fired_by(&self, run_id: &str, node_id: &str) -> CoreResult<Vec<Enqueued>> {
         let rows = self.pool.query("reading what a node enqueued", &self.sql.fired_by, &[&run_id, &node_id]).await?;
         Ok(rows.iter().map(|r| Enqueued { node_id: r.get(0), iteration: r.get(1) }).collect())
+    }
+
+    /// The outputs of a batch's items, in item order (`sql/gathered.sql`).
+    pub async fn gathered(&self, run_id: &str, gather: &str) -> CoreResult<Vec<Value>> {
+        let rows = self.pool.query("reading a batch's results", &self.sql.gathered, &[&run_id, &gather]).await?;
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| CoreError::json("a batch item's output", e)))
+            .collect()
     }
 
     /// Puts a `sleep` node to sleep for `ms` (see `sql/sleep.sql`). Returns its

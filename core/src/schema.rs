@@ -42,7 +42,7 @@ const STATUS_COLUMNS: [(&str, &str); 10] = [
 
 /// Columns of the node rows' table (`<context table>_nodes`, see `run_store`):
 /// one row per node of a run.
-const NODE_COLUMNS: [(&str, &str); 12] = [
+const NODE_COLUMNS: [(&str, &str); 13] = [
     ("run_id", "TEXT NOT NULL"),
     ("node_id", "TEXT NOT NULL"),
     ("state", "TEXT NOT NULL DEFAULT 'idle'"),
@@ -57,6 +57,8 @@ const NODE_COLUMNS: [(&str, &str); 12] = [
     ("iteration", "INTEGER NOT NULL DEFAULT 0"),
     // a `sleep` node's wake-up time (state `sleeping`)
     ("wake_at", "TIMESTAMPTZ"),
+    // a node the run added (a batch item): { uses, gather, i, count }; NULL for the blueprint's nodes
+    ("spec", "JSONB"),
 ];
 
 const NOTIFY_FUNCTION: &str = "flowcraft_status_notify";
