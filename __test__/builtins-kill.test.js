@@ -11,6 +11,7 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const S = require('./helpers/services')
 const { byName } = require('./diff/scenarios')
+const { outputsOf } = require('./diff/client')
 const { place: placeFor, until } = require('./helpers/run-place')
 
 const ROOT = path.join(__dirname, '..')
@@ -76,14 +77,6 @@ function clientFor(where, scenario) {
 	return client
 }
 
-const outputsOf = (context) =>
-	Object.fromEntries(
-		Object.keys(context ?? {})
-			.filter((k) => k.startsWith('_outputs.'))
-			.sort()
-			.map((k) => [k, context[k]]),
-	)
-
 async function finishAll(client, runIds, scenario) {
 	const { intended, compareContext = [] } = byName(scenario)
 	for (const runId of runIds) {
@@ -130,4 +123,35 @@ test('every worker killed while runs sleep: fresh workers wake them and finish t
 	const fresh = spawnWorker(where, scenario, 'sleep-c')
 	await fresh.ready
 	await finishAll(client, runIds, scenario)
+}, 120000)
+
+test('workers killed mid-batch: every item runs to one committed result, every run gathers them all', async () => {
+	const scenario = 'batch-wide'
+	const where = place()
+	const workers = [spawnWorker(where, scenario, 'batch-a'), spawnWorker(where, scenario, 'batch-b')]
+	await Promise.all(workers.map((w) => w.ready))
+	const client = clientFor(where, scenario)
+	const runIds = []
+	const { blueprint, initialContext } = byName(scenario)
+	for (let i = 0; i < 8; i++) runIds.push((await client.startRun(blueprint.id, initialContext)).runId)
+	// kill both workers while items are in flight (some runs' items done, others not)
+	const itemsDone = async () => {
+		const r = await S.pgQuery(
+			`SELECT count(*)::int AS n FROM ${S.quoteIdent(`${where.ctx}_nodes`)} WHERE spec IS NOT NULL AND state = 'done'`,
+		)
+		return r.rows[0].n
+	}
+	await until(async () => (await itemsDone()) >= 60, 20000, 'first items done')
+	await kill9(workers[0])
+	await until(async () => (await itemsDone()) >= 200, 20000, 'more items done')
+	await kill9(workers[1])
+	expect(await itemsDone()).toBeLessThan(8 * 60)
+	const fresh = spawnWorker(where, scenario, 'batch-c')
+	await fresh.ready
+	await finishAll(client, runIds, scenario)
+	// no item lost, none added twice: 60 item rows per run
+	const rows = await S.pgQuery(
+		`SELECT run_id, count(*)::int AS n FROM ${S.quoteIdent(`${where.ctx}_nodes`)} WHERE spec IS NOT NULL GROUP BY run_id`,
+	)
+	expect(rows.rows.map((r) => r.n)).toEqual(runIds.map(() => 60))
 }, 120000)

@@ -204,3 +204,37 @@ test("a runaway loop fails its run with FlowRuntime's message", async () => {
 	expect(result.reason).toContain('Traversal exceeded maximum iterations, possible infinite loop')
 	expect(runs).toBe(1 + 200 * 49)
 }, 120000)
+
+test('a batch of 10,000 items completes, each item once, gathered in item order', async () => {
+	const where = place()
+	const { batch } = require('./diff/builtins')
+	const big = batch('big', { inputKey: 'items', outputKey: 'squares', uses: 'bb.square' })
+	let calls = 0
+	const options = {
+		blueprints: {
+			big: {
+				id: 'big',
+				nodes: [...big.nodes, { id: 'sum', uses: 'bb.sum' }],
+				edges: [...big.edges, { source: big.gatherId, target: 'sum' }],
+			},
+		},
+		registry: {
+			'bb.square': async (ctx) => {
+				calls += 1
+				return { output: ctx.input * ctx.input }
+			},
+			'bb.sum': async (ctx) => ({ output: { n: ctx.input.length, total: ctx.input.reduce((a, b) => a + b, 0) } }),
+		},
+	}
+	const adapter = adapterAt(where, options)
+	await adapter.start()
+	const items = Array.from({ length: 10000 }, (_, i) => i)
+	const { runId } = await adapter.startRun('big', { items })
+	const result = await adapter.waitForRun(runId, { timeoutMs: 170000 })
+	expect(result.status).toBe('completed')
+	const squares = result.payload.context.squares
+	expect(squares).toHaveLength(10000)
+	expect(squares.every((v, i) => v === i * i)).toBe(true)
+	expect(result.payload.context['_outputs.sum']).toEqual({ n: 10000, total: items.reduce((a, i) => a + i * i, 0) })
+	expect(calls).toBe(10000)
+}, 180000)
