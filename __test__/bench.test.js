@@ -20,6 +20,8 @@ const WORKFLOWS = ['diamond', 'chain', 'fanout']
 const SYSTEMS = ['ours', 'peer-documented', 'peer-tuned', 'bullmq-default', 'bullmq-tuned']
 /** The width series (issue 10): our worker only. */
 const WIDTHS = ['width20', 'width200', 'width2000']
+/** The batch of the width series: one run whatever BENCH_RUNS says (10,004 node jobs). */
+const BATCH = 'batch10000'
 
 function runBench(env) {
 	return new Promise((resolve, reject) => {
@@ -44,7 +46,7 @@ function tableRows(markdown) {
 	const end = markdown.indexOf('\n## ', start + 1)
 	for (const line of markdown.slice(start, end < 0 ? undefined : end).split('\n')) {
 		const m =
-			/^\| (diamond|chain|fanout|width20|width200|width2000) \| (ours|ours-x2|peer-documented|peer-tuned|bullmq-default|bullmq-tuned) \| (\d+)/.exec(
+			/^\| (diamond|chain|fanout|width20|width200|width2000|batch10000) \| (ours|ours-x2|peer-documented|peer-tuned|bullmq-default|bullmq-tuned) \| (\d+)/.exec(
 				line,
 			)
 		if (m) rows.push({ workflow: m[1], system: m[2], runs: Number(m[3]), line })
@@ -89,11 +91,16 @@ describe('npm run bench (tiny N)', () => {
 			expect(row.line).not.toMatch(/failed\/lost/)
 			expect(rows.filter((r) => r.workflow === wf)).toHaveLength(1)
 		}
+		const batch = rows.filter((r) => r.workflow === BATCH)
+		expect(batch).toHaveLength(1)
+		expect(batch[0].system).toBe('ours')
+		expect(batch[0].runs).toBe(1)
+		expect(batch[0].line).not.toMatch(/failed\/lost/)
 	})
 
 	test('writes the report to BENCH_OUT, with the machine, the ceilings and the idle latency', () => {
 		const md = fs.readFileSync(out, 'utf8')
-		expect(tableRows(md)).toHaveLength(WORKFLOWS.length * SYSTEMS.length + 1 + WIDTHS.length)
+		expect(tableRows(md)).toHaveLength(WORKFLOWS.length * SYSTEMS.length + 1 + WIDTHS.length + 1)
 		expect(md).toContain('## Width series')
 		expect(md).toMatch(/Widest \/ narrowest cost per node job: \d+(\.\d)?×/)
 		for (const heading of ['## Machine', '## Throughput and latency', '## Idle latency', '## Ceilings', '## Targets'])

@@ -22,7 +22,7 @@
  *   BENCH_RUNS        measured runs per phase, for every system (default: per system and
  *                     workflow, sized for a few seconds each; see DEFAULT_RUNS)
  *   BENCH_ROUNDS      rounds (default 2)
- *   BENCH_WORKFLOWS   comma list of diamond,chain,fanout,width20,width200,width2000 (default all; the
+ *   BENCH_WORKFLOWS   comma list of diamond,chain,fanout,width20,width200,width2000,batch10000 (default all; the
  *                     width series runs for our worker only)
  *   BENCH_SYSTEMS     comma list of ours,peer-documented,peer-tuned,bullmq-default,bullmq-tuned,ours-x2
  *                     (default all)
@@ -43,7 +43,7 @@ const { Pool, Client } = require('pg')
 const amqplib = require('amqplib')
 const IORedis = require('ioredis')
 const { Queue: BullQueue } = require('bullmq')
-const { workflows, startNodeIds } = require('./workflows')
+const { workflows, startNodeIds, jobsPerRun } = require('./workflows')
 const { measureCeilings } = require('./ceilings')
 
 const POSTGRES_URL = process.env.POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test'
@@ -85,7 +85,7 @@ const SYSTEMS = {
 
 /** Measured runs per phase, sized for a few seconds each on a 2-core machine. */
 const DEFAULT_RUNS = {
-	ours: { diamond: 3000, chain: 1500, fanout: 150, width20: 200, width200: 20, width2000: 3 },
+	ours: { diamond: 3000, chain: 1500, fanout: 150, width20: 200, width200: 20, width2000: 3, batch10000: 1 },
 	'ours-x2': { diamond: 3000 },
 	'peer-documented': { diamond: 40, chain: 12, fanout: 10 },
 	'peer-tuned': { diamond: 300, chain: 150, fanout: 25 },
@@ -393,8 +393,12 @@ class Services {
 		)
 	}
 
-	async insertContexts(ctxTable, runIds, blueprint) {
-		const context = JSON.stringify({ blueprintId: blueprint.id, blueprintVersion: blueprint.metadata?.version ?? null })
+	async insertContexts(ctxTable, runIds, blueprint, initial = {}) {
+		const context = JSON.stringify({
+			...initial,
+			blueprintId: blueprint.id,
+			blueprintVersion: blueprint.metadata?.version ?? null,
+		})
 		for (let i = 0; i < runIds.length; i += 5000) {
 			await this.pool.query(
 				`INSERT INTO ${ctxTable} (run_id, context_data) SELECT id, $2::jsonb FROM unnest($1::text[]) AS id`,
@@ -750,8 +754,8 @@ function phaseNames(system, wf) {
 }
 
 function runsFor(system, wf) {
-	if (cfg.runs) return cfg.runs
-	return DEFAULT_RUNS[system.key][wf]
+	const runs = cfg.runs || DEFAULT_RUNS[system.key][wf]
+	return workflows[wf].maxRuns ? Math.min(runs, workflows[wf].maxRuns) : runs
 }
 
 function idleRunsFor(system) {
@@ -763,7 +767,7 @@ function idleRunsFor(system) {
 /** One worker (or two), one workflow: warm-up, measured closed loop, and for the chain the idle runs. */
 async function runPhase(services, system, wf, round) {
 	const { blueprint } = workflows[wf]
-	const nodes = blueprint.nodes.length
+	const nodes = jobsPerRun(wf)
 	const names = phaseNames(system, wf)
 	const n = runsFor(system, wf)
 	const inflight = cfg.inflight * system.workers
@@ -783,7 +787,7 @@ async function runPhase(services, system, wf, round) {
 		if (bull) {
 			await services.seedRedisContexts(names.prefix, runIds, blueprint)
 			services.openBullQueue(names)
-		} else await services.insertContexts(names.ctx, runIds, blueprint)
+		} else await services.insertContexts(names.ctx, runIds, blueprint, workflows[wf].context)
 		await services.listen(names, () => {})
 		// Other agents' test runs share PostgreSQL (max_connections): a worker that cannot get
 		// a connection is started again after a pause rather than failing the whole bench.
@@ -1065,14 +1069,14 @@ function buildReport({ agg, ceilings, machine, command, startedAt, elapsedS }) {
 	const widths = cfg.workflows.filter((w) => workflows[w].width).map((w) => [w, get(w, 'ours')])
 	const measured = widths.filter(([, a]) => a)
 	if (measured.length) {
-		L.push('## Width series (ours: s → b1..bN → j (all) → t, 200-byte outputs)')
+		L.push('## Width series (ours: s → b1..bN → j (all) → t, and s → a batch of N items → t; 200-byte outputs)')
 		L.push('')
 		L.push('| width | node jobs per run | runs | node jobs/s | cost per node job vs the narrowest |')
 		L.push('|---|---|---|---|---|')
 		const narrow = measured[0][1]
 		for (const [w, a] of measured) {
 			L.push(
-				`| ${workflows[w].width} | ${workflows[w].blueprint.nodes.length} | ${a.runs} | ${f0(a.jobsPerSec)} | ${ratio(narrow.jobsPerSec / a.jobsPerSec)} |`,
+				`| ${workflows[w].jobs ? 'batch ' : ''}${workflows[w].width} | ${jobsPerRun(w)} | ${a.runs} | ${f0(a.jobsPerSec)} | ${ratio(narrow.jobsPerSec / a.jobsPerSec)} |`,
 			)
 		}
 		const wide = measured[measured.length - 1][1]

@@ -10,6 +10,7 @@
  *   fanout   start → w0 … w49 (parallel) → join ('all')               52 node jobs
  *   widthN   s → b0 … b(N-1) → j ('all') → t, 200-byte outputs       N + 3 node jobs
  *            (the width series: a node job should cost the same at any width)
+ *   batch10000  s → createFlow().batch() of 10,000 items → t, 200-byte outputs   10,004 node jobs
  */
 
 /** Passes a small number along: every node does a little work on its input. */
@@ -89,7 +90,32 @@ function width(n) {
 	return { id: `bench-width${n}`, nodes, edges }
 }
 
-/** name → { blueprint, label } in the order the report lists them. */
+/** `s` → a batch (`batch-scatter`, one `bench.wide` job per item of `items`, `batch-gather`) → `t`. */
+function batch() {
+	const nodes = [
+		{ id: 's', uses: 'bench.wide' },
+		{
+			id: 'b_scatter',
+			uses: 'batch-scatter',
+			inputs: 'items',
+			params: { workerUsesKey: 'bench.wide', outputKey: 'results', gatherNodeId: 'b_gather' },
+		},
+		{ id: 'b_gather', uses: 'batch-gather', params: { outputKey: 'results', gatherNodeId: 'b_gather' } },
+		{ id: 't', uses: 'bench.wide' },
+	]
+	const edges = [
+		{ source: 's', target: 'b_scatter' },
+		{ source: 'b_scatter', target: 'b_gather' },
+		{ source: 'b_gather', target: 't' },
+	]
+	return { id: 'bench-batch10000', nodes, edges }
+}
+
+/**
+ * name → { blueprint, label } in the order the report lists them; `jobs`: node jobs per run when
+ * not one per blueprint node, `context`: the runs' initial context, `maxRuns`: at most this many
+ * measured runs whatever BENCH_RUNS says.
+ */
 const workflows = {
 	diamond: { blueprint: diamond(), label: 'diamond (6 nodes)' },
 	chain: { blueprint: chain(10), label: 'chain (10 nodes)' },
@@ -97,6 +123,19 @@ const workflows = {
 	width20: { blueprint: width(20), label: 'width 20 (23 nodes, 200-byte outputs)', width: 20 },
 	width200: { blueprint: width(200), label: 'width 200 (203 nodes)', width: 200 },
 	width2000: { blueprint: width(2000), label: 'width 2,000 (2,003 nodes)', width: 2000 },
+	batch10000: {
+		blueprint: batch(),
+		label: 'batch of 10,000 items (10,004 node jobs)',
+		width: 10000,
+		jobs: 10004,
+		context: { items: Array.from({ length: 10000 }, (_, i) => i) },
+		maxRuns: 1,
+	},
+}
+
+/** Node jobs one run of a workflow makes. */
+function jobsPerRun(wf) {
+	return workflows[wf].jobs ?? workflows[wf].blueprint.nodes.length
 }
 
 /** Nodes with no incoming edge (and that are no node's fallback): the jobs a run starts with. */
@@ -113,4 +152,4 @@ function blueprints() {
 	return out
 }
 
-module.exports = { workflows, registry, blueprints, startNodeIds }
+module.exports = { workflows, registry, blueprints, startNodeIds, jobsPerRun }
