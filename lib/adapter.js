@@ -888,7 +888,7 @@ function createCoordinate(store) {
 }
 
 /** Flowcraft's built-in nodes the core runs when the registry has none of that name. */
-const CORE_BUILTINS = new Set(['wait', 'sleep', 'loop-controller'])
+const CORE_BUILTINS = new Set(['wait', 'sleep', 'loop-controller', 'batch-scatter', 'batch-gather', 'subflow'])
 
 // Not an error (a run that reaches such a node fails with a reason naming it), but
 // worth a line at startup: it is usually a typo or a registry that is not loaded.

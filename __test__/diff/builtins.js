@@ -50,6 +50,17 @@ const holes = batch('holes', { inputKey: 'items', outputKey: 'kept', uses: 'bh.e
 const broken = batch('broken', { inputKey: 'items', outputKey: 'out', uses: 'bf.item' })
 const none = batch('none', { inputKey: 'items', outputKey: 'nothing', uses: 'be.item' })
 
+/** Child blueprints of the subflow scenarios. */
+const childMath = (p) => ({
+	id: `diff-child-math-${p}`,
+	nodes: [
+		{ id: 'double', uses: `${p}.double` },
+		{ id: 'plus1', uses: `${p}.plus1` },
+	],
+	edges: [{ source: 'double', target: 'plus1' }],
+})
+const childBroken = (p) => ({ id: `diff-child-broken-${p}`, nodes: [{ id: 'boom', uses: `${p}.boom` }], edges: [] })
+
 // One evaluator factory for the loop group (conditions like `count < 3`): installed once.
 let MiniEvaluator
 const loopEvaluator = () => {
@@ -234,6 +245,163 @@ const builtins = [
 			outputs: { '_outputs.none_scatter': { gatherNodeId: 'none_gather', hasMore: false }, '_outputs.none_gather': [] },
 			context: { nothing: [] },
 		},
+	},
+
+	// ------------------------------------------------------------------ subflows
+	{
+		// the node's input goes to the child's start node; the single terminal node's output comes back
+		name: 'subflow-terminal',
+		group: 'default',
+		blueprint: {
+			id: 'diff-subflow-terminal',
+			nodes: [
+				{ id: 'prep', uses: 'sf.five' },
+				{ id: 'sub', uses: 'subflow', params: { blueprintId: 'diff-child-math-sf' } },
+				{ id: 'after', uses: 'sf.show' },
+			],
+			edges: [
+				{ source: 'prep', target: 'sub' },
+				{ source: 'sub', target: 'after' },
+			],
+		},
+		children: [childMath('sf')],
+		registry: () => ({
+			'sf.five': async () => ({ output: 5 }),
+			'sf.double': async (ctx) => ({ output: ctx.input * 2 }),
+			'sf.plus1': async (ctx) => ({ output: ctx.input + 1 }),
+			'sf.show': async (ctx) => ({ output: { got: ctx.input ?? null } }),
+		}),
+		intended: {
+			status: 'completed',
+			outputs: { '_outputs.prep': 5, '_outputs.sub': 11, '_outputs.after': { got: 11 } },
+		},
+	},
+	{
+		// inputs/outputs mappings: child keys from parent keys, parent keys from child outputs
+		name: 'subflow-mapped',
+		group: 'default',
+		blueprint: {
+			id: 'diff-subflow-mapped',
+			nodes: [
+				{
+					id: 'sub',
+					uses: 'subflow',
+					params: { blueprintId: 'diff-child-mapped', inputs: { n: 'seed' }, outputs: { total: 'add', echoed: 'n' } },
+				},
+				{ id: 'after', uses: 'sfm.show' },
+			],
+			edges: [{ source: 'sub', target: 'after' }],
+		},
+		children: [
+			{
+				id: 'diff-child-mapped',
+				nodes: [{ id: 'add', uses: 'sfm.add' }],
+				edges: [],
+			},
+		],
+		registry: () => ({
+			'sfm.add': async (ctx) => ({ output: (await ctx.context.get('n')) + 100 }),
+			'sfm.show': async (ctx) => ({ output: { total: await ctx.context.get('total') } }),
+		}),
+		initialContext: { seed: 7 },
+		compareContext: ['total', 'echoed'],
+		intended: {
+			status: 'completed',
+			outputs: { '_outputs.after': { total: 107 } },
+			context: { total: 107, echoed: 7 },
+		},
+		expect: {
+			ignoreOutputs: {
+				'_outputs.sub':
+					"the child's whole context: FlowRuntime's carries its _executionId (random); README, Differences",
+			},
+		},
+	},
+	{
+		// a failing child fails the subflow node: its fallback runs
+		name: 'subflow-child-fails-fallback',
+		group: 'default',
+		blueprint: {
+			id: 'diff-subflow-child-fails-fallback',
+			nodes: [
+				{
+					id: 'sub',
+					uses: 'subflow',
+					params: { blueprintId: 'diff-child-broken-sff' },
+					config: { fallback: 'plan_b' },
+				},
+				{ id: 'plan_b', uses: 'sff.plan' },
+				{ id: 'after', uses: 'sff.show' },
+			],
+			edges: [{ source: 'sub', target: 'after' }],
+		},
+		children: [childBroken('sff')],
+		registry: () => ({
+			'sff.boom': async () => {
+				throw new Error('child node exploded')
+			},
+			'sff.plan': async () => ({ output: 'plan b' }),
+			'sff.show': async (ctx) => ({ output: { got: ctx.input ?? null } }),
+		}),
+		intended: {
+			status: 'completed',
+			outputs: { '_outputs.sub': null, '_outputs.plan_b': 'plan b', '_outputs.after': { got: 'plan b' } },
+		},
+	},
+	{
+		name: 'subflow-child-fails',
+		group: 'default',
+		blueprint: {
+			id: 'diff-subflow-child-fails',
+			nodes: [
+				{ id: 'sub', uses: 'subflow', params: { blueprintId: 'diff-child-broken-sfx' } },
+				{ id: 'never', uses: 'sfx.show' },
+			],
+			edges: [{ source: 'sub', target: 'never' }],
+		},
+		children: [childBroken('sfx')],
+		registry: () => ({
+			'sfx.boom': async () => {
+				throw new Error('child node exploded')
+			},
+			'sfx.show': async () => ({ output: 'never' }),
+		}),
+		intended: { status: 'failed', outputs: {} },
+		// FlowRuntime 2.10.1 says "Error: Unknown error"; ours names the child's failure
+		expect: {
+			reasonIncludes: ["Sub-workflow 'diff-child-broken-sfx' did not complete successfully", 'child node exploded'],
+		},
+	},
+	{
+		// a subflow inside a subflow
+		name: 'subflow-nested',
+		group: 'default',
+		blueprint: {
+			id: 'diff-subflow-nested',
+			nodes: [
+				{ id: 'start', uses: 'sfn.five' },
+				{ id: 'outer', uses: 'subflow', params: { blueprintId: 'diff-child-outer' } },
+			],
+			edges: [{ source: 'start', target: 'outer' }],
+		},
+		children: [
+			{
+				id: 'diff-child-outer',
+				nodes: [
+					{ id: 'inner', uses: 'subflow', params: { blueprintId: 'diff-child-math-sfn' } },
+					{ id: 'wrap', uses: 'sfn.show' },
+				],
+				edges: [{ source: 'inner', target: 'wrap' }],
+			},
+			childMath('sfn'),
+		],
+		registry: () => ({
+			'sfn.five': async () => ({ output: 5 }),
+			'sfn.double': async (ctx) => ({ output: ctx.input * 2 }),
+			'sfn.plus1': async (ctx) => ({ output: ctx.input + 1 }),
+			'sfn.show': async (ctx) => ({ output: { got: ctx.input ?? null } }),
+		}),
+		intended: { status: 'completed', outputs: { '_outputs.start': 5, '_outputs.outer': { got: 11 } } },
 	},
 
 	// ------------------------------------------------------------------ loops

@@ -15,6 +15,7 @@
  *                   (for BaseNode). Called once per process, so closures are per process.
  *   evaluator()     optional: builds runtimeOptions.evaluator
  *   middleware()    optional: builds runtimeOptions.middleware
+ *   children        optional: the blueprints its subflow nodes run (given to the runtime too)
  *   initialContext  optional initial context. The harness adds `runTag` (unique per run)
  *                   so in-process counters (retries) can be keyed per run.
  *   compareContext  optional: context keys whose final presence and value must agree too
@@ -2350,7 +2351,7 @@ function buildRuntimeOptions(selected, fc) {
 			if (Object.hasOwn(registry, key)) throw new Error(`registry key '${key}' of scenario ${s.name} collides`)
 			registry[key] = impl
 		}
-		blueprints[s.blueprint.id] = structuredClone(s.blueprint)
+		for (const bp of [s.blueprint, ...(s.children ?? [])]) blueprints[bp.id] = structuredClone(bp)
 		// scenarios of one group may share one evaluator factory: it is installed once
 		if (s.evaluator && !evaluatorFactories.has(s.evaluator)) {
 			evaluatorFactories.add(s.evaluator)

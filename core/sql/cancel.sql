@@ -3,8 +3,9 @@
 WITH lk AS (
   SELECT 1 FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE
 ), zz AS (
-  -- its sleeping nodes wake no more
-  UPDATE {nodes} n SET state = 'idle', wake_at = NULL FROM lk WHERE n.run_id = $1 AND n.state IN ('sleeping', 'woken') RETURNING 1
+  -- its sleeping nodes wake no more, its subflow nodes wait no more (runs.rs cancels their children)
+  UPDATE {nodes} n SET state = 'idle', wake_at = NULL FROM lk
+  WHERE n.run_id = $1 AND n.state IN ('sleeping', 'woken', 'subflow') RETURNING 1
 ), c AS (
   UPDATE {ctx} t SET context_data = t.context_data || {fold} FROM lk WHERE t.run_id = $1 RETURNING 1
 )

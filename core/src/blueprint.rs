@@ -259,6 +259,11 @@ impl Blueprint {
         Adopted { done, arrivals }
     }
 
+    /// Nodes without outgoing edges (FlowRuntime's `terminalNodeIds`), in blueprint order.
+    pub fn terminal_nodes(&self) -> Vec<&str> {
+        self.nodes.iter().filter(|n| !self.outgoing.contains_key(&n.id)).map(|n| n.id.as_str()).collect()
+    }
+
     /// Whether `id` is a loop controller (run on every arrival, not once as a join).
     pub fn is_loop_controller(&self, id: &str) -> bool {
         self.node(id).is_some_and(|n| n.uses == LOOP_CONTROLLER)
@@ -299,6 +304,7 @@ impl Blueprint {
         let all = self.candidate_edges(id).iter().any(|e| e.condition.is_some() || e.transform.is_some())
             || self.fallback_owners(id).next().is_some()
             || self.is_loop_controller(id)
+            || self.node(id).is_some_and(|n| n.uses == "subflow")
             || self.edges.iter().any(|e| e.target == id && e.transform.is_some());
         let mut nodes: BTreeSet<String> = std::iter::once(id.to_string()).collect();
         nodes.extend(self.predecessor_ids(id).cloned());

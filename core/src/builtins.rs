@@ -17,6 +17,13 @@
 //!   item's commit arrives at the gather, which waits for the scatter and every
 //!   item, then collects the items' outputs in item order under `outputKey`.
 //!
+//! - `subflow`: the node's job starts the child run `<run id>/<node id>` (its
+//!   own rows, spread over workers like any run) and its row waits (`subflow`);
+//!   the subflow sweep (`sql/subflow_wake.sql`) enqueues it when the child has
+//!   ended, and its job completes it with the child's result (FlowRuntime's
+//!   `outputs` mapping or terminal outputs) or fails it with the child's error
+//!   (its fallback applies). Cancelling the parent cancels the child (`runs.rs`).
+//!
 //! `wait` is in `job.rs` (it only marks the run awaiting).
 
 use crate::blueprint::{Blueprint, NodeDef, LOOP_CONTROLLER};
@@ -42,6 +49,7 @@ pub enum Builtin {
     LoopController,
     BatchScatter,
     BatchGather,
+    Subflow,
 }
 
 /// What a built-in's commit does beside a node's.
@@ -109,6 +117,7 @@ impl Builtin {
             LOOP_CONTROLLER => Builtin::LoopController,
             "batch-scatter" => Builtin::BatchScatter,
             "batch-gather" => Builtin::BatchGather,
+            "subflow" => Builtin::Subflow,
             _ => return None,
         };
         (!registry.contains(&node.uses)).then_some(builtin)
@@ -183,6 +192,10 @@ impl JobRunner {
             Builtin::LoopController => self.loop_controller(bp, node, job, &context).await,
             Builtin::BatchScatter => scatter(node, job, &context, facts),
             Builtin::BatchGather => self.gather(node, job).await?,
+            Builtin::Subflow => match self.subflow(node, job, snapshot, &context, facts, broker).await? {
+                Some(outcome) => outcome,
+                None => return Ok(Disposition::Ack),
+            },
         };
         match outcome {
             Ok(done) => self.complete(bp, job, &node.id, done, context, facts, broker).await,
@@ -319,7 +332,131 @@ fn scatter(
     })
 }
 
+/// FlowRuntime's subflow input: `params.inputs` maps child keys to parent keys
+/// (a key, else that node's output); without it, the node's input goes to every
+/// start node of the child as `_inputs.<id>`.
+fn child_context(
+    node: &NodeDef,
+    child: &Blueprint,
+    input: Option<Value>,
+    context: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    match node.params.as_ref().and_then(|p| p.get("inputs")).and_then(Value::as_object) {
+        Some(inputs) => {
+            for (target, source) in inputs {
+                let Some(source) = source.as_str() else { continue };
+                let value = context.get(source).or_else(|| context.get(&format!("_outputs.{source}")));
+                if let Some(v) = value {
+                    out.insert(target.clone(), v.clone());
+                }
+            }
+        }
+        None => {
+            if let Some(input) = input {
+                for start in child.start_nodes() {
+                    out.insert(format!("_inputs.{start}"), input.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// FlowRuntime's subflow result: with `params.outputs`, the parent keys it maps
+/// (child `_outputs.<key>`, else the child's key) and the child's whole context as
+/// output; else the single terminal node's output, or each terminal node's.
+fn child_result(node: &NodeDef, child: &Blueprint, mut ctx: Map<String, Value>) -> Executed {
+    ctx.remove("blueprintId");
+    ctx.remove("blueprintVersion");
+    let out = |id: &str| ctx.get(&format!("_outputs.{id}")).cloned();
+    if let Some(outputs) = node.params.as_ref().and_then(|p| p.get("outputs")).and_then(Value::as_object) {
+        let mut writes = vec![];
+        for (parent_key, sub_key) in outputs {
+            let Some(sub_key) = sub_key.as_str() else { continue };
+            let value = out(sub_key).filter(|v| !v.is_null()).or_else(|| ctx.get(sub_key).cloned());
+            if let Some(value) = value {
+                writes.push(PatchOp::Set { key: parent_key.clone(), value });
+            }
+        }
+        return Executed { output: Some(Value::Object(ctx)), writes, ..Default::default() };
+    }
+    let terminals = child.terminal_nodes();
+    let output = match terminals.as_slice() {
+        [one] => out(one),
+        many => Some(Value::Object(many.iter().filter_map(|t| out(t).map(|v| (t.to_string(), v))).collect())),
+    };
+    Executed { output, ..Default::default() }
+}
+
 impl JobRunner {
+    /// A first job of a subflow node starts its child run and leaves the node
+    /// waiting (`None`); the job the subflow sweep enqueues once the child has
+    /// ended completes or fails it with the child's outcome.
+    async fn subflow(
+        &self,
+        node: &NodeDef,
+        job: &JobMessage,
+        snapshot: &RunSnapshot,
+        context: &Map<String, Value>,
+        facts: &Facts,
+        broker: &Broker,
+    ) -> CoreResult<Option<Result<Executed, NodeFailure>>> {
+        let fatal = |message: String| Ok(Some(Err(NodeFailure { message, fatal: true, writes: vec![] })));
+        let Some(bp_id) = node.params.as_ref().and_then(|p| p.get("blueprintId")).and_then(Value::as_str) else {
+            return fatal(format!("Subflow node '{}' is missing 'blueprintId' parameter.", node.id));
+        };
+        let Some(child) = self.blueprints.get(bp_id) else {
+            return fatal(format!("Sub-blueprint '{bp_id}' not found in runtime registry."));
+        };
+        let child_id = crate::run_store::child_run_id(&job.run_id, &node.id, job.iteration);
+        if snapshot.node.as_ref().is_some_and(|r| r.state == "subflow") {
+            return Ok(None); // still waiting (a reconcile's or a duplicate's job)
+        }
+        if snapshot.node.as_ref().is_some_and(|r| r.state == "woken") {
+            let Some((status, data)) = self.store.status(&child_id).await? else {
+                return fatal(format!("Sub-workflow '{bp_id}' run '{child_id}' has no status"));
+            };
+            let data: Value = data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null);
+            if status.as_deref() == Some("completed") {
+                let ctx = data.pointer("/payload/context").and_then(Value::as_object).cloned().unwrap_or_default();
+                return Ok(Some(Ok(child_result(node, &child, ctx))));
+            }
+            let error = data.get("reason").and_then(Value::as_str).unwrap_or("Unknown error");
+            let status = status.unwrap_or_default();
+            let message =
+                format!("Sub-workflow '{bp_id}' did not complete successfully. Status: {status}. Error: {error}");
+            return Ok(Some(Err(NodeFailure { message, fatal: false, writes: vec![] })));
+        }
+        if child.start_nodes().is_empty() {
+            return fatal(format!("Sub-blueprint '{bp_id}' has no start node."));
+        }
+        let state = RunState { context, completed: &facts.completed, bound: &facts.bound };
+        let input = match resolve_input(node, &state) {
+            Ok(input) => input.value,
+            Err(message) => return fatal(message),
+        };
+        let mut initial = child_context(node, &child, input, context);
+        initial.insert("blueprintId".into(), Value::String(child.id.clone()));
+        initial.insert("blueprintVersion".into(), child.version.clone());
+        // idempotent: a redelivered job finds the child started and publishes its start jobs again
+        let starts = child.start_nodes();
+        self.store.start_run(&child_id, &child.id, &initial, &child.node_ids(), starts, None).await?;
+        let jobs: Vec<JobMessage> = starts
+            .iter()
+            .map(|n| JobMessage::new(&child_id, &child.id, n).with_trace(job.traceparent.as_deref()))
+            .collect();
+        broker.publish_jobs(&jobs).await?;
+        if self.store.await_child(&job.run_id, &node.id, job.iteration).await? {
+            self.log(
+                Level::Info,
+                &format!("Node waits for its subflow run '{child_id}'"),
+                json!({ "runId": job.run_id, "nodeId": node.id }),
+            );
+        }
+        Ok(None)
+    }
+
     /// FlowRuntime's `BatchGatherNode`: the items' outputs in item order (those
     /// that returned `undefined` left out), under `outputKey` and as its output.
     async fn gather(&self, node: &NodeDef, job: &JobMessage) -> CoreResult<Result<Executed, NodeFailure>> {

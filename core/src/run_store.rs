@@ -59,6 +59,18 @@ const NODE_JSON: &str = "json_build_object('id', n.node_id, 'state', n.state, 'h
      'iteration', n.iteration, 'due', COALESCE(n.wake_at <= now(), false), 'spec', n.spec, \
      'wakeAt', to_char(n.wake_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))";
 
+/// The run id of the child run a `subflow` node starts: `<run id>/<node id>`, and `#<iteration>`
+/// inside a loop (the same in SQL, over the row `n`, below).
+pub fn child_run_id(run_id: &str, node_id: &str, iteration: i32) -> String {
+    if iteration > 0 {
+        format!("{run_id}/{node_id}#{iteration}")
+    } else {
+        format!("{run_id}/{node_id}")
+    }
+}
+const CHILD_RUN_ID_SQL: &str =
+    "(n.run_id || '/' || n.node_id || CASE WHEN n.iteration > 0 THEN '#' || n.iteration ELSE '' END)";
+
 /// Whether a node row's output is a context key (`NodeRow::has_output`), in SQL over the row `alias`.
 fn has_output(alias: &str) -> String {
     format!("{alias}.output IS NOT NULL AND ({alias}.state = 'done' OR {alias}.iteration > 0)")
@@ -91,6 +103,9 @@ struct Sql {
     sleep: String,
     wake: String,
     gathered: String,
+    subflow: String,
+    subflow_wake: String,
+    children: String,
 }
 
 impl Sql {
@@ -111,6 +126,7 @@ impl Sql {
                 .replace("{node_json}", NODE_JSON)
                 .replace("{has_output(f)}", &has_output("f"))
                 .replace("{has_output(r)}", &has_output("r"))
+                .replace("{child_run_id(n)}", CHILD_RUN_ID_SQL)
                 .replace("{ctx}", ctx)
                 .replace("{st}", st)
                 .replace("{nodes}", nodes)
@@ -139,7 +155,7 @@ impl Sql {
             start_run: plain(include_str!("../sql/start_run.sql")),
             find_idempotent: plain(include_str!("../sql/find_idempotent.sql")),
             // sleeping rows are let go by the same statement: not locked again
-            cancel: fill(include_str!("../sql/cancel.sql"), "n.state IN ('sleeping', 'woken')"),
+            cancel: fill(include_str!("../sql/cancel.sql"), "n.state IN ('sleeping', 'woken', 'subflow')"),
             final_status: plain(include_str!("../sql/final_status.sql")),
             view: plain(include_str!("../sql/view.sql")),
             list: plain(include_str!("../sql/list.sql")),
@@ -152,6 +168,9 @@ impl Sql {
             sleep: plain(include_str!("../sql/sleep.sql")),
             wake: plain(include_str!("../sql/wake.sql")),
             gathered: plain(include_str!("../sql/gathered.sql")),
+            subflow: plain(include_str!("../sql/subflow.sql")),
+            subflow_wake: plain(include_str!("../sql/subflow_wake.sql")),
+            children: plain(include_str!("../sql/children.sql")),
         }
     }
 }
@@ -266,6 +285,8 @@ pub struct RunView {
     pub queued: Vec<String>,
     /// Each node row's iteration (how many times a loop sent it round), when not 0.
     pub iterations: std::collections::HashMap<String, i32>,
+    /// Subflow nodes waiting for their child run.
+    pub children: Vec<String>,
     /// Sleeping nodes and their wake-up times (ISO 8601).
     pub sleeping: Vec<(String, String)>,
     pub routes: Map<String, Value>,
@@ -606,10 +627,30 @@ impl RunStore {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
-    /// Sleeping nodes due now, leased to this caller for `lease` (`sql/wake.sql`).
-    pub async fn wake(&self, blueprints: &[String], limit: i64, lease: std::time::Duration) -> CoreResult<Vec<Woken>> {
+    /// A `subflow` node now waits for its child run (`sql/subflow.sql`); false when it was not queued.
+    pub async fn await_child(&self, run_id: &str, node_id: &str, iteration: i32) -> CoreResult<bool> {
+        let rows = self.pool.query("marking a subflow", &self.sql.subflow, &[&run_id, &node_id, &iteration]).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The child runs this run's `subflow` nodes wait for.
+    pub async fn children(&self, run_id: &str) -> CoreResult<Vec<String>> {
+        let rows = self.pool.query("reading a run's child runs", &self.sql.children, &[&run_id]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Sleeping nodes due now (`subflows`: subflow nodes whose child ended), leased to this
+    /// caller for `lease` (`sql/wake.sql`, `sql/subflow_wake.sql`).
+    pub async fn wake(
+        &self,
+        subflows: bool,
+        blueprints: &[String],
+        limit: i64,
+        lease: std::time::Duration,
+    ) -> CoreResult<Vec<Woken>> {
         let lease = lease.as_secs_f64();
-        let rows = self.pool.query("waking sleeping nodes", &self.sql.wake, &[&blueprints, &limit, &lease]).await?;
+        let sql = if subflows { &self.sql.subflow_wake } else { &self.sql.wake };
+        let rows = self.pool.query("waking waiting nodes", sql, &[&blueprints, &limit, &lease]).await?;
         Ok(rows
             .iter()
             .map(|r| Woken { run_id: r.get(0), blueprint_id: r.get(1), node_id: r.get(2), iteration: r.get(3) })
@@ -725,7 +766,12 @@ impl RunStore {
             status: r.get(0),
             status_data: parse(1),
             context,
-            queued: nodes.iter().filter(|n| n.state == "queued" || n.state == "woken").map(|n| n.id.clone()).collect(),
+            queued: nodes
+                .iter()
+                .filter(|n| ["queued", "woken", "subflow"].contains(&n.state.as_str()))
+                .map(|n| n.id.clone())
+                .collect(),
+            children: nodes.iter().filter(|n| n.state == "subflow").map(|n| n.id.clone()).collect(),
             iterations: nodes.iter().filter(|n| n.iteration != 0).map(|n| (n.id.clone(), n.iteration)).collect(),
             sleeping: nodes
                 .iter()

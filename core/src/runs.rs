@@ -57,6 +57,9 @@ pub struct NodeReport {
     /// A sleeping node's wake-up time (ISO 8601, UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wake_up_at: Option<String>,
+    /// The child run a running `subflow` node waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_run_id: Option<String>,
 }
 
 impl RunClient {
@@ -249,7 +252,7 @@ impl RunClient {
         let context = view.context.clone().unwrap_or_default();
         let bp_id = view.blueprint();
         let nodes = match bp_id.as_deref().and_then(|id| self.blueprints.get(id)) {
-            Some(bp) => node_states(&bp, &view),
+            Some(bp) => node_states(run_id, &bp, &view),
             None => vec![],
         };
         Ok(Some(RunReport {
@@ -389,9 +392,15 @@ impl RunClient {
         Ok(enqueued)
     }
 
+    /// Cancels a run, and the child runs its subflow nodes wait for (and theirs).
     pub async fn cancel_run(&self, run_id: &str, reason: &str) -> CoreResult<bool> {
         self.prepare().await?;
-        self.store.cancel(run_id, reason).await
+        let children = self.store.children(run_id).await?;
+        let cancelled = self.store.cancel(run_id, reason).await?;
+        for child in children {
+            Box::pin(self.cancel_run(&child, reason)).await?;
+        }
+        Ok(cancelled)
     }
 
     pub async fn dead_letters(&self, limit: usize) -> CoreResult<Vec<(String, String, i64)>> {
@@ -472,7 +481,7 @@ fn frontier(bp: &Blueprint, view: &RunView, stale_after: Duration) -> Vec<String
     out
 }
 
-fn node_states(bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
+fn node_states(run_id: &str, bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
     let done = done_set(view);
     let queued: BTreeSet<&String> = view.queued.iter().collect();
     let awaiting: BTreeSet<String> = view
@@ -508,7 +517,10 @@ fn node_states(bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
             } else {
                 "not_reached"
             };
-            NodeReport { id: n.id.clone(), uses: n.uses.clone(), state, wake_up_at }
+            let child_run_id = view.children.contains(&n.id).then(|| {
+                crate::run_store::child_run_id(run_id, &n.id, view.iterations.get(&n.id).copied().unwrap_or(0))
+            });
+            NodeReport { id: n.id.clone(), uses: n.uses.clone(), state, wake_up_at, child_run_id }
         })
         .collect()
 }

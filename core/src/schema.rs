@@ -173,7 +173,7 @@ impl Schema {
     }
 
     fn wake_index(&self) -> String {
-        format!("{}_wake", self.nodes_table.rsplit('.').next().unwrap_or("flowcraft_nodes")).chars().take(63).collect()
+        format!("{}_waits", self.nodes_table.rsplit('.').next().unwrap_or("flowcraft_nodes")).chars().take(63).collect()
     }
 
     /// The CLI command that prints [`Schema::ddl`] for these tables.
@@ -217,8 +217,8 @@ impl Schema {
              -- updated by each of its jobs, do not leave a trail of index entries\n\
              CREATE TABLE IF NOT EXISTS {nodes} (\n{node_columns},\n  PRIMARY KEY (run_id, node_id)\n) WITH (fillfactor = 70);\n\
              ALTER TABLE {nodes}\n{add_node_columns};\n\
-             -- the sleep sweep's lookup: only sleeping rows are in it\n\
-             CREATE INDEX IF NOT EXISTS \"{wake_idx}\" ON {nodes} (wake_at) WHERE state IN ('sleeping', 'woken');\n\
+             -- the sweeps' lookups (sleep, subflow): only the rows that wait are in it\n\
+             CREATE INDEX IF NOT EXISTS \"{wake_idx}\" ON {nodes} (wake_at) WHERE state IN ('sleeping', 'woken', 'subflow');\n\
              \n\
              CREATE TABLE IF NOT EXISTS {st} (\n{st_base}\n);\n\
              -- the worker's bookkeeping (and the base columns, for a table made otherwise)\n\

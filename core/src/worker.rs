@@ -169,17 +169,20 @@ async fn heartbeat(runner: Arc<JobRunner>, every: Duration, mut shutdown: watch:
     }
 }
 
-/// The sleep sweep: every `sleepSweep`, enqueues the sleeping nodes (of the
-/// blueprints this worker serves) whose wake-up time has come, on a broker
-/// connection of its own opened when there is something to publish. A
-/// failure is logged and tried again at the next sweep; a woken node whose
-/// job is lost is enqueued again when its lease (`sleepLease`) ends.
+/// The sweeps of nodes that wait (`sleep`, `subflow`): every `sleepSweep`,
+/// enqueues the sleeping nodes whose wake-up time has come and the subflow
+/// nodes whose child run ended (of the blueprints this worker serves), on a
+/// broker connection of its own opened when there is something to publish. A
+/// failure is logged and tried again at the next sweep; a woken node whose job
+/// is lost is enqueued again when its lease (`sleepLease`) ends.
 async fn wake_sleepers(runner: Arc<JobRunner>, config: WorkerConfig, mut shutdown: watch::Receiver<bool>) {
-    const BATCH: i64 = 500;
     let timings = config.target.timings.clone();
-    // only blueprints with a sleep the core runs (none: no sweep at all)
-    let blueprints = if runner.registry.contains("sleep") { vec![] } else { runner.blueprints.using("sleep") };
-    if blueprints.is_empty() {
+    // only blueprints with a sleep or subflow the core runs (none: no sweep at all)
+    let core_runs = |uses: &str| if runner.registry.contains(uses) { vec![] } else { runner.blueprints.using(uses) };
+    let subflows = core_runs("subflow");
+    let mut waiting = core_runs("sleep");
+    waiting.extend(subflows.iter().filter(|b| !waiting.contains(b)).cloned().collect::<Vec<_>>());
+    if waiting.is_empty() {
         return;
     }
     let mut broker: Option<Broker> = None;
@@ -188,48 +191,64 @@ async fn wake_sleepers(runner: Arc<JobRunner>, config: WorkerConfig, mut shutdow
             _ = shutdown.changed() => break,
             _ = tokio::time::sleep(timings.sleep_sweep) => {}
         }
-        loop {
-            let woken = match runner.store.wake(&blueprints, BATCH, timings.sleep_lease).await {
-                Ok(w) => w,
-                Err(e) => {
-                    runner.executor.log(Level::Warn, &format!("Sleep sweep failed: {e}"), json!({}));
-                    break;
-                }
-            };
-            if woken.is_empty() {
-                break;
-            }
-            let jobs: Vec<JobMessage> = woken
-                .iter()
-                .map(|w| JobMessage::new(&w.run_id, &w.blueprint_id, &w.node_id).in_iteration(w.iteration))
-                .collect();
-            let published = match broker.as_ref() {
-                Some(b) if b.is_connected() => b.publish_jobs(&jobs).await,
-                _ => match Broker::connect(&config.target).await {
-                    Ok(b) => broker.insert(b).publish_jobs(&jobs).await,
-                    Err(e) => Err(e),
-                },
-            };
-            if let Err(e) = published {
-                runner.executor.log(
-                    Level::Warn,
-                    &format!(
-                        "Sleep sweep could not enqueue {} woken nodes (tried again in {} s): {e}",
-                        jobs.len(),
-                        timings.sleep_lease.as_secs()
-                    ),
-                    json!({ "queue": config.target.queue }),
-                );
+        for (children, blueprints) in [(false, &waiting), (true, &subflows)] {
+            if !blueprints.is_empty() && !sweep(&runner, &config, children, blueprints, &mut broker).await {
                 broker = None;
-                break;
-            }
-            if woken.len() < BATCH as usize {
-                break;
             }
         }
     }
     if let Some(b) = broker {
         b.close().await;
+    }
+}
+
+/// One sweep (`children`: of subflow nodes); false when its broker connection failed.
+async fn sweep(
+    runner: &JobRunner,
+    config: &WorkerConfig,
+    children: bool,
+    blueprints: &[String],
+    broker: &mut Option<Broker>,
+) -> bool {
+    const BATCH: i64 = 500;
+    let timings = &config.target.timings;
+    loop {
+        let woken = match runner.store.wake(children, blueprints, BATCH, timings.sleep_lease).await {
+            Ok(w) => w,
+            Err(e) => {
+                runner.executor.log(Level::Warn, &format!("Sweep of waiting nodes failed: {e}"), json!({}));
+                return true;
+            }
+        };
+        if woken.is_empty() {
+            return true;
+        }
+        let jobs: Vec<JobMessage> = woken
+            .iter()
+            .map(|w| JobMessage::new(&w.run_id, &w.blueprint_id, &w.node_id).in_iteration(w.iteration))
+            .collect();
+        let published = match broker.as_ref() {
+            Some(b) if b.is_connected() => b.publish_jobs(&jobs).await,
+            _ => match Broker::connect(&config.target).await {
+                Ok(b) => broker.insert(b).publish_jobs(&jobs).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = published {
+            runner.executor.log(
+                Level::Warn,
+                &format!(
+                    "Sweep could not enqueue {} woken nodes (tried again in {} s): {e}",
+                    jobs.len(),
+                    timings.sleep_lease.as_secs()
+                ),
+                json!({ "queue": config.target.queue }),
+            );
+            return false;
+        }
+        if woken.len() < BATCH as usize {
+            return true;
+        }
     }
 }
 
