@@ -689,6 +689,8 @@ export interface RunNode {
 	state: NodeState
 	/** A `sleeping` node's wake-up time (ISO 8601, UTC); absent otherwise. */
 	wakeUpAt?: string | undefined
+	/** The child run (`<run id>/<node id>`) a `running` subflow node waits for; absent otherwise. */
+	childRunId?: string | undefined
 }
 
 /** What `getRun()` reports about a run. */

@@ -238,3 +238,62 @@ test('a batch of 10,000 items completes, each item once, gathered in item order'
 	expect(result.payload.context['_outputs.sum']).toEqual({ n: 10000, total: items.reduce((a, i) => a + i * i, 0) })
 	expect(calls).toBe(10000)
 }, 180000)
+
+test('a subflow runs as a child run of its own, shown by getRun and listRuns; cancelling the parent cancels it', async () => {
+	const where = place()
+	let release
+	const hold = new Promise((r) => {
+		release = r
+	})
+	const options = {
+		blueprints: {
+			parent: {
+				id: 'parent',
+				nodes: [
+					{ id: 'sub', uses: 'subflow', params: { blueprintId: 'child' } },
+					{ id: 'after', uses: 'sc.leaf' },
+				],
+				edges: [{ source: 'sub', target: 'after' }],
+			},
+			child: {
+				id: 'child',
+				nodes: [
+					{ id: 'slow', uses: 'sc.slow' },
+					{ id: 'next', uses: 'sc.leaf' },
+				],
+				edges: [{ source: 'slow', target: 'next' }],
+			},
+		},
+		registry: {
+			'sc.slow': async ({ signal }) => {
+				await Promise.race([hold, new Promise((r) => signal?.addEventListener('abort', r))])
+				return { output: 'slow done' }
+			},
+			'sc.leaf': async () => ({ output: 'leaf' }),
+		},
+	}
+	const adapter = adapterAt(where, options)
+	await adapter.start()
+	const { runId } = await adapter.startRun('parent', {})
+	const childId = `${runId}/sub`
+	await until(
+		async () => (await adapter.getRun(childId))?.nodes.find((n) => n.id === 'slow')?.state === 'running',
+		10000,
+		'child running',
+	)
+	const parent = await adapter.getRun(runId)
+	expect(parent.nodes.find((n) => n.id === 'sub')).toEqual(
+		expect.objectContaining({ state: 'running', childRunId: childId }),
+	)
+	const listed = await adapter.listRuns({ status: 'running', limit: 100 })
+	expect(listed.map((r) => r.runId)).toEqual(expect.arrayContaining([runId, childId]))
+	expect(await adapter.cancelRun(runId, 'stop it all')).toBe(true)
+	expect(await adapter.waitForRun(childId, { timeoutMs: 10000 })).toEqual({
+		status: 'cancelled',
+		reason: 'stop it all',
+	})
+	release()
+	await new Promise((r) => setTimeout(r, 1500))
+	expect((await adapter.getRun(runId)).status).toBe('cancelled')
+	expect((await adapter.getRun(childId)).nodes.find((n) => n.id === 'next').state).toBe('not_reached')
+}, 60000)
