@@ -600,6 +600,11 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 */
 	startRetryMs?: number | undefined
 	/**
+	 * The public URL where {@link createWebhookHandler} is mounted: a `webhook` node's URL is
+	 * `<webhookBaseUrl>/<run id>/<node id>`. Default `'http://localhost/webhooks'`.
+	 */
+	webhookBaseUrl?: string | undefined
+	/**
 	 * What happens to the process when `start()` fails for good (the failure is always
 	 * logged):
 	 * - left out (default): the process exits with status 1 if nothing handles the
@@ -944,6 +949,18 @@ export declare class RabbitMqAdapter<TDependencies extends Record<string, any> =
 	 * or does not exist.
 	 */
 	cancelRun(runId: string, reason?: string): Promise<boolean>
+	/**
+	 * Flowcraft's adapter hook for its `webhook` node (the built-in calls it):
+	 * `{ url: '<webhookBaseUrl>/<run id>/<node id>', event: 'webhook:<run id>:<node id>' }`.
+	 */
+	registerWebhookEndpoint(runId: string, nodeId: string): Promise<WebhookEndpoint>
+	/**
+	 * Delivers a call to a run's `webhook` node: the run, awaiting at the `wait` node after
+	 * it, resumes with action `'webhook'` and `{ ...request, webhook: nodeId, event }` as that
+	 * node's output. Once: a second delivery changes nothing (`duplicate`). 404: no such run or
+	 * webhook node; 409: the run is not awaiting a call (yet: the sender should retry).
+	 */
+	deliverWebhook(runId: string, nodeId: string, request?: WebhookRequest): Promise<WebhookDelivery>
 	/** Counters of this process's worker (zeros before `start()`). */
 	stats(): AdapterStats
 	/** Messages of the dead-letter queue `<queueName>.dead`, oldest first; they stay there. */
@@ -1011,6 +1028,53 @@ export interface StopOnSignalsOptions {
 	/** Default: the adapter's logger. */
 	logger?: ILogger | undefined
 }
+
+/** A `webhook` node's endpoint, its output. */
+export interface WebhookEndpoint {
+	url: string
+	event: string
+}
+
+/** A call delivered to a `webhook` node (the request handler passes these). */
+export interface WebhookRequest {
+	/** The parsed JSON body, or the body as text. */
+	body?: unknown
+	/** Request headers (the handler leaves out `authorization` and `cookie`). */
+	headers?: Record<string, string | string[] | undefined>
+	method?: string
+	[key: string]: unknown
+}
+
+/** What {@link RabbitMqAdapter.deliverWebhook} did; `status` is the HTTP status the handler answers. */
+export interface WebhookDelivery {
+	status: 200 | 202 | 404 | 409
+	delivered: boolean
+	duplicate?: true
+	reason?: string
+}
+
+/** Options of {@link createWebhookHandler}. */
+export interface WebhookHandlerOptions {
+	/** Where the handler is mounted (the path of `webhookBaseUrl`). Default `'/webhooks'`. */
+	path?: string | undefined
+	/** Larger bodies are refused with 413. Default 1 MiB. */
+	maxBodyBytes?: number | undefined
+}
+
+/**
+ * A request handler for Node's `http` (or Express middleware): `POST <path>/<run id>/<node id>`
+ * delivers the call to that webhook node ({@link RabbitMqAdapter.deliverWebhook}) and answers
+ * with its status (202 delivered, 200 duplicate, 404, 409, 405 not POST, 413 too large, 400 bad
+ * JSON) and a JSON body; other URLs go to `next()` when given, else 404.
+ */
+export declare function createWebhookHandler(
+	adapter: RabbitMqAdapter,
+	options?: WebhookHandlerOptions,
+): (
+	req: import('node:http').IncomingMessage,
+	res: import('node:http').ServerResponse,
+	next?: () => void,
+) => Promise<void>
 
 /**
  * Graceful shutdown: on the first of `signals`, `await adapter.stop({ timeoutMs })`

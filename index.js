@@ -10,6 +10,7 @@ const { RabbitMqAdapter } = require('./lib/adapter')
 const { createRabbitMqReconciler } = require('./lib/reconciler')
 const { stopOnSignals } = require('./lib/signals')
 const { CODES } = require('./lib/errors')
+const { createWebhookHandler } = require('./lib/webhooks')
 
 module.exports = {
 	PostgresContext,
@@ -17,5 +18,6 @@ module.exports = {
 	RabbitMqAdapter,
 	createRabbitMqReconciler,
 	stopOnSignals,
+	createWebhookHandler,
 	ErrorCodes: CODES,
 }

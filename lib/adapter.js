@@ -21,6 +21,7 @@ const { stopOnSignals } = require('./signals')
 const { CODES, codedError, invalidArgument, checkTableName, checkRunId, checkQueueName, describe } = require('./errors')
 const { checkTimings } = require('./timings')
 const { toJsonText } = require('./json')
+const { webhookEndpoint, webhookNode, deliverWebhook } = require('./webhooks')
 
 const DEFAULTS = Object.freeze({
 	queueName: 'flowcraft-jobs',
@@ -32,6 +33,7 @@ const DEFAULTS = Object.freeze({
 	stopTimeoutMs: 30000,
 	handleSignals: false,
 	startRetryMs: 30000,
+	webhookBaseUrl: 'http://localhost/webhooks',
 })
 
 /** The Redis key start() reads to check that the coordination store answers (it is never written). */
@@ -69,7 +71,11 @@ class RabbitMqAdapter {
 		const ro = o.runtimeOptions
 		if (!isObject(ro))
 			throw invalidArgument('RabbitMqAdapter: options.runtimeOptions { registry, blueprints } is required')
-		const registry = checkRegistry(ro.registry)
+		const registry = withBuiltinNodes(checkRegistry(ro.registry), this)
+		if (typeof o.webhookBaseUrl !== 'string' || !/^https?:\/\/[^/]/i.test(o.webhookBaseUrl))
+			throw invalidArgument(
+				`RabbitMqAdapter: webhookBaseUrl must be an http(s) URL (where createWebhookHandler is mounted); got ${describe(o.webhookBaseUrl)}`,
+			)
 		const blueprints = checkBlueprints(ro.blueprints)
 		checkOptionalObject(ro.dependencies, 'runtimeOptions.dependencies')
 		checkMethods(ro.logger, 'runtimeOptions.logger', [])
@@ -176,6 +182,7 @@ class RabbitMqAdapter {
 				maxDeliveries: o.maxDeliveries,
 				createTables: o.createTables,
 				stopTimeoutMs: o.stopTimeoutMs,
+				webhookBaseUrl: o.webhookBaseUrl,
 				handleSignals: o.handleSignals,
 				startRetryMs: o.startRetryMs,
 				exitOnStartFailure: o.exitOnStartFailure,
@@ -606,6 +613,23 @@ class RabbitMqAdapter {
 	}
 
 	/**
+	 * Flowcraft's adapter hook for its `webhook` node: the endpoint of a run's webhook node,
+	 * `{ url: '<webhookBaseUrl>/<run id>/<node id>', event: 'webhook:<run id>:<node id>' }`.
+	 */
+	async registerWebhookEndpoint(runId, nodeId) {
+		return webhookEndpoint(this._s.webhookBaseUrl, String(runId), String(nodeId))
+	}
+
+	/**
+	 * Delivers a call to a run's webhook node (`createWebhookHandler` calls it): resumes the
+	 * run awaiting after it with action 'webhook' and `{ ...request, webhook, event }` as
+	 * output, once. → `{ status, delivered, duplicate?, reason? }` (202, 200, 404, 409).
+	 */
+	async deliverWebhook(runId, nodeId, request) {
+		return deliverWebhook(this, this._s.blueprints, runId, nodeId, request)
+	}
+
+	/**
 	 * Cancels a run: it ends `cancelled` with `reason`, no new node of it starts, and
 	 * the `signal` of its nodes running in any worker is aborted. `true` when this call
 	 * cancelled it, `false` when it had already ended (or does not exist).
@@ -885,6 +909,13 @@ function createCoordinate(store) {
 		else throw new Error(`unknown coordination operation ${req.op}`)
 		return JSON.stringify({ value: value === undefined ? null : value })
 	}
+}
+
+/** The registry with the built-ins that run in JS (`webhook`) where it has none of that name. */
+function withBuiltinNodes(registry, adapter) {
+	const out = new Map(registry)
+	if (!out.has('webhook')) out.set('webhook', webhookNode(adapter))
+	return out
 }
 
 /** Flowcraft's built-in nodes the core runs when the registry has none of that name. */

@@ -65,6 +65,9 @@ function errorPayload(err) {
  *   commits of each node (its writes, its output, its bound input), as FlowRuntime does
  * @returns {((requestJson: string) => Promise<string>) & { abortAll(reason?: Error): void, inFlight(): number }}
  */
+/** A node context's hidden `{ runId, nodeId, blueprintId }` (not part of Flowcraft's NodeContext). */
+const NODE_IDENTITY = Symbol('flowcraft-rabbitmq node identity')
+
 function createNodeRunner({
 	registry,
 	dependencies,
@@ -181,6 +184,8 @@ function createNodeRunner({
 			dependencies: deps,
 			signal: nodeCtl.signal,
 		}
+		// which node of which run this is, for the built-ins that need it (lib/webhooks.js)
+		Object.defineProperty(ctx, NODE_IDENTITY, { value: { runId, nodeId, blueprintId } })
 		const run = {
 			nodeId,
 			meta,
@@ -746,4 +751,4 @@ function wireWrites(view, nodeId, strict) {
 	return out
 }
 
-module.exports = { createNodeRunner, isNodeClass, normalizeResult }
+module.exports = { createNodeRunner, isNodeClass, normalizeResult, NODE_IDENTITY }
