@@ -19,7 +19,8 @@
  *
  * Run as a process (by bench/run.js), configured by the environment:
  *   QUEUE, CTX_TABLE, STATUS_TABLE, REDIS_PREFIX, POSTGRES_URL, REDIS_URL, RABBITMQ_URL,
- *   PEER_VARIANT
+ *   PEER_VARIANT, WORKFLOWS_MODULE (optional: a module with `{ registry, blueprints }`,
+ *   `blueprints` an object or a function returning one; default ./workflows.js, the bench's)
  * It prints `WORKER_READY` once consuming; on SIGTERM it cancels the consumer, lets the
  * job in hand finish, closes its connections and exits.
  */
@@ -31,7 +32,7 @@ import pg from 'pg'
 import { peerLog, quietLogger, runIfMain, stopOnSigterm } from './peer-process.mjs'
 
 const require = createRequire(import.meta.url)
-const { registry, blueprints } = require('./workflows.js')
+const { registry, blueprints } = require(process.env.WORKFLOWS_MODULE || './workflows.js')
 
 function quoteIdent(name) {
 	if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`unsafe table name ${name}`)
@@ -256,7 +257,11 @@ async function main() {
 		queueName: env.QUEUE,
 		contextTableName: env.CTX_TABLE,
 		statusTableName: env.STATUS_TABLE,
-		runtimeOptions: { registry, blueprints: blueprints(), logger: quietLogger(log) },
+		runtimeOptions: {
+			registry,
+			blueprints: typeof blueprints === 'function' ? blueprints() : blueprints,
+			logger: quietLogger(log),
+		},
 	})
 
 	stopOnSigterm(() => adapter.stop(), [() => amqpConnection.close(), () => pgClient.end(), () => redis.quit()])
