@@ -105,6 +105,9 @@ pub struct Blueprint {
 pub struct Adopted {
     pub done: Vec<String>,
     pub arrivals: std::collections::BTreeMap<String, usize>,
+    /// The nodes those workers must have enqueued: not done, reached from a done node by an
+    /// edge without condition or action, their join complete (`'any'`: one arrival).
+    pub frontier: Vec<String>,
 }
 
 /// The built-in node that decides whether a loop goes round again.
@@ -256,7 +259,24 @@ impl Blueprint {
                 }
             }
         }
-        Adopted { done, arrivals }
+        let certain = |p: &str, t: &str| {
+            self.edges.iter().any(|e| e.source == p && e.target == t && e.condition.is_none() && e.action.is_none())
+        };
+        let frontier = self
+            .nodes
+            .iter()
+            .filter(|n| !done.contains(&n.id))
+            .filter(|n| {
+                let preds: Vec<&String> = self.predecessor_ids(&n.id).collect();
+                let arrived = preds.iter().filter(|p| done.contains(p) && certain(p, &n.id)).count();
+                arrived > 0
+                    && (self.join_strategy(&n.id) == JoinStrategy::Any
+                        || self.is_loop_controller(&n.id)
+                        || arrived == preds.len())
+            })
+            .map(|n| n.id.clone())
+            .collect();
+        Adopted { done, arrivals, frontier }
     }
 
     /// Nodes without outgoing edges (FlowRuntime's `terminalNodeIds`), in blueprint order.
@@ -380,6 +400,7 @@ mod tests {
         let adopted = bp.adopted(|id| ["a", "c"].contains(&id));
         assert_eq!(adopted.done, vec!["a", "c"]);
         assert_eq!(adopted.arrivals.into_iter().collect::<Vec<_>>(), vec![("d".to_string(), 1)]);
+        assert_eq!(adopted.frontier, vec!["b"], "a's other successor b was enqueued by the old worker");
         let nothing = bp.adopted(|_| false);
         assert_eq!(nothing, Adopted::default());
     }

@@ -265,8 +265,14 @@ impl JobRunner {
             if !queued.contains(&job.node_id) {
                 queued.push(job.node_id.clone());
             }
-            // nodes that workers without our bookkeeping completed stay done, with their join arrivals
+            // nodes that workers without our bookkeeping completed stay done, with their join
+            // arrivals, and the nodes they enqueued are pending (their jobs are in the queue)
             let adopted = bp.adopted(|id| context.contains_key(&format!("_outputs.{id}")));
+            for n in &adopted.frontier {
+                if !queued.contains(n) {
+                    queued.push(n.clone());
+                }
+            }
             self.store.init_run(&job.run_id, &bp.id, &initial, &bp.node_ids(), &queued, &adopted).await?;
             for (k, v) in initial {
                 context.entry(k).or_insert(v);
@@ -285,6 +291,12 @@ impl JobRunner {
             Some(row) if row.iteration > 0 => row.state == "done",
             _ => context.contains_key(&output_key) || snapshot.completed.contains(&job.node_id),
         };
+        if !done && !first_sight && own.is_some_and(|row| row.state == "idle" && row.iteration == job.iteration) {
+            // A job no commit of ours enqueued: published by a worker without our bookkeeping
+            // (the TypeScript adapter, during an upgrade) or over the wire protocol. The
+            // publisher decided the node runs: it counts as pending from now on.
+            self.store.add_queued(&job.run_id, std::slice::from_ref(&job.node_id)).await?;
+        }
         if done {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
