@@ -596,7 +596,8 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 * dropping or not yet answering connections, e.g. still starting up), with backoff
 	 * (0.5 s doubling to 5 s) and a warning per attempt, before it fails. What cannot
 	 * heal (wrong credentials or vhost, a missing database, role or table, TLS, a bad
-	 * option) fails at once. Default 30000 ms; 0 retries nothing.
+	 * option) fails at once. Default 30000 ms; 0 retries nothing. The same setting as
+	 * `timings.startRetryMs` (give one, or the same value in both).
 	 */
 	startRetryMs?: number | undefined
 	/**
@@ -819,6 +820,10 @@ export interface Timings {
 	sleepSweepMs?: number | undefined
 	/** A woken `sleep` node whose job has not completed it after this long is enqueued again. Default 60000. */
 	sleepLeaseMs?: number | undefined
+	/** How long `start()` retries a failure that may heal (0.5 s doubling to 5 s between attempts); 0 retries nothing. Same as the top-level `startRetryMs`. Default 30000. */
+	startRetryMs?: number | undefined
+	/** Most PostgreSQL connections one process opens to a server (besides its LISTEN connection); a whole number from 1 to 100. Default 8. */
+	pgPoolSize?: number | undefined
 }
 
 /** A message of the dead-letter queue `<queueName>.dead`. */

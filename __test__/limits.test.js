@@ -93,6 +93,10 @@ describe('timings', () => {
 			{ amqpHeartbeatMs: '10s' },
 			{ pgKeepaliveRetries: 1.5 },
 			{ reconnectMinMs: 5000, reconnectMaxMs: 1000 },
+			{ pgPoolSize: 0 },
+			{ pgPoolSize: 2.5 },
+			{ pgPoolSize: 101 },
+			{ startRetryMs: -1 },
 			[],
 		]) {
 			expect(() => new RabbitMqAdapter({ ...base(), timings })).toThrow(
@@ -100,5 +104,13 @@ describe('timings', () => {
 			)
 		}
 		expect(() => new RabbitMqAdapter({ ...base(), timings: { pgQueryTimeoutMs: 5000, stopGraceMs: 0 } })).not.toThrow()
+		expect(() => new RabbitMqAdapter({ ...base(), timings: { pgPoolSize: 2, startRetryMs: 0 } })).not.toThrow()
+	})
+
+	test('startRetryMs: the top-level option and timings.startRetryMs are one setting', () => {
+		expect(() => new RabbitMqAdapter({ ...base(), startRetryMs: 0, timings: { startRetryMs: 0 } })).not.toThrow()
+		expect(() => new RabbitMqAdapter({ ...base(), startRetryMs: 0, timings: { startRetryMs: 5 } })).toThrow(
+			expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+		)
 	})
 })

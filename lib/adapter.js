@@ -19,7 +19,7 @@ const { createNotify, createEvaluate, emitEvent } = require('./callbacks')
 const { createConsoleLogger, safeLogger } = require('./logger')
 const { stopOnSignals } = require('./signals')
 const { CODES, codedError, invalidArgument, checkTableName, checkRunId, checkQueueName, describe } = require('./errors')
-const { checkTimings } = require('./timings')
+const { TIMING_DEFAULTS, checkTimings } = require('./timings')
 const { toJsonText } = require('./json')
 const { webhookEndpoint, webhookNode, deliverWebhook } = require('./webhooks')
 
@@ -32,7 +32,6 @@ const DEFAULTS = Object.freeze({
 	createTables: true,
 	stopTimeoutMs: 30000,
 	handleSignals: false,
-	startRetryMs: 30000,
 	webhookBaseUrl: 'http://localhost/webhooks',
 })
 
@@ -114,7 +113,15 @@ class RabbitMqAdapter {
 		checkTimeout(o.stopTimeoutMs, 'RabbitMqAdapter: stopTimeoutMs')
 		if (typeof o.handleSignals !== 'boolean')
 			throw invalidArgument(`RabbitMqAdapter: handleSignals must be a boolean; got ${describe(o.handleSignals)}`)
-		checkTimeout(o.startRetryMs, 'RabbitMqAdapter: startRetryMs')
+		// `startRetryMs` is a timing (timings.startRetryMs); the top-level option is kept as its alias
+		if (o.startRetryMs !== undefined) {
+			checkTimeout(o.startRetryMs, 'RabbitMqAdapter: startRetryMs')
+			if (timings.startRetryMs !== undefined && timings.startRetryMs !== Math.min(o.startRetryMs, 2 ** 32 - 1))
+				throw invalidArgument(
+					`RabbitMqAdapter: startRetryMs (${o.startRetryMs}) and timings.startRetryMs (${timings.startRetryMs}) disagree; give one`,
+				)
+			timings.startRetryMs = Math.min(o.startRetryMs, 2 ** 32 - 1)
+		}
 		if (o.exitOnStartFailure !== undefined && typeof o.exitOnStartFailure !== 'boolean') {
 			throw invalidArgument(
 				`RabbitMqAdapter: exitOnStartFailure must be a boolean (or left out); got ${describe(o.exitOnStartFailure)}`,
@@ -184,7 +191,7 @@ class RabbitMqAdapter {
 				stopTimeoutMs: o.stopTimeoutMs,
 				webhookBaseUrl: o.webhookBaseUrl,
 				handleSignals: o.handleSignals,
-				startRetryMs: o.startRetryMs,
+				startRetryMs: timings.startRetryMs ?? TIMING_DEFAULTS.startRetryMs,
 				exitOnStartFailure: o.exitOnStartFailure,
 				timings,
 				worker: undefined,

@@ -18,6 +18,24 @@ function checkKey(key) {
 
 const DELETED = Symbol('deleted')
 
+/** A context value still as its JSON text: parsed when first read. */
+class RawJson {
+	constructor(text) {
+		this.text = text
+	}
+}
+
+/**
+ * A snapshot whose values stay JSON text until read: `entries[from]` is a key,
+ * `entries[from + 1]` its value's JSON, and so on. Keys keep their order; a value no
+ * one reads is never parsed (a big context is not held twice in memory).
+ */
+function rawSnapshot(entries, from = 0) {
+	const out = {}
+	for (let i = from; i + 1 < entries.length; i += 2) setOwn(out, entries[i], new RawJson(entries[i + 1]))
+	return out
+}
+
 /**
  * The `context` a node sees: an async view over the run's state as read once for
  * this job, plus the node's own writes. The writes are not sent anywhere here: the
@@ -59,7 +77,16 @@ class NodeContextView {
 				if (this.#writes.has(key)) return this.#writes.get(key)
 			}
 		}
-		return hasOwn(this.#snapshot, key) ? this.#snapshot[key] : DELETED
+		return hasOwn(this.#snapshot, key) ? this.#value(key) : DELETED
+	}
+
+	/** The snapshot's value of `key` (an own key), parsed on first read. */
+	#value(key) {
+		const v = this.#snapshot[key]
+		if (!(v instanceof RawJson)) return v
+		const parsed = JSON.parse(v.text)
+		setOwn(this.#snapshot, key, parsed) // in place: the key keeps its position
+		return parsed
 	}
 
 	#write(key, value) {
@@ -103,7 +130,7 @@ class NodeContextView {
 			for (const key of Object.keys(all)) if (!hasOwn(this.#snapshot, key)) setOwn(this.#snapshot, key, all[key])
 		}
 		const out = {}
-		for (const key of Object.keys(this.#snapshot)) if (!this.#writes.has(key)) setOwn(out, key, this.#snapshot[key])
+		for (const key of Object.keys(this.#snapshot)) if (!this.#writes.has(key)) setOwn(out, key, this.#value(key))
 		for (const [key, value] of this.#writes) if (value !== DELETED) setOwn(out, key, value)
 		return out
 	}
@@ -141,4 +168,4 @@ class NodeContextView {
 	}
 }
 
-module.exports = { NodeContextView }
+module.exports = { NodeContextView, rawSnapshot }

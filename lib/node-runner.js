@@ -8,7 +8,7 @@
 const { setTimeout: sleep } = require('node:timers/promises')
 const { emitEvent } = require('./callbacks')
 const { withTraceparent } = require('./trace')
-const { NodeContextView } = require('./context-view')
+const { NodeContextView, rawSnapshot } = require('./context-view')
 const { safeLogger, createConsoleLogger } = require('./logger')
 const { CODES, codedError, describe } = require('./errors')
 const { assertNoFunctions } = require('./json')
@@ -119,8 +119,17 @@ function createNodeRunner({
 	async function runNode(requestJson) {
 		let req
 		try {
-			req = typeof requestJson === 'string' ? JSON.parse(requestJson) : requestJson
-			if (req === null || typeof req !== 'object') throw new Error('not an object')
+			if (Array.isArray(requestJson)) {
+				// the native call: [request without its context, key, value JSON, ...]; the
+				// values are parsed when the node reads them (lib/context-view.js rawSnapshot)
+				req = JSON.parse(requestJson[0])
+				if (req === null || typeof req !== 'object') throw new Error('not an object')
+				req.context = rawSnapshot(requestJson, 1)
+				requestJson.length = 0 // a value's text is then held by the snapshot only
+			} else {
+				req = typeof requestJson === 'string' ? JSON.parse(requestJson) : requestJson
+				if (req === null || typeof req !== 'object') throw new Error('not an object')
+			}
 		} catch (e) {
 			return JSON.stringify({
 				ok: false,

@@ -34,13 +34,18 @@ const TIMING_DEFAULTS = Object.freeze({
 	deadLetterRetryMs: 1000,
 	sleepSweepMs: 1000,
 	sleepLeaseMs: 60000,
+	startRetryMs: 30000,
+	pgPoolSize: 8,
 })
 
 /** The largest millisecond count the core takes (u32). */
 const MAX_MS = 2 ** 32 - 1
 
 /** Settings that must be positive: zero would turn a timeout into "fail at once" or a loop into a spin. */
-const POSITIVE = new Set(Object.keys(TIMING_DEFAULTS).filter((k) => k !== 'stopGraceMs'))
+const POSITIVE = new Set(Object.keys(TIMING_DEFAULTS).filter((k) => k !== 'stopGraceMs' && k !== 'startRetryMs'))
+
+/** Settings that are counts, not durations: `[min, max]`. */
+const COUNTS = { pgKeepaliveRetries: [1, 100], pgPoolSize: [1, 100] }
 
 /** `[min, max]` pairs of the backoffs. */
 const PAIRS = [
@@ -65,9 +70,10 @@ function checkTimings(timings, what) {
 				`${what}: unknown setting ${JSON.stringify(key)}; known: ${Object.keys(TIMING_DEFAULTS).join(', ')}`,
 			)
 		}
-		if (key === 'pgKeepaliveRetries') {
-			if (!Number.isInteger(value) || value < 1 || value > 100)
-				throw invalidArgument(`${what}.${key} must be a whole number from 1 to 100; got ${describe(value)}`)
+		if (Object.hasOwn(COUNTS, key)) {
+			const [lo, hi] = COUNTS[key]
+			if (!Number.isInteger(value) || value < lo || value > hi)
+				throw invalidArgument(`${what}.${key} must be a whole number from ${lo} to ${hi}; got ${describe(value)}`)
 		} else if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_MS) {
 			throw invalidArgument(
 				`${what}.${key} must be a number of milliseconds from 0 to ${MAX_MS}; got ${describe(value)}`,

@@ -23,6 +23,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -327,12 +328,14 @@ fn yes() -> bool {
 }
 
 type JsAsyncFn = ThreadsafeFunction<String, Promise<String>, String, Status, false>;
+/// `runNode`: called with `[request, key, value, key, value, ...]` (see `node_call`).
+type JsRunFn = ThreadsafeFunction<Vec<String>, Promise<String>, Vec<String>, Status, false>;
 type JsNotifyFn = ThreadsafeFunction<String, (), String, Status, false>;
 
 /// The core's way into JavaScript: node code, the user's evaluator, and the
 /// logger / event bus (one `notify` callback).
 struct JsBridge {
-    run_node: JsAsyncFn,
+    run_node: JsRunFn,
     evaluate: Option<JsAsyncFn>,
     notify: JsNotifyFn,
 }
@@ -343,24 +346,71 @@ impl JsBridge {
     }
 }
 
-async fn call_js(f: &JsAsyncFn, arg: String) -> Result<String, String> {
+async fn call_js<T: 'static + napi::bindgen_prelude::ToNapiValue + Send>(
+    f: &ThreadsafeFunction<T, Promise<String>, T, Status, false>,
+    arg: T,
+) -> Result<String, String> {
     match f.call_async_catch(arg).await {
         Ok(promise) => promise.await.map_err(|e| e.reason.clone()),
         Err(e) => Err(e.reason.clone()),
     }
 }
 
+/// The context's entries as slices of its JSON text (nothing is copied or parsed).
+struct Entries<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// What `runNode` is called with: the request's JSON without its context,
+/// then each context key and its value's JSON text. The context is never
+/// serialised again nor parsed here, and the JS side parses a value only when
+/// the node reads it, so a big context is not copied more than once on its
+/// way to node code (issue 12, item 10); the request is dropped before the
+/// node runs.
+fn node_call(mut request: NodeRequest) -> Result<Vec<String>, String> {
+    let empty = RawValue::from_string("{}".into()).map_err(|e| e.to_string())?;
+    let context = std::mem::replace(&mut request.context, empty);
+    let head = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+    drop(request);
+    let entries: Entries = serde_json::from_str(context.get()).map_err(|e| format!("the context: {e}"))?;
+    let mut call = Vec::with_capacity(1 + 2 * entries.0.len());
+    call.push(head);
+    for (key, value) in entries.0 {
+        call.push(key);
+        call.push(value.get().to_string());
+    }
+    Ok(call)
+}
+
 impl NodeExecutor for JsBridge {
     fn run(&self, request: NodeRequest) -> BoxFuture<'_, NodeResponse> {
         Box::pin(async move {
             let node_id = request.node_id.clone();
-            let arg = match serde_json::to_string(&request) {
-                Ok(a) => a,
+            let call = match node_call(request) {
+                Ok(c) => c,
                 Err(e) => {
                     return NodeResponse::failure(format!("cannot serialise the request for node '{node_id}': {e}"))
                 }
             };
-            match call_js(&self.run_node, arg).await {
+            match call_js(&self.run_node, call).await {
                 Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
                     NodeResponse::failure(format!("node '{node_id}' returned an unreadable response: {e}"))
                 }),
@@ -474,7 +524,7 @@ impl NativeWorker {
     #[napi(constructor)]
     pub fn new(
         config_json: String,
-        run_node: ThreadsafeFunction<String, Promise<String>, String, Status, false>,
+        run_node: ThreadsafeFunction<Vec<String>, Promise<String>, Vec<String>, Status, false>,
         evaluate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,
         notify: ThreadsafeFunction<String, (), String, Status, false>,
         coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,

@@ -126,6 +126,14 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return n
 "#;
 
+/// The Redis client's own reconnect after a socket error: this many
+/// attempts, at most `REDIS_RECONNECT_MAX_DELAY` apart. Fixed, not a
+/// `Timings` setting: the callers' retry loops (`jobRetry*`, `commitRetry*`)
+/// own the policy, and a longer inner retry would only hide a dead Redis from
+/// the stall warning (docs/architecture.md §6).
+const REDIS_RECONNECT_RETRIES: usize = 2;
+const REDIS_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
+
 /// One connection attempt to a TLS target before the self-reconnecting
 /// manager takes over, so a TLS failure is reported at once (the manager would
 /// retry it). A server that does not speak TLS never answers a handshake: a
@@ -236,8 +244,8 @@ impl Coordination {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(target.timings.redis_connect_timeout))
             .set_response_timeout(Some(target.timings.redis_response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
+            .set_number_of_retries(REDIS_RECONNECT_RETRIES)
+            .set_max_delay(REDIS_RECONNECT_MAX_DELAY);
         let manager =
             ConnectionManager::new_with_config(client, config).await.map_err(|source| {
                 match tls::tls_failure(&source) {

@@ -2,8 +2,9 @@
 //! pipelines concurrent queries on one connection, and every statement we run
 //! is a single autocommit statement, so a pool here is a set of shared
 //! connections with a prepared-statement cache each. A query goes to the least
-//! busy open connection; a new one (up to `POOL_SIZE`) is opened only when all
-//! are busy, so an idle or lightly loaded process holds one or two.
+//! busy open connection; a new one (up to `Timings::pg_pool_size`, 8 by
+//! default) is opened only when all are busy, so an idle or lightly loaded
+//! process holds one or two.
 
 use crate::error::{self, CoreError, CoreResult};
 use crate::timings::{self, Timings};
@@ -254,9 +255,10 @@ pub struct PgPool {
     growing: tokio::sync::Mutex<()>,
 }
 
-pub const POOL_SIZE: usize = 8;
-
-/// A connection with this many queries in progress counts as busy.
+/// A connection with this many queries in progress counts as busy (the pool
+/// then grows, up to `Timings::pg_pool_size`). Fixed: it only balances
+/// statements over the connections; 2 lets a connection pipeline while another
+/// is opened, and the bench found no gain in other values.
 const BUSY_AT: usize = 2;
 
 impl PgPool {
@@ -290,7 +292,8 @@ impl PgPool {
         let mut conns = self.conns.lock().unwrap();
         conns.retain(|c| c.usable());
         let best = conns.iter().min_by_key(|c| c.busy.load(Ordering::Relaxed)).cloned();
-        let grow = conns.len() < POOL_SIZE && best.as_ref().is_none_or(|c| c.busy.load(Ordering::Relaxed) >= BUSY_AT);
+        let size = self.target.timings.pg_pool_size.max(1) as usize;
+        let grow = conns.len() < size && best.as_ref().is_none_or(|c| c.busy.load(Ordering::Relaxed) >= BUSY_AT);
         (best, grow)
     }
 

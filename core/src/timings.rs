@@ -113,6 +113,19 @@ pub struct Timings {
     /// enqueued again (its job was lost). Default 60 s.
     #[serde(rename = "sleepLeaseMs", deserialize_with = "ms")]
     pub sleep_lease: Duration,
+    /// How long `start()` retries a failure that may heal (a refused or
+    /// dropped connection, a server starting up), from 500 ms doubling to 5 s.
+    /// The loop is the adapter's (`lib/adapter.js` `_startWithRetries`); the
+    /// value lives here with the others. 0: no retry. Default 30 s.
+    #[serde(rename = "startRetryMs", deserialize_with = "ms")]
+    pub start_retry: Duration,
+    /// Most PostgreSQL connections the process's pool for one server and user
+    /// opens (`pg.rs` `PgPool`); the LISTEN connection and transactions come on
+    /// top. Each connection pipelines many statements, so a few serve a large
+    /// `concurrency`; lower it when many workers share a server's
+    /// `max_connections`. Default 8.
+    #[serde(rename = "pgPoolSize")]
+    pub pg_pool_size: u32,
 }
 
 impl Default for Timings {
@@ -145,6 +158,8 @@ impl Default for Timings {
             dead_letter_retry: s(1),
             sleep_sweep: s(1),
             sleep_lease: s(60),
+            start_retry: s(30),
+            pg_pool_size: 8,
         }
     }
 }
@@ -256,6 +271,9 @@ mod tests {
         assert_eq!(t.pg_query_timeout, Duration::from_millis(1500));
         assert_eq!(t.amqp_heartbeat_seconds(), 4);
         assert_eq!(t.stall_warning, Duration::from_secs(10));
+        let t: Timings = serde_json::from_str(r#"{"pgPoolSize": 3, "startRetryMs": 0}"#).unwrap();
+        assert_eq!((t.pg_pool_size, t.start_retry), (3, Duration::ZERO));
+        assert_eq!(Timings::default().pg_pool_size, 8);
         assert!(serde_json::from_str::<Timings>(r#"{"pgQueryTimeout": 1}"#).is_err());
         assert!(serde_json::from_str::<Timings>(r#"{"pgQueryTimeoutMs": -1}"#).is_err());
     }
