@@ -91,13 +91,9 @@ pub fn item_arrival(row: Option<&NodeRow>) -> Option<BuiltinEffect> {
 
 /// A batch id: unique per scatter (FlowRuntime uses a random UUID), in UUID form.
 fn batch_id(run_id: &str, node_id: &str, iteration: i32) -> String {
-    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::hash::BuildHasher;
     let random = std::collections::hash_map::RandomState::new();
-    let half = |salt: u8| {
-        let mut h = random.build_hasher();
-        (run_id, node_id, iteration, salt, std::time::SystemTime::now()).hash(&mut h);
-        h.finish()
-    };
+    let half = |salt: u8| random.hash_one((run_id, node_id, iteration, salt, std::time::SystemTime::now()));
     let (a, b) = (half(1), half(2));
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
