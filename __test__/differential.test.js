@@ -299,13 +299,15 @@ afterAll(async () => {
 describe('reference: FlowRuntime gives the results each scenario intends', () => {
 	test.each(NAMES)('%s', (name) => {
 		const s = byName(name)
+		// (keys a scenario leaves out of the comparison may hold values FlowRuntime makes random)
+		const ignore = Object.keys(s.expect?.ignoreOutputs ?? {})
 		expect({
 			status: reference[name].status,
-			outputs: reference[name].outputs,
+			outputs: without(reference[name].outputs, ignore),
 			context: reference[name].context,
 		}).toStrictEqual({
 			status: s.intended.status,
-			outputs: s.intended.outputs,
+			outputs: without(s.intended.outputs, ignore),
 			context: s.intended.context ?? {},
 		})
 	})

@@ -81,12 +81,30 @@ const SYSTEMS = {
 		workers: 1,
 	},
 	'ours-x2': { key: 'ours-x2', label: 'ours, two worker processes', kind: 'ours', workers: 2, only: ['diamond'] },
+	// opt-in (BENCH_SYSTEMS): our worker without group commit, to measure what it brings
+	'ours-ungrouped': {
+		key: 'ours-ungrouped',
+		label: 'ours, one commit transaction per job (FLOWCRAFT_GROUP_COMMIT=0)',
+		kind: 'ours',
+		workers: 1,
+		env: { FLOWCRAFT_GROUP_COMMIT: '0' },
+		optIn: true,
+	},
 }
 
 /** Measured runs per phase, sized for a few seconds each on a 2-core machine. */
 const DEFAULT_RUNS = {
 	ours: { diamond: 3000, chain: 1500, fanout: 150, width20: 200, width200: 20, width2000: 3, batch10000: 1 },
 	'ours-x2': { diamond: 3000 },
+	'ours-ungrouped': {
+		diamond: 3000,
+		chain: 1500,
+		fanout: 150,
+		width20: 200,
+		width200: 20,
+		width2000: 3,
+		batch10000: 1,
+	},
 	'peer-documented': { diamond: 40, chain: 12, fanout: 10 },
 	'peer-tuned': { diamond: 300, chain: 150, fanout: 25 },
 	'bullmq-default': { diamond: 3000, chain: 1500, fanout: 150 },
@@ -95,6 +113,7 @@ const DEFAULT_RUNS = {
 const DEFAULT_IDLE_RUNS = {
 	ours: 30,
 	'ours-x2': 0,
+	'ours-ungrouped': 30,
 	'peer-documented': 5,
 	'peer-tuned': 10,
 	'bullmq-default': 30,
@@ -106,7 +125,12 @@ const cfg = {
 	runs: env.BENCH_RUNS ? positiveInt(env.BENCH_RUNS, 'BENCH_RUNS') : null,
 	rounds: env.BENCH_ROUNDS ? positiveInt(env.BENCH_ROUNDS, 'BENCH_ROUNDS') : 2,
 	workflows: list(env.BENCH_WORKFLOWS, Object.keys(workflows), 'BENCH_WORKFLOWS'),
-	systems: list(env.BENCH_SYSTEMS, Object.keys(SYSTEMS), 'BENCH_SYSTEMS'),
+	systems: list(
+		env.BENCH_SYSTEMS,
+		Object.keys(SYSTEMS).filter((k) => !SYSTEMS[k].optIn),
+		'BENCH_SYSTEMS',
+		Object.keys(SYSTEMS),
+	),
 	out: path.resolve(env.BENCH_OUT || path.join(__dirname, 'results.md')),
 	inflight: env.BENCH_INFLIGHT ? positiveInt(env.BENCH_INFLIGHT, 'BENCH_INFLIGHT') : 64,
 	idleRuns: env.BENCH_IDLE_RUNS !== undefined ? Number(env.BENCH_IDLE_RUNS) : null,
@@ -121,13 +145,13 @@ function positiveInt(v, name) {
 	return n
 }
 
-function list(v, all, name) {
+function list(v, all, name, known = all) {
 	if (!v) return all
 	const items = v
 		.split(',')
 		.map((s) => s.trim())
 		.filter(Boolean)
-	for (const i of items) if (!all.includes(i)) throw new Error(`${name}: unknown ${i} (known: ${all.join(', ')})`)
+	for (const i of items) if (!known.includes(i)) throw new Error(`${name}: unknown ${i} (known: ${known.join(', ')})`)
 	return items
 }
 
@@ -572,6 +596,7 @@ function spawnWorker(system, names) {
 			REDIS_URL,
 			RABBITMQ_URL,
 			PEER_VARIANT: system.variant || '',
+			...(system.env ?? {}),
 		},
 		stdio: ['ignore', 'pipe', 'pipe'],
 	})
@@ -733,6 +758,7 @@ function phaseNames(system, wf) {
 	const short = {
 		ours: 'o',
 		'ours-x2': 'o2',
+		'ours-ungrouped': 'ou',
 		'peer-documented': 'pd',
 		'peer-tuned': 'pt',
 		'bullmq-default': 'bd',

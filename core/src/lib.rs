@@ -9,6 +9,7 @@ pub mod coordination;
 pub mod error;
 pub mod evaluator;
 pub mod executor;
+pub mod group_commit;
 pub mod job;
 pub mod notify;
 pub mod pg;

@@ -236,7 +236,7 @@ impl PgConn {
         &self.client
     }
 
-    fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         !self.client.is_closed() && !self.dead.load(Ordering::Relaxed)
     }
 
@@ -342,7 +342,7 @@ impl PgPool {
 
     /// Runs `call` on `conn` within the query deadline; past it the connection
     /// is closed and dropped from the pool (a black-holed link never answers).
-    async fn deadline<T, F>(&self, conn: &PgConn, doing: &str, call: F) -> CoreResult<T>
+    pub(crate) async fn deadline<T, F>(&self, conn: &PgConn, doing: &str, call: F) -> CoreResult<T>
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {

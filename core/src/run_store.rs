@@ -20,16 +20,21 @@
 //! The SQL is in `core/sql/`, one statement per file.
 
 use crate::error::{CoreError, CoreResult};
+use crate::group_commit::{CommitGroup, Param};
 use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use tokio_postgres::types::ToSql;
 
 pub const FINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
 
 pub struct RunStore {
     pool: Arc<PgPool>,
+    /// Commits of jobs ready together share a transaction (`group_commit`); None:
+    /// one statement each (`FLOWCRAFT_GROUP_COMMIT=0`, to compare).
+    group: Option<Arc<CommitGroup>>,
     /// The status table's name as the user gave it (NOTIFY payloads carry it).
     status_table: String,
     schema: Schema,
@@ -418,7 +423,9 @@ impl RunStore {
         let pool = PgPool::shared(target)?;
         let sql = Sql::new(&ctx, &st, &nodes, status_table);
         let schema = Schema::new(context_table, status_table)?;
-        Ok(RunStore { pool, status_table: status_table.to_string(), schema, sql })
+        let grouped = std::env::var("FLOWCRAFT_GROUP_COMMIT").map_or(true, |v| v != "0");
+        let group = grouped.then(|| CommitGroup::new(pool.clone(), sql.commit.clone()));
+        Ok(RunStore { pool, group, status_table: status_table.to_string(), schema, sql })
     }
 
     pub fn pool(&self) -> &Arc<PgPool> {
@@ -560,40 +567,41 @@ impl RunStore {
         let spawn_ids: Vec<&str> = effect.spawn.iter().map(|s| s.id.as_str()).collect();
         let spawn_inputs: Vec<Option<String>> = effect.spawn.iter().map(|s| json_text(&s.input)).collect();
         let spawn_specs: Vec<String> = effect.spawn.iter().map(|s| s.spec.to_string()).collect();
-        let rows = self
-            .pool
-            .query(
-                "committing a node's output",
-                &self.sql.commit,
-                &[
-                    &run_id,
-                    &node_id,
-                    &output,
-                    &effect.route,
-                    &ids,
-                    &ready,
-                    &expected,
-                    &any,
-                    &fire,
-                    &arrives,
-                    &wrote,
-                    &inputs,
-                    &binds,
-                    &owners,
-                    &owner_joins,
-                    &sets,
-                    &effect.deletes,
-                    &writes,
-                    &deferred,
-                    &effect.again,
-                    &!effect.again.is_empty(),
-                    &effect.iteration,
-                    &spawn_ids,
-                    &spawn_inputs,
-                    &spawn_specs,
-                ],
-            )
-            .await?;
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+        let params: Vec<Param> = vec![
+            Box::new(run_id.to_string()),
+            Box::new(node_id.to_string()),
+            Box::new(output),
+            Box::new(effect.route.clone()),
+            Box::new(own(&ids)),
+            Box::new(ready),
+            Box::new(expected),
+            Box::new(any),
+            Box::new(fire),
+            Box::new(arrives),
+            Box::new(wrote),
+            Box::new(inputs),
+            Box::new(binds),
+            Box::new(own(&owners)),
+            Box::new(own(&owner_joins)),
+            Box::new(sets),
+            Box::new(effect.deletes.clone()),
+            Box::new(writes),
+            Box::new(deferred),
+            Box::new(effect.again.clone()),
+            Box::new(!effect.again.is_empty()),
+            Box::new(effect.iteration),
+            Box::new(own(&spawn_ids)),
+            Box::new(spawn_inputs),
+            Box::new(spawn_specs),
+        ];
+        let rows = match &self.group {
+            Some(group) => group.query(run_id, params).await?,
+            None => {
+                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+                self.pool.query("committing a node's output", &self.sql.commit, &refs).await?
+            }
+        };
         Ok(match rows.first() {
             Some(r) => {
                 let finished: Option<String> = r.get(2);
