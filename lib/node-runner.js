@@ -157,7 +157,11 @@ function createNodeRunner({
 		const ids = nodeIds.get(blueprintId)
 		const lazy =
 			req.partial === true && typeof readContext === 'function' && ids
-				? { isNodeKey: (key) => ids.has(nodeOfKey(key)), read: (keys) => readContext(runId, keys) }
+				? {
+						// other nodes' keys, and the context row's large values the core left out
+						isNodeKey: (key) => ids.has(nodeOfKey(key)) || (Array.isArray(req.lazyKeys) && req.lazyKeys.includes(key)),
+						read: (keys) => readContext(runId, keys),
+					}
 				: undefined
 		const view = new NodeContextView(
 			req.context,

@@ -247,6 +247,48 @@ const builtins = [
 		},
 	},
 
+	// ------------------------------------------------------------------ large context values
+	{
+		// a large value a node does not name in its inputs is read on demand (lib/context-view.js)
+		name: 'large-context-value',
+		group: 'default',
+		blueprint: {
+			id: 'diff-large-context-value',
+			nodes: [
+				{ id: 'reader', uses: 'lv.read' },
+				{ id: 'named', uses: 'lv.input', inputs: 'big' },
+				{ id: 'whole', uses: 'lv.keys' },
+			],
+			edges: [
+				{ source: 'reader', target: 'named' },
+				{ source: 'named', target: 'whole' },
+			],
+		},
+		registry: () => ({
+			'lv.read': async (ctx) => ({
+				output: {
+					len: (await ctx.context.get('big')).length,
+					has: await ctx.context.has('big'),
+					small: await ctx.context.get('small'),
+				},
+			}),
+			'lv.input': async (ctx) => ({ output: { len: ctx.input?.length ?? null } }),
+			'lv.keys': async (ctx) => {
+				const all = await ctx.context.toJSON()
+				return { output: { big: all.big?.length ?? null, small: all.small ?? null } }
+			},
+		}),
+		initialContext: { big: 'x'.repeat(5000), small: 1 },
+		intended: {
+			status: 'completed',
+			outputs: {
+				'_outputs.reader': { len: 5000, has: true, small: 1 },
+				'_outputs.named': { len: 5000 },
+				'_outputs.whole': { big: 5000, small: 1 },
+			},
+		},
+	},
+
 	// ------------------------------------------------------------------ subflows
 	{
 		// the node's input goes to the child's start node; the single terminal node's output comes back

@@ -343,6 +343,17 @@ impl Blueprint {
         (nodes.into_iter().collect(), all)
     }
 
+    /// The references a node's `inputs` names (context keys or node ids): a job of it
+    /// reads them whatever their size.
+    pub fn input_keys(&self, id: &str) -> Vec<String> {
+        match self.node(id).and_then(|n| n.inputs.as_ref()) {
+            Some(Inputs::Key(k)) => vec![k.clone()],
+            Some(Inputs::Map(m)) => m.values().filter_map(Value::as_str).map(String::from).collect(),
+            Some(Inputs::List(l)) => l.iter().filter_map(Value::as_str).map(String::from).collect(),
+            _ => vec![],
+        }
+    }
+
     /// Every node id, in blueprint order (a run has a row for each).
     pub fn node_ids(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.id.clone()).collect()

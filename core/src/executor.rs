@@ -36,6 +36,9 @@ pub struct NodeRequest {
     /// `context`: node code reads them on demand.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// Context keys left out of `context` (large values): node code reads them on demand.
+    #[serde(rename = "lazyKeys", skip_serializing_if = "Vec::is_empty")]
+    pub lazy_keys: Vec<String>,
     /// The run's W3C trace context, when it was started in a trace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,

@@ -128,6 +128,8 @@ pub(crate) struct Facts {
     pub(crate) bound: BTreeSet<String>,
     /// Only some node rows were read (`Blueprint::reads`): node code reads the others on demand.
     pub(crate) partial: bool,
+    /// Context row keys not read (large values): node code reads them on demand.
+    pub(crate) omitted: Vec<String>,
 }
 
 impl JobRunner {
@@ -222,7 +224,8 @@ impl JobRunner {
         let (node, snapshot, all) = match bp.node(&job.node_id) {
             Some(node) => {
                 let (needed, all) = bp.reads(&node.id);
-                let snapshot = self.store.load(&job.run_id, &job.node_id, &needed, all).await?;
+                let keys = bp.input_keys(&node.id);
+                let snapshot = self.store.load_keeping(&job.run_id, &job.node_id, &needed, all, &keys).await?;
                 (std::borrow::Cow::Borrowed(node), snapshot, all)
             }
             None => {
@@ -329,7 +332,12 @@ impl JobRunner {
             }
             return Ok(Disposition::Ack);
         }
-        let facts = Facts { completed: snapshot.completed.clone(), bound: snapshot.bound.clone(), partial: !all };
+        let facts = Facts {
+            completed: snapshot.completed.clone(),
+            bound: snapshot.bound.clone(),
+            partial: !all,
+            omitted: snapshot.omitted.clone(),
+        };
         if let Some(builtin) = crate::builtins::Builtin::of(node, &self.registry) {
             return self.run_builtin(builtin, &bp, node, job, &snapshot, context, &facts, broker).await;
         }
@@ -391,6 +399,7 @@ impl JobRunner {
             input_from_mapping: input.from_mapping,
             context: context_raw,
             partial: facts.partial,
+            lazy_keys: facts.omitted.clone(),
             traceparent: job.traceparent.clone(),
             attempt: job.attempt.unwrap_or(1),
         };

@@ -81,6 +81,11 @@ fn has_output(alias: &str) -> String {
     format!("{alias}.output IS NOT NULL AND ({alias}.state = 'done' OR {alias}.iteration > 0)")
 }
 
+/// The context row keys a partial load keeps (`e` a key and value of it): bookkeeping and
+/// `_`-keys, the keys the node's inputs name (`$3`), and small values.
+const KEPT: &str = "left(e.key, 1) = '_' OR e.key IN ('blueprintId', 'blueprintVersion') \
+     OR e.key = ANY($3::text[]) OR pg_column_size(e.value) <= 2048";
+
 /// Every statement, with the tables' names in place.
 struct Sql {
     load: String,
@@ -143,8 +148,23 @@ impl Sql {
         };
         let plain = |text: &str| fill(text, "false");
         Sql {
-            load: plain(&include_str!("../sql/load.sql").replace("{which}", "n.node_id = ANY($2::text[])")),
-            load_all: plain(&include_str!("../sql/load.sql").replace("{which}", "cardinality($2::text[]) >= 0")),
+            load: plain(
+                &include_str!("../sql/load.sql")
+                    .replace("{which}", "n.node_id = ANY($2::text[])")
+                    .replace("{context_text}", &format!(
+                        "CASE WHEN c.context_data IS NOT NULL THEN COALESCE((SELECT jsonb_object_agg(e.key, e.value) \
+                         FROM jsonb_each(c.context_data) e WHERE {KEPT}), '{{}}'::jsonb)::text END"
+                    ))
+                    .replace("{omitted}", &format!(
+                        "ARRAY(SELECT e.key FROM jsonb_each(COALESCE(c.context_data, '{{}}'::jsonb)) e WHERE NOT ({KEPT}))"
+                    )),
+            ),
+            load_all: plain(
+                &include_str!("../sql/load.sql")
+                    .replace("{which}", "cardinality($2::text[]) >= 0")
+                    .replace("{context_text}", "c.context_data::text")
+                    .replace("{omitted}", "ARRAY(SELECT unnest($3::text[]) LIMIT 0)"),
+            ),
             init_run: plain(include_str!("../sql/init_run.sql")),
             heartbeat: plain(include_str!("../sql/heartbeat.sql")),
             count_delivery: plain(include_str!("../sql/count_delivery.sql")),
@@ -271,6 +291,8 @@ pub struct RunSnapshot {
     pub completed: BTreeSet<String>,
     /// Among the rows read: nodes whose input is bound to `_inputs.<id>`.
     pub bound: BTreeSet<String>,
+    /// Context row keys left out of `context` (large values node code reads on demand).
+    pub omitted: Vec<String>,
 }
 
 impl RunSnapshot {
@@ -443,8 +465,20 @@ impl RunStore {
     /// Reads the run for a job of `node_id`: its context row, status, and the
     /// rows of `needed` nodes (all of them with `all`), merged into the context.
     pub async fn load(&self, run_id: &str, node_id: &str, needed: &[String], all: bool) -> CoreResult<RunSnapshot> {
+        self.load_keeping(run_id, node_id, needed, all, &[]).await
+    }
+
+    /// `load`, keeping the context keys `keys` whatever their size.
+    pub async fn load_keeping(
+        &self,
+        run_id: &str,
+        node_id: &str,
+        needed: &[String],
+        all: bool,
+        keys: &[String],
+    ) -> CoreResult<RunSnapshot> {
         let sql = if all { &self.sql.load_all } else { &self.sql.load };
-        let rows = self.pool.query("reading a run", sql, &[&run_id, &needed]).await?;
+        let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys]).await?;
         let row = rows.first().ok_or_else(|| CoreError::WorkerState("reading a run returned no row".into()))?;
         let context_text: Option<String> = row.get(0);
         let mut context = match &context_text {
@@ -466,6 +500,7 @@ impl RunStore {
             node: nodes.into_iter().find(|n| n.id == node_id),
             completed: merged.undefined,
             bound: merged.bound,
+            omitted: row.get::<_, Option<Vec<String>>>(4).unwrap_or_default(),
         })
     }
 
@@ -478,7 +513,7 @@ impl RunStore {
             .iter()
             .map(|k| k.strip_prefix("_outputs.").or_else(|| k.strip_prefix("_inputs.")).unwrap_or(k).to_string())
             .collect();
-        let snapshot = self.load(run_id, "", &ids, keys.is_none()).await?;
+        let snapshot = self.load_keeping(run_id, "", &ids, keys.is_none(), keys.unwrap_or_default()).await?;
         let mut context = snapshot.context.unwrap_or_default();
         if let Some(keys) = keys {
             context.retain(|k, _| keys.contains(k));
