@@ -281,10 +281,16 @@ test('a subflow runs as a child run of its own, shown by getRun and listRuns; ca
 		10000,
 		'child running',
 	)
-	const parent = await adapter.getRun(runId)
-	expect(parent.nodes.find((n) => n.id === 'sub')).toEqual(
-		expect.objectContaining({ state: 'running', childRunId: childId }),
+	// the parent node waits once its job has started the child (and marked its row)
+	const sub = await until(
+		async () => {
+			const node = (await adapter.getRun(runId)).nodes.find((n) => n.id === 'sub')
+			return node.childRunId && node
+		},
+		10000,
+		'parent waiting',
 	)
+	expect(sub).toEqual(expect.objectContaining({ state: 'running', childRunId: childId }))
 	const listed = await adapter.listRuns({ status: 'running', limit: 100 })
 	expect(listed.map((r) => r.runId)).toEqual(expect.arrayContaining([runId, childId]))
 	expect(await adapter.cancelRun(runId, 'stop it all')).toBe(true)

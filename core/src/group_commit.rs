@@ -11,7 +11,7 @@
 //! flush per group, not one per item).
 
 use crate::error::{CoreError, CoreResult};
-use crate::pg::{PgConn, PgPool};
+use crate::pg::{PgConn, PgPool, Reserved};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
@@ -36,7 +36,7 @@ struct State {
     waiting: Vec<Member>,
     leaders: usize,
     /// Connections of leaders that finished, kept for the next ones.
-    idle: Vec<PgConn>,
+    idle: Vec<Reserved>,
 }
 
 pub struct CommitGroup {
@@ -83,9 +83,19 @@ impl CommitGroup {
             };
             group.sort_by(|a, b| a.run_id.cmp(&b.run_id));
             let conn = match conn {
-                Some(c) if c.usable() => c,
-                _ => match self.pool.connect().await {
-                    Ok(c) => c,
+                Some(c) if c.conn.usable() => c,
+                _ => match self.pool.connect_reserved().await {
+                    Ok(Some(c)) => c,
+                    // the pool size leaves no connection to spare: one statement each
+                    Ok(None) => {
+                        for m in group {
+                            let params: Vec<&(dyn ToSql + Sync)> =
+                                m.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+                            let r = self.pool.query("committing a node's output", &self.sql, &params).await;
+                            let _ = m.answer.send(r);
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         let message = e.to_string();
                         for m in group {
@@ -97,8 +107,8 @@ impl CommitGroup {
                     }
                 },
             };
-            self.commit(&conn, group).await;
-            if conn.usable() {
+            self.commit(&conn.conn, group).await;
+            if conn.conn.usable() {
                 self.state.lock().unwrap().idle.push(conn);
             }
         }

@@ -247,12 +247,29 @@ impl PgConn {
     }
 }
 
+/// A connection held outside the pool (`PgPool::connect_reserved`).
+pub struct Reserved {
+    pub conn: PgConn,
+    _reservation: Reservation,
+}
+
+struct Reservation(Arc<PgPool>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.reserved.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub struct PgPool {
     target: PgTarget,
     /// Open connections (closed ones are dropped when noticed).
     conns: Mutex<Vec<Arc<PgConn>>>,
     /// One connection attempt at a time, so a burst opens what it needs only.
     growing: tokio::sync::Mutex<()>,
+    /// Connections of this target held outside the pool (group commits): they count
+    /// against `pgPoolSize`, so a worker never opens more than it says.
+    reserved: AtomicUsize,
 }
 
 /// A connection with this many queries in progress counts as busy (the pool
@@ -274,6 +291,7 @@ impl PgPool {
                     target: target.clone(),
                     conns: Mutex::new(Vec::new()),
                     growing: tokio::sync::Mutex::new(()),
+                    reserved: AtomicUsize::new(0),
                 })
             })
             .clone())
@@ -292,7 +310,8 @@ impl PgPool {
         let mut conns = self.conns.lock().unwrap();
         conns.retain(|c| c.usable());
         let best = conns.iter().min_by_key(|c| c.busy.load(Ordering::Relaxed)).cloned();
-        let size = self.target.timings.pg_pool_size.max(1) as usize;
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        let size = (self.target.timings.pg_pool_size as usize).saturating_sub(reserved).max(1);
         let grow = conns.len() < size && best.as_ref().is_none_or(|c| c.busy.load(Ordering::Relaxed) >= BUSY_AT);
         (best, grow)
     }
@@ -322,6 +341,21 @@ impl PgPool {
                 Err(e) => best.ok_or(e),
             },
         }
+    }
+
+    /// A connection held outside the pool for as long as the returned guard lives,
+    /// counted against the pool's size (`None` when the size leaves none to spare).
+    pub async fn connect_reserved(self: &Arc<Self>) -> CoreResult<Option<Reserved>> {
+        let size = self.target.timings.pg_pool_size as usize;
+        // keep at least one pooled connection for loads and the rest
+        let taken = self.reserved.fetch_add(1, Ordering::Relaxed);
+        if taken + 1 >= size {
+            self.reserved.fetch_sub(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        let guard = Reservation(self.clone());
+        let conn = self.connect().await?;
+        Ok(Some(Reserved { conn, _reservation: guard }))
     }
 
     /// A connection of its own, outside the pool (for transactions).
