@@ -82,18 +82,21 @@ impl CommitGroup {
                 (group, s.idle.pop())
             };
             group.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+            if group.len() == 1 {
+                // alone: one autocommit statement (no BEGIN/COMMIT round trips when idle)
+                if let Some(c) = conn {
+                    self.state.lock().unwrap().idle.push(c);
+                }
+                self.one_by_one(group).await;
+                continue;
+            }
             let conn = match conn {
                 Some(c) if c.conn.usable() => c,
                 _ => match self.pool.connect_reserved().await {
                     Ok(Some(c)) => c,
                     // the pool size leaves no connection to spare: one statement each
                     Ok(None) => {
-                        for m in group {
-                            let params: Vec<&(dyn ToSql + Sync)> =
-                                m.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-                            let r = self.pool.query("committing a node's output", &self.sql, &params).await;
-                            let _ = m.answer.send(r);
-                        }
+                        self.one_by_one(group).await;
                         continue;
                     }
                     Err(e) => {
@@ -111,6 +114,15 @@ impl CommitGroup {
             if conn.conn.usable() {
                 self.state.lock().unwrap().idle.push(conn);
             }
+        }
+    }
+
+    /// Each member's statement on its own, on the pool.
+    async fn one_by_one(&self, group: Vec<Member>) {
+        for m in group {
+            let params: Vec<&(dyn ToSql + Sync)> = m.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let r = self.pool.query("committing a node's output", &self.sql, &params).await;
+            let _ = m.answer.send(r);
         }
     }
 
