@@ -7,13 +7,10 @@
  * The old worker is played over its documented wire protocol (rows + a job message).
  */
 const amqplib = require('amqplib')
-const path = require('node:path')
 const S = require('./helpers/services')
-const { place } = require('./helpers/run-place')
+const { place, adapterAt } = require('./helpers/run-place')
 
-const { RabbitMqAdapter, RedisCoordinationStore } = require(path.join(__dirname, '..'))
 const res = S.useResources()
-const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
 const diamond = {
 	id: 'adopt-diamond',
@@ -34,30 +31,21 @@ const diamond = {
 }
 
 test('a run whose start node and one branch an old worker completed finishes under ours, each node once', async () => {
-	const { queue, ctx, st } = place(res, 'ad')
+	const where = place(res, 'ad')
+	const { queue, ctx, st } = where
 	const ran = []
-	const adapter = new RabbitMqAdapter({
-		amqpConnection: S.RABBITMQ_URL,
-		pgClient: S.POSTGRES_URL,
-		coordinationStore: new RedisCoordinationStore(S.REDIS_URL),
-		queueName: queue,
-		contextTableName: ctx,
-		statusTableName: st,
-		runtimeOptions: {
-			logger: quiet,
-			blueprints: { [diamond.id]: diamond },
-			registry: Object.fromEntries(
-				diamond.nodes.map((n) => [
-					n.uses,
-					async () => {
-						ran.push(n.id)
-						return { output: `${n.id} by ours` }
-					},
-				]),
-			),
-		},
+	const adapter = adapterAt(res, where, {
+		blueprints: { [diamond.id]: diamond },
+		registry: Object.fromEntries(
+			diamond.nodes.map((n) => [
+				n.uses,
+				async () => {
+					ran.push(n.id)
+					return { output: `${n.id} by ours` }
+				},
+			]),
+		),
 	})
-	res.onCleanup(() => adapter.stop({ timeoutMs: 2000 }).catch(() => {}))
 	await adapter.start() // creates the tables
 
 	// the old worker ran a and c, recorded them as Flowcraft's context does, and published b

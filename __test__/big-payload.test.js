@@ -22,13 +22,10 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawn } = require('node:child_process')
 const S = require('./helpers/services')
-const { place: placeFor } = require('./helpers/run-place')
+const { place: placeFor, adapterAt, spawnWorker: spawnProcess } = require('./helpers/run-place')
 const { bigValue, digest, blueprints } = require('./helpers/big-fixtures')
 
-const ROOT = path.join(__dirname, '..')
-const { RabbitMqAdapter, RedisCoordinationStore } = require(ROOT)
 const res = S.useResources()
 const LOG_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'big-payload-'))
 const PAYLOAD = Number(process.env.BIG_BYTES) || 50e6
@@ -39,57 +36,14 @@ const PAYLOAD = Number(process.env.BIG_BYTES) || 50e6
 const OUTPUT = Number(process.env.BIG_OUTPUT_BYTES) || 30e6
 const FACTOR = { context: 14, output: 56 }
 
-function spawnWorker(where, label) {
-	const log = fs.openSync(path.join(LOG_DIR, `${label}.log`), 'w')
-	const child = spawn(process.execPath, [path.join(__dirname, 'helpers', 'big-worker.js')], {
-		cwd: ROOT,
-		env: {
-			...process.env,
-			QUEUE: where.queue,
-			CTX_TABLE: where.ctx,
-			STATUS_TABLE: where.st,
-			POSTGRES_URL: S.POSTGRES_URL,
-			REDIS_URL: S.REDIS_URL,
-			RABBITMQ_URL: S.RABBITMQ_URL,
-		},
-		stdio: ['ignore', 'pipe', log],
-	})
-	child.exited = new Promise((resolve) => child.once('exit', resolve))
-	res.onCleanup(async () => {
-		if (child.exitCode === null && child.signalCode === null) {
-			child.kill('SIGKILL')
-			await child.exited
-		}
-	})
-	child.ready = new Promise((resolve, reject) => {
-		let out = ''
-		child.stdout.on('data', (d) => {
-			out += d
-			if (out.includes('WORKER_READY')) resolve()
-		})
-		child.exited.then(() => reject(new Error(`${label} exited before ready; see ${LOG_DIR}`)))
-	})
-	return child
-}
+const spawnWorker = (where, label) =>
+	spawnProcess(res, { script: path.join(__dirname, 'helpers', 'big-worker.js'), where, label, logDir: LOG_DIR })
+const clientFor = (where) => adapterAt(res, where, { blueprints, registry: {} })
 
 /** The process's peak resident set (VmHWM), in bytes. */
 function peakRss(pid) {
 	const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
 	return Number(/VmHWM:\s+(\d+) kB/.exec(status)[1]) * 1024
-}
-
-function clientFor(where) {
-	const client = new RabbitMqAdapter({
-		amqpConnection: S.RABBITMQ_URL,
-		pgClient: S.POSTGRES_URL,
-		coordinationStore: new RedisCoordinationStore(S.REDIS_URL),
-		queueName: where.queue,
-		contextTableName: where.ctx,
-		statusTableName: where.st,
-		runtimeOptions: { blueprints, registry: {}, logger: { debug() {}, info() {}, warn() {}, error() {} } },
-	})
-	res.onCleanup(() => client.close())
-	return client
 }
 
 const mb = (n) => `${(n / 1e6).toFixed(1)} MB`

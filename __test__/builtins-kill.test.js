@@ -8,73 +8,28 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawn } = require('node:child_process')
 const S = require('./helpers/services')
 const { byName } = require('./diff/scenarios')
 const { outputsOf } = require('./diff/client')
-const { place: placeFor, until } = require('./helpers/run-place')
+const { place: placeFor, adapterAt, spawnWorker: spawnProcess, until } = require('./helpers/run-place')
 
-const ROOT = path.join(__dirname, '..')
-const { RabbitMqAdapter, RedisCoordinationStore } = require(ROOT)
 const res = S.useResources()
 const LOG_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'builtins-kill-'))
 
 const place = () => placeFor(res, 'bk')
+const WORKER = path.join(__dirname, 'diff', 'worker-process.js')
+const spawnWorker = (where, scenario, label) =>
+	spawnProcess(res, { script: WORKER, where, env: { SCENARIOS: scenario }, label, logDir: LOG_DIR })
 
-function spawnWorker(where, scenario, label) {
-	const log = fs.openSync(path.join(LOG_DIR, `${label}.log`), 'w')
-	const child = spawn(process.execPath, [path.join(__dirname, 'diff', 'worker-process.js')], {
-		cwd: ROOT,
-		env: {
-			...process.env,
-			QUEUE: where.queue,
-			CTX_TABLE: where.ctx,
-			STATUS_TABLE: where.st,
-			POSTGRES_URL: S.POSTGRES_URL,
-			REDIS_URL: S.REDIS_URL,
-			RABBITMQ_URL: S.RABBITMQ_URL,
-			SCENARIOS: scenario,
-		},
-		stdio: ['ignore', 'pipe', log],
-	})
-	child.exited = new Promise((resolve) => child.once('exit', resolve))
-	res.onCleanup(async () => {
-		if (child.exitCode === null && child.signalCode === null) {
-			child.kill('SIGKILL')
-			await child.exited
-		}
-	})
-	child.ready = new Promise((resolve, reject) => {
-		let out = ''
-		child.stdout.on('data', (d) => {
-			out += d
-			if (out.includes('WORKER_READY')) resolve()
-		})
-		child.exited.then(() => reject(new Error(`${label} exited before ready; see ${LOG_DIR}`)))
-	})
-	return child
+/** A client (never started) on the same queue and tables, for startRun / getRun / waitForRun. */
+function clientFor(where, scenario) {
+	const { blueprint } = byName(scenario)
+	return adapterAt(res, where, { blueprints: { [blueprint.id]: blueprint }, registry: {} })
 }
 
 async function kill9(child) {
 	child.kill('SIGKILL')
 	await child.exited
-}
-
-/** A client (never started) on the same queue and tables, for startRun / getRun / waitForRun. */
-function clientFor(where, scenario) {
-	const { blueprint } = byName(scenario)
-	const blueprints = { [blueprint.id]: blueprint }
-	const client = new RabbitMqAdapter({
-		amqpConnection: S.RABBITMQ_URL,
-		pgClient: S.POSTGRES_URL,
-		coordinationStore: new RedisCoordinationStore(S.REDIS_URL),
-		queueName: where.queue,
-		contextTableName: where.ctx,
-		statusTableName: where.st,
-		runtimeOptions: { blueprints, registry: {}, logger: { debug() {}, info() {}, warn() {}, error() {} } },
-	})
-	res.onCleanup(() => client.close())
-	return client
 }
 
 async function finishAll(client, runIds, scenario) {

@@ -5,37 +5,19 @@
  * cancels it. A loop's job of an earlier iteration changes nothing; a runaway loop fails the run
  * with FlowRuntime's message.
  */
-const path = require('node:path')
 const amqplib = require('amqplib')
 const S = require('./helpers/services')
 
-const ROOT = path.join(__dirname, '..')
-const { RabbitMqAdapter, RedisCoordinationStore } = require(ROOT)
 const { loop } = require('./diff/builtins')
 const { MiniEvaluator } = require('./diff/scenarios')
-const { place: placeFor, until } = require('./helpers/run-place')
+const { place: placeFor, adapterAt: adapterOn, until } = require('./helpers/run-place')
 
 const res = S.useResources()
-const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
 // queue and table names of one test; several adapters (workers, clients) may share them
 const place = () => placeFor(res, 'bi')
-
-function adapterAt(where, runtimeOptions, timings = {}) {
-	const adapter = new RabbitMqAdapter({
-		amqpConnection: S.RABBITMQ_URL,
-		pgClient: S.POSTGRES_URL,
-		coordinationStore: new RedisCoordinationStore(S.REDIS_URL),
-		queueName: where.queue,
-		contextTableName: where.ctx,
-		statusTableName: where.st,
-		stopTimeoutMs: 5000,
-		timings: { sleepSweepMs: 200, ...timings },
-		runtimeOptions: { logger: quiet, ...runtimeOptions },
-	})
-	res.onCleanup(() => adapter.stop({ timeoutMs: 2000 }).catch(() => {}))
-	return adapter
-}
+const adapterAt = (where, runtimeOptions, timings = {}) =>
+	adapterOn(res, where, runtimeOptions, { stopTimeoutMs: 5000, timings: { sleepSweepMs: 200, ...timings } })
 
 const napping = (calls) => ({
 	blueprints: {

@@ -8,11 +8,10 @@
 const http = require('node:http')
 const path = require('node:path')
 const S = require('./helpers/services')
-const { place } = require('./helpers/run-place')
+const { place, adapterAt } = require('./helpers/run-place')
 
-const { RabbitMqAdapter, RedisCoordinationStore, createWebhookHandler } = require(path.join(__dirname, '..'))
+const { createWebhookHandler } = require(path.join(__dirname, '..'))
 const res = S.useResources()
-const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
 const approval = {
 	id: 'approval',
@@ -41,16 +40,10 @@ test('a webhook node gives its URL, and one call to it resumes the run with the 
 	res.onCleanup(() => new Promise((r) => server.close(r)))
 	const base = `http://127.0.0.1:${server.address().port}/hooks`
 	let handled = 0
-	const adapter = new RabbitMqAdapter({
-		amqpConnection: S.RABBITMQ_URL,
-		pgClient: S.POSTGRES_URL,
-		coordinationStore: new RedisCoordinationStore(S.REDIS_URL),
-		queueName: where.queue,
-		contextTableName: where.ctx,
-		statusTableName: where.st,
-		webhookBaseUrl: base,
-		runtimeOptions: {
-			logger: quiet,
+	const adapter = adapterAt(
+		res,
+		where,
+		{
 			blueprints: { approval },
 			registry: {
 				'wh.prep': async () => ({ output: 'ready' }),
@@ -60,8 +53,8 @@ test('a webhook node gives its URL, and one call to it resumes the run with the 
 				},
 			},
 		},
-	})
-	res.onCleanup(() => adapter.stop({ timeoutMs: 2000 }).catch(() => {}))
+		{ webhookBaseUrl: base },
+	)
 	server.on('request', createWebhookHandler(adapter, { path: '/hooks' }))
 	await adapter.start()
 
