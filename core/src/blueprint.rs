@@ -18,6 +18,13 @@ pub struct NodeDef {
     pub config: Option<NodeConfig>,
 }
 
+impl NodeDef {
+    /// `params.<key>`, when the node has one.
+    pub fn param(&self, key: &str) -> Option<&Value> {
+        self.params.as_ref()?.get(key)
+    }
+}
+
 /// A node's `inputs`, in any shape a blueprint may give it: FlowRuntime reads
 /// a non-empty string as one reference, an object (or array) as a mapping of
 /// references, and ignores anything else.

@@ -29,7 +29,7 @@
 use crate::blueprint::{Blueprint, NodeDef, LOOP_CONTROLLER};
 use crate::context_store::PatchOp;
 use crate::error::CoreResult;
-use crate::evaluator::{resolve_input, truthy, RunState};
+use crate::evaluator::truthy;
 use crate::executor::Level;
 use crate::job::{Disposition, Executed, Facts, JobRunner, NodeFailure};
 use crate::queue::{Broker, JobMessage};
@@ -124,7 +124,7 @@ impl Builtin {
 /// `params.duration`: a number, or a string like `'10s'`, `'5m'`, `'1h'`, `'2d'`.
 pub fn sleep_duration(node: &NodeDef) -> Result<f64, String> {
     let id = &node.id;
-    let ms = match node.params.as_ref().and_then(|p| p.get("duration")) {
+    let ms = match node.param("duration") {
         Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
         Some(Value::String(s)) => {
             let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -219,8 +219,7 @@ impl JobRunner {
             // early (a reconcile, a duplicate): the sweep enqueues it at its time
             return Ok(None);
         }
-        let state = RunState { context, completed: &facts.completed, bound: &facts.bound };
-        let input = match resolve_input(node, &state) {
+        let input = match facts.input(node, context) {
             Ok(input) => input.value,
             Err(message) => return Ok(Some(Err(NodeFailure { message, fatal: true, writes: vec![] }))),
         };
@@ -265,7 +264,7 @@ impl JobRunner {
         if job.iteration >= loop_limit(body.len()) {
             return Err(NodeFailure { message: RUNAWAY_LOOP.into(), fatal: true, writes: vec![] });
         }
-        let condition = node.params.as_ref().and_then(|p| p.get("condition")).and_then(Value::as_str);
+        let condition = node.param("condition").and_then(Value::as_str);
         let holds = match condition {
             Some(c) => {
                 let data = || Value::Object(context.clone());
@@ -293,14 +292,13 @@ fn scatter(
     facts: &Facts,
 ) -> Result<Executed, NodeFailure> {
     let fail = |message: String| NodeFailure { message, fatal: false, writes: vec![] };
-    let state = RunState { context, completed: &facts.completed, bound: &facts.bound };
-    let input = resolve_input(node, &state).map_err(|message| NodeFailure { message, fatal: true, writes: vec![] })?;
+    let input = facts.input(node, context).map_err(|message| NodeFailure { message, fatal: true, writes: vec![] })?;
     let items = match input.value {
         None | Some(Value::Null) => vec![],
         Some(Value::Array(items)) => items,
         Some(_) => return Err(fail(format!("Input for batch-scatter node '{}' must be an array.", node.id))),
     };
-    let param = |k: &str| node.params.as_ref().and_then(|p| p.get(k)).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let param = |k: &str| node.param(k).and_then(Value::as_str).filter(|s| !s.is_empty());
     let (Some(uses), Some(gather)) = (param("workerUsesKey"), param("gatherNodeId")) else {
         return Err(fail("BatchScatterNode requires 'workerUsesKey' and 'gatherNodeId' parameters.".into()));
     };
@@ -338,7 +336,7 @@ fn child_context(
     context: &Map<String, Value>,
 ) -> Map<String, Value> {
     let mut out = Map::new();
-    match node.params.as_ref().and_then(|p| p.get("inputs")).and_then(Value::as_object) {
+    match node.param("inputs").and_then(Value::as_object) {
         Some(inputs) => {
             for (target, source) in inputs {
                 let Some(source) = source.as_str() else { continue };
@@ -366,7 +364,7 @@ fn child_result(node: &NodeDef, child: &Blueprint, mut ctx: Map<String, Value>) 
     ctx.remove("blueprintId");
     ctx.remove("blueprintVersion");
     let out = |id: &str| ctx.get(&format!("_outputs.{id}")).cloned();
-    if let Some(outputs) = node.params.as_ref().and_then(|p| p.get("outputs")).and_then(Value::as_object) {
+    if let Some(outputs) = node.param("outputs").and_then(Value::as_object) {
         let mut writes = vec![];
         for (parent_key, sub_key) in outputs {
             let Some(sub_key) = sub_key.as_str() else { continue };
@@ -399,7 +397,7 @@ impl JobRunner {
         broker: &Broker,
     ) -> CoreResult<Option<Result<Executed, NodeFailure>>> {
         let fatal = |message: String| Ok(Some(Err(NodeFailure { message, fatal: true, writes: vec![] })));
-        let Some(bp_id) = node.params.as_ref().and_then(|p| p.get("blueprintId")).and_then(Value::as_str) else {
+        let Some(bp_id) = node.param("blueprintId").and_then(Value::as_str) else {
             return fatal(format!("Subflow node '{}' is missing 'blueprintId' parameter.", node.id));
         };
         let Some(child) = self.blueprints.get(bp_id) else {
@@ -427,8 +425,7 @@ impl JobRunner {
         if child.start_nodes().is_empty() {
             return fatal(format!("Sub-blueprint '{bp_id}' has no start node."));
         }
-        let state = RunState { context, completed: &facts.completed, bound: &facts.bound };
-        let input = match resolve_input(node, &state) {
+        let input = match facts.input(node, context) {
             Ok(input) => input.value,
             Err(message) => return fatal(message),
         };
@@ -456,7 +453,7 @@ impl JobRunner {
     /// FlowRuntime's `BatchGatherNode`: the items' outputs in item order (those
     /// that returned `undefined` left out), under `outputKey` and as its output.
     async fn gather(&self, node: &NodeDef, job: &JobMessage) -> CoreResult<Result<Executed, NodeFailure>> {
-        let param = |k: &str| node.params.as_ref().and_then(|p| p.get(k)).and_then(Value::as_str);
+        let param = |k: &str| node.param(k).and_then(Value::as_str);
         let key = param("outputKey").unwrap_or(&node.id).to_string();
         let gather = param("gatherNodeId").unwrap_or(&node.id);
         let results = Value::Array(self.store.gathered(&job.run_id, gather).await?);

@@ -25,6 +25,11 @@ const GROUP: usize = 64;
 /// A statement parameter that the group owns until it runs.
 pub type Param = Box<dyn ToSql + Sync + Send>;
 
+/// Owned parameters as the driver takes them.
+pub fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
 struct Member {
     run_id: String,
     params: Vec<Param>,
@@ -120,7 +125,7 @@ impl CommitGroup {
     /// Each member's statement on its own, on the pool.
     async fn one_by_one(&self, group: Vec<Member>) {
         for m in group {
-            let params: Vec<&(dyn ToSql + Sync)> = m.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let params = refs(&m.params);
             let r = self.pool.query("committing a node's output", &self.sql, &params).await;
             let _ = m.answer.send(r);
         }
@@ -160,8 +165,7 @@ impl CommitGroup {
         let run = async {
             conn.client().batch_execute("BEGIN").await.map_err(|e| whole(CoreError::pg(doing, e)))?;
             let calls = group.iter().map(|m| {
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    m.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+                let params = refs(&m.params);
                 async move { conn.query(&self.sql, &params).await }
             });
             let results = futures_util::future::join_all(calls).await;

@@ -132,6 +132,17 @@ pub(crate) struct Facts {
     pub(crate) omitted: Vec<String>,
 }
 
+impl Facts {
+    /// The node's input by FlowRuntime's rules, over the context and these facts.
+    pub(crate) fn input(
+        &self,
+        node: &NodeDef,
+        context: &Map<String, Value>,
+    ) -> Result<crate::evaluator::ResolvedInput, String> {
+        resolve_input(node, &RunState { context, completed: &self.completed, bound: &self.bound })
+    }
+}
+
 impl JobRunner {
     pub(crate) fn log(&self, level: Level, message: &str, meta: Value) {
         self.executor.log(level, message, meta);
@@ -383,8 +394,8 @@ impl JobRunner {
         }
         // FlowRuntime resolves the input before the node's executor (and its
         // fallback handling) runs: an input it cannot resolve fails the node as is.
-        let state = RunState { context, completed: &facts.completed, bound: &facts.bound };
-        let input = resolve_input(node, &state)
+        let input = facts
+            .input(node, context)
             .map_err(|message| Failure::Failed(NodeFailure { message, fatal: true, writes: vec![] }))?;
         let context_raw = serde_json::value::RawValue::from_string(context_text.to_string())
             .map_err(|e| NodeFailure::failed(format!("the run's context is not valid JSON: {e}")))?;

@@ -20,13 +20,12 @@
 //! The SQL is in `core/sql/`, one statement per file.
 
 use crate::error::{CoreError, CoreResult};
-use crate::group_commit::{CommitGroup, Param};
+use crate::group_commit::{refs, CommitGroup, Param};
 use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tokio_postgres::types::ToSql;
 
 pub const FINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
 
@@ -632,10 +631,7 @@ impl RunStore {
         ];
         let rows = match &self.group {
             Some(group) => group.query(run_id, params).await?,
-            None => {
-                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-                self.pool.query("committing a node's output", &self.sql.commit, &refs).await?
-            }
+            None => self.pool.query("committing a node's output", &self.sql.commit, &refs(&params)).await?,
         };
         Ok(match rows.first() {
             Some(r) => {
