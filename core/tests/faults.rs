@@ -42,7 +42,7 @@ impl Drop for Tables {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_run_leaves_no_waiter_behind() {
     let (ctx, st) = (unique("c"), unique("s"));
-    let _tables = Tables(vec![ctx.clone(), st.clone()]);
+    let _tables = Tables(vec![ctx.clone(), format!("{ctx}_nodes"), st.clone()]);
     let client = RunClient::new(
         &pg(),
         &ctx,
