@@ -23,7 +23,6 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -356,46 +355,20 @@ async fn call_js<T: 'static + napi::bindgen_prelude::ToNapiValue + Send>(
     }
 }
 
-/// The context's entries as slices of its JSON text (nothing is copied or parsed).
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
-                    out.push(entry);
-                }
-                Ok(Entries(out))
-            }
-        }
-        d.deserialize_map(Visit)
-    }
-}
-
 /// What `runNode` is called with: the request's JSON without its context,
-/// then each context key and its value's JSON text. The context is never
-/// serialised again nor parsed here, and the JS side parses a value only when
-/// the node reads it, so a big context is not copied more than once on its
-/// way to node code (issue 12, item 10); the request is dropped before the
-/// node runs.
+/// then each context key and its value's JSON text. The core serialised each
+/// value once; the JS side parses a value only when the node reads it, so a
+/// big context is not copied more than once on its way to node code (issue
+/// 12, item 10); the request is dropped before the node runs.
 fn node_call(mut request: NodeRequest) -> Result<Vec<String>, String> {
-    let empty = RawValue::from_string("{}".into()).map_err(|e| e.to_string())?;
-    let context = std::mem::replace(&mut request.context, empty);
+    let context = std::mem::take(&mut request.context);
     let head = serde_json::to_string(&request).map_err(|e| e.to_string())?;
     drop(request);
-    let entries: Entries = serde_json::from_str(context.get()).map_err(|e| format!("the context: {e}"))?;
-    let mut call = Vec::with_capacity(1 + 2 * entries.0.len());
+    let mut call = Vec::with_capacity(1 + 2 * context.len());
     call.push(head);
-    for (key, value) in entries.0 {
+    for (key, value) in context {
         call.push(key);
-        call.push(value.get().to_string());
+        call.push(value);
     }
     Ok(call)
 }

@@ -15,7 +15,8 @@
 -- $20 a loop's body rows sent round again (reset to idle, iteration + 1: a loop controller that
 -- continues), $21 this node goes round again itself (idle, iteration + 1), $22 the job's iteration
 -- (a job of an earlier iteration changes nothing); $23/$24/$25 nodes this commit adds to the run (a
--- batch's items: id, input as JSON text, spec as JSON text), queued.
+-- batch's items: id, input as JSON text, spec as JSON text), queued; $26 per touched successor: the
+-- input an edge wrote is the output as it is ($3: its text is sent once, $12 is NULL).
 -- Returns: the successors it enqueued (and their iterations), the status when nothing of the run remains pending (final, or
 -- `awaiting`), the NOTIFY, the run's first error.
 WITH lk AS (
@@ -39,7 +40,8 @@ WITH lk AS (
   SELECT t.*, c.cur + c.new AS after, t.fire AND t.expected > 0
       AND ((t.is_any AND c.cur = 0 AND c.new > 0) OR (NOT t.is_any AND c.cur + c.new >= t.expected)) AS completes
   FROM unnest($5::text[], $6::bool[], $7::int[], $8::bool[], $9::bool[], $10::bool[], $11::bool[], $12::text[],
-    $13::bool[], $19::bool[]) AS t(id, ready, expected, is_any, fire, self, writes, input, binds, deferred), me, lk,
+    $13::bool[], $19::bool[], $26::bool[]) AS t(id, ready, expected, is_any, fire, self, writes, input, binds, deferred,
+    passes), me, lk,
     LATERAL (SELECT COALESCE((lk.arrivals ->> t.id)::int, 0) AS cur, (CASE WHEN t.self THEN 1 ELSE 0 END)
       + (SELECT count(*) FROM ow, unnest(ow.joined_now) j WHERE j = t.id) AS new) c
 ), rs AS (
@@ -68,7 +70,7 @@ WITH lk AS (
     route = CASE WHEN n.node_id = ANY($20::text[]) AND n.state IN ('idle', 'done') THEN NULL ELSE n.route END,
     joined = CASE WHEN n.node_id = ANY($20::text[]) AND n.state IN ('idle', 'done') THEN '{}' ELSE n.joined END,
     bound = n.bound OR x.binds,
-    input = CASE WHEN x.writes THEN x.input::jsonb ELSE n.input END
+    input = CASE WHEN x.writes AND x.passes THEN $3::text::jsonb WHEN x.writes THEN x.input::jsonb ELSE n.input END
   -- `= ANY($5)` makes it an index lookup of the touched rows (never a scan of the run's rows)
   FROM x WHERE n.run_id = $1 AND n.node_id = ANY($5::text[]) AND n.node_id = x.id
     AND (x.ready OR x.completes OR NOT (x.deferred AND x.expected > 0 AND NOT x.is_any))

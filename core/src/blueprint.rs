@@ -306,6 +306,12 @@ impl Blueprint {
         self.edges.iter().any(|e| e.target == id && e.condition.is_some())
     }
 
+    /// Whether routing `id`'s completion reads the run's context: one of its
+    /// edges (or those it inherits as a fallback) has a condition or a transform.
+    pub fn routing_reads_context(&self, id: &str) -> bool {
+        self.candidate_edges(id).iter().any(|e| e.condition.is_some() || e.transform.is_some())
+    }
+
     pub fn has_transformed_inbound(&self, id: &str) -> bool {
         self.transformed_targets.contains(id)
     }

@@ -195,10 +195,7 @@ impl JobRunner {
         };
         match outcome {
             Ok(done) => self.complete(bp, job, &node.id, done, context, facts, broker).await,
-            Err(failure) => {
-                let text = Value::Object(context.clone()).to_string();
-                self.node_failed(bp, job, node, failure, context, &text, facts, broker).await
-            }
+            Err(failure) => self.node_failed(bp, job, node, failure, context, facts, broker).await,
         }
     }
 

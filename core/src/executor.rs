@@ -4,7 +4,6 @@
 
 use crate::context_store::PatchOp;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,8 +29,10 @@ pub struct NodeRequest {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub input_from_mapping: bool,
     /// The run's context as read for this job: the context row, with the
-    /// keys of the node rows read (see `Blueprint::reads`).
-    pub context: Box<RawValue>,
+    /// keys of the node rows read (see `Blueprint::reads`), as each key and
+    /// its value's JSON text (node code parses a value when it reads it).
+    #[serde(skip)]
+    pub context: Vec<(String, String)>,
     /// Other nodes' keys (`_outputs.<id>`, `<id>`, `_inputs.<id>`) are not in
     /// `context`: node code reads them on demand.
     #[serde(skip_serializing_if = "std::ops::Not::not")]

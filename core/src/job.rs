@@ -232,7 +232,7 @@ impl JobRunner {
             );
             return self.refuse_run(job, &reason, broker).await;
         };
-        let (node, snapshot, all) = match bp.node(&job.node_id) {
+        let (node, mut snapshot, all) = match bp.node(&job.node_id) {
             Some(node) => {
                 let (needed, all) = bp.reads(&node.id);
                 let keys = bp.input_keys(&node.id);
@@ -259,7 +259,7 @@ impl JobRunner {
                 return Ok(Disposition::Ack);
             }
         }
-        let mut context = snapshot.context.clone().unwrap_or_default();
+        let mut context = snapshot.context.take().unwrap_or_default();
         if let Some(stored) = context.get("blueprintVersion") {
             if *stored != bp.version {
                 let reason = format!(
@@ -328,8 +328,6 @@ impl JobRunner {
             }
         }
 
-        // The context row and the node rows read (the node reads others on demand).
-        let context_text = Value::Object(context.clone()).to_string();
         if let Some(poison) = self.count_delivery(job, redelivery, broker).await? {
             return Ok(poison);
         }
@@ -352,7 +350,7 @@ impl JobRunner {
         if let Some(builtin) = crate::builtins::Builtin::of(node, &self.registry) {
             return self.run_builtin(builtin, &bp, node, job, &snapshot, context, &facts, broker).await;
         }
-        match self.execute(&bp, node, &node.uses, job, &context, &context_text, &facts).await {
+        match self.execute(&bp, node, &node.uses, job, &context, &facts).await {
             Ok(mut done) => {
                 // a batch item arrives at its gather
                 done.builtin = crate::builtins::item_arrival(snapshot.node.as_ref());
@@ -360,9 +358,7 @@ impl JobRunner {
             }
             Err(Failure::Interrupted) => Ok(Disposition::Requeue),
             Err(Failure::RunCancelled) => Ok(Disposition::Ack),
-            Err(Failure::Failed(failure)) => {
-                self.node_failed(&bp, job, node, failure, context, &context_text, &facts, broker).await
-            }
+            Err(Failure::Failed(failure)) => self.node_failed(&bp, job, node, failure, context, &facts, broker).await,
         }
     }
 
@@ -383,7 +379,6 @@ impl JobRunner {
         uses: &str,
         job: &JobMessage,
         context: &Map<String, Value>,
-        context_text: &str,
         facts: &Facts,
     ) -> Result<Executed, Failure> {
         if !self.registry.contains(uses) {
@@ -397,8 +392,19 @@ impl JobRunner {
         let input = facts
             .input(node, context)
             .map_err(|message| Failure::Failed(NodeFailure { message, fatal: true, writes: vec![] }))?;
-        let context_raw = serde_json::value::RawValue::from_string(context_text.to_string())
-            .map_err(|e| NodeFailure::failed(format!("the run's context is not valid JSON: {e}")))?;
+        // The context row and the node rows read (the node reads others on demand), each value's
+        // text once: the whole context is never one more copy of itself.
+        // In a partial read, a large value of another node's key (`<id>`, `_outputs.<id>`,
+        // `_inputs.<id>`) stays behind too: node code reads it when it uses it, and the input
+        // travels in the request anyway.
+        let mut context_entries = Vec::with_capacity(context.len());
+        for (k, v) in context {
+            let text = v.to_string();
+            let node_key = k.strip_prefix("_outputs.").or_else(|| k.strip_prefix("_inputs.")).unwrap_or(k);
+            if !(facts.partial && text.len() > crate::run_store::LAZY_VALUE_BYTES && bp.node(node_key).is_some()) {
+                context_entries.push((k.clone(), text));
+            }
+        }
         let request = NodeRequest {
             run_id: job.run_id.clone(),
             blueprint_id: bp.id.clone(),
@@ -408,7 +414,7 @@ impl JobRunner {
             config: serde_json::to_value(node.config.as_ref().map(config_json)).unwrap_or(Value::Null),
             input: input.value,
             input_from_mapping: input.from_mapping,
-            context: context_raw,
+            context: context_entries,
             partial: facts.partial,
             lazy_keys: facts.omitted.clone(),
             traceparent: job.traceparent.clone(),
@@ -439,7 +445,6 @@ impl JobRunner {
         node: &NodeDef,
         failure: NodeFailure,
         context: Map<String, Value>,
-        context_text: &str,
         facts: &Facts,
         broker: &Broker,
     ) -> CoreResult<Disposition> {
@@ -501,7 +506,7 @@ impl JobRunner {
                     "node:fallback",
                     json!({ "nodeId": node.id, "executionId": job.run_id, "fallback": key, "blueprintId": bp.id }),
                 );
-                match self.execute(bp, node, key, job, &context, context_text, facts).await {
+                match self.execute(bp, node, key, job, &context, facts).await {
                     Ok(mut done) => {
                         // the failed attempt's writes first, then the fallback's
                         writes.append(&mut done.writes);
@@ -549,10 +554,13 @@ impl JobRunner {
         }
         // Flowcraft records a completed node's output under both keys; an
         // undefined output leaves neither (as its serialised context does).
-        for key in [format!("_outputs.{node_id}"), node_id.to_string()] {
+        // Only the routing reads them here, and only for conditions and
+        // transforms: a big output is not copied for plain edges.
+        let keys = [format!("_outputs.{node_id}"), node_id.to_string()];
+        for key in &keys {
             match &done.output {
-                Some(v) => context.insert(key, v.clone()),
-                None => context.remove(&key),
+                Some(v) if bp.routing_reads_context(node_id) => context.insert(key.clone(), v.clone()),
+                _ => context.remove(key),
             };
         }
 
@@ -574,7 +582,7 @@ impl JobRunner {
         let route = routed.route;
         let deferred_inputs = route.iter().filter(|t| !bp.has_transformed_inbound(t)).cloned().collect();
         let mut effect = Effect {
-            output: done.output.clone(),
+            output: done.output,
             sets,
             deletes,
             inputs,

@@ -39,12 +39,33 @@ async fn condition_holds(
     truthy(evaluate(evaluator, condition, data, &scope).await.as_ref())
 }
 
+/// What a taken edge gives its target as `_inputs.<target>`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EdgeInput {
+    /// The source's output as it is (no transform): not copied, a commit
+    /// stores the output once and binds the input to it.
+    Output,
+    /// A value (`None` is `undefined`).
+    Value(Option<Value>),
+}
+
+impl EdgeInput {
+    /// The value, given the source's output.
+    pub fn resolve(self, output: Option<&Value>) -> Option<Value> {
+        match self {
+            EdgeInput::Output => output.cloned(),
+            EdgeInput::Value(v) => v,
+        }
+    }
+}
+
 pub struct Routed {
     /// Successor node ids, in edge order, without duplicates.
     pub route: Vec<String>,
-    /// `_inputs.<target>` values the taken edges set, in order; `None` is
-    /// `undefined` (the key is removed). Already applied to the context.
-    pub inputs: Vec<(String, Option<Value>)>,
+    /// `_inputs.<target>` the taken edges set, in order. Applied to the
+    /// context when an edge transform could read them (a value), not when
+    /// every taken edge passes the output on as is (`EdgeInput::Output`).
+    pub inputs: Vec<(String, EdgeInput)>,
     /// Targets whose input this routing bound to `_inputs.<target>`.
     pub bound: Vec<String>,
 }
@@ -78,15 +99,18 @@ pub async fn route(
     facts: RunFacts<'_>,
     evaluator: Option<&dyn NodeExecutor>,
 ) -> Routed {
+    let candidates = bp.candidate_edges(node_id);
+    // (a condition reads the result; a big output is not copied for edges that have none)
     let mut result = Map::new();
-    if let Some(o) = output {
-        result.insert("output".into(), o.clone());
-    }
-    if let Some(a) = action {
-        result.insert("action".into(), Value::String(a.to_string()));
+    if candidates.iter().any(|e| e.condition.is_some()) {
+        if let Some(o) = output {
+            result.insert("output".into(), o.clone());
+        }
+        if let Some(a) = action {
+            result.insert("action".into(), Value::String(a.to_string()));
+        }
     }
     let result = Value::Object(result);
-    let candidates = bp.candidate_edges(node_id);
     let mut matched = Vec::new();
     // A loop controller takes its edges with a condition that holds first, whatever their action.
     if bp.is_loop_controller(node_id) {
@@ -118,11 +142,23 @@ pub async fn route(
         context.contains_key(key)
             || key.strip_prefix("_outputs.").is_some_and(|id| id == node_id || facts.completed.contains(id))
     };
+    // Without a transform among the taken edges nothing reads `_inputs.<target>` here.
+    let transforms = matched.iter().any(|e| e.transform.is_some());
     for e in &matched {
         let inputs_key = format!("_inputs.{}", e.target);
         let target_inputs = bp.node(&e.target).and_then(|n| n.inputs.as_ref());
         let is_bound = bound.contains(&e.target);
         let explicit = is_bound || target_inputs.is_some();
+        if !transforms {
+            inputs.push((inputs_key, EdgeInput::Output));
+            if !explicit && bound.insert(e.target.clone()) {
+                newly_bound.push(e.target.clone());
+            }
+            if !route.contains(&e.target) {
+                route.push(e.target.clone());
+            }
+            continue;
+        }
         let mut source: Option<Value> = output.cloned();
         if e.transform.is_some() {
             let reference = match target_inputs {
@@ -157,7 +193,7 @@ pub async fn route(
             Some(v) => context.insert(inputs_key.clone(), v.clone()),
             None => context.remove(&inputs_key),
         };
-        inputs.push((inputs_key, input));
+        inputs.push((inputs_key, EdgeInput::Value(input)));
         if (!explicit || e.transform.is_some()) && bound.insert(e.target.clone()) {
             newly_bound.push(e.target.clone());
         }
@@ -222,7 +258,7 @@ mod tests {
             None,
         ));
         let inputs: Map<String, Value> =
-            routed.inputs.into_iter().map(|(k, v)| (k, v.unwrap_or(Value::Null))).collect();
+            routed.inputs.into_iter().map(|(k, v)| (k, v.resolve(Some(&output)).unwrap_or(Value::Null))).collect();
         // a named node's output, the source's own, the source's for a mapping,
         // and a bound join's `_inputs` value
         assert_eq!(inputs["_inputs.named"], json!("from-other"));
@@ -247,7 +283,37 @@ mod tests {
         let mut context = json!({"_inputs.b": "stale"}).as_object().unwrap().clone();
         let none = BTreeSet::new();
         let routed = run(route(&bp, "a", None, None, &mut context, RunFacts { completed: &none, bound: &none }, None));
-        assert_eq!(routed.inputs, vec![("_inputs.b".to_string(), None), ("_inputs.c".to_string(), None)]);
+        let undefined = EdgeInput::Value(None);
+        assert_eq!(
+            routed.inputs,
+            vec![("_inputs.b".to_string(), undefined.clone()), ("_inputs.c".to_string(), undefined)]
+        );
         assert!(!context.contains_key("_inputs.b"));
+    }
+
+    #[test]
+    fn edges_without_transforms_pass_the_output_on_uncopied() {
+        let bp = Blueprint::from_value(json!({"id": "b", "nodes": [
+            {"id": "a", "uses": "x"}, {"id": "b", "uses": "x"}, {"id": "c", "uses": "x", "inputs": "a"}
+        ], "edges": [
+            {"source": "a", "target": "b"},
+            {"source": "a", "target": "c"}
+        ]}))
+        .unwrap();
+        let mut context = Map::new();
+        let none = BTreeSet::new();
+        let output = json!({"big": "value"});
+        let facts = RunFacts { completed: &none, bound: &none };
+        let routed = run(route(&bp, "a", Some(&output), None, &mut context, facts, None));
+        let output_on = EdgeInput::Output;
+        assert_eq!(
+            routed.inputs,
+            vec![("_inputs.b".to_string(), output_on.clone()), ("_inputs.c".to_string(), output_on)]
+        );
+        assert_eq!(routed.route, ["b", "c"]);
+        // a target without `inputs` is bound to `_inputs.<id>`; one with `inputs` is not
+        assert_eq!(routed.bound, ["b"]);
+        assert!(context.is_empty());
+        assert_eq!(EdgeInput::Output.resolve(Some(&output)), Some(output));
     }
 }

@@ -80,10 +80,19 @@ fn has_output(alias: &str) -> String {
     format!("{alias}.output IS NOT NULL AND ({alias}.state = 'done' OR {alias}.iteration > 0)")
 }
 
+/// A value larger than this (bytes) is left out of a partial read when node code does not
+/// need it at once: the context row's user keys the node's inputs do not name (`KEPT`), and
+/// other nodes' keys (`JobRunner::execute`). Node code reads them on first use.
+pub const LAZY_VALUE_BYTES: usize = 2048;
+
 /// The context row keys a partial load keeps (`e` a key and value of it): bookkeeping and
 /// `_`-keys, the keys the node's inputs name (`$3`), and small values.
-const KEPT: &str = "left(e.key, 1) = '_' OR e.key IN ('blueprintId', 'blueprintVersion') \
-     OR e.key = ANY($3::text[]) OR pg_column_size(e.value) <= 2048";
+fn kept() -> String {
+    format!(
+        "left(e.key, 1) = '_' OR e.key IN ('blueprintId', 'blueprintVersion') \
+         OR e.key = ANY($3::text[]) OR pg_column_size(e.value) <= {LAZY_VALUE_BYTES}"
+    )
+}
 
 /// Every statement, with the tables' names in place.
 struct Sql {
@@ -152,10 +161,10 @@ impl Sql {
                     .replace("{which}", "n.node_id = ANY($2::text[])")
                     .replace("{context_text}", &format!(
                         "CASE WHEN c.context_data IS NOT NULL THEN COALESCE((SELECT jsonb_object_agg(e.key, e.value) \
-                         FROM jsonb_each(c.context_data) e WHERE {KEPT}), '{{}}'::jsonb)::text END"
+                         FROM jsonb_each(c.context_data) e WHERE {kept}), '{{}}'::jsonb)::text END", kept = kept()
                     ))
                     .replace("{omitted}", &format!(
-                        "ARRAY(SELECT e.key FROM jsonb_each(COALESCE(c.context_data, '{{}}'::jsonb)) e WHERE NOT ({KEPT}))"
+                        "ARRAY(SELECT e.key FROM jsonb_each(COALESCE(c.context_data, '{{}}'::jsonb)) e WHERE NOT ({kept}))", kept = kept()
                     )),
             ),
             load_all: plain(
@@ -248,13 +257,15 @@ pub struct Merged {
 }
 
 /// Adds the keys node rows stand for to `context`: `_outputs.<id>` and `<id>`
-/// of done nodes with an output, `_inputs.<id>` of bound nodes.
-pub fn merge_rows(context: &mut Map<String, Value>, rows: &[NodeRow]) -> Merged {
+/// of done nodes with an output, `_inputs.<id>` of bound nodes. The values move
+/// out of the rows (left `null`): a big output is held by the context only.
+pub fn merge_rows(context: &mut Map<String, Value>, rows: &mut [NodeRow]) -> Merged {
     let mut merged = Merged::default();
     for r in rows {
         if r.has_output() {
-            context.insert(format!("_outputs.{}", r.id), r.output.clone());
-            context.insert(r.id.clone(), r.output.clone());
+            let output = std::mem::take(&mut r.output);
+            context.insert(format!("_outputs.{}", r.id), output.clone());
+            context.insert(r.id.clone(), output);
         } else if r.state == "done" {
             merged.undefined.insert(r.id.clone());
         }
@@ -262,7 +273,7 @@ pub fn merge_rows(context: &mut Map<String, Value>, rows: &[NodeRow]) -> Merged 
             merged.bound.insert(r.id.clone());
         }
         if r.has_input {
-            context.insert(format!("_inputs.{}", r.id), r.input.clone());
+            context.insert(format!("_inputs.{}", r.id), std::mem::take(&mut r.input));
         }
     }
     merged
@@ -405,8 +416,8 @@ pub struct Effect {
     pub ready: Vec<String>,
     pub joins: Vec<JoinArrival>,
     /// Successors whose input this node's edges wrote to `_inputs.<id>`, and
-    /// that input (None: `undefined`).
-    pub inputs: Vec<(String, Option<Value>)>,
+    /// that input (the output as it is, or a value; None: `undefined`).
+    pub inputs: Vec<(String, crate::routing::EdgeInput)>,
     /// Successors whose input is bound to `_inputs.<id>` from now on (`routing`).
     pub bound: Vec<String>,
     /// Successors whose input no edge transform reads before they run: an
@@ -487,9 +498,9 @@ impl RunStore {
             },
             None => None,
         };
-        let nodes = parse_rows(row.get(3))?;
+        let mut nodes = parse_rows(row.get(3))?;
         let merged = match context.as_mut() {
-            Some(c) => merge_rows(c, &nodes),
+            Some(c) => merge_rows(c, &mut nodes),
             None => Merged::default(),
         };
         Ok(RunSnapshot {
@@ -589,7 +600,17 @@ impl RunStore {
         let arrives: Vec<bool> =
             ids.iter().map(|t| arrival(t).is_some_and(|j| j.members.iter().any(|m| m == node_id))).collect();
         let wrote: Vec<bool> = ids.iter().map(|t| input(t).is_some()).collect();
-        let inputs: Vec<Option<String>> = ids.iter().map(|t| input(t).and_then(|(_, v)| json_text(v))).collect();
+        use crate::routing::EdgeInput;
+        // an input that is the output as it is is bound to `$3` in SQL: its text is sent once
+        let passes_output: Vec<bool> =
+            ids.iter().map(|t| input(t).is_some_and(|(_, v)| *v == EdgeInput::Output)).collect();
+        let inputs: Vec<Option<String>> = ids
+            .iter()
+            .map(|t| match input(t) {
+                Some((_, EdgeInput::Value(v))) => json_text(v),
+                _ => None,
+            })
+            .collect();
         let binds: Vec<bool> = ids.iter().map(|t| effect.bound.iter().any(|b| b == t)).collect();
         let deferred: Vec<bool> = ids.iter().map(|t| effect.deferred_inputs.iter().any(|d| d == t)).collect();
         // The nodes this fallback arrives for, at each join (counted once each: `joined`).
@@ -628,6 +649,7 @@ impl RunStore {
             Box::new(own(&spawn_ids)),
             Box::new(spawn_inputs),
             Box::new(spawn_specs),
+            Box::new(passes_output),
         ];
         let rows = match &self.group {
             Some(group) => group.query(run_id, params).await?,
@@ -787,13 +809,13 @@ impl RunStore {
         let parse = |i: usize| -> Value {
             r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
         };
-        let nodes = parse_rows(r.get(7))?;
+        let mut nodes = parse_rows(r.get(7))?;
         let mut context = match parse(2) {
             Value::Object(m) => Some(m),
             _ => None,
         };
         let merged = match context.as_mut() {
-            Some(c) => merge_rows(c, &nodes),
+            Some(c) => merge_rows(c, &mut nodes),
             None => Merged::default(),
         };
         let routes: Map<String, Value> = nodes

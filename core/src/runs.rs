@@ -373,6 +373,11 @@ impl RunClient {
             let routed =
                 crate::routing::route(&bp, node, Some(&out), Some(action), &mut context, facts, evaluator).await;
             for (k, v) in routed.inputs {
+                if v == crate::routing::EdgeInput::Output {
+                    // (routing left it out of the context; a later wait node's edge transform may read it)
+                    context.insert(k.clone(), out.clone());
+                }
+                let v = v.resolve(Some(&out));
                 if let Some(t) = k.strip_prefix("_inputs.") {
                     inputs.retain(|(o, _)| o != t);
                     inputs.push((t.to_string(), v));
