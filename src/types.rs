@@ -35,9 +35,12 @@ use crate::{PgTargetJs, RedisTargetJs, TlsJs};
 /// `{ ok: true, result: { output?, action? }, writes: [{ op: 'set', key, value } | { op: 'delete', key }] }`
 /// or `{ ok: false, error: { message, name, fatal? }, writes }`. `output` absent
 /// is `undefined` (no `_outputs.<id>` key), `null` is `null`; a failure's
-/// `writes` are committed with it; `fatal: true` (Flowcraft's `isFatal`) runs
-/// no fallback. The JS side runs middleware, retries, the per-attempt timeout
-/// and the class lifecycle; the core decides blueprint fallbacks and routing.
+/// `writes` (the node's, its `recover()`'s, middleware's) are committed with
+/// it; `fatal: true` (Flowcraft's `isFatal`) runs no fallback. Strings
+/// PostgreSQL cannot store (U+0000, lone surrogates) in the output or a write
+/// fail the node on the JS side. The JS side runs middleware, retries
+/// (`config.maxRetries` attempts in all), the per-attempt `config.timeout` and
+/// the class lifecycle; the core decides blueprint fallbacks and routing.
 #[napi]
 pub type RunNodeFn = ThreadsafeFunction<Vec<String>, Promise<String>, Vec<String>, Status, false>;
 
