@@ -717,7 +717,7 @@ async function buildConfig(s) {
 	if (s.pg.passwordFn) pg.password = String(await s.pg.passwordFn())
 	const kinds = {}
 	for (const [key, impl] of s.registry) kinds[key] = isNodeClass(impl) ? 'class' : 'function'
-	return {
+	return withoutNulls({
 		amqpUrl: s.amqpUrl,
 		amqpTls: s.amqpTls,
 		amqpAlternateUrls: s.amqpAlternateUrls,
@@ -735,7 +735,17 @@ async function buildConfig(s) {
 		registry: kinds,
 		customEvaluator: !!s.runtimeOptions.evaluator,
 		timings: s.timings,
+	})
+}
+
+/** napi's optional fields take undefined, not null (JSON text had no such difference). */
+function withoutNulls(obj) {
+	const out = {}
+	for (const [k, v] of Object.entries(obj)) {
+		if (v === null) continue
+		out[k] = isObject(v) && !Array.isArray(v) ? withoutNulls(v) : v
 	}
+	return out
 }
 
 async function stopWorker(s, timeoutMs) {
