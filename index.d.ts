@@ -15,6 +15,7 @@ export type ErrorCode =
 	| 'ERR_NOT_IMPLEMENTED'
 	| 'ERR_AMQP_CREDENTIALS'
 	| 'ERR_NATIVE_MISSING'
+	| 'ERR_NATIVE'
 	| 'ERR_WORKER_STATE'
 	| 'ERR_NODE_TIMEOUT'
 	| 'ERR_NODE_CANCELLED'
@@ -46,6 +47,7 @@ export type ErrorCode =
  * - `ERR_NOT_IMPLEMENTED`: a documented-but-unsupported input (Redis Cluster/Sentinel).
  * - `ERR_AMQP_CREDENTIALS`: an amqplib connection to a non-loopback host and no `amqpUrl` / `RABBITMQ_URL`.
  * - `ERR_NATIVE_MISSING`: the native addon is not built (`npm run build`).
+ * - `ERR_NATIVE`: a native call failed without a code of its own (a bug of this package: please report it).
  * - `ERR_WORKER_STATE`: e.g. `start()` after `stop()`, the run API after `stop()` / `close()`,
  *   `resumeWithAction()` on a run that is not awaiting.
  * - `ERR_NODE_TIMEOUT` / `ERR_NODE_CANCELLED`: a node attempt timed out / the worker stopped.
@@ -72,6 +74,7 @@ export declare const ErrorCodes: {
 	readonly NOT_IMPLEMENTED: 'ERR_NOT_IMPLEMENTED'
 	readonly AMQP_CREDENTIALS: 'ERR_AMQP_CREDENTIALS'
 	readonly NATIVE_MISSING: 'ERR_NATIVE_MISSING'
+	readonly NATIVE: 'ERR_NATIVE'
 	readonly WORKER_STATE: 'ERR_WORKER_STATE'
 	readonly NODE_TIMEOUT: 'ERR_NODE_TIMEOUT'
 	readonly NODE_CANCELLED: 'ERR_NODE_CANCELLED'

@@ -1,7 +1,7 @@
 'use strict'
 
 // Unit tests of lib/node-runner.js: the JS side of the runNode protocol
-// (docs/native-api.md). No services and no native addon are needed.
+// (`RunNodeFn` in native.d.ts). No services and no native addon are needed.
 
 const { createNodeRunner, isNodeClass } = require('../lib/node-runner')
 

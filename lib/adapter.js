@@ -482,7 +482,7 @@ class RabbitMqAdapter {
 		starting.set(runId, call)
 		let out
 		try {
-			out = JSON.parse(await call)
+			out = await call
 		} finally {
 			if (starting.get(runId) === call) starting.delete(runId)
 		}
@@ -529,7 +529,7 @@ class RabbitMqAdapter {
 		}
 		const left = Math.ceil(Math.max(0, timeoutMs - (Date.now() - started)))
 		try {
-			return JSON.parse(await this._call('waitForRun', runId, left))
+			return JSON.parse((await this._call('waitForRun', runId, left)).statusDataJson)
 		} catch (err) {
 			// the message names the time the caller gave, not what was left of it
 			if (err?.code === CODES.TIMEOUT) err.message = err.message.replace(`within ${left} ms`, `within ${timeoutMs} ms`)
@@ -543,18 +543,19 @@ class RabbitMqAdapter {
 	 */
 	async getRun(runId) {
 		checkRunId(runId, 'getRun(): runId')
-		const text = await this._call('getRun', runId)
-		if (text === null || text === undefined) return undefined
-		const r = JSON.parse(text)
-		const statusData = r.statusData === null || typeof r.statusData !== 'object' ? undefined : r.statusData
+		const r = await this._call('getRun', runId)
+		if (r === null || r === undefined) return undefined
+		const data = JSON.parse(r.statusDataJson)
+		const statusData = data === null || typeof data !== 'object' ? undefined : data
+		const context = JSON.parse(r.contextJson)
 		const out = {
 			runId: r.runId,
-			status: r.status === undefined ? null : r.status,
-			blueprintId: r.blueprintId === null ? undefined : r.blueprintId,
+			status: r.status ?? null,
+			blueprintId: r.blueprintId ?? undefined,
 			updatedAt: r.updatedAt ? new Date(r.updatedAt) : undefined,
 			statusData,
-			context: r.context && typeof r.context === 'object' ? r.context : {},
-			nodes: Array.isArray(r.nodes) ? r.nodes : [],
+			context: context && typeof context === 'object' ? context : {},
+			nodes: r.nodes,
 		}
 		if (statusData && typeof statusData.reason === 'string') out.reason = statusData.reason
 		return out
@@ -570,14 +571,14 @@ class RabbitMqAdapter {
 		if (o.status !== undefined && o.status !== null && (typeof o.status !== 'string' || o.status === '')) {
 			throw invalidArgument(`listRuns(): options.status must be a status such as 'running'; got ${describe(o.status)}`)
 		}
-		const rows = JSON.parse(await this._call('listRuns', limit, o.status ?? null))
+		const rows = await this._call('listRuns', limit, o.status ?? null)
 		return rows.map((r) => {
 			const row = {
 				runId: r.runId,
 				status: r.status ?? null,
-				blueprintId: r.blueprintId ?? undefined,
-				idleSeconds: typeof r.idleSeconds === 'number' ? r.idleSeconds : undefined,
-				doneNodes: Number(r.doneNodes) || 0,
+				blueprintId: r.blueprintId,
+				idleSeconds: r.idleSeconds,
+				doneNodes: r.doneNodes,
 			}
 			if (typeof r.reason === 'string') row.reason = r.reason
 			return row
@@ -650,8 +651,8 @@ class RabbitMqAdapter {
 		if (cancelled && this._s.runner) this._s.runner.abortRun(runId)
 		// the blueprint id for the event costs a read of the run: only when someone listens
 		if (cancelled && this._s.workerEventBus) {
-			const text = await this._call('getRun', runId).catch(() => null)
-			const blueprintId = text ? JSON.parse(text).blueprintId : undefined
+			const report = await this._call('getRun', runId).catch(() => null)
+			const blueprintId = report?.blueprintId
 			await emitEvent(this._s.workerEventBus, this._s.log, 'workflow:finish', {
 				blueprintId: typeof blueprintId === 'string' ? blueprintId : '',
 				executionId: runId,
@@ -672,12 +673,12 @@ class RabbitMqAdapter {
 		if (!w) return { ...ZERO_STATS }
 		let c
 		try {
-			c = JSON.parse(w.counters())
+			c = w.counters()
 		} catch {
 			return { ...ZERO_STATS }
 		}
 		const out = {}
-		for (const k of Object.keys(ZERO_STATS)) out[k] = Number(c[k]) || 0
+		for (const k of Object.keys(ZERO_STATS)) out[k] = c[k]
 		return out
 	}
 
@@ -688,16 +689,16 @@ class RabbitMqAdapter {
 	async deadLetters(options) {
 		const o = optionsObject(options, 'deadLetters()', ['limit'])
 		const limit = o.limit === undefined ? 100 : checkLimit(o.limit, 'deadLetters(): options.limit')
-		const list = JSON.parse(await this._call('deadLetters', limit))
+		const list = await this._call('deadLetters', limit)
 		return list.map((d) => {
-			const out = { body: String(d.body), reason: String(d.reason || '') }
+			const out = { body: d.body, reason: d.reason }
 			try {
 				const job = JSON.parse(out.body)
 				if (job !== null && typeof job === 'object') out.job = job
 			} catch {
 				// not JSON: body says it all
 			}
-			if (Number(d.deadAt) > 0) out.deadAt = new Date(Number(d.deadAt))
+			if (d.deadAt > 0) out.deadAt = new Date(d.deadAt)
 			return out
 		})
 	}
@@ -710,13 +711,13 @@ class RabbitMqAdapter {
 	}
 }
 
-/** The JSON config both native objects are built from (resolves pg's password function). */
+/** The NativeConfig both native objects are built from (native.d.ts; resolves pg's password function). */
 async function buildConfig(s) {
 	const pg = { ...s.pg.target }
 	if (s.pg.passwordFn) pg.password = String(await s.pg.passwordFn())
 	const kinds = {}
 	for (const [key, impl] of s.registry) kinds[key] = isNodeClass(impl) ? 'class' : 'function'
-	return JSON.stringify({
+	return withoutNulls({
 		amqpUrl: s.amqpUrl,
 		amqpTls: s.amqpTls,
 		amqpAlternateUrls: s.amqpAlternateUrls,
@@ -730,11 +731,21 @@ async function buildConfig(s) {
 		concurrency: s.concurrency,
 		maxDeliveries: s.maxDeliveries,
 		createTables: s.createTables,
-		blueprints: s.blueprints,
+		blueprintsJson: JSON.stringify(s.blueprints),
 		registry: kinds,
 		customEvaluator: !!s.runtimeOptions.evaluator,
 		timings: s.timings,
 	})
+}
+
+/** napi's optional fields take undefined, not null (JSON text had no such difference). */
+function withoutNulls(obj) {
+	const out = {}
+	for (const [k, v] of Object.entries(obj)) {
+		if (v === null) continue
+		out[k] = isObject(v) && !Array.isArray(v) ? withoutNulls(v) : v
+	}
+	return out
 }
 
 async function stopWorker(s, timeoutMs) {

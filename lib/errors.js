@@ -2,6 +2,10 @@
 
 // Every error this package raises carries a stable `code`, so callers can branch on
 // `err.code` instead of parsing messages. Native errors arrive with their own code.
+//
+// CODES is the one list: index.d.ts (ErrorCode, ErrorCodes), the README's Errors
+// table, the codes of core/src/error.rs and every ERR_ code written anywhere else in
+// the sources and docs are checked against it (__test__/error-codes.test.js).
 
 /** Every stable error code of the package, from the JS layer and the native core. */
 const CODES = Object.freeze({
@@ -12,6 +16,8 @@ const CODES = Object.freeze({
 	NOT_IMPLEMENTED: 'ERR_NOT_IMPLEMENTED',
 	AMQP_CREDENTIALS: 'ERR_AMQP_CREDENTIALS',
 	NATIVE_MISSING: 'ERR_NATIVE_MISSING',
+	// a native call failed without a code of its own (a bug of this package)
+	NATIVE: 'ERR_NATIVE',
 	WORKER_STATE: 'ERR_WORKER_STATE',
 	NODE_TIMEOUT: 'ERR_NODE_TIMEOUT',
 	NODE_CANCELLED: 'ERR_NODE_CANCELLED',
@@ -35,6 +41,16 @@ const CODES = Object.freeze({
 	TLS: 'ERR_TLS',
 	QUEUE_NOT_FOUND: 'ERR_QUEUE_NOT_FOUND',
 	QUEUE_MISMATCH: 'ERR_QUEUE_MISMATCH',
+})
+
+/**
+ * The codes only the command line raises (bin/, lib/cli/), besides CODES: it reports
+ * them and exits, so the API never rejects with one.
+ */
+const CLI_CODES = Object.freeze({
+	AMQPLIB_MISSING: 'ERR_AMQPLIB_MISSING',
+	BLUEPRINTS_TYPESCRIPT: 'ERR_BLUEPRINTS_TYPESCRIPT',
+	BLUEPRINTS_LOAD: 'ERR_BLUEPRINTS_LOAD',
 })
 
 /** An Error (or TypeError, for wrong argument types) with a stable `code`. */
@@ -109,6 +125,7 @@ function describe(value) {
 
 module.exports = {
 	CODES,
+	CLI_CODES,
 	codedError,
 	invalidArgument,
 	checkTableName,

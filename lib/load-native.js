@@ -43,7 +43,7 @@ function loadNative() {
 }
 
 // napi-rs gives errors of async native calls the generic status as `code` and puts
-// our stable code in the message as "[ERR_X] ..."; napi's own argument conversion
+// our stable code in the message as "[ERR_PG] ..."; napi's own argument conversion
 // failures carry statuses like "StringExpected". Rebuild them as errors of this
 // realm (so `instanceof Error` holds in jest and vm contexts too) with the stable code,
 // and with a stack that shows the JS call site rather than nothing.
@@ -74,7 +74,7 @@ function fromNative(err) {
 	} else if (NAPI_ARGUMENT_STATUSES.has(err.code)) {
 		code = CODES.INVALID_ARGUMENT
 	} else {
-		code = typeof err.code === 'string' ? err.code : 'ERR_NATIVE'
+		code = typeof err.code === 'string' ? err.code : CODES.NATIVE
 	}
 	const out = codedError(code, message, { cause: err, type: code === CODES.INVALID_ARGUMENT ? 'TypeError' : undefined })
 	// The core says which failures may heal (a refused or dropped connection, a

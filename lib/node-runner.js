@@ -3,7 +3,7 @@
 // Runs one node for the native core: the core decides WHAT runs (routing, joins,
 // blueprint-level fallbacks, persistence); this module runs the user's code the way
 // Flowcraft's NodeExecutor does (middleware, retries, class lifecycle, events) and
-// answers with the result and the context writes, as JSON text (docs/native-api.md).
+// answers with the result and the context writes, as JSON text (`RunNodeFn` in native.d.ts).
 
 const { setTimeout: sleep } = require('node:timers/promises')
 const { emitEvent } = require('./callbacks')

@@ -1,7 +1,7 @@
 'use strict'
 
 // Turns the user's `pg`, `ioredis` and `amqplib` objects (or URLs / config objects)
-// into the plain connection targets the native core understands (docs/native-api.md).
+// into the plain connection targets the native core understands (`PgTargetJs`, `RedisTargetJs` in native.d.ts).
 // Only properties are read: none of those packages is required at run time (node-pg's
 // own connection-string parser, pg-connection-string, is a dependency), and the
 // user's own connections are never used for I/O by this package.

@@ -2,8 +2,12 @@
 //! and maps core errors to JS errors. No business logic here.
 //!
 //! napi-rs async functions can only reject with a generic status, so a core
-//! error crosses as `[CODE] message`; the JS layer (lib/errors.js) moves the
-//! code to `error.code`.
+//! error crosses as `[CODE] message`; the JS layer (lib/load-native.js) moves
+//! the code to `error.code`. The typed boundary (callbacks, config, results)
+//! is in `types.rs`; `napi build` writes all of it, with these doc comments,
+//! to `native.d.ts`.
+
+mod types;
 
 use flowcraft_core::amqp::{QueueTarget, QueueType};
 use flowcraft_core::blueprint::Blueprints;
@@ -18,7 +22,7 @@ use flowcraft_core::runs::RunClient;
 use flowcraft_core::timings::Timings;
 use flowcraft_core::tls::{TlsSettings, Verify};
 use flowcraft_core::worker::{Worker, WorkerConfig};
-use napi::bindgen_prelude::Promise;
+use napi::bindgen_prelude::{Either3, Promise};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
@@ -28,6 +32,10 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use types::{
+    json_number, CoordinateFn, DeadLetter, EvaluateFn, FinishedRun, NativeConfig, NotifyFn, RunNodeFn, RunReport,
+    RunSummary, StartedRun, WeakCoordinateFn, WorkerCounters,
+};
 
 /// Runs when Node loads the addon, before any thread of ours exists: every
 /// thread (tokio's and lapin's I/O thread) gets a stack deep enough for any
@@ -54,16 +62,20 @@ fn invalid(message: String) -> napi::Error {
     js_error(CoreError::InvalidArgument(message))
 }
 
-/// Where a PostgreSQL server is (see docs/native-api.md).
+/// Where a PostgreSQL server is (lib/targets.js `toPgTarget`). All optional:
+/// missing fields fall back to libpq's defaults. One pool per distinct target
+/// per process, shared by every context, store and worker.
 #[napi(object)]
 #[derive(Clone, Default)]
 pub struct PgTargetJs {
+    /// `postgres://user:pass@host:port/db?...`, or libpq's `host=a,b ...` (several hosts).
     pub connection_string: Option<String>,
     pub host: Option<String>,
     pub port: Option<u32>,
     pub user: Option<String>,
     pub password: Option<String>,
     pub database: Option<String>,
+    /// true: TLS, fully verified (node-pg's `ssl: true`).
     pub ssl: Option<bool>,
     pub tls: Option<TlsJs>,
 }
@@ -81,6 +93,7 @@ pub struct TlsJs {
     /// The name to verify and send as SNI, when it is not the host.
     pub server_name: Option<String>,
     /// 'full' (default), 'chain' (not the host name) or 'none'.
+    #[napi(ts_type = "'full' | 'chain' | 'none'")]
     pub verify: Option<String>,
     /// PostgreSQL only: a server without TLS may be used in plaintext (libpq's prefer).
     pub optional: Option<bool>,
@@ -132,10 +145,12 @@ impl PgTargetJs {
     }
 }
 
-/// Where a Redis server is (see docs/native-api.md).
+/// Where a Redis server is (lib/targets.js `toRedisTarget`). One multiplexed
+/// connection per distinct target per process.
 #[napi(object)]
 #[derive(Clone, Default)]
 pub struct RedisTargetJs {
+    /// `redis://`, `rediss://` or `redis+unix://`.
     pub url: Option<String>,
     pub host: Option<String>,
     pub port: Option<u32>,
@@ -143,6 +158,10 @@ pub struct RedisTargetJs {
     pub password: Option<String>,
     pub db: Option<u32>,
     pub tls: Option<TlsJs>,
+    /// ioredis' `keyPrefix`, prepended to the keys the core writes (in
+    /// `NativeConfig.redis`; `NativeRedisStore` ignores it: the JS store
+    /// prefixes its keys itself).
+    pub key_prefix: Option<String>,
 }
 
 impl RedisTargetJs {
@@ -156,14 +175,15 @@ impl RedisTargetJs {
             password: self.password.clone(),
             db: self.db.map(i64::from),
             tls: self.tls.as_ref().map(TlsJs::core).transpose()?,
-            // The JS store prefixes its keys itself.
-            key_prefix: None,
+            key_prefix: self.key_prefix.clone(),
             timings: Timings::default(),
         })
     }
 }
 
-/// One run's context row (PostgresContext's engine).
+/// One run's context row (PostgresContext's engine). Values cross as JSON
+/// text; every call is one statement. The constructor throws
+/// `[ERR_INVALID_TABLE_NAME]` synchronously.
 #[napi]
 pub struct NativeContext {
     inner: Arc<ContextStore>,
@@ -183,6 +203,7 @@ impl NativeContext {
         self.inner.get(&key).await.map_err(js_error)
     }
 
+    /// Sets `key` to the value whose JSON text is `valueJson`.
     #[napi]
     pub async fn set(&self, key: String, value_json: String) -> napi::Result<()> {
         self.inner.set(&key, &value_json).await.map_err(js_error)
@@ -193,23 +214,27 @@ impl NativeContext {
         self.inner.has(&key).await.map_err(js_error)
     }
 
+    /// True only when the key existed.
     #[napi]
     pub async fn delete(&self, key: String) -> napi::Result<bool> {
         self.inner.delete(&key).await.map_err(js_error)
     }
 
+    /// JSON text of the whole context (`{}` when the run has no row).
     #[napi]
     pub async fn to_json(&self) -> napi::Result<String> {
         self.inner.to_json().await.map_err(js_error)
     }
 
+    /// Applies JSON text `[{ op: 'set', key, value } | { op: 'delete', key }]`
+    /// in one statement.
     #[napi]
     pub async fn patch(&self, operations_json: String) -> napi::Result<()> {
         self.inner.patch(&operations_json).await.map_err(js_error)
     }
 }
 
-/// RedisCoordinationStore's engine.
+/// RedisCoordinationStore's engine (keys as given: the JS store prefixes them).
 #[napi]
 pub struct NativeRedisStore {
     inner: Coordination,
@@ -219,7 +244,9 @@ pub struct NativeRedisStore {
 impl NativeRedisStore {
     #[napi(constructor)]
     pub fn new(target: RedisTargetJs) -> napi::Result<Self> {
-        Ok(NativeRedisStore { inner: Coordination::shared(&target.core()?).map_err(js_error)? })
+        // The JS store prefixes its keys itself.
+        let target = RedisTarget { key_prefix: None, ..target.core()? };
+        Ok(NativeRedisStore { inner: Coordination::shared(&target).map_err(js_error)? })
     }
 
     #[napi]
@@ -248,57 +275,80 @@ impl NativeRedisStore {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConfigJson {
+/// `NativeConfig` read into the core's types.
+struct Config {
     amqp_url: String,
-    /// TLS settings for `amqps://` beside the URL's own (e.g. the CA when the
-    /// user passed an amqplib connection, which keeps no socket options).
-    #[serde(default)]
     amqp_tls: Option<TlsSettings>,
-    /// Other nodes of the broker's cluster.
-    #[serde(default)]
     amqp_alternate_urls: Vec<String>,
-    /// 'classic' | 'quorum': declare missing queues so, refuse others.
-    #[serde(default)]
     queue_type: Option<QueueType>,
-    #[serde(default)]
     queue_arguments: Option<serde_json::Map<String, Value>>,
-    /// false: never declare queues (read-only tools); a missing one is an error.
-    #[serde(default = "yes")]
     declare_queues: bool,
     pg: PgTarget,
-    /// Absent when the user's coordination store is not ours: then its
-    /// methods are called through the `coordinate` callback.
-    #[serde(default)]
     redis: Option<RedisTarget>,
     queue_name: String,
     context_table_name: String,
     status_table_name: String,
-    #[serde(default = "default_concurrency")]
     concurrency: usize,
-    #[serde(default = "yes")]
     create_tables: bool,
     blueprints: Value,
-    registry: serde_json::Map<String, Value>,
-    #[serde(default)]
+    registry: HashSet<String>,
     custom_evaluator: bool,
-    #[serde(default = "default_max_deliveries")]
     max_deliveries: u32,
-    /// Every timeout and backoff (core/src/timings.rs); absent fields keep their defaults.
-    #[serde(default)]
     timings: Timings,
 }
 
-impl ConfigJson {
-    fn parse(text: &str, what: &str) -> napi::Result<ConfigJson> {
-        let mut config: ConfigJson = serde_json::from_str(text).map_err(|e| js_error(CoreError::json(what, e)))?;
+impl Config {
+    fn read(c: NativeConfig, what: &str) -> napi::Result<Config> {
+        let json = |e| js_error(CoreError::json(what, e));
+        let queue_type = match c.queue_type.as_deref() {
+            None => None,
+            Some("classic") => Some(QueueType::Classic),
+            Some("quorum") => Some(QueueType::Quorum),
+            Some(other) => return Err(invalid(format!("queueType {other:?} must be 'classic' or 'quorum'"))),
+        };
+        let queue_arguments = c.queue_arguments.map(|args| {
+            args.into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Either3::A(s) => Value::String(s),
+                        Either3::B(n) => json_number(n),
+                        Either3::C(b) => Value::Bool(b),
+                    };
+                    (k, v)
+                })
+                .collect()
+        });
+        let timings: Timings = match c.timings {
+            Some(t) => serde_json::from_value(Value::Object(t.into_iter().map(|(k, v)| (k, json_number(v))).collect()))
+                .map_err(json)?,
+            None => Timings::default(),
+        };
         // The timings travel with each service's target.
-        config.pg.timings = config.timings.clone();
-        if let Some(r) = config.redis.as_mut() {
-            r.timings = config.timings.clone();
-        }
-        Ok(config)
+        let pg = PgTarget { timings: timings.clone(), ..c.pg.core()? };
+        let redis = match c.redis {
+            Some(r) => Some(RedisTarget { timings: timings.clone(), ..r.core()? }),
+            None => None,
+        };
+        Ok(Config {
+            amqp_url: c.amqp_url,
+            amqp_tls: c.amqp_tls.as_ref().map(TlsJs::core).transpose()?,
+            amqp_alternate_urls: c.amqp_alternate_urls.unwrap_or_default(),
+            queue_type,
+            queue_arguments,
+            declare_queues: c.declare_queues.unwrap_or(true),
+            pg,
+            redis,
+            queue_name: c.queue_name,
+            context_table_name: c.context_table_name,
+            status_table_name: c.status_table_name,
+            concurrency: c.concurrency.map_or(DEFAULT_CONCURRENCY, |n| n as usize),
+            create_tables: c.create_tables.unwrap_or(true),
+            blueprints: serde_json::from_str(&c.blueprints_json).map_err(json)?,
+            registry: c.registry.into_keys().collect(),
+            custom_evaluator: c.custom_evaluator.unwrap_or(false),
+            max_deliveries: c.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
+            timings,
+        })
     }
 
     fn queue_target(&self) -> QueueTarget {
@@ -315,28 +365,16 @@ impl ConfigJson {
     }
 }
 
-fn default_max_deliveries() -> u32 {
-    20
-}
-
-fn default_concurrency() -> usize {
-    64
-}
-fn yes() -> bool {
-    true
-}
-
-type JsAsyncFn = ThreadsafeFunction<String, Promise<String>, String, Status, false>;
-/// `runNode`: called with `[request, key, value, key, value, ...]` (see `node_call`).
-type JsRunFn = ThreadsafeFunction<Vec<String>, Promise<String>, Vec<String>, Status, false>;
-type JsNotifyFn = ThreadsafeFunction<String, (), String, Status, false>;
+/// The defaults of `maxDeliveries` and `concurrency` (lib/adapter.js `DEFAULTS` has the same).
+const DEFAULT_MAX_DELIVERIES: u32 = 20;
+const DEFAULT_CONCURRENCY: usize = 64;
 
 /// The core's way into JavaScript: node code, the user's evaluator, and the
 /// logger / event bus (one `notify` callback).
 struct JsBridge {
-    run_node: JsRunFn,
-    evaluate: Option<JsAsyncFn>,
-    notify: JsNotifyFn,
+    run_node: RunNodeFn,
+    evaluate: Option<EvaluateFn>,
+    notify: NotifyFn,
 }
 
 impl JsBridge {
@@ -422,14 +460,20 @@ impl NodeExecutor for JsBridge {
 /// A user's own `ICoordinationStore`, reached through one JS callback taking
 /// `{ op: 'increment' | 'setIfNotExist', key, value?, ttlSeconds }` and
 /// answering `{ value }`.
-struct JsCoordination<const WEAK: bool> {
-    coordinate: ThreadsafeFunction<String, Promise<String>, String, Status, false, WEAK>,
+/// The worker holds it strongly, `NativeRuns` weakly.
+enum JsCoordination {
+    Strong(CoordinateFn),
+    Weak(WeakCoordinateFn),
 }
 
-impl<const WEAK: bool> JsCoordination<WEAK> {
+impl JsCoordination {
     async fn call(&self, request: Value) -> flowcraft_core::error::CoreResult<Value> {
         let fail = |m: String| CoreError::WorkerState(format!("the coordination store failed: {m}"));
-        let text = match self.coordinate.call_async_catch(request.to_string()).await {
+        let called = match self {
+            JsCoordination::Strong(f) => f.call_async_catch(request.to_string()).await,
+            JsCoordination::Weak(f) => f.call_async_catch(request.to_string()).await,
+        };
+        let text = match called {
             Ok(p) => p.await.map_err(|e| fail(e.reason.clone()))?,
             Err(e) => return Err(fail(e.reason.clone())),
         };
@@ -438,7 +482,7 @@ impl<const WEAK: bool> JsCoordination<WEAK> {
     }
 }
 
-impl<const WEAK: bool> flowcraft_core::coordination::CoordinationStore for JsCoordination<WEAK> {
+impl flowcraft_core::coordination::CoordinationStore for JsCoordination {
     fn increment<'a>(
         &'a self,
         key: &'a str,
@@ -466,13 +510,13 @@ impl<const WEAK: bool> flowcraft_core::coordination::CoordinationStore for JsCoo
     }
 }
 
-fn coordination_of<const WEAK: bool>(
+fn coordination_of(
     redis: &Option<RedisTarget>,
-    coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false, WEAK>>,
+    coordinate: Option<JsCoordination>,
 ) -> napi::Result<Arc<dyn flowcraft_core::coordination::CoordinationStore>> {
     match (redis, coordinate) {
         (Some(target), _) => Ok(Arc::new(Coordination::shared(target).map_err(js_error)?)),
-        (None, Some(coordinate)) => Ok(Arc::new(JsCoordination { coordinate })),
+        (None, Some(coordinate)) => Ok(Arc::new(coordinate)),
         (None, None) => Err(invalid("a coordination store is required: pass a RedisCoordinationStore or an object with increment() and setIfNotExist()".into())),
     }
 }
@@ -484,7 +528,9 @@ pub fn tables_sql(context_table: String, status_table: String) -> napi::Result<S
     Ok(flowcraft_core::schema::Schema::new(&context_table, &status_table).map_err(js_error)?.ddl())
 }
 
-/// The RabbitMQ worker (RabbitMqAdapter's engine).
+/// The RabbitMQ worker (RabbitMqAdapter's engine). A failing call throws
+/// or rejects with `[CODE] message` (`[CODE,transient] message` for a
+/// failure that may heal); lib/load-native.js makes it `error.code`.
 #[napi]
 pub struct NativeWorker {
     worker: Arc<Worker>,
@@ -496,20 +542,20 @@ pub struct NativeWorker {
 impl NativeWorker {
     #[napi(constructor)]
     pub fn new(
-        config_json: String,
-        run_node: ThreadsafeFunction<Vec<String>, Promise<String>, Vec<String>, Status, false>,
-        evaluate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,
-        notify: ThreadsafeFunction<String, (), String, Status, false>,
-        coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false>>,
+        config: NativeConfig,
+        run_node: RunNodeFn,
+        evaluate: Option<EvaluateFn>,
+        notify: NotifyFn,
+        coordinate: Option<CoordinateFn>,
     ) -> napi::Result<Self> {
-        let config = ConfigJson::parse(&config_json, "the worker configuration")?;
+        let config = Config::read(config, "the worker configuration")?;
         let blueprints = Blueprints::from_value(config.blueprints.clone()).map_err(js_error)?;
-        let registry: HashSet<String> = config.registry.keys().cloned().collect();
+        let registry = config.registry.clone();
         let store =
             RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
         let reader =
             RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
-        let coordination = coordination_of(&config.redis, coordinate)?;
+        let coordination = coordination_of(&config.redis, coordinate.map(JsCoordination::Strong))?;
         let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
         let runner = JobRunner {
             in_flight: Default::default(),
@@ -553,35 +599,31 @@ impl NativeWorker {
         self.worker.stop(Duration::from_millis(u64::from(timeout_ms))).await.map_err(js_error)
     }
 
-    /// Counters since start, as JSON: `{ processed, failed, deadLettered,
-    /// retried, inFlight, p50Ms, p99Ms }` (percentiles of recent job times).
+    /// Counters since start.
     #[napi]
-    pub fn counters(&self) -> napi::Result<String> {
+    pub fn counters(&self) -> WorkerCounters {
         let c = &self.worker.counters;
         let (p50, p99) = c.percentiles();
-        Ok(json!({
-            "processed": c.processed.load(Ordering::Relaxed),
-            "failed": c.failed.load(Ordering::Relaxed),
-            "deadLettered": c.dead_lettered.load(Ordering::Relaxed),
-            "retried": c.retried.load(Ordering::Relaxed),
-            "inFlight": c.in_flight.load(Ordering::Relaxed),
-            "p50Ms": p50,
-            "p99Ms": p99,
-        })
-        .to_string())
+        let n = |a: &std::sync::atomic::AtomicU64| i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        WorkerCounters {
+            processed: n(&c.processed),
+            failed: n(&c.failed),
+            dead_lettered: n(&c.dead_lettered),
+            retried: n(&c.retried),
+            in_flight: n(&c.in_flight),
+            p50_ms: p50,
+            p99_ms: p99,
+        }
     }
 }
 
 /// Run handling without a consumer: start, await, inspect, reconcile,
-/// resume, cancel, dead letters. Built from the same `configJson` as the
-/// worker; holds no JS callbacks, so it never keeps Node alive.
+/// resume, cancel, dead letters. Built from the same `NativeConfig` as the
+/// worker; holds no JS callbacks (but a weak `coordinate`), so it never keeps
+/// Node alive. Errors as `NativeWorker`'s.
 #[napi]
 pub struct NativeRuns {
     client: Arc<RunClient>,
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
 fn parse_json(text: &str, what: &str) -> napi::Result<Value> {
@@ -593,13 +635,10 @@ impl NativeRuns {
     /// `coordinate` (a user's own coordination store) is held weakly: it never
     /// keeps Node alive.
     #[napi(constructor)]
-    pub fn new(
-        config_json: String,
-        coordinate: Option<ThreadsafeFunction<String, Promise<String>, String, Status, false, true>>,
-    ) -> napi::Result<Self> {
-        let config = ConfigJson::parse(&config_json, "the adapter configuration")?;
+    pub fn new(config: NativeConfig, coordinate: Option<WeakCoordinateFn>) -> napi::Result<Self> {
+        let config = Config::read(config, "the adapter configuration")?;
         let blueprints = Arc::new(Blueprints::from_value(config.blueprints.clone()).map_err(js_error)?);
-        let coordination = coordination_of(&config.redis, coordinate)?;
+        let coordination = coordination_of(&config.redis, coordinate.map(JsCoordination::Weak))?;
         let client = RunClient::new(
             &config.pg,
             &config.context_table_name,
@@ -613,8 +652,8 @@ impl NativeRuns {
         Ok(NativeRuns { client: Arc::new(client) })
     }
 
-    /// Starts a run; JSON `{ runId, created }` (created is false when the run
-    /// id or idempotency key was already used).
+    /// Starts a run: its rows (`contextJson`: the initial context, a JSON
+    /// object), then its start jobs, all or nothing.
     #[napi]
     pub async fn start_run(
         &self,
@@ -623,7 +662,7 @@ impl NativeRuns {
         run_id: String,
         idempotency_key: Option<String>,
         traceparent: Option<String>,
-    ) -> napi::Result<String> {
+    ) -> napi::Result<StartedRun> {
         let context = match parse_json(&context_json, "the initial context")? {
             Value::Object(m) => m,
             Value::Null => serde_json::Map::new(),
@@ -634,26 +673,29 @@ impl NativeRuns {
             .start_run_traced(&blueprint_id, context, &run_id, idempotency_key.as_deref(), traceparent.as_deref())
             .await
             .map_err(js_error)?;
-        Ok(json!({ "runId": run_id, "created": created }).to_string())
+        Ok(StartedRun { run_id, created })
     }
 
-    /// JSON status data once the run is final or awaiting.
+    /// Resolves once the run is completed, failed, cancelled or awaiting;
+    /// rejects with `[ERR_TIMEOUT,transient]` after `timeoutMs`.
     #[napi]
-    pub async fn wait_for_run(&self, run_id: String, timeout_ms: u32) -> napi::Result<String> {
+    pub async fn wait_for_run(&self, run_id: String, timeout_ms: u32) -> napi::Result<FinishedRun> {
         let v =
             self.client.wait_for_run(&run_id, Duration::from_millis(u64::from(timeout_ms))).await.map_err(js_error)?;
-        Ok(v.to_string())
+        Ok(FinishedRun::from(v))
     }
 
-    /// JSON report of a run, or null when it does not exist.
+    /// A run's status, context and node states, or null when it does not exist.
     #[napi]
-    pub async fn get_run(&self, run_id: String) -> napi::Result<Option<String>> {
-        Ok(self.client.get_run(&run_id).await.map_err(js_error)?.map(|r| to_json(&r)))
+    pub async fn get_run(&self, run_id: String) -> napi::Result<Option<RunReport>> {
+        Ok(self.client.get_run(&run_id).await.map_err(js_error)?.map(RunReport::from))
     }
 
+    /// The most recently updated runs (of `status` only, when given), newest first.
     #[napi]
-    pub async fn list_runs(&self, limit: u32, status: Option<String>) -> napi::Result<String> {
-        Ok(to_json(&self.client.list_runs(i64::from(limit), status.as_deref()).await.map_err(js_error)?))
+    pub async fn list_runs(&self, limit: u32, status: Option<String>) -> napi::Result<Vec<RunSummary>> {
+        let rows = self.client.list_runs(i64::from(limit), status.as_deref()).await.map_err(js_error)?;
+        Ok(rows.into_iter().map(RunSummary::from).collect())
     }
 
     /// Node ids enqueued to move the run on.
@@ -687,15 +729,11 @@ impl NativeRuns {
         self.client.cancel_run(&run_id, &reason).await.map_err(js_error)
     }
 
-    /// JSON `[{ body, reason, deadAt }]`, left in the dead-letter queue.
+    /// Up to `limit` dead letters, oldest first, left in the dead-letter queue.
     #[napi]
-    pub async fn dead_letters(&self, limit: u32) -> napi::Result<String> {
+    pub async fn dead_letters(&self, limit: u32) -> napi::Result<Vec<DeadLetter>> {
         let list = self.client.dead_letters(limit as usize).await.map_err(js_error)?;
-        let list: Vec<Value> = list
-            .into_iter()
-            .map(|(body, reason, at)| json!({ "body": body, "reason": reason, "deadAt": at }))
-            .collect();
-        Ok(Value::Array(list).to_string())
+        Ok(list.into_iter().map(DeadLetter::from).collect())
     }
 
     /// Moves dead letters back to the job queue; returns how many.

@@ -12,6 +12,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { pathToFileURL } = require('node:url')
+const { CLI_CODES } = require('../errors')
 
 const TS_EXTENSION = /\.(ts|mts|cts|tsx)$/i
 
@@ -41,7 +42,7 @@ function findTsx(file, cwd) {
 	if (typeof rel !== 'string') {
 		throw new UsageError(
 			`--blueprints: the tsx in ${path.dirname(pkgFile)} (version ${pkg.version}) has no tsx/esm/api: install tsx 4 or later`,
-			'ERR_BLUEPRINTS_TYPESCRIPT',
+			CLI_CODES.BLUEPRINTS_TYPESCRIPT,
 		)
 	}
 	return pathToFileURL(path.join(path.dirname(pkgFile), rel)).href
@@ -58,7 +59,7 @@ async function loadTypeScript(file, cwd) {
 		`--blueprints: ${file} is TypeScript, which Node.js ${process.version} cannot load by itself. ` +
 			'Install tsx in your project (npm install --save-dev tsx), and the CLI loads the module through it; ' +
 			'or compile the module to JavaScript (e.g. with tsc) and pass the .js file.',
-		'ERR_BLUEPRINTS_TYPESCRIPT',
+		CLI_CODES.BLUEPRINTS_TYPESCRIPT,
 	)
 }
 
@@ -88,7 +89,7 @@ async function loadBlueprints(modulePath, { cwd = process.cwd() } = {}) {
 			throw new UsageError(`--blueprints: cannot find the module ${file}`)
 		}
 		const err = new Error(`--blueprints: loading ${file} failed: ${e?.message}`, { cause: e })
-		err.code = 'ERR_BLUEPRINTS_LOAD'
+		err.code = CLI_CODES.BLUEPRINTS_LOAD
 		throw err
 	}
 	let bps = mod && (mod.blueprints ?? mod.default?.blueprints)

@@ -12,6 +12,7 @@
 // check cannot be made, and the command is refused (ERR_AMQPLIB_MISSING) rather than
 // risk creating queues.
 
+const { CLI_CODES } = require('../errors')
 const { redactUrl } = require('../targets')
 
 function coded(code, message, cause) {
@@ -29,7 +30,7 @@ function loadAmqplib(cwd) {
 		}
 	}
 	throw coded(
-		'ERR_AMQPLIB_MISSING',
+		CLI_CODES.AMQPLIB_MISSING,
 		'this command reaches RabbitMQ, and the CLI checks first with amqplib that the queues exist (so that a ' +
 			'typo in --queue creates nothing), but amqplib is not installed: npm install amqplib',
 	)
