@@ -273,18 +273,17 @@ struct ConfigJson {
     /// methods are called through the `coordinate` callback.
     #[serde(default)]
     redis: Option<RedisTarget>,
+    // The options below have their defaults in JS (lib/options.js), which always
+    // sends them: no second set of defaults here that could disagree.
     queue_name: String,
     context_table_name: String,
     status_table_name: String,
-    #[serde(default = "default_concurrency")]
     concurrency: usize,
-    #[serde(default = "yes")]
     create_tables: bool,
     blueprints: Value,
     registry: serde_json::Map<String, Value>,
     #[serde(default)]
     custom_evaluator: bool,
-    #[serde(default = "default_max_deliveries")]
     max_deliveries: u32,
     /// Every timeout and backoff (core/src/timings.rs); absent fields keep their defaults.
     #[serde(default)]
@@ -316,13 +315,6 @@ impl ConfigJson {
     }
 }
 
-fn default_max_deliveries() -> u32 {
-    20
-}
-
-fn default_concurrency() -> usize {
-    64
-}
 fn yes() -> bool {
     true
 }
