@@ -653,7 +653,7 @@ function warnUnknownUses(s) {
 	const missing = new Set()
 	for (const [id, bp] of Object.entries(s.blueprints)) {
 		for (const n of bp.nodes) {
-			// Flowcraft's built-ins the core runs (README, Built-in nodes)
+			// Flowcraft's built-ins the core runs (docs/api.md, Built-in nodes)
 			if (!s.registry.has(n.uses) && !CORE_BUILTINS.has(n.uses)) missing.add(`${id}/${n.id} uses '${n.uses}'`)
 			const fb = n.config?.fallback
 			if (typeof fb === 'string' && !s.registry.has(fb) && !bp.nodes.some((m) => m.id === fb)) {
