@@ -1,8 +1,9 @@
 'use strict'
 
 // RabbitMqAdapter: validates everything at construction (so a typo fails at startup,
-// not on the first job), then on start() hands one JSON config and three callbacks to
-// the native worker, which does all queue, database and Redis I/O.
+// not on the first job; every check and default is in lib/options.js), then on
+// start() hands one JSON config and three callbacks to the native worker, which does
+// all queue, database and Redis I/O.
 //
 // The run API (startRun, waitForRun, getRun, reconcile, resumeWithAction, cancelRun,
 // dead letters) goes through a second native object, NativeRuns, created on first use
