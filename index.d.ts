@@ -348,7 +348,7 @@ interface JobIds {
 /**
  * The events this adapter emits: Flowcraft's (`workflow:*`, `node:*`) with Flowcraft's
  * payload fields, and its own job events (`job:*`, shaped as Flowcraft's). See the
- * README's "Events" for who emits each.
+ * "Events" in docs/api.md for who emits each.
  */
 export type FlowcraftEvent =
 	| { type: 'workflow:start'; payload: RunIds }
@@ -770,7 +770,7 @@ export interface AdapterStats {
 /**
  * Every timeout, interval and backoff of the worker and the run API, in milliseconds
  * (pgKeepaliveRetries is a count). Each is optional; the defaults make a dead link to
- * any service noticed and replaced within 30 s. See the README's Operations section.
+ * any service noticed and replaced within 30 s. See docs/operations.md.
  */
 export interface Timings {
 	/** AMQP heartbeat (whole seconds; a `?heartbeat=` in the URL wins). Default 10000. */

@@ -2,10 +2,11 @@
 
 // One list of error codes: lib/errors.js' CODES. Every code the native core can
 // raise (core/src/error.rs), the ErrorCode union and ErrorCodes constant of
-// index.d.ts, and the README's Errors table must name exactly those codes, so a
-// code added in one place and forgotten in another fails here. Every other ERR_
-// code written in the sources (Rust string literals, JS, the CLI) and the docs must
-// be one of CODES, of the CLI's own CLI_CODES, or one of Node's that we only match.
+// index.d.ts, and the Errors table of the API reference (docs/api.md, linked from the
+// README) must name exactly those codes, so a code added in one place and forgotten
+// in another fails here. Every other ERR_ code written in the sources (Rust string
+// literals, JS, the CLI) and the docs must be one of CODES, of the CLI's own
+// CLI_CODES, or one of Node's that we only match.
 
 const fs = require('node:fs')
 const path = require('node:path')
@@ -75,8 +76,9 @@ test('index.d.ts declares exactly the list, in its union and in ErrorCodes', () 
 	expect(sorted(codesIn(constant))).toEqual(sorted(list))
 })
 
-test("the README's Errors table names exactly the list", () => {
-	const readme = read('README.md')
+test("the API reference's Errors table (docs/api.md) names exactly the list, and the README links to it", () => {
+	expect(read('README.md')).toContain('(docs/api.md#errors)')
+	const readme = read('docs/api.md')
 	const section = readme.slice(readme.indexOf('## Errors'), readme.indexOf('\n## ', readme.indexOf('## Errors') + 1))
 	const rows = section.split('\n').filter((l) => l.startsWith('| `ERR_'))
 	const inTable = new Set(rows.flatMap((r) => r.split('|')[1].match(/ERR_[A-Z_]+/g)))

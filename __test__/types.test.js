@@ -477,13 +477,22 @@ describe('type declarations (tsc --noEmit)', () => {
 		expect(m[1]).toBe(README_WORKER_EXAMPLE)
 	})
 
-	// The TypeScript examples of the package's own README, as a user copies them into a
-	// fresh project: worker.ts, client.ts and shared.ts under their names (they import
-	// each other), every other block that imports the package as a file of its own; no
-	// typed environment variables; strict + exactOptionalPropertyTypes, in each module setting.
-	const readmePath = path.join(ROOT, 'README.md')
+	// The TypeScript examples of the package's own README and of the docs it links to
+	// (docs/*.md), as a user copies them into a fresh project: worker.ts, client.ts and
+	// shared.ts under their names (they import each other), every other block that
+	// imports the package as a file of its own; no typed environment variables;
+	// strict + exactOptionalPropertyTypes, in each module setting.
+	const docsDir = path.join(ROOT, 'docs')
+	const readmePaths = [
+		path.join(ROOT, 'README.md'),
+		...fs
+			.readdirSync(docsDir)
+			.filter((f) => f.endsWith('.md'))
+			.sort()
+			.map((f) => path.join(docsDir, f)),
+	]
 	const readmeFiles = () => {
-		const md = fs.readFileSync(readmePath, 'utf8')
+		const md = readmePaths.map((p) => fs.readFileSync(p, 'utf8')).join('\n')
 		const files = {}
 		let i = 0
 		for (const m of md.matchAll(/(?:#### `([\w.]+\.ts)`\s*\n)?```(?:ts|typescript)\n([\s\S]*?)```/g)) {

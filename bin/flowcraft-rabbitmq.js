@@ -9,6 +9,7 @@ const { parseArgs } = require('node:util')
 const { loadBlueprints, UsageError } = require('../lib/cli/blueprints')
 const { assertQueuesExist } = require('../lib/cli/queues')
 const { toAmqpUrl } = require('../lib/targets')
+const { DEFAULTS } = require('../lib/options')
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -243,7 +244,7 @@ async function main(argv, { env = process.env, out = process.stdout, err = proce
 // ─────────────────────────────────────────────────────────────── setup
 
 /** The job queue when neither --queue nor FLOWCRAFT_QUEUE is given: the README's and the demo's. */
-const DEFAULT_QUEUE = 'flowcraft-jobs'
+const DEFAULT_QUEUE = DEFAULTS.queueName
 
 function amqpUrlOf(values, env) {
 	return values['amqp-url'] ?? env.RABBITMQ_URL ?? env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
@@ -310,8 +311,8 @@ function explain(e, values, env) {
 	const code = e?.code ? ` [${e.code}]` : ''
 	// ERR_TABLE_NOT_FOUND: the adapter's word for a missing table with createTables: false (the CLI's case)
 	if ((/does not exist/.test(message) && e.code === 'ERR_PG') || e?.code === 'ERR_TABLE_NOT_FOUND') {
-		const ctx = values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? 'flowcraft_contexts'
-		const st = values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? 'flowcraft_statuses'
+		const ctx = values['context-table'] ?? env.FLOWCRAFT_CONTEXT_TABLE ?? DEFAULTS.contextTableName
+		const st = values['status-table'] ?? env.FLOWCRAFT_STATUS_TABLE ?? DEFAULTS.statusTableName
 		return `${message}${code}\nThe tables ${ctx} / ${st} are not in this database: check --postgres-url, --context-table and --status-table (a worker creates them when it starts; \`flowcraft-rabbitmq sql\` prints their DDL).`
 	}
 	return `${message}${code}`
@@ -322,16 +323,16 @@ function explain(e, values, env) {
  * applies). Connects to nothing.
  */
 function cmdSql(values, env, print) {
-	const { checkTableName } = require('../lib/errors')
+	const { checkContextTableName, checkTableName } = require('../lib/options')
 	const { loadNative } = require('../lib/load-native')
 	const names = {}
-	for (const [key, flag, variable, fallback] of [
-		['contextTable', 'context-table', 'FLOWCRAFT_CONTEXT_TABLE', 'flowcraft_contexts'],
-		['statusTable', 'status-table', 'FLOWCRAFT_STATUS_TABLE', 'flowcraft_statuses'],
+	for (const [key, flag, variable, fallback, check] of [
+		['contextTable', 'context-table', 'FLOWCRAFT_CONTEXT_TABLE', DEFAULTS.contextTableName, checkContextTableName],
+		['statusTable', 'status-table', 'FLOWCRAFT_STATUS_TABLE', DEFAULTS.statusTableName, checkTableName],
 	]) {
 		const name = values[flag] ?? (env[variable] || fallback)
 		try {
-			names[key] = checkTableName(name, `--${flag}`)
+			names[key] = check(name, `--${flag}`)
 		} catch (e) {
 			throw new UsageError(e.message, e.code)
 		}

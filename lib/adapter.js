@@ -1,8 +1,9 @@
 'use strict'
 
 // RabbitMqAdapter: validates everything at construction (so a typo fails at startup,
-// not on the first job), then on start() hands one JSON config and three callbacks to
-// the native worker, which does all queue, database and Redis I/O.
+// not on the first job; every check and default is in lib/options.js), then on
+// start() hands one JSON config and three callbacks to the native worker, which does
+// all queue, database and Redis I/O.
 //
 // The run API (startRun, waitForRun, getRun, reconcile, resumeWithAction, cancelRun,
 // dead letters) goes through a second native object, NativeRuns, created on first use
@@ -11,29 +12,32 @@
 
 const crypto = require('node:crypto')
 const { loadNative, constructNative, callNative } = require('./load-native')
-const { toPgTarget, tlsSettings, tlsWarning } = require('./targets')
-const { brokerUrls, queueDeclaration } = require('./broker-options')
 const { activeTraceparent } = require('./trace')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
 const { createNotify, createEvaluate, emitEvent } = require('./callbacks')
-const { createConsoleLogger, safeLogger } = require('./logger')
+const { safeLogger } = require('./logger')
 const { stopOnSignals } = require('./signals')
-const { CODES, codedError, invalidArgument, checkTableName, checkRunId, checkQueueName, describe } = require('./errors')
-const { TIMING_DEFAULTS, checkTimings } = require('./timings')
+const { CODES, codedError } = require('./errors')
+const {
+	MAX_MS,
+	CALL_DEFAULTS,
+	adapterOptions,
+	checkRunId,
+	checkMs,
+	checkLimit,
+	checkStartBlueprint,
+	checkInitialContext,
+	startRunOptions,
+	stopOptions,
+	waitForRunOptions,
+	listRunsOptions,
+	reconcileOptions,
+	limitOptions,
+	checkAction,
+	checkCancelReason,
+} = require('./options')
 const { toJsonText } = require('./json')
 const { webhookEndpoint, webhookNode, deliverWebhook } = require('./webhooks')
-
-const DEFAULTS = Object.freeze({
-	queueName: 'flowcraft-jobs',
-	contextTableName: 'flowcraft_contexts',
-	statusTableName: 'flowcraft_statuses',
-	concurrency: 64,
-	maxDeliveries: 20,
-	createTables: true,
-	stopTimeoutMs: 30000,
-	handleSignals: false,
-	webhookBaseUrl: 'http://localhost/webhooks',
-})
 
 /** The Redis key start() reads to check that the coordination store answers (it is never written). */
 const PROBE_KEY = 'flowcraft:probe'
@@ -43,9 +47,6 @@ const PROBE_TIMEOUT_MS = 10000
 const RUN_APPEAR_GRACE_MS = 1000
 /** How many run ids started here waitForRun() remembers as existing. */
 const KNOWN_RUNS_MAX = 10000
-
-/** The largest millisecond count the native calls take (u32). */
-const MAX_MS = 2 ** 32 - 1
 
 /** What stats() reports before start(). */
 const ZERO_STATS = Object.freeze({
@@ -58,142 +59,21 @@ const ZERO_STATS = Object.freeze({
 	p99Ms: 0,
 })
 
-const COORDINATION_METHODS = ['increment', 'setIfNotExist', 'extendTTL', 'delete', 'get']
-
-const isObject = (v) => v !== null && typeof v === 'object'
-
 class RabbitMqAdapter {
 	constructor(options) {
-		if (!isObject(options)) throw invalidArgument('RabbitMqAdapter: an options object is required')
-		const o = { ...DEFAULTS, ...stripUndefined(options) }
-
-		const ro = o.runtimeOptions
-		if (!isObject(ro))
-			throw invalidArgument('RabbitMqAdapter: options.runtimeOptions { registry, blueprints } is required')
-		const registry = withBuiltinNodes(checkRegistry(ro.registry), this)
-		if (typeof o.webhookBaseUrl !== 'string' || !/^https?:\/\/[^/]/i.test(o.webhookBaseUrl))
-			throw invalidArgument(
-				`RabbitMqAdapter: webhookBaseUrl must be an http(s) URL (where createWebhookHandler is mounted); got ${describe(o.webhookBaseUrl)}`,
-			)
-		const blueprints = checkBlueprints(ro.blueprints)
-		checkOptionalObject(ro.dependencies, 'runtimeOptions.dependencies')
-		checkMethods(ro.logger, 'runtimeOptions.logger', [])
-		checkMethods(ro.evaluator, 'runtimeOptions.evaluator', ['evaluate'])
-		checkMethods(ro.eventBus, 'runtimeOptions.eventBus', ['emit'])
-		checkMethods(o.eventBus, 'eventBus', ['emit'])
-		if (ro.middleware !== undefined && ro.middleware !== null) {
-			if (!Array.isArray(ro.middleware))
-				throw invalidArgument(
-					`RabbitMqAdapter: runtimeOptions.middleware must be an array; got ${describe(ro.middleware)}`,
-				)
-			ro.middleware.forEach((m, i) => {
-				if (!isObject(m))
-					throw invalidArgument(
-						`RabbitMqAdapter: runtimeOptions.middleware[${i}] must be an object with beforeNode / afterNode / aroundNode`,
-					)
-			})
-		}
-
-		checkQueueName(o.queueName, 'RabbitMqAdapter: queueName')
-		const timings = checkTimings(o.timings, 'RabbitMqAdapter: timings')
-		checkTableName(o.contextTableName, 'RabbitMqAdapter: contextTableName')
-		checkTableName(o.statusTableName, 'RabbitMqAdapter: statusTableName')
-		if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 10000) {
-			throw invalidArgument(
-				`RabbitMqAdapter: concurrency must be a whole number from 1 to 10000; got ${describe(o.concurrency)}`,
-			)
-		}
-		if (!Number.isInteger(o.maxDeliveries) || o.maxDeliveries < 1 || o.maxDeliveries > 1000000) {
-			throw invalidArgument(
-				`RabbitMqAdapter: maxDeliveries must be a whole number from 1 to 1000000; got ${describe(o.maxDeliveries)}`,
-			)
-		}
-		if (typeof o.createTables !== 'boolean')
-			throw invalidArgument(`RabbitMqAdapter: createTables must be a boolean; got ${describe(o.createTables)}`)
-		checkTimeout(o.stopTimeoutMs, 'RabbitMqAdapter: stopTimeoutMs')
-		if (typeof o.handleSignals !== 'boolean')
-			throw invalidArgument(`RabbitMqAdapter: handleSignals must be a boolean; got ${describe(o.handleSignals)}`)
-		// `startRetryMs` is a timing (timings.startRetryMs); the top-level option is kept as its alias
-		if (o.startRetryMs !== undefined) {
-			checkTimeout(o.startRetryMs, 'RabbitMqAdapter: startRetryMs')
-			if (timings.startRetryMs !== undefined && timings.startRetryMs !== Math.min(o.startRetryMs, 2 ** 32 - 1))
-				throw invalidArgument(
-					`RabbitMqAdapter: startRetryMs (${o.startRetryMs}) and timings.startRetryMs (${timings.startRetryMs}) disagree; give one`,
-				)
-			timings.startRetryMs = Math.min(o.startRetryMs, 2 ** 32 - 1)
-		}
-		if (o.exitOnStartFailure !== undefined && typeof o.exitOnStartFailure !== 'boolean') {
-			throw invalidArgument(
-				`RabbitMqAdapter: exitOnStartFailure must be a boolean (or left out); got ${describe(o.exitOnStartFailure)}`,
-			)
-		}
-
-		if (o.pgClient === undefined || o.pgClient === null) {
-			throw invalidArgument(
-				'RabbitMqAdapter: pgClient is required (a pg.Client, pg.Pool, postgres:// URL or pg config)',
-			)
-		}
-		const pg = toPgTarget(o.pgClient)
-		const redisTarget = coordinationTarget(o.coordinationStore)
-		// A user's own ICoordinationStore: the core calls it through a callback.
-		const coordinate = redisTarget ? undefined : createCoordinate(o.coordinationStore)
-		if (o.amqpConnection === undefined || o.amqpConnection === null) {
-			throw invalidArgument('RabbitMqAdapter: amqpConnection is required (an amqplib connection or an amqp:// URL)')
-		}
-		const { amqpUrl, amqpAlternateUrls } = brokerUrls(o.amqpConnection, o.amqpUrl)
-		const { queueType, queueArguments } = queueDeclaration(o.queueType, o.queueArguments)
-		const amqpTls = tlsSettings(o.amqpTls, 'RabbitMqAdapter: amqpTls')
-		if (amqpTls && !/^amqps:/i.test(amqpUrl)) {
-			throw invalidArgument(
-				'RabbitMqAdapter: amqpTls was given but the broker connection is not amqps://: connect with amqps:// (or an amqplib TLS connection) so the link is encrypted',
-			)
-		}
-
-		const logger = ro.logger || createConsoleLogger()
-		const assumed = assumedAmqpCredentials(o.amqpConnection, o.amqpUrl)
-		if (assumed) safeLogger(logger).warn(assumed)
-		const amqpVerify = /^amqps:/i.test(amqpUrl) && new URL(amqpUrl).searchParams.get('verify') === 'verify_none'
-		for (const warning of [
-			tlsWarning('RabbitMQ', amqpVerify ? { verify: 'none' } : amqpTls),
-			tlsWarning('PostgreSQL', pg.target.tls),
-			tlsWarning('Redis', redisTarget?.tls),
-		]) {
-			if (warning) safeLogger(logger).warn(warning)
-		}
+		// every check and default: lib/options.js
+		const { warnings, ...o } = adapterOptions(options)
+		const log = safeLogger(o.logger)
+		for (const warning of warnings) log.warn(warning)
 		// Internal state lives in one non-enumerable slot: console.log(adapter) must not
 		// print passwords, and users should not come to depend on it.
 		Object.defineProperty(this, '_s', {
 			value: {
-				registry,
-				blueprints,
-				runtimeOptions: ro,
-				logger,
-				log: safeLogger(logger),
-				// Node events go to the runtime's bus, worker events to the adapter's (as in
-				// Flowcraft's BaseDistributedAdapter); each falls back to the other.
-				nodeEventBus: ro.eventBus || o.eventBus,
-				workerEventBus: o.eventBus || ro.eventBus,
-				pg,
-				redisTarget,
-				coordinate,
-				coordinationStore: o.coordinationStore,
-				amqpUrl,
-				amqpTls,
-				amqpAlternateUrls,
-				queueType,
-				queueArguments,
-				queueName: o.queueName,
-				contextTableName: o.contextTableName,
-				statusTableName: o.statusTableName,
-				concurrency: o.concurrency,
-				maxDeliveries: o.maxDeliveries,
-				createTables: o.createTables,
-				stopTimeoutMs: o.stopTimeoutMs,
-				webhookBaseUrl: o.webhookBaseUrl,
-				handleSignals: o.handleSignals,
-				startRetryMs: timings.startRetryMs ?? TIMING_DEFAULTS.startRetryMs,
-				exitOnStartFailure: o.exitOnStartFailure,
-				timings,
+				...o,
+				registry: withBuiltinNodes(o.registry, this),
+				log,
+				// A user's own ICoordinationStore: the core calls it through a callback.
+				coordinate: o.redisTarget ? undefined : createCoordinate(o.coordinationStore),
 				worker: undefined,
 				// the last worker started, kept for stats() after stop()
 				statsWorker: undefined,
@@ -254,7 +134,7 @@ class RabbitMqAdapter {
 			)
 		}
 		if (!s.startPromise) {
-			if (s.handleSignals && !s.disposeSignals) s.disposeSignals = stopOnSignals(this)
+			if (s.handleSignals && !s.disposeSignals) s.disposeSignals = stopOnSignals(this, { logger: s.logger })
 			const p = this._startWithRetries().catch((err) => {
 				s.startPromise = undefined // a later start() may try again
 				throw err
@@ -369,18 +249,11 @@ class RabbitMqAdapter {
 		const s = this._s
 		if (s.stopPromise) return s.stopPromise
 		if (s.wakeStart) queueMicrotask(s.wakeStart) // a start() waiting to retry gives up
-		let timeoutMs = s.stopTimeoutMs
-		if (options !== undefined && options !== null) {
-			if (!isObject(options))
-				return Promise.reject(invalidArgument(`stop(): options must be { timeoutMs }; got ${describe(options)}`))
-			if (options.timeoutMs !== undefined) {
-				try {
-					checkTimeout(options.timeoutMs, 'stop(): timeoutMs')
-				} catch (err) {
-					return Promise.reject(err)
-				}
-				timeoutMs = options.timeoutMs
-			}
+		let timeoutMs
+		try {
+			timeoutMs = stopOptions(options, s.stopTimeoutMs)
+		} catch (err) {
+			return Promise.reject(err)
 		}
 		s.stopPromise = (async () => {
 			try {
@@ -448,33 +321,11 @@ class RabbitMqAdapter {
 	 */
 	async startRun(blueprintId, initialContext, options) {
 		const s = this._s
-		if (typeof blueprintId !== 'string' || blueprintId === '') {
-			throw invalidArgument(`startRun(): blueprintId must be a non-empty string; got ${describe(blueprintId)}`)
-		}
-		if (!Object.hasOwn(s.blueprints, blueprintId)) {
-			const known = Object.keys(s.blueprints)
-			const list =
-				known.length === 0
-					? 'none'
-					: known
-							.slice(0, 10)
-							.map((k) => JSON.stringify(k))
-							.join(', ') + (known.length > 10 ? ', ...' : '')
-			throw codedError(
-				CODES.UNKNOWN_BLUEPRINT,
-				`startRun(): unknown blueprint ${JSON.stringify(blueprintId)}; the adapter's runtimeOptions.blueprints has ${list}`,
-			)
-		}
-		const contextJson = initialContextJson(initialContext)
-		const o = optionsObject(options, 'startRun()', ['runId', 'idempotencyKey'])
-		let runId = o.runId
-		if (runId === undefined || runId === null) runId = crypto.randomUUID()
-		else checkRunId(runId, 'startRun(): options.runId')
-		let key = o.idempotencyKey
-		if (key === undefined) key = null
-		if (key !== null && (typeof key !== 'string' || key === '')) {
-			throw invalidArgument(`startRun(): options.idempotencyKey must be a non-empty string; got ${describe(key)}`)
-		}
+		checkStartBlueprint(s.blueprints, blueprintId)
+		const contextJson = toJsonText(checkInitialContext(initialContext), 'startRun(): initialContext')
+		const o = startRunOptions(options)
+		const runId = o.runId ?? crypto.randomUUID()
+		const key = o.idempotencyKey
 		// waitForRun(runId) called meanwhile waits for this call instead of finding no run.
 		// the caller's trace, carried by every job of the run (lib/trace.js)
 		const call = this._call('startRun', blueprintId, contextJson, runId, key, activeTraceparent() ?? null)
@@ -511,8 +362,7 @@ class RabbitMqAdapter {
 	 */
 	async waitForRun(runId, options) {
 		checkRunId(runId, 'waitForRun(): runId')
-		const o = optionsObject(options, 'waitForRun()', ['timeoutMs'])
-		const timeoutMs = o.timeoutMs === undefined ? 30000 : checkMs(o.timeoutMs, 'waitForRun(): options.timeoutMs')
+		const { timeoutMs } = waitForRunOptions(options)
 		const started = Date.now()
 		const pending = this._s.starting.get(runId)
 		if (pending) await pending.catch(() => {}) // its own caller gets its error
@@ -566,12 +416,8 @@ class RabbitMqAdapter {
 	 * idleSeconds, doneNodes, reason? }]`.
 	 */
 	async listRuns(options) {
-		const o = optionsObject(options, 'listRuns()', ['status', 'limit'])
-		const limit = o.limit === undefined ? 20 : checkLimit(o.limit, 'listRuns(): options.limit')
-		if (o.status !== undefined && o.status !== null && (typeof o.status !== 'string' || o.status === '')) {
-			throw invalidArgument(`listRuns(): options.status must be a status such as 'running'; got ${describe(o.status)}`)
-		}
-		const rows = await this._call('listRuns', limit, o.status ?? null)
+		const { limit, status } = listRunsOptions(options)
+		const rows = await this._call('listRuns', limit, status)
 		return rows.map((r) => {
 			const row = {
 				runId: r.runId,
@@ -583,6 +429,13 @@ class RabbitMqAdapter {
 			if (typeof r.reason === 'string') row.reason = r.reason
 			return row
 		})
+	}
+
+	// ─────────────── what this package's helpers use (createRabbitMqReconciler, stopOnSignals); not public API
+
+	/** The logger the adapter logs through (`runtimeOptions.logger`, made never to throw). */
+	_logger() {
+		return this._s.log
 	}
 
 	/** Ids of `running` runs with no change for `thresholdMs` (oldest first). Used by the reconciler. */
@@ -599,9 +452,7 @@ class RabbitMqAdapter {
 	 */
 	async reconcile(runId, options) {
 		checkRunId(runId, 'reconcile(): runId')
-		const o = optionsObject(options, 'reconcile()', ['staleAfterMs'])
-		const staleAfterMs =
-			o.staleAfterMs === undefined ? 30000 : checkMs(o.staleAfterMs, 'reconcile(): options.staleAfterMs')
+		const { staleAfterMs } = reconcileOptions(options)
 		return new Set(await this._call('reconcile', runId, staleAfterMs))
 	}
 
@@ -613,9 +464,7 @@ class RabbitMqAdapter {
 	 */
 	async resumeWithAction(runId, action, output) {
 		checkRunId(runId, 'resumeWithAction(): runId')
-		if (typeof action !== 'string' || action === '') {
-			throw invalidArgument(`resumeWithAction(): action must be a non-empty string; got ${describe(action)}`)
-		}
+		checkAction(action)
 		const outputJson = output === undefined ? null : toJsonText(output, 'resumeWithAction(): output')
 		return new Set(await this._call('resumeWithAction', runId, action, outputJson))
 	}
@@ -644,8 +493,7 @@ class RabbitMqAdapter {
 	 */
 	async cancelRun(runId, reason = 'cancelled by user') {
 		checkRunId(runId, 'cancelRun(): runId')
-		if (typeof reason !== 'string')
-			throw invalidArgument(`cancelRun(): reason must be a string; got ${describe(reason)}`)
+		checkCancelReason(reason)
 		const cancelled = await this._call('cancelRun', runId, reason)
 		// Workers learn of it by NOTIFY; this process's own nodes need not wait for that.
 		if (cancelled && this._s.runner) this._s.runner.abortRun(runId)
@@ -687,8 +535,7 @@ class RabbitMqAdapter {
 	 * `[{ body, job?, reason, deadAt? }]` (`job` is the parsed body when it is JSON).
 	 */
 	async deadLetters(options) {
-		const o = optionsObject(options, 'deadLetters()', ['limit'])
-		const limit = o.limit === undefined ? 100 : checkLimit(o.limit, 'deadLetters(): options.limit')
+		const { limit } = limitOptions(options, 'deadLetters', CALL_DEFAULTS.deadLettersLimit)
 		const list = await this._call('deadLetters', limit)
 		return list.map((d) => {
 			const out = { body: d.body, reason: d.reason }
@@ -705,8 +552,7 @@ class RabbitMqAdapter {
 
 	/** Moves up to `limit` (default 100) dead letters back to the job queue, oldest first; resolves with how many moved. */
 	async requeueDeadLetters(options) {
-		const o = optionsObject(options, 'requeueDeadLetters()', ['limit'])
-		const limit = o.limit === undefined ? 100 : checkLimit(o.limit, 'requeueDeadLetters(): options.limit')
+		const { limit } = limitOptions(options, 'requeueDeadLetters', CALL_DEFAULTS.requeueDeadLettersLimit)
 		return this._call('requeueDeadLetters', limit)
 	}
 }
@@ -791,132 +637,6 @@ function rememberRun(s, runId) {
 	if (s.knownRuns.size > KNOWN_RUNS_MAX) s.knownRuns.delete(s.knownRuns.values().next().value)
 }
 
-/** A millisecond count for the native side: a number >= 0, rounded up, at most 2^32 - 1. */
-function checkMs(ms, what) {
-	if (typeof ms !== 'number' || Number.isNaN(ms) || ms < 0) {
-		throw invalidArgument(`${what} must be a number of milliseconds >= 0; got ${describe(ms)}`)
-	}
-	if (ms > MAX_MS) throw invalidArgument(`${what} must be at most ${MAX_MS} ms (about 49 days); got ${ms}`)
-	return Math.ceil(ms)
-}
-
-function checkLimit(n, what) {
-	if (!Number.isInteger(n) || n < 1 || n > 100000)
-		throw invalidArgument(`${what} must be a whole number from 1 to 100000; got ${describe(n)}`)
-	return n
-}
-
-/** `options` as an object (undefined/null → {}); unknown keys are refused, so a typo is not ignored. */
-function optionsObject(options, what, keys) {
-	if (options === undefined || options === null) return {}
-	if (!isObject(options) || Array.isArray(options))
-		throw invalidArgument(`${what}: options must be an object { ${keys.join(', ')} }; got ${describe(options)}`)
-	for (const k of Object.keys(options)) {
-		if (!keys.includes(k))
-			throw invalidArgument(`${what}: unknown option ${JSON.stringify(k)}; expected ${keys.join(', ')}`)
-	}
-	return options
-}
-
-function initialContextJson(initialContext) {
-	if (initialContext === undefined || initialContext === null) return '{}'
-	const proto = isObject(initialContext) ? Object.getPrototypeOf(initialContext) : undefined
-	if (!isObject(initialContext) || (proto !== Object.prototype && proto !== null)) {
-		throw invalidArgument(
-			`startRun(): initialContext must be a plain object of context keys; got ${describe(initialContext)}`,
-		)
-	}
-	return toJsonText(initialContext, 'startRun(): initialContext')
-}
-
-function stripUndefined(obj) {
-	const out = {}
-	for (const [k, v] of Object.entries(obj)) if (v !== undefined) out[k] = v
-	return out
-}
-
-function checkTimeout(ms, what) {
-	if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-		throw invalidArgument(`${what} must be a number of milliseconds >= 0; got ${describe(ms)}`)
-	}
-}
-
-function checkOptionalObject(v, what) {
-	if (v !== undefined && v !== null && !isObject(v))
-		throw invalidArgument(`RabbitMqAdapter: ${what} must be an object; got ${describe(v)}`)
-}
-
-function checkMethods(v, what, methods) {
-	if (v === undefined || v === null) return
-	if (!isObject(v) && typeof v !== 'function')
-		throw invalidArgument(`RabbitMqAdapter: ${what} must be an object; got ${describe(v)}`)
-	for (const m of methods) {
-		if (typeof v[m] !== 'function') throw invalidArgument(`RabbitMqAdapter: ${what} must have a ${m}() method`)
-	}
-}
-
-function checkRegistry(registry) {
-	if (!isObject(registry)) {
-		throw invalidArgument(
-			'RabbitMqAdapter: runtimeOptions.registry is required: an object mapping each `uses` key to a node function or class',
-		)
-	}
-	const map = registry instanceof Map ? registry : new Map(Object.entries(registry))
-	for (const [key, impl] of map) {
-		if (typeof impl !== 'function') {
-			throw invalidArgument(
-				`RabbitMqAdapter: runtimeOptions.registry[${JSON.stringify(key)}] must be a node function or class; got ${describe(impl)}`,
-			)
-		}
-	}
-	return map
-}
-
-function checkBlueprints(blueprints) {
-	if (!isObject(blueprints)) {
-		throw invalidArgument(
-			'RabbitMqAdapter: runtimeOptions.blueprints is required: an object mapping each blueprint id to its blueprint',
-		)
-	}
-	const entries = blueprints instanceof Map ? [...blueprints] : Object.entries(blueprints)
-	const out = {}
-	const bad = (id, why) =>
-		codedError(CODES.INVALID_BLUEPRINT, `RabbitMqAdapter: blueprint ${JSON.stringify(id)} ${why}`)
-	for (const [id, bp] of entries) {
-		if (!isObject(bp)) throw bad(id, `must be an object; got ${describe(bp)}`)
-		if (!Array.isArray(bp.nodes)) throw bad(id, 'must have a nodes array')
-		if (!Array.isArray(bp.edges)) throw bad(id, 'must have an edges array (use [] for none)')
-		bp.nodes.forEach((n, i) => {
-			if (!isObject(n) || typeof n.id !== 'string' || typeof n.uses !== 'string') {
-				throw bad(id, `node ${i} must have string id and uses`)
-			}
-		})
-		bp.edges.forEach((e, i) => {
-			if (!isObject(e) || typeof e.source !== 'string' || typeof e.target !== 'string') {
-				throw bad(id, `edge ${i} must have string source and target`)
-			}
-		})
-		try {
-			JSON.stringify(bp)
-		} catch (e) {
-			throw bad(id, `is not JSON-serialisable: ${e.message}`)
-		}
-		out[id] = bp
-	}
-	return out
-}
-
-function coordinationTarget(store) {
-	if (store === undefined || store === null) {
-		throw invalidArgument('RabbitMqAdapter: coordinationStore is required (new RedisCoordinationStore(redis))')
-	}
-	if (isObject(store) && isObject(store._nativeTarget)) return store._nativeTarget
-	if (isObject(store) && COORDINATION_METHODS.every((m) => typeof store[m] === 'function')) return null
-	throw invalidArgument(
-		`RabbitMqAdapter: coordinationStore must be a RedisCoordinationStore or an object with ${COORDINATION_METHODS.join(', ')}(); got ${describe(store)}`,
-	)
-}
-
 /** The `coordinate` callback through which the core uses a user's own store. */
 function createCoordinate(store) {
 	return async (requestJson) => {
@@ -945,7 +665,7 @@ function warnUnknownUses(s) {
 	const missing = new Set()
 	for (const [id, bp] of Object.entries(s.blueprints)) {
 		for (const n of bp.nodes) {
-			// Flowcraft's built-ins the core runs (README, Built-in nodes)
+			// Flowcraft's built-ins the core runs (docs/api.md, Built-in nodes)
 			if (!s.registry.has(n.uses) && !CORE_BUILTINS.has(n.uses)) missing.add(`${id}/${n.id} uses '${n.uses}'`)
 			const fb = n.config?.fallback
 			if (typeof fb === 'string' && !s.registry.has(fb) && !bp.nodes.some((m) => m.id === fb)) {
@@ -1093,20 +813,4 @@ function missingTables(s, err) {
 	)
 }
 
-/**
- * The warning for an amqplib connection whose credentials are assumed: amqplib keeps
- * neither the user nor the vhost of a connection (its Connection has only the socket
- * and serverProperties), so without amqpUrl / RABBITMQ_URL / AMQP_URL the worker uses
- * guest:guest on '/', whatever the connection was opened with.
- */
-function assumedAmqpCredentials(amqpConnection, amqpUrl, env = process.env) {
-	if (!isObject(amqpConnection) || Array.isArray(amqpConnection)) return undefined // URLs carry their credentials
-	if ([amqpUrl, env.RABBITMQ_URL, env.AMQP_URL].some((v) => typeof v === 'string' && v !== '')) return undefined
-	return (
-		'amqpConnection is an amqplib connection, which keeps neither its user nor its vhost, and neither amqpUrl ' +
-		"nor RABBITMQ_URL / AMQP_URL is set: the worker connects as guest:guest to the vhost '/' of that broker. " +
-		'If your connection uses another user or vhost, pass its URL as amqpUrl (e.g. amqpUrl: process.env.RABBITMQ_URL)'
-	)
-}
-
-module.exports = { RabbitMqAdapter, DEFAULTS }
+module.exports = { RabbitMqAdapter }

@@ -3,7 +3,8 @@
 const { loadNative, constructNative, callNative } = require('./load-native')
 const { toPgTarget } = require('./targets')
 const { toJsonText, fromJsonText } = require('./json')
-const { invalidArgument, checkTableName, checkRunId, describe } = require('./errors')
+const { invalidArgument, describe } = require('./errors')
+const { checkTableName, checkRunId } = require('./options')
 
 function checkKey(key) {
 	if (typeof key !== 'string') throw invalidArgument(`context key must be a string; got ${describe(key)}`)

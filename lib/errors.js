@@ -66,52 +66,6 @@ function invalidArgument(message) {
 	return codedError(CODES.INVALID_ARGUMENT, message, { type: 'TypeError' })
 }
 
-// Table names become SQL identifiers: only `name` or `schema.name` of word characters.
-const TABLE_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
-
-function checkTableName(name, what) {
-	if (typeof name !== 'string' || !TABLE_NAME_RE.test(name)) {
-		throw codedError(
-			CODES.INVALID_TABLE_NAME,
-			`${what} must be a table name like "flowcraft_contexts" or "schema.table" ` +
-				`(letters, digits and underscores, not starting with a digit); got ${describe(name)}`,
-			{ type: typeof name === 'string' ? undefined : 'TypeError' },
-		)
-	}
-	return name
-}
-
-/**
- * Run ids: non-empty, no NUL (PostgreSQL text cannot hold one), at most this many
- * UTF-8 bytes, so the NOTIFY that announces a run's end (`<status table>\n<run id>`)
- * stays under PostgreSQL's 8000-byte payload limit. The core refuses the same on the wire.
- */
-const MAX_RUN_ID_BYTES = 4096
-
-/** Queue names: at most this many bytes (AMQP's 255, less the `.dead` of the dead-letter queue). */
-const MAX_QUEUE_NAME_BYTES = 250
-
-function checkRunId(runId, what) {
-	if (typeof runId !== 'string' || runId === '')
-		throw invalidArgument(`${what} must be a non-empty string; got ${describe(runId)}`)
-	if (runId.includes('\u0000')) throw invalidArgument(`${what} must not contain a NUL character`)
-	const bytes = Buffer.byteLength(runId)
-	if (bytes > MAX_RUN_ID_BYTES)
-		throw invalidArgument(`${what} must be at most ${MAX_RUN_ID_BYTES} bytes long; got ${bytes} bytes`)
-	return runId
-}
-
-function checkQueueName(name, what) {
-	if (typeof name !== 'string' || name === '' || Buffer.byteLength(name) > MAX_QUEUE_NAME_BYTES) {
-		throw invalidArgument(
-			`${what} must be a non-empty string of at most ${MAX_QUEUE_NAME_BYTES} bytes; got ${typeof name === 'string' ? `${Buffer.byteLength(name)} bytes` : describe(name)}`,
-		)
-	}
-	if (name.startsWith('amq.'))
-		throw invalidArgument(`${what} ${describe(name)} starts with 'amq.', which RabbitMQ reserves for its own queues`)
-	return name
-}
-
 /** A short, safe description of a value for error messages. */
 function describe(value) {
 	if (value === null) return 'null'
@@ -128,11 +82,5 @@ module.exports = {
 	CLI_CODES,
 	codedError,
 	invalidArgument,
-	checkTableName,
-	checkRunId,
-	checkQueueName,
 	describe,
-	TABLE_NAME_RE,
-	MAX_RUN_ID_BYTES,
-	MAX_QUEUE_NAME_BYTES,
 }

@@ -5,9 +5,14 @@
 // reconciles each (enqueues what it needs to move on).
 
 const { safeLogger } = require('./logger')
-const { invalidArgument, describe } = require('./errors')
+const { reconcilerOptions } = require('./options')
 
 /**
+ * The adapter is used through this interface only (RabbitMqAdapter has it):
+ * `reconcile(runId, { staleAfterMs })`, `_staleRuns(thresholdMs, limit)` (ids of the
+ * `running` runs with no change for that long, oldest first), `statusTableName`, and
+ * `_logger()` (its logger, used when `options.logger` is not given).
+ *
  * @param {object} options
  * @param {import('./adapter').RabbitMqAdapter} options.adapter
  * @param {unknown} [options.pgClient]  accepted for compatibility; the adapter's own connection is used
@@ -18,48 +23,8 @@ const { invalidArgument, describe } = require('./errors')
  * @param {(p: object) => void} [options.onProgress]  called after each run is reconciled
  */
 function createRabbitMqReconciler(options) {
-	if (options === null || typeof options !== 'object') {
-		throw invalidArgument(
-			'createRabbitMqReconciler(): an options object { adapter, stalledThresholdSeconds? } is required',
-		)
-	}
-	const { adapter, statusTableName, stalledThresholdSeconds = 300, logger, limit = 100, onProgress } = options
-	if (
-		adapter === null ||
-		typeof adapter !== 'object' ||
-		typeof adapter.reconcile !== 'function' ||
-		typeof adapter._staleRuns !== 'function'
-	) {
-		throw invalidArgument(
-			`createRabbitMqReconciler(): adapter must be a RabbitMqAdapter of this package; got ${describe(adapter)}`,
-		)
-	}
-	if (statusTableName !== undefined && statusTableName !== null && statusTableName !== adapter.statusTableName) {
-		throw invalidArgument(
-			`createRabbitMqReconciler(): statusTableName ${describe(statusTableName)} is not the adapter's status table ` +
-				`(${JSON.stringify(adapter.statusTableName)}); the reconciler reads the adapter's table, so leave it out or make them match`,
-		)
-	}
-	if (
-		typeof stalledThresholdSeconds !== 'number' ||
-		!Number.isFinite(stalledThresholdSeconds) ||
-		stalledThresholdSeconds < 0 ||
-		stalledThresholdSeconds * 1000 > 2 ** 32 - 1
-	) {
-		throw invalidArgument(
-			`createRabbitMqReconciler(): stalledThresholdSeconds must be a number of seconds from 0 to 4294967; got ${describe(stalledThresholdSeconds)}`,
-		)
-	}
-	if (!Number.isInteger(limit) || limit < 1 || limit > 100000) {
-		throw invalidArgument(
-			`createRabbitMqReconciler(): limit must be a whole number from 1 to 100000; got ${describe(limit)}`,
-		)
-	}
-	if (onProgress !== undefined && typeof onProgress !== 'function') {
-		throw invalidArgument(`createRabbitMqReconciler(): onProgress must be a function; got ${describe(onProgress)}`)
-	}
-	const log = logger ? safeLogger(logger) : adapter._s?.log || safeLogger()
-	const thresholdMs = Math.ceil(stalledThresholdSeconds * 1000)
+	const { adapter, thresholdMs, logger, limit, onProgress } = reconcilerOptions(options)
+	const log = logger ? safeLogger(logger) : (typeof adapter._logger === 'function' && adapter._logger()) || safeLogger()
 
 	return {
 		/**

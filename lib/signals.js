@@ -5,11 +5,7 @@
 // without a listener; a second signal while draining ends it at once.
 
 const { safeLogger } = require('./logger')
-const { invalidArgument, describe } = require('./errors')
-
-const DEFAULT_SIGNALS = Object.freeze(['SIGTERM', 'SIGINT'])
-// Signals no listener can catch, or that Node uses itself.
-const REFUSED = new Set(['SIGKILL', 'SIGSTOP', 'SIGUSR1'])
+const { DEFAULT_SIGNALS, signalOptions } = require('./options')
 
 /**
  * On the first of `signals`: `await adapter.stop({ timeoutMs })`, remove the
@@ -18,38 +14,16 @@ const REFUSED = new Set(['SIGKILL', 'SIGSTOP', 'SIGUSR1'])
  * remains (then what happens next is up to that listener). A second signal while
  * stopping ends the process at once. Returns a function that removes the listeners.
  *
- * @param {{ stop(options?: { timeoutMs?: number }): Promise<void> }} adapter
+ * @param {{ stop(options?: { timeoutMs?: number }): Promise<void>, _logger?(): object }} adapter
+ *   a RabbitMqAdapter, or anything with `stop`; `_logger()` (the adapter's logger) is
+ *   used when `options.logger` is not given
  * @param {{ signals?: string[], timeoutMs?: number, logger?: object }} [options]
  * @returns {() => void}
  */
 function stopOnSignals(adapter, options) {
-	if (adapter === null || typeof adapter !== 'object' || typeof adapter.stop !== 'function') {
-		throw invalidArgument(`stopOnSignals(): adapter must be a RabbitMqAdapter; got ${describe(adapter)}`)
-	}
-	const o = options === undefined || options === null ? {} : options
-	if (typeof o !== 'object')
-		throw invalidArgument(`stopOnSignals(): options must be { signals, timeoutMs }; got ${describe(o)}`)
-	const signals = o.signals === undefined ? DEFAULT_SIGNALS : o.signals
-	if (!Array.isArray(signals) || signals.length === 0) {
-		throw invalidArgument(
-			`stopOnSignals(): signals must be a non-empty array such as ['SIGTERM', 'SIGINT']; got ${describe(signals)}`,
-		)
-	}
-	for (const sig of signals) {
-		if (typeof sig !== 'string' || !/^SIG[A-Z0-9]+$/.test(sig) || REFUSED.has(sig)) {
-			throw invalidArgument(
-				`stopOnSignals(): ${describe(sig)} is not a signal that can be handled (e.g. 'SIGTERM', 'SIGINT', 'SIGHUP')`,
-			)
-		}
-	}
-	const timeoutMs = o.timeoutMs
-	if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0)) {
-		throw invalidArgument(
-			`stopOnSignals(): timeoutMs must be a number of milliseconds >= 0; got ${describe(timeoutMs)}`,
-		)
-	}
-	const internal = adapter._s?.log
-	const log = o.logger ? safeLogger(o.logger) : internal || safeLogger()
+	const { signals, timeoutMs, logger } = signalOptions(adapter, options)
+	// the adapter's own logger (RabbitMqAdapter#_logger) when none is given
+	const log = logger || (typeof adapter._logger === 'function' && adapter._logger()) || safeLogger()
 
 	let stopping = false
 	let disposed = false

@@ -6,7 +6,8 @@
 // awaiting run with the action 'webhook' and the request as output, once (a second delivery
 // of the same call changes nothing).
 
-const { CODES, invalidArgument, checkRunId, describe } = require('./errors')
+const { CODES, invalidArgument, describe } = require('./errors')
+const { checkRunId } = require('./options')
 const { NODE_IDENTITY } = require('./node-runner')
 
 /** The action a delivered call resumes its run with. */

@@ -285,6 +285,8 @@ struct Config {
     declare_queues: bool,
     pg: PgTarget,
     redis: Option<RedisTarget>,
+    // The options below have their defaults in JS (lib/options.js), which always
+    // sends them: no second set of defaults here that could disagree.
     queue_name: String,
     context_table_name: String,
     status_table_name: String,
@@ -341,12 +343,12 @@ impl Config {
             queue_name: c.queue_name,
             context_table_name: c.context_table_name,
             status_table_name: c.status_table_name,
-            concurrency: c.concurrency.map_or(DEFAULT_CONCURRENCY, |n| n as usize),
-            create_tables: c.create_tables.unwrap_or(true),
+            concurrency: c.concurrency as usize,
+            create_tables: c.create_tables,
             blueprints: serde_json::from_str(&c.blueprints_json).map_err(json)?,
             registry: c.registry.into_keys().collect(),
             custom_evaluator: c.custom_evaluator.unwrap_or(false),
-            max_deliveries: c.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
+            max_deliveries: c.max_deliveries,
             timings,
         })
     }
@@ -365,9 +367,6 @@ impl Config {
     }
 }
 
-/// The defaults of `maxDeliveries` and `concurrency` (lib/adapter.js `DEFAULTS` has the same).
-const DEFAULT_MAX_DELIVERIES: u32 = 20;
-const DEFAULT_CONCURRENCY: usize = 64;
 
 /// The core's way into JavaScript: node code, the user's evaluator, and the
 /// logger / event bus (one `notify` callback).

@@ -95,12 +95,14 @@ pub struct NativeConfig {
     pub queue_name: String,
     pub context_table_name: String,
     pub status_table_name: String,
-    /// Jobs run at once (prefetch). Default 64.
-    pub concurrency: Option<u32>,
-    /// Deliveries of one job before it is dead-lettered as poison. Default 20.
-    pub max_deliveries: Option<u32>,
-    /// Create or migrate the tables at start (false: check them only). Default true.
-    pub create_tables: Option<bool>,
+    // These have their defaults in JS (lib/options.js), which always sends them:
+    // no second set of defaults here that could disagree.
+    /// Jobs run at once (prefetch).
+    pub concurrency: u32,
+    /// Deliveries of one job before it is dead-lettered as poison.
+    pub max_deliveries: u32,
+    /// Create or migrate the tables at start (false: check them only).
+    pub create_tables: bool,
     /// JSON text of `{ "<blueprint id>": { id, nodes, edges, ... } }`.
     pub blueprints_json: String,
     /// The registry's `uses` keys: `'function'` or `'class'` each.
