@@ -9,13 +9,15 @@
  * it started and ran the same blueprint with a tiny payload (connections open, code
  * compiled), measured in this test.
  *
- * The target is FACTOR 4. The factors below are what the worker reaches today (with ~10-15 %
- * headroom), so the test catches regressions; the copies that remain are in
- * core/src/job.rs (`process`: `snapshot.context.clone()`, `Value::Object(context.clone())
- * .to_string()`, `RawValue::from_string(context_text.to_string())`; `complete`: the output
- * cloned into two context keys and into the effect) and core/src/run_store.rs (`load`:
- * owned row texts, `merge_rows` cloning each output into two keys) — see
- * docs/architecture.md §8.
+ * The target is FACTOR 4. The factors below are regression guards above what the worker
+ * reaches today: a 50 MB context 5.6×; a 30 MB node output 23–32× alone on this machine, and
+ * up to about 1.6× that when the whole suite runs beside it (V8's collection of the node's
+ * garbage comes later under load; a CI run of the older code measured 58×), so the output
+ * guard is 64. What remains is listed in docs/architecture.md §8 (measured with heaptrack):
+ * the core holds a big value as serde_json::Value (about twice its text) up to three times
+ * in a successor's job (`<id>`, `_outputs.<id>`, `_inputs.<successor>` from the node rows),
+ * tokio-postgres keeps read and write buffers as large as the largest message a pooled
+ * connection ever moved, and V8 holds the node's value, its JSON text and the request.
  *
  * BIG_BYTES overrides the payload size (default 50 MB).
  */
@@ -34,7 +36,7 @@ const PAYLOAD = Number(process.env.BIG_BYTES) || 50e6
 // and as `serializedContext` text): jsonb's 255 MB limit fails a run whose output is
 // over about 40 MB at its final commit. So the output case uses 30 MB.
 const OUTPUT = Number(process.env.BIG_OUTPUT_BYTES) || 30e6
-const FACTOR = { context: 14, output: 56 }
+const FACTOR = { context: 14, output: 64 }
 
 const spawnWorker = (where, label) =>
 	spawnProcess(res, { script: path.join(__dirname, 'helpers', 'big-worker.js'), where, label, logDir: LOG_DIR })
