@@ -8,6 +8,7 @@ use crate::context_store::PatchOp;
 use crate::error::{CoreError, CoreResult};
 use crate::evaluator::{resolve_input, RunState};
 use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
+use crate::locks::{InFlight, NodeLocks};
 use crate::queue::{Broker, JobMessage};
 use crate::run_store::{Commit, Effect, Enqueued, JoinArrival, RunStore, FINAL_STATUSES};
 use serde_json::{json, Map, Value};
@@ -30,51 +31,6 @@ pub enum Disposition {
 struct Redelivery {
     redelivered: bool,
     max_deliveries: u32,
-}
-
-/// Per-process locks on `(run, node)`, dropped when no one holds them.
-type NodeLockMap = std::collections::HashMap<(String, String), std::sync::Weak<tokio::sync::Mutex<()>>>;
-
-#[derive(Default)]
-pub struct NodeLocks(std::sync::Mutex<NodeLockMap>);
-
-impl NodeLocks {
-    fn lock(&self, run_id: &str, node_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut m = self.0.lock().unwrap();
-        let key = (run_id.to_string(), node_id.to_string());
-        if let Some(l) = m.get(&key).and_then(std::sync::Weak::upgrade) {
-            return l;
-        }
-        m.retain(|_, w| w.strong_count() > 0);
-        let l = Arc::new(tokio::sync::Mutex::new(()));
-        m.insert(key, Arc::downgrade(&l));
-        l
-    }
-}
-
-/// Runs with jobs in progress in this worker (for cancellation).
-#[derive(Default)]
-pub struct InFlight(std::sync::Mutex<std::collections::HashMap<String, usize>>);
-
-impl InFlight {
-    pub fn runs(&self) -> Vec<String> {
-        self.0.lock().unwrap().keys().cloned().collect()
-    }
-    pub fn contains(&self, run_id: &str) -> bool {
-        self.0.lock().unwrap().contains_key(run_id)
-    }
-    fn enter(&self, run_id: &str) {
-        *self.0.lock().unwrap().entry(run_id.to_string()).or_default() += 1;
-    }
-    fn leave(&self, run_id: &str) {
-        let mut m = self.0.lock().unwrap();
-        if let Some(n) = m.get_mut(run_id) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(run_id);
-            }
-        }
-    }
 }
 
 pub struct JobRunner {
