@@ -538,15 +538,7 @@ impl NativeWorker {
             RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
         let coordination = coordination_of(&config.redis, coordinate)?;
         let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
-        let runner = JobRunner {
-            in_flight: Default::default(),
-            node_locks: Default::default(),
-            blueprints,
-            registry,
-            store,
-            coordination,
-            executor: Arc::new(bridge),
-        };
+        let runner = JobRunner::new(blueprints, registry, store, coordination, Arc::new(bridge));
         let worker = Worker::new(
             runner,
             WorkerConfig {

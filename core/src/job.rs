@@ -34,13 +34,35 @@ struct Redelivery {
 }
 
 pub struct JobRunner {
-    pub in_flight: InFlight,
-    pub node_locks: NodeLocks,
+    pub(crate) in_flight: InFlight,
+    pub(crate) node_locks: NodeLocks,
     pub blueprints: Blueprints,
     pub registry: HashSet<String>,
     pub store: RunStore,
     pub coordination: std::sync::Arc<dyn crate::coordination::CoordinationStore>,
     pub executor: Arc<dyn NodeExecutor>,
+}
+
+impl JobRunner {
+    /// The one way to make a runner (its lock maps start empty): the binding's
+    /// `NativeWorker` and the Rust integration tests both build it here.
+    pub fn new(
+        blueprints: Blueprints,
+        registry: HashSet<String>,
+        store: RunStore,
+        coordination: Arc<dyn crate::coordination::CoordinationStore>,
+        executor: Arc<dyn NodeExecutor>,
+    ) -> JobRunner {
+        JobRunner {
+            in_flight: InFlight::default(),
+            node_locks: NodeLocks::default(),
+            blueprints,
+            registry,
+            store,
+            coordination,
+            executor,
+        }
+    }
 }
 
 pub(crate) enum Failure {
