@@ -383,7 +383,7 @@ impl JobRunner {
             node_id: node.id.clone(),
             uses: uses.to_string(),
             params: node.params.clone().unwrap_or_else(|| json!({})),
-            config: serde_json::to_value(node.config.as_ref().map(config_json)).unwrap_or(Value::Null),
+            config: serde_json::to_value(&node.config).unwrap_or(Value::Null),
             input: input.value,
             input_from_mapping: input.from_mapping,
             context: context_raw,
@@ -780,20 +780,4 @@ fn join_members(bp: &Blueprint, node: &str, target: &str, any: bool) -> Vec<Stri
         }
     }
     out
-}
-
-fn config_json(c: &crate::blueprint::NodeConfig) -> Value {
-    let mut m = Map::new();
-    for (k, v) in [("maxRetries", &c.max_retries), ("retryDelay", &c.retry_delay), ("timeout", &c.timeout)] {
-        if let Some(v) = v {
-            m.insert(k.into(), v.clone());
-        }
-    }
-    if let Some(f) = &c.fallback {
-        m.insert("fallback".into(), Value::String(f.clone()));
-    }
-    if let Some(j) = &c.join_strategy {
-        m.insert("joinStrategy".into(), Value::String(j.clone()));
-    }
-    Value::Object(m)
 }
