@@ -106,18 +106,7 @@ pub struct Blueprint {
     loop_bodies: HashMap<String, Vec<String>>,
 }
 
-/// What a run advanced by workers without our bookkeeping (the TypeScript
-/// adapter) has done, read from its context: the nodes with an output, and the
-/// arrivals they made at the joins not yet done (each at every join it has an
-/// edge into: their routes were not recorded).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Adopted {
-    pub done: Vec<String>,
-    pub arrivals: std::collections::BTreeMap<String, usize>,
-    /// The nodes those workers must have enqueued: not done, reached from a done node by an
-    /// edge without condition or action, their join complete (`'any'`: one arrival).
-    pub frontier: Vec<String>,
-}
+pub use crate::joins::Adopted;
 
 /// The built-in node that decides whether a loop goes round again.
 pub const LOOP_CONTROLLER: &str = "loop-controller";
@@ -256,36 +245,10 @@ impl Blueprint {
         out
     }
 
-    /// What the nodes with an output (`has_output`) have done of a run (see [`Adopted`]).
+    /// What the nodes with an output (`has_output`) have done of a run (see
+    /// [`Adopted`], computed in `joins.rs`).
     pub fn adopted(&self, has_output: impl Fn(&str) -> bool) -> Adopted {
-        let done: Vec<String> = self.nodes.iter().filter(|n| has_output(&n.id)).map(|n| n.id.clone()).collect();
-        let mut arrivals = std::collections::BTreeMap::new();
-        for n in &self.nodes {
-            if self.predecessors(&n.id) > 1 && !done.contains(&n.id) && !self.is_loop_controller(&n.id) {
-                let arrived = self.predecessor_ids(&n.id).filter(|p| done.contains(p)).count();
-                if arrived > 0 {
-                    arrivals.insert(n.id.clone(), arrived);
-                }
-            }
-        }
-        let certain = |p: &str, t: &str| {
-            self.edges.iter().any(|e| e.source == p && e.target == t && e.condition.is_none() && e.action.is_none())
-        };
-        let frontier = self
-            .nodes
-            .iter()
-            .filter(|n| !done.contains(&n.id))
-            .filter(|n| {
-                let preds: Vec<&String> = self.predecessor_ids(&n.id).collect();
-                let arrived = preds.iter().filter(|p| done.contains(p) && certain(p, &n.id)).count();
-                arrived > 0
-                    && (self.join_strategy(&n.id) == JoinStrategy::Any
-                        || self.is_loop_controller(&n.id)
-                        || arrived == preds.len())
-            })
-            .map(|n| n.id.clone())
-            .collect();
-        Adopted { done, arrivals, frontier }
+        crate::joins::adopted(self, has_output)
     }
 
     /// Nodes without outgoing edges (FlowRuntime's `terminalNodeIds`), in blueprint order.

@@ -302,7 +302,7 @@ impl RunSnapshot {
 }
 
 /// Everything stored about a run, for `getRun`, reconcile and resume.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RunView {
     pub status: Option<String>,
     pub status_data: Value,
@@ -378,7 +378,7 @@ pub struct Woken {
 }
 
 /// An arrival at a join node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinArrival {
     pub target: String,
     /// The predecessors that arrive: the node, and the nodes it is the fallback for.
@@ -530,7 +530,7 @@ impl RunStore {
         initial: &Map<String, Value>,
         nodes: &[String],
         queued: &[String],
-        adopted: &crate::blueprint::Adopted,
+        adopted: &crate::joins::Adopted,
     ) -> CoreResult<()> {
         let initial = Value::Object(initial.clone()).to_string();
         let arrivals = serde_json::to_string(&adopted.arrivals).map_err(|e| CoreError::json("join arrivals", e))?;
