@@ -455,12 +455,13 @@ struct JsCoordination<const WEAK: bool> {
 
 impl<const WEAK: bool> JsCoordination<WEAK> {
     async fn call(&self, request: Value) -> flowcraft_core::error::CoreResult<Value> {
-        let fail = |m: String| CoreError::WorkerState(format!("the coordination store failed: {m}"));
+        let fail = |m: String| CoreError::CoordinationStore(m);
         let text = match self.coordinate.call_async_catch(request.to_string()).await {
             Ok(p) => p.await.map_err(|e| fail(e.reason.clone()))?,
             Err(e) => return Err(fail(e.reason.clone())),
         };
-        let v: Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| CoreError::CoordinationAnswer(format!("the coordination store failed: {e}")))?;
         Ok(v.get("value").cloned().unwrap_or(Value::Null))
     }
 }
@@ -474,7 +475,7 @@ impl<const WEAK: bool> flowcraft_core::coordination::CoordinationStore for JsCoo
         Box::pin(async move {
             let v = self.call(json!({ "op": "increment", "key": key, "ttlSeconds": ttl_seconds })).await?;
             v.as_f64().map(|n| n as i64).ok_or_else(|| {
-                CoreError::WorkerState(format!("the coordination store's increment returned {v}, not a number"))
+                CoreError::CoordinationAnswer(format!("the coordination store's increment returned {v}, not a number"))
             })
         })
     }

@@ -478,7 +478,7 @@ impl RunStore {
     ) -> CoreResult<RunSnapshot> {
         let sql = if all { &self.sql.load_all } else { &self.sql.load };
         let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys]).await?;
-        let row = rows.first().ok_or_else(|| CoreError::WorkerState("reading a run returned no row".into()))?;
+        let row = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
         let context_text: Option<String> = row.get(0);
         let mut context = match &context_text {
             Some(t) => match serde_json::from_str::<Value>(t).map_err(|e| CoreError::json("a context row", e))? {
@@ -783,7 +783,7 @@ impl RunStore {
 
     pub async fn view(&self, run_id: &str) -> CoreResult<RunView> {
         let rows = self.pool.query("reading a run", &self.sql.view, &[&run_id]).await?;
-        let r = rows.first().ok_or_else(|| CoreError::WorkerState("reading a run returned no row".into()))?;
+        let r = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
         let parse = |i: usize| -> Value {
             r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
         };

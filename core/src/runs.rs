@@ -340,7 +340,7 @@ impl RunClient {
         self.prepare().await?;
         let view = self.store.view(run_id).await?;
         if view.status.as_deref() != Some("awaiting") {
-            return Err(CoreError::WorkerState(format!(
+            return Err(CoreError::RunState(format!(
                 "run '{run_id}' is not awaiting (status: {}); only a run stopped at a wait node can be resumed",
                 view.status.as_deref().unwrap_or("unknown")
             )));
@@ -383,7 +383,7 @@ impl RunClient {
             routes.insert(node.clone(), json!(routed.route));
         }
         if !self.store.resume(run_id, &sets, &outputs, &routes, &inputs, &bound_all).await? {
-            return Err(CoreError::WorkerState(format!("run '{run_id}' was resumed or changed by someone else")));
+            return Err(CoreError::RunState(format!("run '{run_id}' was resumed or changed by someone else")));
         }
         let enqueued = self.reconcile(run_id, Duration::from_secs(3600)).await?;
         if enqueued.is_empty() {
