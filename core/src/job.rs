@@ -7,7 +7,7 @@ use crate::builtins::BuiltinEffect;
 use crate::context_store::PatchOp;
 use crate::error::{CoreError, CoreResult};
 use crate::evaluator::{resolve_input, RunState};
-use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
+use crate::executor::{Cancelled, Level, NodeError, NodeExecutor, NodeRequest, NodeResponse};
 use crate::joins;
 use crate::locks::{InFlight, NodeLocks};
 use crate::queue::{Broker, JobMessage};
@@ -399,8 +399,8 @@ impl JobRunner {
             return Ok(Executed { output: result.output, action: result.action, writes, builtin: None });
         }
         match error {
-            Some(e) if e.code.as_deref() == Some("ERR_NODE_CANCELLED") => Err(Failure::Interrupted),
-            Some(e) if e.code.as_deref() == Some("ERR_RUN_CANCELLED") => Err(Failure::RunCancelled),
+            Some(NodeError { cancelled: Some(Cancelled::WorkerStopping), .. }) => Err(Failure::Interrupted),
+            Some(NodeError { cancelled: Some(Cancelled::RunCancelled), .. }) => Err(Failure::RunCancelled),
             Some(e) => Err(Failure::Failed(NodeFailure { message: e.message, fatal: e.fatal, writes })),
             None => Err(Failure::Failed(NodeFailure {
                 message: "node failed without an error message".into(),
