@@ -165,12 +165,12 @@ export interface NativeConfig {
   queueName: string
   contextTableName: string
   statusTableName: string
-  /** Jobs run at once (prefetch). Default 64. */
-  concurrency?: number
-  /** Deliveries of one job before it is dead-lettered as poison. Default 20. */
-  maxDeliveries?: number
-  /** Create or migrate the tables at start (false: check them only). Default true. */
-  createTables?: boolean
+  /** Jobs run at once (prefetch). */
+  concurrency: number
+  /** Deliveries of one job before it is dead-lettered as poison. */
+  maxDeliveries: number
+  /** Create or migrate the tables at start (false: check them only). */
+  createTables: boolean
   /** JSON text of `{ "<blueprint id>": { id, nodes, edges, ... } }`. */
   blueprintsJson: string
   /** The registry's `uses` keys: `'function'` or `'class'` each. */

@@ -467,7 +467,7 @@ enum JsCoordination {
 
 impl JsCoordination {
     async fn call(&self, request: Value) -> flowcraft_core::error::CoreResult<Value> {
-        let fail = |m: String| CoreError::WorkerState(format!("the coordination store failed: {m}"));
+        let fail = |m: String| CoreError::CoordinationStore(m);
         let called = match self {
             JsCoordination::Strong(f) => f.call_async_catch(request.to_string()).await,
             JsCoordination::Weak(f) => f.call_async_catch(request.to_string()).await,
@@ -476,7 +476,8 @@ impl JsCoordination {
             Ok(p) => p.await.map_err(|e| fail(e.reason.clone()))?,
             Err(e) => return Err(fail(e.reason.clone())),
         };
-        let v: Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| CoreError::CoordinationAnswer(format!("the coordination store failed: {e}")))?;
         Ok(v.get("value").cloned().unwrap_or(Value::Null))
     }
 }
@@ -490,7 +491,7 @@ impl flowcraft_core::coordination::CoordinationStore for JsCoordination {
         Box::pin(async move {
             let v = self.call(json!({ "op": "increment", "key": key, "ttlSeconds": ttl_seconds })).await?;
             v.as_f64().map(|n| n as i64).ok_or_else(|| {
-                CoreError::WorkerState(format!("the coordination store's increment returned {v}, not a number"))
+                CoreError::CoordinationAnswer(format!("the coordination store's increment returned {v}, not a number"))
             })
         })
     }
@@ -556,15 +557,7 @@ impl NativeWorker {
             RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
         let coordination = coordination_of(&config.redis, coordinate.map(JsCoordination::Strong))?;
         let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
-        let runner = JobRunner {
-            in_flight: Default::default(),
-            node_locks: Default::default(),
-            blueprints,
-            registry,
-            store,
-            coordination,
-            executor: Arc::new(bridge),
-        };
+        let runner = JobRunner::new(blueprints, registry, store, coordination, Arc::new(bridge));
         let worker = Worker::new(
             runner,
             WorkerConfig {

@@ -2,7 +2,7 @@
 //! edges, start nodes, fallbacks), computed once when the worker starts.
 
 use crate::error::{CoreError, CoreResult};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
@@ -37,18 +37,20 @@ pub enum Inputs {
     Other(Value),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A node's `config`: the fields the core and the node runner read, serialised
+/// for the runner (`NodeRequest::config`) with the absent ones left out.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeConfig {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_delay: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_strategy: Option<String>,
 }
 
@@ -104,18 +106,7 @@ pub struct Blueprint {
     loop_bodies: HashMap<String, Vec<String>>,
 }
 
-/// What a run advanced by workers without our bookkeeping (the TypeScript
-/// adapter) has done, read from its context: the nodes with an output, and the
-/// arrivals they made at the joins not yet done (each at every join it has an
-/// edge into: their routes were not recorded).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Adopted {
-    pub done: Vec<String>,
-    pub arrivals: std::collections::BTreeMap<String, usize>,
-    /// The nodes those workers must have enqueued: not done, reached from a done node by an
-    /// edge without condition or action, their join complete (`'any'`: one arrival).
-    pub frontier: Vec<String>,
-}
+pub use crate::joins::Adopted;
 
 /// The built-in node that decides whether a loop goes round again.
 pub const LOOP_CONTROLLER: &str = "loop-controller";
@@ -254,36 +245,10 @@ impl Blueprint {
         out
     }
 
-    /// What the nodes with an output (`has_output`) have done of a run (see [`Adopted`]).
+    /// What the nodes with an output (`has_output`) have done of a run (see
+    /// [`Adopted`], computed in `joins.rs`).
     pub fn adopted(&self, has_output: impl Fn(&str) -> bool) -> Adopted {
-        let done: Vec<String> = self.nodes.iter().filter(|n| has_output(&n.id)).map(|n| n.id.clone()).collect();
-        let mut arrivals = std::collections::BTreeMap::new();
-        for n in &self.nodes {
-            if self.predecessors(&n.id) > 1 && !done.contains(&n.id) && !self.is_loop_controller(&n.id) {
-                let arrived = self.predecessor_ids(&n.id).filter(|p| done.contains(p)).count();
-                if arrived > 0 {
-                    arrivals.insert(n.id.clone(), arrived);
-                }
-            }
-        }
-        let certain = |p: &str, t: &str| {
-            self.edges.iter().any(|e| e.source == p && e.target == t && e.condition.is_none() && e.action.is_none())
-        };
-        let frontier = self
-            .nodes
-            .iter()
-            .filter(|n| !done.contains(&n.id))
-            .filter(|n| {
-                let preds: Vec<&String> = self.predecessor_ids(&n.id).collect();
-                let arrived = preds.iter().filter(|p| done.contains(p) && certain(p, &n.id)).count();
-                arrived > 0
-                    && (self.join_strategy(&n.id) == JoinStrategy::Any
-                        || self.is_loop_controller(&n.id)
-                        || arrived == preds.len())
-            })
-            .map(|n| n.id.clone())
-            .collect();
-        Adopted { done, arrivals, frontier }
+        crate::joins::adopted(self, has_output)
     }
 
     /// Nodes without outgoing edges (FlowRuntime's `terminalNodeIds`), in blueprint order.
@@ -465,6 +430,51 @@ mod tests {
         assert!(bp.has_transformed_inbound("j"));
         assert_eq!(bp.candidate_edges("fb").iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["j"]);
         assert_eq!(bp.version, Value::Null);
+    }
+
+    /// `job.rs`'s hand-written `config_json`, as it was, the reference the derive must match.
+    fn hand_written_config_json(c: &NodeConfig) -> Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in [("maxRetries", &c.max_retries), ("retryDelay", &c.retry_delay), ("timeout", &c.timeout)] {
+            if let Some(v) = v {
+                m.insert(k.into(), v.clone());
+            }
+        }
+        if let Some(f) = &c.fallback {
+            m.insert("fallback".into(), Value::String(f.clone()));
+        }
+        if let Some(j) = &c.join_strategy {
+            m.insert("joinStrategy".into(), Value::String(j.clone()));
+        }
+        Value::Object(m)
+    }
+
+    #[test]
+    fn node_config_serialises_as_the_hand_written_json() {
+        let configs = [
+            json!(null),
+            json!({}),
+            json!({"maxRetries": 3}),
+            json!({"maxRetries": 3, "retryDelay": 250, "timeout": 1000, "fallback": "fb", "joinStrategy": "any"}),
+            json!({"joinStrategy": "all", "timeout": "5s", "retryDelay": 1.5}),
+            json!({"maxRetries": null, "fallback": "fb", "somethingElse": {"x": 1}}),
+            json!({"maxRetries": {"odd": [1, 2]}, "retryDelay": false}),
+        ];
+        for config in configs {
+            let node: NodeDef =
+                serde_json::from_value(json!({"id": "n", "uses": "x", "config": config.clone()})).unwrap();
+            let derived = serde_json::to_value(&node.config).unwrap();
+            let hand = serde_json::to_value(node.config.as_ref().map(hand_written_config_json)).unwrap();
+            assert_eq!(derived, hand, "config {config}");
+            assert_eq!(derived.to_string(), hand.to_string(), "config {config}: same text");
+        }
+        let full: NodeDef = serde_json::from_value(
+            json!({"id": "n", "uses": "x", "config": {"timeout": 9, "fallback": "f", "extra": 1}}),
+        )
+        .unwrap();
+        assert_eq!(serde_json::to_value(&full.config).unwrap(), json!({"timeout": 9, "fallback": "f"}));
+        let bare: NodeDef = serde_json::from_value(json!({"id": "n", "uses": "x"})).unwrap();
+        assert_eq!(serde_json::to_value(&bare.config).unwrap(), Value::Null);
     }
 
     #[test]

@@ -126,3 +126,34 @@ fn check_json(value_json: &str, key: &str) -> CoreResult<()> {
         .map(|_| ())
         .map_err(|e| CoreError::json(format!("the value for context key {key:?}"), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(key: &str, value: Value) -> PatchOp {
+        PatchOp::Set { key: key.into(), value }
+    }
+    fn delete(key: &str) -> PatchOp {
+        PatchOp::Delete { key: key.into() }
+    }
+
+    #[test]
+    fn net_effect_keeps_the_last_op_on_each_key() {
+        let ops = vec![
+            set("a", json!(1)),
+            set("a", json!(2)),
+            delete("b"),
+            set("b", json!("back")),
+            set("c", json!(3)),
+            delete("c"),
+            delete("d"),
+            delete("d"),
+        ];
+        let (sets, deletes) = net_effect(ops);
+        assert_eq!(Value::Object(sets), json!({"a": 2, "b": "back"}));
+        assert_eq!(deletes, ["c", "d"], "each deleted key once; a key set again is not deleted");
+        assert_eq!(net_effect(vec![]), (Map::new(), vec![]));
+    }
+}

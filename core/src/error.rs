@@ -39,8 +39,29 @@ pub enum CoreError {
     IndexNotFound { indexes: String, command: String },
     #[error("{0}")]
     Unsupported(String),
+    /// The worker was asked what its state does not allow (start twice, start after stop).
     #[error("{0}")]
     WorkerState(String),
+    /// A run is not in the state the call needs: resuming a run that is not
+    /// awaiting, or one another caller resumed or changed first.
+    #[error("{0}")]
+    RunState(String),
+    /// A statement that always returns one row returned none.
+    #[error("{doing} returned no row")]
+    NoRow { doing: &'static str },
+    /// The LISTEN connection (waitForRun's wake-ups, cancellations) could not
+    /// be opened the first time, or its task has stopped.
+    #[error("{0}")]
+    Listener(String),
+    /// The user's own coordination store (an `ICoordinationStore` reached
+    /// through the `coordinate` callback) threw or rejected: like Redis, its
+    /// backend may be away for a moment. Worth retrying.
+    #[error("the coordination store failed: {0}")]
+    CoordinationStore(String),
+    /// The user's coordination store answered what the interface does not
+    /// allow (an increment that is not a number): retrying gets the same.
+    #[error("{0}")]
+    CoordinationAnswer(String),
     /// The broker refused (nacked) a publish: a quorum queue without a leader
     /// for a moment, a full queue. Worth retrying.
     #[error("RabbitMQ refused (nacked) {what}")]
@@ -70,7 +91,13 @@ impl CoreError {
             CoreError::ColumnNotFound { .. } => "ERR_COLUMN_NOT_FOUND",
             CoreError::IndexNotFound { .. } => "ERR_INDEX_NOT_FOUND",
             CoreError::Unsupported(_) => "ERR_UNSUPPORTED",
-            CoreError::WorkerState(_) => "ERR_WORKER_STATE",
+            // (one code for JavaScript, as before the variants were told apart)
+            CoreError::WorkerState(_)
+            | CoreError::RunState(_)
+            | CoreError::NoRow { .. }
+            | CoreError::Listener(_)
+            | CoreError::CoordinationStore(_)
+            | CoreError::CoordinationAnswer(_) => "ERR_WORKER_STATE",
             CoreError::Nacked { .. } => "ERR_AMQP",
             CoreError::Timeout(_) => "ERR_TIMEOUT",
         }
@@ -122,6 +149,7 @@ impl CoreError {
             }
             CoreError::Amqp { .. } | CoreError::Nacked { .. } => true,
             CoreError::Timeout(_) => true,
+            CoreError::CoordinationStore(_) => true,
             _ => false,
         }
     }
@@ -143,4 +171,32 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_went_wrong_keeps_its_code_and_message_and_says_whether_to_retry() {
+        let cases = [
+            (CoreError::WorkerState("the worker is already started".into()), "the worker is already started", false),
+            (CoreError::RunState("run 'r' is not awaiting".into()), "run 'r' is not awaiting", false),
+            (CoreError::NoRow { doing: "reading a run" }, "reading a run returned no row", false),
+            (CoreError::Listener("listener stopped".into()), "listener stopped", false),
+            (CoreError::CoordinationStore("ECONNRESET".into()), "the coordination store failed: ECONNRESET", true),
+            (
+                CoreError::CoordinationAnswer("the coordination store's increment returned \"x\", not a number".into()),
+                "the coordination store's increment returned \"x\", not a number",
+                false,
+            ),
+        ];
+        for (e, message, transient) in cases {
+            assert_eq!(e.code(), "ERR_WORKER_STATE", "{e:?}");
+            assert_eq!(e.to_string(), message);
+            assert_eq!(e.is_transient(), transient, "{e:?}");
+        }
+        assert!(CoreError::Nacked { what: "a job" }.is_transient());
+        assert!(!CoreError::InvalidArgument("x".into()).is_transient());
+    }
 }

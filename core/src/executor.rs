@@ -58,13 +58,42 @@ pub struct NodeResult {
 #[derive(Debug, Deserialize)]
 pub struct NodeError {
     pub message: String,
-    /// `ERR_NODE_CANCELLED` when the worker is stopping: the job goes back to
-    /// the queue instead of failing the run.
-    #[serde(default)]
-    pub code: Option<String>,
+    /// The node was interrupted rather than failed, as the runner's error
+    /// `code` says (read once, here; other codes are not the core's business).
+    #[serde(default, rename = "code", deserialize_with = "cancellation")]
+    pub cancelled: Option<Cancelled>,
     /// A `FlowcraftError` with `isFatal: true`: no retries, no fallback.
     #[serde(default)]
     pub fatal: bool,
+}
+
+/// Why node code was interrupted (`lib/node-runner.js` `cancelledError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// `ERR_NODE_CANCELLED`: the worker is stopping; the job goes back to the
+    /// queue instead of failing the run.
+    WorkerStopping,
+    /// `ERR_RUN_CANCELLED`: its run was cancelled; nothing of it is committed.
+    RunCancelled,
+}
+
+/// The error codes of the runner's response the core acts on.
+#[derive(Deserialize)]
+enum Code {
+    #[serde(rename = "ERR_NODE_CANCELLED")]
+    NodeCancelled,
+    #[serde(rename = "ERR_RUN_CANCELLED")]
+    RunCancelled,
+    #[serde(other)]
+    Other,
+}
+
+fn cancellation<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cancelled>, D::Error> {
+    Ok(match Option::<Code>::deserialize(d)? {
+        Some(Code::NodeCancelled) => Some(Cancelled::WorkerStopping),
+        Some(Code::RunCancelled) => Some(Cancelled::RunCancelled),
+        Some(Code::Other) | None => None,
+    })
 }
 
 /// A field that is present deserializes to `Some`, even when it is `null`.
@@ -92,7 +121,7 @@ impl NodeResponse {
             ok: false,
             result: None,
             writes: vec![],
-            error: Some(NodeError { message: message.into(), code: None, fatal: false }),
+            error: Some(NodeError { message: message.into(), cancelled: None, fatal: false }),
         }
     }
 }
@@ -128,4 +157,29 @@ pub trait NodeExecutor: Send + Sync + 'static {
 
     /// The run was cancelled while nodes of it run here: abort their signals.
     fn cancel(&self, _run_id: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(response: &str) -> NodeError {
+        serde_json::from_str::<NodeResponse>(response).unwrap().error.unwrap()
+    }
+
+    #[test]
+    fn a_cancellation_is_read_once_from_the_runners_code() {
+        let stopping = error_of(r#"{"ok":false,"error":{"message":"m","code":"ERR_NODE_CANCELLED"},"writes":[]}"#);
+        assert_eq!(stopping.cancelled, Some(Cancelled::WorkerStopping));
+        let run = error_of(r#"{"ok":false,"error":{"message":"m","code":"ERR_RUN_CANCELLED","fatal":true}}"#);
+        assert_eq!((run.cancelled, run.fatal), (Some(Cancelled::RunCancelled), true));
+        // any other code, a null one or none is a plain failure
+        for error in
+            [r#"{"message":"m","code":"ERR_NODE_TIMEOUT"}"#, r#"{"message":"m","code":null}"#, r#"{"message":"m"}"#]
+        {
+            let e = error_of(&format!(r#"{{"ok":false,"error":{error}}}"#));
+            assert_eq!((e.cancelled, e.message.as_str()), (None, "m"), "{error}");
+        }
+        assert_eq!(NodeResponse::failure("x").error.unwrap().cancelled, None);
+    }
 }

@@ -2,14 +2,16 @@
 //! run the node (unless its output is already committed), commit once, join,
 //! publish the successors, and finish the run when nothing of it remains.
 
-use crate::blueprint::{Blueprint, Blueprints, JoinStrategy, NodeDef};
+use crate::blueprint::{Blueprint, Blueprints, NodeDef};
 use crate::builtins::BuiltinEffect;
 use crate::context_store::PatchOp;
 use crate::error::{CoreError, CoreResult};
 use crate::evaluator::{resolve_input, RunState};
-use crate::executor::{Level, NodeExecutor, NodeRequest, NodeResponse};
+use crate::executor::{Cancelled, Level, NodeError, NodeExecutor, NodeRequest, NodeResponse};
+use crate::joins;
+use crate::locks::{InFlight, NodeLocks};
 use crate::queue::{Broker, JobMessage};
-use crate::run_store::{Commit, Effect, Enqueued, JoinArrival, RunStore, FINAL_STATUSES};
+use crate::run_store::{Commit, Effect, Enqueued, RunStore, FINAL_STATUSES};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -32,59 +34,36 @@ struct Redelivery {
     max_deliveries: u32,
 }
 
-/// Per-process locks on `(run, node)`, dropped when no one holds them.
-type NodeLockMap = std::collections::HashMap<(String, String), std::sync::Weak<tokio::sync::Mutex<()>>>;
-
-#[derive(Default)]
-pub struct NodeLocks(std::sync::Mutex<NodeLockMap>);
-
-impl NodeLocks {
-    fn lock(&self, run_id: &str, node_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut m = self.0.lock().unwrap();
-        let key = (run_id.to_string(), node_id.to_string());
-        if let Some(l) = m.get(&key).and_then(std::sync::Weak::upgrade) {
-            return l;
-        }
-        m.retain(|_, w| w.strong_count() > 0);
-        let l = Arc::new(tokio::sync::Mutex::new(()));
-        m.insert(key, Arc::downgrade(&l));
-        l
-    }
-}
-
-/// Runs with jobs in progress in this worker (for cancellation).
-#[derive(Default)]
-pub struct InFlight(std::sync::Mutex<std::collections::HashMap<String, usize>>);
-
-impl InFlight {
-    pub fn runs(&self) -> Vec<String> {
-        self.0.lock().unwrap().keys().cloned().collect()
-    }
-    pub fn contains(&self, run_id: &str) -> bool {
-        self.0.lock().unwrap().contains_key(run_id)
-    }
-    fn enter(&self, run_id: &str) {
-        *self.0.lock().unwrap().entry(run_id.to_string()).or_default() += 1;
-    }
-    fn leave(&self, run_id: &str) {
-        let mut m = self.0.lock().unwrap();
-        if let Some(n) = m.get_mut(run_id) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(run_id);
-            }
-        }
-    }
-}
-
 pub struct JobRunner {
-    pub in_flight: InFlight,
-    pub node_locks: NodeLocks,
+    pub(crate) in_flight: InFlight,
+    pub(crate) node_locks: NodeLocks,
     pub blueprints: Blueprints,
     pub registry: HashSet<String>,
     pub store: RunStore,
     pub coordination: std::sync::Arc<dyn crate::coordination::CoordinationStore>,
     pub executor: Arc<dyn NodeExecutor>,
+}
+
+impl JobRunner {
+    /// The one way to make a runner (its lock maps start empty): the binding's
+    /// `NativeWorker` and the Rust integration tests both build it here.
+    pub fn new(
+        blueprints: Blueprints,
+        registry: HashSet<String>,
+        store: RunStore,
+        coordination: Arc<dyn crate::coordination::CoordinationStore>,
+        executor: Arc<dyn NodeExecutor>,
+    ) -> JobRunner {
+        JobRunner {
+            in_flight: InFlight::default(),
+            node_locks: NodeLocks::default(),
+            blueprints,
+            registry,
+            store,
+            coordination,
+            executor,
+        }
+    }
 }
 
 pub(crate) enum Failure {
@@ -411,7 +390,7 @@ impl JobRunner {
             node_id: node.id.clone(),
             uses: uses.to_string(),
             params: node.params.clone().unwrap_or_else(|| json!({})),
-            config: serde_json::to_value(node.config.as_ref().map(config_json)).unwrap_or(Value::Null),
+            config: serde_json::to_value(&node.config).unwrap_or(Value::Null),
             input: input.value,
             input_from_mapping: input.from_mapping,
             context: context_entries,
@@ -426,8 +405,8 @@ impl JobRunner {
             return Ok(Executed { output: result.output, action: result.action, writes, builtin: None });
         }
         match error {
-            Some(e) if e.code.as_deref() == Some("ERR_NODE_CANCELLED") => Err(Failure::Interrupted),
-            Some(e) if e.code.as_deref() == Some("ERR_RUN_CANCELLED") => Err(Failure::RunCancelled),
+            Some(NodeError { cancelled: Some(Cancelled::WorkerStopping), .. }) => Err(Failure::Interrupted),
+            Some(NodeError { cancelled: Some(Cancelled::RunCancelled), .. }) => Err(Failure::RunCancelled),
             Some(e) => Err(Failure::Failed(NodeFailure { message: e.message, fatal: e.fatal, writes })),
             None => Err(Failure::Failed(NodeFailure {
                 message: "node failed without an error message".into(),
@@ -463,22 +442,7 @@ impl JobRunner {
             let (sets, deletes) = crate::context_store::net_effect(writes);
             // FlowRuntime counts the failed node completed at its 'all' joins
             // (its fallback, inheriting its edges, is what routes to them).
-            let joins = bp
-                .edges
-                .iter()
-                .filter(|e| e.source == node.id)
-                .map(|e| e.target.as_str())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .filter(|t| bp.predecessors(t) > 1 && bp.join_strategy(t) == JoinStrategy::All)
-                .map(|t| JoinArrival {
-                    target: t.to_string(),
-                    members: vec![node.id.clone()],
-                    expected: bp.predecessors(t),
-                    any: false,
-                    fire: false,
-                })
-                .collect();
+            let joins = joins::failed_arrivals(bp, &node.id);
             let effect = Effect {
                 output: Some(Value::Null),
                 sets,
@@ -603,41 +567,14 @@ impl JobRunner {
             Some(BuiltinEffect::Item { gather, count }) => {
                 // (no edge writes the gather's input: its row is written by the completing arrival only)
                 effect.deferred_inputs.push(gather.clone());
-                effect.joins.push(JoinArrival {
-                    target: gather.clone(),
-                    members: vec![node_id.to_string()],
-                    expected: count + 1,
-                    any: false,
-                    fire: true,
-                });
+                effect.joins.push(joins::gather_arrival(&gather, node_id, count));
                 effect.route.push(gather);
             }
             None => {}
         }
-        for target in &route {
-            if let Some((gather, items)) = scattered.as_ref().filter(|(g, _)| g == target) {
-                let arrival = JoinArrival {
-                    target: gather.clone(),
-                    members: vec![node_id.to_string()],
-                    expected: items + 1,
-                    any: false,
-                    fire: true,
-                };
-                effect.joins.push(arrival);
-                continue;
-            }
-            let preds = bp.predecessors(target);
-            // a loop controller runs on every arrival (FlowRuntime re-enters it each time round)
-            if preds <= 1 || bp.is_loop_controller(target) {
-                effect.ready.push(target.clone());
-                continue;
-            }
-            let any = bp.join_strategy(target) == JoinStrategy::Any;
-            let members = join_members(bp, node_id, target, any);
-            if !members.is_empty() {
-                effect.joins.push(JoinArrival { target: target.clone(), members, expected: preds, any, fire: true });
-            }
-        }
+        let arrivals = joins::arrivals(bp, node_id, &route, scattered.as_ref().map(|(g, n)| (g.as_str(), *n)));
+        effect.ready.extend(arrivals.ready);
+        effect.joins.extend(arrivals.joins);
         effect.route.extend(route);
         // The node has run: a lost connection retries the commit, not the node.
         let committing = || self.store.commit(&job.run_id, node_id, &effect);
@@ -697,10 +634,7 @@ impl JobRunner {
         // (a node sent round a loop again has its earlier output in the context)
         let jobs: Vec<JobMessage> = ready
             .iter()
-            .filter(|t| {
-                t.iteration > 0
-                    || (!completed.contains(&t.node_id) && !context.contains_key(&format!("_outputs.{}", t.node_id)))
-            })
+            .filter(|t| joins::needs_job(t, context, completed))
             .map(|t| {
                 JobMessage::new(&job.run_id, &bp.id, &t.node_id)
                     .in_iteration(t.iteration)
@@ -785,45 +719,9 @@ impl JobRunner {
         );
         let mut payload = json!({ "blueprintId": job.blueprint_id, "executionId": job.run_id, "status": status });
         if let Some(message) = error.filter(|_| status == "failed") {
-            let node = message.strip_prefix("Node '").and_then(|r| r.split_once('\'')).map(|(n, _)| n);
+            let node = joins::failed_node(message);
             payload["errors"] = json!([{ "message": message, "nodeId": node, "isFatal": false }]);
         }
         self.executor.event("workflow:finish", payload);
     }
-}
-
-/// The predecessors that arrive at the join `target` when `node` completes
-/// and routes to it, as FlowRuntime counts them: the node itself when it is a
-/// predecessor and, for an 'all' join, the nodes it is the fallback for (they
-/// completed when they failed into it). An 'any' join fires only for a
-/// predecessor of its own (a fallback inheriting an edge into it does not).
-fn join_members(bp: &Blueprint, node: &str, target: &str, any: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    if bp.predecessor_ids(target).any(|p| p == node) {
-        out.push(node.to_string());
-    }
-    if !any {
-        for owner in bp.fallback_owners(node) {
-            if bp.predecessor_ids(target).any(|p| p == owner) && !out.contains(owner) {
-                out.push(owner.clone());
-            }
-        }
-    }
-    out
-}
-
-fn config_json(c: &crate::blueprint::NodeConfig) -> Value {
-    let mut m = Map::new();
-    for (k, v) in [("maxRetries", &c.max_retries), ("retryDelay", &c.retry_delay), ("timeout", &c.timeout)] {
-        if let Some(v) = v {
-            m.insert(k.into(), v.clone());
-        }
-    }
-    if let Some(f) = &c.fallback {
-        m.insert("fallback".into(), Value::String(f.clone()));
-    }
-    if let Some(j) = &c.join_strategy {
-        m.insert("joinStrategy".into(), Value::String(j.clone()));
-    }
-    Value::Object(m)
 }

@@ -11,6 +11,8 @@ pub mod evaluator;
 pub mod executor;
 pub mod group_commit;
 pub mod job;
+pub mod joins;
+pub mod locks;
 pub mod notify;
 pub mod pg;
 pub mod queue;

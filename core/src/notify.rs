@@ -57,14 +57,14 @@ impl Listener {
         }
         let mut rx = self.ready.subscribe();
         let state =
-            rx.wait_for(|s| s.is_some()).await.map_err(|_| CoreError::WorkerState("listener stopped".into()))?.clone();
+            rx.wait_for(|s| s.is_some()).await.map_err(|_| CoreError::Listener("listener stopped".into()))?.clone();
         match state {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => {
                 // Let a later call try again.
                 *self.started.lock().unwrap() = false;
                 let _ = self.ready.send(None);
-                Err(CoreError::WorkerState(format!("cannot listen for run updates: {e}")))
+                Err(CoreError::Listener(format!("cannot listen for run updates: {e}")))
             }
             None => unreachable!(),
         }

@@ -313,7 +313,7 @@ impl RunSnapshot {
 }
 
 /// Everything stored about a run, for `getRun`, reconcile and resume.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RunView {
     pub status: Option<String>,
     pub status_data: Value,
@@ -389,7 +389,7 @@ pub struct Woken {
 }
 
 /// An arrival at a join node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinArrival {
     pub target: String,
     /// The predecessors that arrive: the node, and the nodes it is the fallback for.
@@ -489,7 +489,7 @@ impl RunStore {
     ) -> CoreResult<RunSnapshot> {
         let sql = if all { &self.sql.load_all } else { &self.sql.load };
         let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys]).await?;
-        let row = rows.first().ok_or_else(|| CoreError::WorkerState("reading a run returned no row".into()))?;
+        let row = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
         let context_text: Option<String> = row.get(0);
         let mut context = match &context_text {
             Some(t) => match serde_json::from_str::<Value>(t).map_err(|e| CoreError::json("a context row", e))? {
@@ -541,7 +541,7 @@ impl RunStore {
         initial: &Map<String, Value>,
         nodes: &[String],
         queued: &[String],
-        adopted: &crate::blueprint::Adopted,
+        adopted: &crate::joins::Adopted,
     ) -> CoreResult<()> {
         let initial = Value::Object(initial.clone()).to_string();
         let arrivals = serde_json::to_string(&adopted.arrivals).map_err(|e| CoreError::json("join arrivals", e))?;
@@ -805,7 +805,7 @@ impl RunStore {
 
     pub async fn view(&self, run_id: &str) -> CoreResult<RunView> {
         let rows = self.pool.query("reading a run", &self.sql.view, &[&run_id]).await?;
-        let r = rows.first().ok_or_else(|| CoreError::WorkerState("reading a run returned no row".into()))?;
+        let r = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
         let parse = |i: usize| -> Value {
             r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
         };

@@ -2,13 +2,14 @@
 //! cancel. Needs no consumer: a client process can use it alone.
 
 use crate::amqp::QueueTarget;
-use crate::blueprint::{Blueprint, Blueprints, JoinStrategy};
+use crate::blueprint::{Blueprint, Blueprints};
 use crate::error::{CoreError, CoreResult};
 use crate::executor::NodeExecutor;
+use crate::joins::{done_set, frontier, node_states};
 use crate::notify::Listener;
 use crate::pg::PgTarget;
 use crate::queue::{Broker, JobMessage};
-use crate::run_store::{RunStore, RunSummary, RunView, FINAL_STATUSES};
+use crate::run_store::{RunStore, RunSummary, FINAL_STATUSES};
 use crate::schema::Installed;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -339,7 +340,7 @@ impl RunClient {
         self.prepare().await?;
         let view = self.store.view(run_id).await?;
         if view.status.as_deref() != Some("awaiting") {
-            return Err(CoreError::WorkerState(format!(
+            return Err(CoreError::RunState(format!(
                 "run '{run_id}' is not awaiting (status: {}); only a run stopped at a wait node can be resumed",
                 view.status.as_deref().unwrap_or("unknown")
             )));
@@ -387,7 +388,7 @@ impl RunClient {
             routes.insert(node.clone(), json!(routed.route));
         }
         if !self.store.resume(run_id, &sets, &outputs, &routes, &inputs, &bound_all).await? {
-            return Err(CoreError::WorkerState(format!("run '{run_id}' was resumed or changed by someone else")));
+            return Err(CoreError::RunState(format!("run '{run_id}' was resumed or changed by someone else")));
         }
         let enqueued = self.reconcile(run_id, Duration::from_secs(3600)).await?;
         if enqueued.is_empty() {
@@ -421,111 +422,4 @@ impl RunClient {
             b.close().await;
         }
     }
-}
-
-/// The nodes that completed: those with an output, and those that completed
-/// with an `undefined` one (which leaves no `_outputs.<id>` key).
-fn done_set(view: &RunView) -> BTreeSet<String> {
-    let mut done: BTreeSet<String> = view
-        .context
-        .as_ref()
-        .map(|c| c.keys().filter_map(|k| k.strip_prefix("_outputs.")).map(String::from).collect())
-        .unwrap_or_default();
-    done.extend(view.undefined_outputs.iter().cloned());
-    done
-}
-
-fn route_of(bp: &Blueprint, view: &RunView, node: &str) -> Vec<String> {
-    match view.routes.get(node).and_then(Value::as_array) {
-        Some(r) => r.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        // Completed without our bookkeeping (e.g. by another adapter): assume
-        // every unconditional successor was chosen.
-        None => {
-            bp.edges.iter().filter(|e| e.source == node && e.condition.is_none()).map(|e| e.target.clone()).collect()
-        }
-    }
-}
-
-/// The nodes to enqueue to move a run on.
-fn frontier(bp: &Blueprint, view: &RunView, stale_after: Duration) -> Vec<String> {
-    let done = done_set(view);
-    let queued: BTreeSet<String> = view.queued.iter().cloned().collect();
-    let stale = view.idle_seconds.unwrap_or(f64::MAX) >= stale_after.as_secs_f64();
-    let mut out: Vec<String> = Vec::new();
-    if stale {
-        // (node rows say what is queued; a loop's node queued again keeps its earlier output)
-        out.extend(queued.iter().filter(|n| (view.has_rows || !done.contains(*n)) && bp.node(n).is_some()).cloned());
-    }
-    for n in &done {
-        for t in route_of(bp, view, n) {
-            if done.contains(&t) || queued.contains(&t) || out.contains(&t) || bp.node(&t).is_none() {
-                continue;
-            }
-            // a predecessor that failed into its fallback node counts as arrived
-            // (FlowRuntime counts it completed; its fallback routes for it)
-            let arrived: Vec<&String> = bp
-                .predecessor_ids(&t)
-                .filter(|p| {
-                    let route = route_of(bp, view, p);
-                    done.contains(*p)
-                        && (route.contains(&t) || bp.fallback_node(p).is_some_and(|f| route.contains(&f.id)))
-                })
-                .collect();
-            let ready = match bp.join_strategy(&t) {
-                JoinStrategy::Any => !arrived.is_empty(),
-                JoinStrategy::All => arrived.len() == bp.predecessors(&t),
-            };
-            if ready {
-                out.push(t);
-            }
-        }
-    }
-    if done.is_empty() && queued.is_empty() {
-        out.extend(bp.start_nodes().iter().cloned());
-    }
-    out
-}
-
-fn node_states(run_id: &str, bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
-    let done = done_set(view);
-    let queued: BTreeSet<&String> = view.queued.iter().collect();
-    let awaiting: BTreeSet<String> = view
-        .context
-        .as_ref()
-        .and_then(|c| c.get("_awaitingNodeIds"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let failed_node = view
-        .error
-        .as_deref()
-        .and_then(|e| e.strip_prefix("Node '"))
-        .and_then(|r| r.split_once('\''))
-        .map(|(n, _)| n.to_string());
-    bp.nodes
-        .iter()
-        .map(|n| {
-            let wake_up_at = view.sleeping.iter().find(|(id, _)| *id == n.id).map(|(_, at)| at.clone());
-            // (a node sent round a loop again is running, though its earlier output is in the context)
-            let state = if awaiting.contains(&n.id) {
-                "awaiting"
-            } else if wake_up_at.is_some() {
-                "sleeping"
-            } else if queued.contains(&n.id) {
-                "running"
-            } else if done.contains(&n.id) {
-                "done"
-            } else if failed_node.as_deref() == Some(n.id.as_str()) {
-                "failed"
-            } else if done.iter().any(|d| route_of(bp, view, d).contains(&n.id)) {
-                "waiting"
-            } else {
-                "not_reached"
-            };
-            let child_run_id = view.children.contains(&n.id).then(|| {
-                crate::run_store::child_run_id(run_id, &n.id, view.iterations.get(&n.id).copied().unwrap_or(0))
-            });
-            NodeReport { id: n.id.clone(), uses: n.uses.clone(), state, wake_up_at, child_run_id }
-        })
-        .collect()
 }

@@ -104,15 +104,13 @@ impl Harness {
     async fn start(blueprints: Value, nodes: RustNodes) -> Harness {
         let (queue, ctx, st) = (unique("q"), unique("ctx"), unique("st"));
         let nodes = Arc::new(nodes);
-        let runner = JobRunner {
-            in_flight: Default::default(),
-            node_locks: Default::default(),
-            blueprints: Blueprints::from_value(blueprints).unwrap(),
-            registry: nodes.fns.keys().cloned().collect::<HashSet<_>>(),
-            store: RunStore::new(&pg(), &ctx, &st).unwrap(),
-            coordination: Arc::new(Coordination::shared(&redis()).unwrap()),
-            executor: Arc::new(Shared(nodes.clone())),
-        };
+        let runner = JobRunner::new(
+            Blueprints::from_value(blueprints).unwrap(),
+            nodes.fns.keys().cloned().collect::<HashSet<_>>(),
+            RunStore::new(&pg(), &ctx, &st).unwrap(),
+            Arc::new(Coordination::shared(&redis()).unwrap()),
+            Arc::new(Shared(nodes.clone())),
+        );
         let worker = Worker::new(
             runner,
             WorkerConfig {
