@@ -367,7 +367,6 @@ impl Config {
     }
 }
 
-
 /// The core's way into JavaScript: node code, the user's evaluator, and the
 /// logger / event bus (one `notify` callback).
 struct JsBridge {
