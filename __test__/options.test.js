@@ -78,11 +78,21 @@ describe('the limits the core checks too are the same numbers', () => {
 
 	test('the binding keeps no default of its own for the options JS always sends', () => {
 		const types = read('src/types.rs')
-		const config = types.slice(types.indexOf('pub struct NativeConfig'), types.indexOf('\n}\n', types.indexOf('pub struct NativeConfig')))
-		for (const field of ['queue_name', 'context_table_name', 'status_table_name', 'concurrency', 'create_tables', 'max_deliveries']) {
+		const config = types.slice(
+			types.indexOf('pub struct NativeConfig'),
+			types.indexOf('\n}\n', types.indexOf('pub struct NativeConfig')),
+		)
+		for (const field of [
+			'queue_name',
+			'context_table_name',
+			'status_table_name',
+			'concurrency',
+			'create_tables',
+			'max_deliveries',
+		]) {
 			const line = new RegExp(`\\n\\s*pub ${field}: ([^,]+),`).exec(config)
 			// a required field: JS sends it, nothing in Rust fills it in
-			expect({ field, type: line && line[1] }).toEqual({ field, type: expect.not.stringMatching(/^Option</) })
+			expect({ field, type: line?.[1] }).toEqual({ field, type: expect.not.stringMatching(/^Option</) })
 		}
 		const lib = read('src/lib.rs')
 		expect(lib).not.toMatch(/fn default_(concurrency|max_deliveries)|DEFAULT_(CONCURRENCY|MAX_DELIVERIES)/)

@@ -589,7 +589,7 @@ function withoutNulls(obj) {
 	const out = {}
 	for (const [k, v] of Object.entries(obj)) {
 		if (v === null) continue
-		out[k] = isObject(v) && !Array.isArray(v) ? withoutNulls(v) : v
+		out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) ? withoutNulls(v) : v
 	}
 	return out
 }
