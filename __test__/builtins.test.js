@@ -285,3 +285,69 @@ test('a subflow runs as a child run of its own, shown by getRun and listRuns; ca
 	expect((await adapter.getRun(runId)).status).toBe('cancelled')
 	expect((await adapter.getRun(childId)).nodes.find((n) => n.id === 'next').state).toBe('not_reached')
 }, 60000)
+
+test('a wait inside a nested child run makes its parents awaiting; resumeWithAction on the top run reaches it', async () => {
+	const where = place()
+	const seen = []
+	const options = {
+		blueprints: {
+			top: {
+				id: 'top',
+				nodes: [
+					{ id: 'mid', uses: 'subflow', params: { blueprintId: 'middle' } },
+					{ id: 'end', uses: 'sw.record' },
+				],
+				edges: [{ source: 'mid', target: 'end' }],
+			},
+			middle: {
+				id: 'middle',
+				nodes: [{ id: 'inner', uses: 'subflow', params: { blueprintId: 'approval' } }],
+				edges: [],
+			},
+			approval: {
+				id: 'approval',
+				nodes: [
+					{ id: 'ask', uses: 'wait' },
+					{ id: 'yes', uses: 'sw.record' },
+					{ id: 'no', uses: 'sw.record' },
+				],
+				edges: [
+					{ source: 'ask', target: 'yes', action: 'approve' },
+					{ source: 'ask', target: 'no', action: 'reject' },
+				],
+			},
+		},
+		registry: {
+			'sw.record': async (ctx) => {
+				seen.push(ctx.input === undefined ? 'undefined' : ctx.input)
+				return { output: { from: 'record', input: ctx.input ?? null } }
+			},
+		},
+	}
+	const adapter = adapterAt(where, options)
+	await adapter.start()
+	const { runId } = await adapter.startRun('top', {})
+	const middle = `${runId}/mid`
+	const inner = `${middle}/inner`
+	// the innermost run stops at its wait node; the sweep carries `awaiting` up to the top run
+	expect(await adapter.waitForRun(inner, { timeoutMs: 15000 })).toEqual({ status: 'awaiting' })
+	await until(async () => (await adapter.getRun(runId))?.status === 'awaiting', 15000, 'top run awaiting')
+	expect((await adapter.getRun(middle)).status).toBe('awaiting')
+	expect(await adapter.waitForRun(runId, { timeoutMs: 1000 })).toEqual({ status: 'awaiting' })
+	expect(seen).toEqual([])
+	// the resume is the innermost run's: its 'approve' edge runs, then each parent completes
+	await adapter.resumeWithAction(runId, 'approve', { ok: 1 })
+	const done = await adapter.waitForRun(runId, { timeoutMs: 20000 })
+	expect(done.status).toBe('completed')
+	expect((await adapter.getRun(inner)).status).toBe('completed')
+	expect((await adapter.getRun(middle)).status).toBe('completed')
+	// (the approval run has two terminal nodes: its result maps them, FlowRuntime's rule; the
+	// untaken 'no' is undefined, so left out)
+	const approved = { yes: { from: 'record', input: { ok: 1 } } }
+	expect(seen).toEqual([{ ok: 1 }, approved])
+	const context = done.payload.context
+	expect(context['_outputs.mid']).toEqual(approved)
+	expect(context._awaitingNodeIds ?? []).toEqual([])
+	// a finished run is not awaiting any more: a second resume is refused
+	await expect(adapter.resumeWithAction(runId, 'approve')).rejects.toMatchObject({ code: 'ERR_WORKER_STATE' })
+}, 60000)

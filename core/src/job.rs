@@ -711,7 +711,7 @@ impl JobRunner {
 
     /// Reports a run that a commit of this job ended (or stopped at a wait
     /// node): Flowcraft's `workflow:finish`, once per run, `executionId` = run id.
-    fn finished(&self, job: &JobMessage, status: &str, error: Option<&str>) {
+    pub(crate) fn finished(&self, job: &JobMessage, status: &str, error: Option<&str>) {
         self.log(
             Level::Info,
             &format!("Run {status}"),

@@ -123,6 +123,8 @@ struct Sql {
     gathered: String,
     subflow: String,
     subflow_wake: String,
+    subflow_await: String,
+    subflow_resume: String,
     children: String,
 }
 
@@ -203,6 +205,8 @@ impl Sql {
             gathered: plain(include_str!("../sql/gathered.sql")),
             subflow: plain(include_str!("../sql/subflow.sql")),
             subflow_wake: plain(include_str!("../sql/subflow_wake.sql")),
+            subflow_await: plain(include_str!("../sql/subflow_await.sql")),
+            subflow_resume: plain(include_str!("../sql/subflow_resume.sql")),
             children: plain(include_str!("../sql/children.sql")),
         }
     }
@@ -716,6 +720,26 @@ impl RunStore {
             .iter()
             .map(|r| Woken { run_id: r.get(0), blueprint_id: r.get(1), node_id: r.get(2), iteration: r.get(3) })
             .collect())
+    }
+
+    /// Parents of child runs stopped at a wait node become `awaiting` at their subflow node
+    /// (`sql/subflow_await.sql`); returns each one's run id, blueprint id and node id.
+    pub async fn await_children(&self, blueprints: &[String], limit: i64) -> CoreResult<Vec<Woken>> {
+        let rows = self
+            .pool
+            .query("marking runs awaiting their child", &self.sql.subflow_await, &[&blueprints, &limit])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Woken { run_id: r.get(0), blueprint_id: r.get(1), node_id: r.get(2), iteration: 0 })
+            .collect())
+    }
+
+    /// A subflow node whose child was resumed no longer awaits: it leaves `_awaitingNodeIds`,
+    /// and the run is `running` again when no other node awaits (`sql/subflow_resume.sql`).
+    pub async fn child_resumed(&self, run_id: &str, node_id: &str) -> CoreResult<()> {
+        self.pool.query("resuming a run's subflow", &self.sql.subflow_resume, &[&run_id, &node_id]).await?;
+        Ok(())
     }
 
     /// Records a node failure (the first one becomes the run's reason),

@@ -353,6 +353,21 @@ impl RunClient {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
             .unwrap_or_default();
+        // A subflow node awaits because its child run stopped at a wait node: the resume is the
+        // child's (and its child's, when nested). The node completes when the child ends. Its
+        // parent's own wait nodes, if any, wait for a resume of their own.
+        let (children, awaiting): (Vec<String>, Vec<String>) =
+            awaiting.into_iter().partition(|n| view.children.contains(n));
+        if !children.is_empty() {
+            let mut enqueued = Vec::new();
+            for node in &children {
+                let iteration = view.iterations.get(node).copied().unwrap_or(0);
+                let child = crate::run_store::child_run_id(run_id, node, iteration);
+                enqueued.extend(Box::pin(self.resume_with_action(&child, action, output.clone(), evaluator)).await?);
+                self.store.child_resumed(run_id, node).await?;
+            }
+            return Ok(enqueued);
+        }
         let mut sets = Map::new();
         sets.insert("_resume.action".into(), Value::String(action.to_string()));
         sets.insert("_resume.output".into(), output.clone().unwrap_or(Value::Null));

@@ -196,9 +196,30 @@ async fn wake_sleepers(runner: Arc<JobRunner>, config: WorkerConfig, mut shutdow
                 broker = None;
             }
         }
+        if !subflows.is_empty() {
+            await_children(&runner, &subflows).await;
+        }
     }
     if let Some(b) = broker {
         b.close().await;
+    }
+}
+
+/// Runs whose subflow's child stopped at a wait node become `awaiting` themselves (a
+/// `workflow:finish` with status `awaiting` each, as FlowRuntime ends such a run).
+async fn await_children(runner: &JobRunner, blueprints: &[String]) {
+    match runner.store.await_children(blueprints, 500).await {
+        Ok(marked) => {
+            for w in marked {
+                runner.log(
+                    Level::Info,
+                    "Run is awaiting resumeWithAction (its subflow's child run is)",
+                    json!({ "runId": w.run_id, "nodeId": w.node_id }),
+                );
+                runner.finished(&JobMessage::new(&w.run_id, &w.blueprint_id, &w.node_id), "awaiting", None);
+            }
+        }
+        Err(e) => runner.executor.log(Level::Warn, &format!("Sweep of awaiting subflows failed: {e}"), json!({})),
     }
 }
 
