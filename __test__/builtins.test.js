@@ -351,3 +351,55 @@ test('a wait inside a nested child run makes its parents awaiting; resumeWithAct
 	// a finished run is not awaiting any more: a second resume is refused
 	await expect(adapter.resumeWithAction(runId, 'approve')).rejects.toMatchObject({ code: 'ERR_WORKER_STATE' })
 }, 60000)
+
+test("a subflow's maxRetries runs a failed child again (a child run per attempt); the last attempt's failure fails the node", async () => {
+	const where = place()
+	let calls = 0
+	const options = (failures) => ({
+		blueprints: {
+			retrying: {
+				id: 'retrying',
+				nodes: [
+					{ id: 'sub', uses: 'subflow', params: { blueprintId: 'shaky' }, config: { maxRetries: 3 } },
+					{ id: 'after', uses: 'sr.echo' },
+				],
+				edges: [{ source: 'sub', target: 'after' }],
+			},
+			shaky: { id: 'shaky', nodes: [{ id: 'try', uses: 'sr.try' }], edges: [] },
+		},
+		registry: {
+			'sr.try': async () => {
+				calls += 1
+				if (calls <= failures) throw new Error(`attempt ${calls} failed`)
+				return { output: `ok on call ${calls}` }
+			},
+			'sr.echo': async ({ input }) => ({ output: { got: input } }),
+		},
+	})
+	const adapter = adapterAt(where, options(2))
+	await adapter.start()
+	const { runId } = await adapter.startRun('retrying', {})
+	const done = await adapter.waitForRun(runId, { timeoutMs: 20000 })
+	expect(done.status).toBe('completed')
+	expect(done.payload.context['_outputs.sub']).toBe('ok on call 3')
+	expect(done.payload.context['_outputs.after']).toEqual({ got: 'ok on call 3' })
+	const statuses = await Promise.all(
+		[`${runId}/sub`, `${runId}/sub~2`, `${runId}/sub~3`, `${runId}/sub~4`].map(
+			async (id) => (await adapter.getRun(id))?.status,
+		),
+	)
+	expect(statuses).toEqual(['failed', 'failed', 'completed', undefined])
+	await adapter.stop()
+
+	// three failures: the third attempt's reason fails the node, and the run
+	calls = 0
+	const again = adapterAt(place(), options(3))
+	await again.start()
+	const failed = await again.startRun('retrying', {})
+	const result = await again.waitForRun(failed.runId, { timeoutMs: 20000 })
+	expect(result.status).toBe('failed')
+	expect(result.reason).toMatch(
+		/Sub-workflow 'shaky' did not complete successfully\. Status: failed\. Error: .*attempt 3 failed/,
+	)
+	expect(calls).toBe(3)
+}, 60000)

@@ -323,6 +323,11 @@ fn scatter(
     })
 }
 
+/// A node's attempts in all (`config.maxRetries`, FlowRuntime's meaning; default 1).
+fn attempts(node: &NodeDef) -> i32 {
+    node.config.as_ref().and_then(|c| c.max_retries.as_ref()).and_then(Value::as_f64).map_or(1, |n| n.max(1.0) as i32)
+}
+
 /// FlowRuntime's subflow input: `params.inputs` maps child keys to parent keys
 /// (a key, else that node's output); without it, the node's input goes to every
 /// start node of the child as `_inputs.<id>`.
@@ -400,7 +405,8 @@ impl JobRunner {
         let Some(child) = self.blueprints.get(bp_id) else {
             return fatal(format!("Sub-blueprint '{bp_id}' not found in runtime registry."));
         };
-        let child_id = crate::run_store::child_run_id(&job.run_id, &node.id, job.iteration);
+        let attempt = snapshot.node.as_ref().map_or(1, NodeRow::subflow_attempt);
+        let child_id = crate::run_store::child_run_id(&job.run_id, &node.id, job.iteration, attempt);
         if snapshot.node.as_ref().is_some_and(|r| r.state == "subflow") {
             return Ok(None); // still waiting (a reconcile's or a duplicate's job)
         }
@@ -415,6 +421,21 @@ impl JobRunner {
             }
             let error = data.get("reason").and_then(Value::as_str).unwrap_or("Unknown error");
             let status = status.unwrap_or_default();
+            // FlowRuntime retries a failed subflow's exec, which runs the child again: here a
+            // child run of the next attempt (a cancelled child is not retried).
+            if status == "failed" && attempt < attempts(node) {
+                let next = crate::run_store::child_run_id(&job.run_id, &node.id, job.iteration, attempt + 1);
+                self.log(
+                    Level::Warn,
+                    &format!("Subflow run '{child_id}' failed ({error}); starting attempt {} as '{next}'", attempt + 1),
+                    json!({ "runId": job.run_id, "nodeId": node.id }),
+                );
+                if let Err(message) = self.start_child(node, &child, &next, job, context, facts, broker).await? {
+                    return fatal(message);
+                }
+                self.store.retry_child(&job.run_id, &node.id, job.iteration, attempt + 1).await?;
+                return Ok(None);
+            }
             let message =
                 format!("Sub-workflow '{bp_id}' did not complete successfully. Status: {status}. Error: {error}");
             return Ok(Some(Err(NodeFailure { message, fatal: false, writes: vec![] })));
@@ -422,21 +443,9 @@ impl JobRunner {
         if child.start_nodes().is_empty() {
             return fatal(format!("Sub-blueprint '{bp_id}' has no start node."));
         }
-        let input = match facts.input(node, context) {
-            Ok(input) => input.value,
-            Err(message) => return fatal(message),
-        };
-        let mut initial = child_context(node, &child, input, context);
-        initial.insert("blueprintId".into(), Value::String(child.id.clone()));
-        initial.insert("blueprintVersion".into(), child.version.clone());
-        // idempotent: a redelivered job finds the child started and publishes its start jobs again
-        let starts = child.start_nodes();
-        self.store.start_run(&child_id, &child.id, &initial, &child.node_ids(), starts, None).await?;
-        let jobs: Vec<JobMessage> = starts
-            .iter()
-            .map(|n| JobMessage::new(&child_id, &child.id, n).with_trace(job.traceparent.as_deref()))
-            .collect();
-        broker.publish_jobs(&jobs).await?;
+        if let Err(message) = self.start_child(node, &child, &child_id, job, context, facts, broker).await? {
+            return fatal(message);
+        }
         if self.store.await_child(&job.run_id, &node.id, job.iteration).await? {
             self.log(
                 Level::Info,
@@ -445,6 +454,36 @@ impl JobRunner {
             );
         }
         Ok(None)
+    }
+
+    /// Starts the child run `child_id` of a subflow node (idempotent: a redelivered job finds
+    /// it started and publishes its start jobs again). Err: the node's input cannot be resolved.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_child(
+        &self,
+        node: &NodeDef,
+        child: &Blueprint,
+        child_id: &str,
+        job: &JobMessage,
+        context: &Map<String, Value>,
+        facts: &Facts,
+        broker: &Broker,
+    ) -> CoreResult<Result<(), String>> {
+        let input = match facts.input(node, context) {
+            Ok(input) => input.value,
+            Err(message) => return Ok(Err(message)),
+        };
+        let mut initial = child_context(node, child, input, context);
+        initial.insert("blueprintId".into(), Value::String(child.id.clone()));
+        initial.insert("blueprintVersion".into(), child.version.clone());
+        let starts = child.start_nodes();
+        self.store.start_run(child_id, &child.id, &initial, &child.node_ids(), starts, None).await?;
+        let jobs: Vec<JobMessage> = starts
+            .iter()
+            .map(|n| JobMessage::new(child_id, &child.id, n).with_trace(job.traceparent.as_deref()))
+            .collect();
+        broker.publish_jobs(&jobs).await?;
+        Ok(Ok(()))
     }
 
     /// FlowRuntime's `BatchGatherNode`: the items' outputs in item order (those

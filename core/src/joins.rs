@@ -222,7 +222,7 @@ pub fn frontier(bp: &Blueprint, view: &RunView, stale_after: Duration) -> Vec<St
 }
 
 /// Each blueprint node's state in a run, as `getRun` shows it.
-pub fn node_states(run_id: &str, bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
+pub fn node_states(bp: &Blueprint, view: &RunView) -> Vec<NodeReport> {
     let done = done_set(view);
     let queued: BTreeSet<&String> = view.queued.iter().collect();
     let awaiting: BTreeSet<String> = view
@@ -253,9 +253,7 @@ pub fn node_states(run_id: &str, bp: &Blueprint, view: &RunView) -> Vec<NodeRepo
             } else {
                 "not_reached"
             };
-            let child_run_id = view.children.contains(&n.id).then(|| {
-                crate::run_store::child_run_id(run_id, &n.id, view.iterations.get(&n.id).copied().unwrap_or(0))
-            });
+            let child_run_id = view.children.get(&n.id).cloned();
             NodeReport { id: n.id.clone(), uses: n.uses.clone(), state, wake_up_at, child_run_id }
         })
         .collect()
@@ -321,7 +319,7 @@ mod tests {
         let run = view(&["a", "b"], json!({"a": ["b"], "b": ["j"]}));
         let all = diamond("all");
         assert_eq!(frontier(&all, &run, Duration::from_secs(30)), Vec::<String>::new());
-        let states: Vec<(String, &str)> = node_states("r", &all, &run).into_iter().map(|n| (n.id, n.state)).collect();
+        let states: Vec<(String, &str)> = node_states(&all, &run).into_iter().map(|n| (n.id, n.state)).collect();
         let expected = [("a", "done"), ("b", "done"), ("c", "not_reached"), ("j", "waiting"), ("z", "not_reached")];
         assert_eq!(states, expected.map(|(i, s)| (i.to_string(), s)));
         assert_eq!(frontier(&diamond("any"), &run, Duration::from_secs(30)), ids(&["j"]));
@@ -465,15 +463,15 @@ mod tests {
         run.context.as_mut().unwrap().insert("_awaitingNodeIds".into(), json!(["z"]));
         run.sleeping = vec![("c".into(), "2030-01-01T00:00:00Z".into())];
         run.error = Some("Node 'j' failed: boom".into());
-        run.children = ids(&["b"]);
+        run.children = [("b".to_string(), crate::run_store::child_run_id("r", "b", 2, 1))].into();
         run.iterations = [("b".to_string(), 2)].into();
-        let states = node_states("r", &all, &run);
+        let states = node_states(&all, &run);
         let got: Vec<(&str, &str)> = states.iter().map(|n| (n.id.as_str(), n.state)).collect();
         assert_eq!(got, [("a", "done"), ("b", "done"), ("c", "sleeping"), ("j", "failed"), ("z", "awaiting")]);
         assert_eq!(states[2].wake_up_at.as_deref(), Some("2030-01-01T00:00:00Z"));
         assert_eq!(states[1].child_run_id.as_deref(), Some("r/b#2"));
         run.queued = ids(&["a"]);
-        assert_eq!(node_states("r", &all, &run)[0].state, "running", "sent round again: running");
+        assert_eq!(node_states(&all, &run)[0].state, "running", "sent round again: running");
     }
 
     #[test]

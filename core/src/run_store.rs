@@ -63,17 +63,24 @@ const NODE_JSON: &str = "json_build_object('id', n.node_id, 'state', n.state, 'h
      'iteration', n.iteration, 'due', COALESCE(n.wake_at <= now(), false), 'spec', n.spec, \
      'wakeAt', to_char(n.wake_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))";
 
-/// The run id of the child run a `subflow` node starts: `<run id>/<node id>`, and `#<iteration>`
-/// inside a loop (the same in SQL, over the row `n`, below).
-pub fn child_run_id(run_id: &str, node_id: &str, iteration: i32) -> String {
+/// The run id of the child run a `subflow` node starts: `<run id>/<node id>`, `#<iteration>`
+/// inside a loop, and `~<attempt>` for a retry after a failed child (the same in SQL, over the
+/// row `n`, below).
+pub fn child_run_id(run_id: &str, node_id: &str, iteration: i32, attempt: i32) -> String {
+    let mut id = format!("{run_id}/{node_id}");
     if iteration > 0 {
-        format!("{run_id}/{node_id}#{iteration}")
-    } else {
-        format!("{run_id}/{node_id}")
+        id.push_str(&format!("#{iteration}"));
     }
+    if attempt > 1 {
+        id.push_str(&format!("~{attempt}"));
+    }
+    id
 }
+/// `child_run_id` in SQL, over the node row `n` (its attempt: `NodeRow::subflow_attempt`).
 const CHILD_RUN_ID_SQL: &str =
-    "(n.run_id || '/' || n.node_id || CASE WHEN n.iteration > 0 THEN '#' || n.iteration ELSE '' END)";
+    "(n.run_id || '/' || n.node_id || CASE WHEN n.iteration > 0 THEN '#' || n.iteration ELSE '' END \
+     || CASE WHEN (n.spec ->> 'iteration')::int = n.iteration AND (n.spec ->> 'attempt')::int > 1 \
+     THEN '~' || (n.spec ->> 'attempt') ELSE '' END)";
 
 /// Whether a node row's output is a context key (`NodeRow::has_output`), in SQL over the row `alias`.
 fn has_output(alias: &str) -> String {
@@ -125,6 +132,7 @@ struct Sql {
     subflow_wake: String,
     subflow_await: String,
     subflow_resume: String,
+    subflow_retry: String,
     children: String,
 }
 
@@ -207,6 +215,7 @@ impl Sql {
             subflow_wake: plain(include_str!("../sql/subflow_wake.sql")),
             subflow_await: plain(include_str!("../sql/subflow_await.sql")),
             subflow_resume: plain(include_str!("../sql/subflow_resume.sql")),
+            subflow_retry: plain(include_str!("../sql/subflow_retry.sql")),
             children: plain(include_str!("../sql/children.sql")),
         }
     }
@@ -244,6 +253,17 @@ pub struct NodeRow {
 }
 
 impl NodeRow {
+    /// A `subflow` node's attempt in its iteration (`config.maxRetries`: a failed child run
+    /// is followed by another, `~<attempt>`), kept in its row's `spec`; 1 when none is kept.
+    pub fn subflow_attempt(&self) -> i32 {
+        let spec = self.spec.as_ref();
+        let field = |k: &str| spec.and_then(|s| s.get(k)).and_then(Value::as_i64);
+        match (field("attempt"), field("iteration")) {
+            (Some(a), Some(i)) if i == i64::from(self.iteration) => a as i32,
+            _ => 1,
+        }
+    }
+
     /// Its output is in the run's context: it completed, or completed in an
     /// earlier iteration of a loop (FlowRuntime keeps it until overwritten).
     pub fn has_output(&self) -> bool {
@@ -326,8 +346,8 @@ pub struct RunView {
     pub queued: Vec<String>,
     /// Each node row's iteration (how many times a loop sent it round), when not 0.
     pub iterations: std::collections::HashMap<String, i32>,
-    /// Subflow nodes waiting for their child run.
-    pub children: Vec<String>,
+    /// Subflow nodes waiting for their child run, and its run id.
+    pub children: std::collections::BTreeMap<String, String>,
     /// Sleeping nodes and their wake-up times (ISO 8601).
     pub sleeping: Vec<(String, String)>,
     pub routes: Map<String, Value>,
@@ -735,6 +755,16 @@ impl RunStore {
             .collect())
     }
 
+    /// A `subflow` node whose child run failed waits for its next attempt's child run
+    /// (`sql/subflow_retry.sql`); false when the node was not woken in this iteration.
+    pub async fn retry_child(&self, run_id: &str, node_id: &str, iteration: i32, attempt: i32) -> CoreResult<bool> {
+        let rows = self
+            .pool
+            .query("retrying a subflow", &self.sql.subflow_retry, &[&run_id, &node_id, &iteration, &attempt])
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     /// A subflow node whose child was resumed no longer awaits: it leaves `_awaitingNodeIds`,
     /// and the run is `running` again when no other node awaits (`sql/subflow_resume.sql`).
     pub async fn child_resumed(&self, run_id: &str, node_id: &str) -> CoreResult<()> {
@@ -856,7 +886,11 @@ impl RunStore {
                 .filter(|n| ["queued", "woken", "subflow"].contains(&n.state.as_str()))
                 .map(|n| n.id.clone())
                 .collect(),
-            children: nodes.iter().filter(|n| n.state == "subflow").map(|n| n.id.clone()).collect(),
+            children: nodes
+                .iter()
+                .filter(|n| n.state == "subflow")
+                .map(|n| (n.id.clone(), child_run_id(run_id, &n.id, n.iteration, n.subflow_attempt())))
+                .collect(),
             iterations: nodes.iter().filter(|n| n.iteration != 0).map(|n| (n.id.clone(), n.iteration)).collect(),
             sleeping: nodes
                 .iter()

@@ -253,7 +253,7 @@ impl RunClient {
         let context = view.context.clone().unwrap_or_default();
         let bp_id = view.blueprint();
         let nodes = match bp_id.as_deref().and_then(|id| self.blueprints.get(id)) {
-            Some(bp) => node_states(run_id, &bp, &view),
+            Some(bp) => node_states(&bp, &view),
             None => vec![],
         };
         Ok(Some(RunReport {
@@ -357,13 +357,12 @@ impl RunClient {
         // child's (and its child's, when nested). The node completes when the child ends. Its
         // parent's own wait nodes, if any, wait for a resume of their own.
         let (children, awaiting): (Vec<String>, Vec<String>) =
-            awaiting.into_iter().partition(|n| view.children.contains(n));
+            awaiting.into_iter().partition(|n| view.children.contains_key(n));
         if !children.is_empty() {
             let mut enqueued = Vec::new();
             for node in &children {
-                let iteration = view.iterations.get(node).copied().unwrap_or(0);
-                let child = crate::run_store::child_run_id(run_id, node, iteration);
-                enqueued.extend(Box::pin(self.resume_with_action(&child, action, output.clone(), evaluator)).await?);
+                let child = &view.children[node];
+                enqueued.extend(Box::pin(self.resume_with_action(child, action, output.clone(), evaluator)).await?);
                 self.store.child_resumed(run_id, node).await?;
             }
             return Ok(enqueued);
