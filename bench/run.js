@@ -25,7 +25,9 @@
  *   BENCH_WORKFLOWS   comma list of diamond,chain,fanout,width20,width200,width2000,batch10000 (default all; the
  *                     width series runs for our worker only)
  *   BENCH_SYSTEMS     comma list of ours,peer-documented,peer-tuned,bullmq-default,bullmq-tuned,ours-x2
- *                     (default all)
+ *                     (default all), or the opt-in ours-ungrouped and ours-baseline
+ *   BENCH_BASELINE    a built checkout of this package (another commit): the opt-in system
+ *                     ours-baseline runs our worker from it, to measure a change in one invocation
  *   BENCH_OUT         where to write the report (default bench/results.md)
  *   BENCH_INFLIGHT    runs in flight in the closed loop (default 64; ×workers for ours-x2)
  *   BENCH_IDLE_RUNS   chain runs one at a time, for the idle latency (default per system)
@@ -90,6 +92,16 @@ const SYSTEMS = {
 		env: { FLOWCRAFT_GROUP_COMMIT: '0' },
 		optIn: true,
 	},
+	// opt-in: our worker from another checkout (BENCH_BASELINE=<its folder>, built), to
+	// measure a change against the code before it in one invocation
+	'ours-baseline': {
+		key: 'ours-baseline',
+		label: `ours at BENCH_BASELINE (${process.env.BENCH_BASELINE || 'unset'})`,
+		kind: 'ours',
+		workers: 1,
+		env: { ADAPTER_MODULE: process.env.BENCH_BASELINE || '' },
+		optIn: true,
+	},
 }
 
 /** Measured runs per phase, sized for a few seconds each on a 2-core machine. */
@@ -97,6 +109,15 @@ const DEFAULT_RUNS = {
 	ours: { diamond: 3000, chain: 1500, fanout: 150, width20: 200, width200: 20, width2000: 3, batch10000: 1 },
 	'ours-x2': { diamond: 3000 },
 	'ours-ungrouped': {
+		diamond: 3000,
+		chain: 1500,
+		fanout: 150,
+		width20: 200,
+		width200: 20,
+		width2000: 3,
+		batch10000: 1,
+	},
+	'ours-baseline': {
 		diamond: 3000,
 		chain: 1500,
 		fanout: 150,
@@ -114,6 +135,7 @@ const DEFAULT_IDLE_RUNS = {
 	ours: 30,
 	'ours-x2': 0,
 	'ours-ungrouped': 30,
+	'ours-baseline': 30,
 	'peer-documented': 5,
 	'peer-tuned': 10,
 	'bullmq-default': 30,
@@ -137,6 +159,12 @@ const cfg = {
 	ceilingMs: env.BENCH_CEILING_MS !== undefined ? Number(env.BENCH_CEILING_MS) : 1500,
 	phaseMaxMs: (env.BENCH_PHASE_MAX_S ? Number(env.BENCH_PHASE_MAX_S) : 60) * 1000,
 	verbose: env.BENCH_VERBOSE === '1',
+}
+
+if (cfg.systems.includes('ours-baseline') && !env.BENCH_BASELINE) {
+	throw new Error(
+		'BENCH_SYSTEMS has ours-baseline: set BENCH_BASELINE to the folder of a built checkout of this package',
+	)
 }
 
 function positiveInt(v, name) {
@@ -759,6 +787,7 @@ function phaseNames(system, wf) {
 		ours: 'o',
 		'ours-x2': 'o2',
 		'ours-ungrouped': 'ou',
+		'ours-baseline': 'ob',
 		'peer-documented': 'pd',
 		'peer-tuned': 'pt',
 		'bullmq-default': 'bd',

@@ -8,6 +8,7 @@
  *   REDIS_PREFIX                       ioredis keyPrefix (every coordination key of this system)
  *   POSTGRES_URL, REDIS_URL, RABBITMQ_URL
  *   CONCURRENCY                        optional; unset = the adapter's default
+ *   ADAPTER_MODULE                     optional: the package folder to load (bench's ours-baseline)
  *
  * Prints `WORKER_READY` once start() resolved; on SIGTERM stops, closes its own
  * connections and lets the process exit.
@@ -21,6 +22,7 @@ if (env.CONCURRENCY) options.concurrency = Number(env.CONCURRENCY)
 
 bootWorker({
 	log: (...args) => process.stderr.write(`[ours ${process.pid}] ${args.join(' ')}\n`),
+	adapterModule: env.ADAPTER_MODULE || undefined,
 	redisOptions: { keyPrefix: env.REDIS_PREFIX || undefined },
 	options,
 	stopOptions: { timeoutMs: 5000 },
