@@ -403,3 +403,73 @@ test("a subflow's maxRetries runs a failed child again (a child run per attempt)
 	)
 	expect(calls).toBe(3)
 }, 60000)
+
+test("a loop controller's job redelivered after its commit publishes the body's next iteration again (its worker died before publishing it)", async () => {
+	const where = place()
+	const runs = []
+	let hold = true
+	const counter = loop('again', { startNodeId: 'inc', endNodeId: 'inc', condition: 'count < 4' }, ['done'])
+	const options = {
+		blueprints: {
+			looping: {
+				id: 'looping',
+				nodes: [
+					{ id: 'init', uses: 'rl.init' },
+					{ id: 'inc', uses: 'rl.inc' },
+					counter.node,
+					{ id: 'done', uses: 'rl.done' },
+				],
+				edges: [{ source: 'init', target: 'again' }, ...counter.edges],
+			},
+		},
+		registry: {
+			'rl.init': async (ctx) => {
+				await ctx.context.set('count', 0)
+				return { output: 'ok' }
+			},
+			'rl.inc': async (ctx) => {
+				const count = (await ctx.context.get('count')) + 1
+				if (count === 2 && hold) {
+					// the second iteration's job: held until the worker stops (then requeued)
+					await new Promise((r) => ctx.signal?.addEventListener('abort', r))
+					throw Object.assign(new Error('stopped'), { name: 'AbortError' })
+				}
+				runs.push(count)
+				await ctx.context.set('count', count)
+				return { output: { count } }
+			},
+			'rl.done': async (ctx) => ({ output: { count: await ctx.context.get('count') } }),
+		},
+		evaluator: new MiniEvaluator(),
+	}
+	const first = adapterAt(where, options)
+	await first.start()
+	const { runId } = await first.startRun('looping', {})
+	// the controller's commit sent the body round again: its job of iteration 1 is running (held)
+	await until(
+		async () => runs.length === 1 && (await nodeState(first, runId, 'inc'))?.state === 'running',
+		15000,
+		'held',
+	)
+	await first.stop({ timeoutMs: 300 })
+	// that job is lost (as if the controller's worker had died before publishing it), and the
+	// controller's own job comes back redelivered, as the broker returns an unacked delivery
+	const conn = await amqplib.connect(S.RABBITMQ_URL)
+	res.onCleanup(() => conn.close().catch(() => {}))
+	const channel = await conn.createConfirmChannel()
+	await channel.purgeQueue(where.queue)
+	// (the controller's first arrival, from init, is iteration 0; the one after inc's first pass, 1)
+	const controllerJob = { runId, blueprintId: 'looping', nodeId: 'again', iteration: 1 }
+	channel.sendToQueue(where.queue, Buffer.from(JSON.stringify(controllerJob)), { persistent: true })
+	await channel.waitForConfirms()
+	const taken = await channel.get(where.queue, { noAck: false })
+	expect(taken && JSON.parse(taken.content.toString()).nodeId).toBe('again')
+	await channel.close() // unacked: back in the queue, marked redelivered
+	hold = false
+	const second = adapterAt(where, options)
+	await second.start()
+	const result = await second.waitForRun(runId, { timeoutMs: 20000 })
+	expect(result.status).toBe('completed')
+	expect(runs).toEqual([1, 2, 3, 4])
+	expect(result.payload.context['_outputs.done']).toEqual({ count: 4 })
+}, 60000)

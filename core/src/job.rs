@@ -274,7 +274,16 @@ impl JobRunner {
 
         let own = snapshot.node.as_ref();
         if own.is_some_and(|row| row.iteration > job.iteration) {
-            // A job of an earlier time round a loop: that iteration has moved on.
+            // A job of an earlier time round a loop: that iteration has moved on. Redelivered
+            // just after its own commit sent the node round again (a loop controller's
+            // `continue`), its worker may have died before publishing what that commit
+            // enqueued (the body's next iteration): publish it again. (Not for a job that
+            // was never delivered before: a stale copy changes nothing.)
+            if redelivery.redelivered && own.is_some_and(|row| row.iteration == job.iteration + 1) {
+                self.log(Level::Debug, "Redelivered job of the last loop iteration; re-publishing its successors", meta);
+                self.publish_committed(&bp, job, broker).await?;
+                return Ok(Disposition::Ack);
+            }
             self.log(Level::Debug, "Job of an earlier loop iteration; skipped", meta);
             return Ok(Disposition::Ack);
         }
