@@ -7,19 +7,26 @@
  * every `_outputs.*` key and value must agree, plus the context keys a scenario lists in
  * `compareContext`, except where a scenario declares a deliberate difference.
  *
+ * A scenario with `resumes` steps (a `wait` node, a webhook call) is resumed where it awaits:
+ * the reference by FlowRuntime's resume(), ours through the run API of an adapter in this
+ * process that never starts (resumeWithAction, deliverWebhook, or an HTTP POST to
+ * createWebhookHandler mounted on a server of this process).
+ *
  * Scenarios that bring adapter-wide runtimeOptions (a custom evaluator, middleware) form
  * their own worker group with its own queue; all other scenarios share the 'default' group.
  * Queues, tables, run ids and Redis keys carry a prefix unique to this test file and run.
  */
 const { spawn, execFile } = require('node:child_process')
 const fs = require('node:fs')
+const http = require('node:http')
 const os = require('node:os')
 const path = require('node:path')
 const amqplib = require('amqplib')
 const IORedis = require('ioredis')
 const { Client: PgClient } = require('pg')
-const { scenarios, byName, groups } = require('./diff/scenarios')
+const { scenarios, byName, groups, withoutRunId } = require('./diff/scenarios')
 const { DiffClient, outputsOf } = require('./diff/client')
+const { RabbitMqAdapter, RedisCoordinationStore, createWebhookHandler } = require('..')
 
 const POSTGRES_URL = process.env.POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test'
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
@@ -58,6 +65,7 @@ const tracked =
 		}
 	}
 const stubbornWorkers = [] // workers that needed SIGKILL after SIGTERM + 10 s
+const resumers = new Map() // group → { adapter, server, origin }: see resumerFor
 
 // ------------------------------------------------------------------------ helpers
 
@@ -180,20 +188,32 @@ function without(obj, keys) {
 	return out
 }
 
+/** `outputs` without the fields `ignoreFields` names (`{ '_outputs.x': { field: reason } }`). */
+function withoutFields(outputs, ignoreFields = {}) {
+	const out = { ...outputs }
+	for (const [key, fields] of Object.entries(ignoreFields))
+		if (out[key] && typeof out[key] === 'object') out[key] = without(out[key], Object.keys(fields))
+	return out
+}
+
 /** The assertion of every differential test. */
 function expectSameAsReference(scenario, ref, actual) {
 	const ignore = Object.keys(scenario.expect?.ignoreOutputs ?? {})
+	const fields = scenario.expect?.ignoreFields
+	// the run id inside outputs (a webhook's url and event): the reference replaced its own
+	const norm = (v) => (scenario.runIdInOutputs ? withoutRunId(v, actual.runId) : v)
 	// one object so that a failure shows the whole picture (run id, reason, all outputs)
 	expect({
 		runId: actual.runId,
 		status: actual.status,
-		outputs: without(actual.outputs, ignore),
-		context: pick(actual.context, scenario.compareContext),
+		outputs: withoutFields(without(norm(actual.outputs), ignore), fields),
+		context: norm(pick(actual.context, scenario.compareContext)),
 	}).toStrictEqual({
 		runId: actual.runId,
 		// a deliberate difference of status (README, "Differences from FlowRuntime")
 		status: scenario.expect?.status ?? ref.status,
-		outputs: without(ref.outputs, ignore),
+		// outputs only ours has (a difference the scenario states, `expect.notes`), asserted exactly
+		outputs: withoutFields(without({ ...ref.outputs, ...(scenario.expect?.addedOutputs ?? {}) }, ignore), fields),
 		context: ref.context,
 	})
 	if (actual.status === 'failed' && scenario.expect?.reasonIncludes) {
@@ -211,13 +231,96 @@ function expectSameAsReference(scenario, ref, actual) {
 	}
 }
 
-function runAdapter(scenario, runId) {
-	return client.run({
-		runId,
-		blueprint: scenario.blueprint,
-		initialContext: { ...(scenario.initialContext ?? {}), runTag: runId },
-		queue: queueOf(scenario.group),
+/**
+ * The group's resumer: an adapter on the group's queue and tables that is never started (its
+ * run API resumes runs; deliverWebhook finds webhook nodes in its blueprints), and an HTTP
+ * server on a free loopback port with createWebhookHandler mounted at '/webhooks' (the path of
+ * the workers' default webhookBaseUrl). Made on first use, once the workers made the tables.
+ */
+async function resumerFor(group) {
+	if (!resumers.has(group)) {
+		resumers.set(
+			group,
+			(async () => {
+				const blueprints = {}
+				for (const name of GROUPS[group])
+					for (const bp of [byName(name).blueprint, ...(byName(name).children ?? [])]) blueprints[bp.id] = bp
+				const adapter = new RabbitMqAdapter({
+					amqpConnection: RABBITMQ_URL,
+					pgClient: POSTGRES_URL,
+					coordinationStore: new RedisCoordinationStore(REDIS_URL),
+					queueName: queueOf(group),
+					contextTableName: CTX_TABLE,
+					statusTableName: STATUS_TABLE,
+					createTables: false,
+					runtimeOptions: { blueprints, registry: {}, logger: { debug() {}, info() {}, warn() {}, error() {} } },
+				})
+				const server = http.createServer(createWebhookHandler(adapter, { path: '/webhooks' }))
+				await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+				return { adapter, server, origin: `http://127.0.0.1:${server.address().port}` }
+			})(),
+		)
+	}
+	return resumers.get(group)
+}
+
+/** POSTs `body` (text) with exactly `headers` to `url`; → { status, body (parsed JSON) }. */
+function post(url, headers, body) {
+	return new Promise((resolve, reject) => {
+		const req = http.request(url, { method: 'POST', headers, agent: false }, (res) => {
+			let text = ''
+			res.setEncoding('utf8')
+			res.on('data', (d) => {
+				text += d
+			})
+			res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text) }))
+		})
+		req.on('error', reject)
+		req.end(body)
 	})
+}
+
+/** Performs one `resumes` step of a run of ours (scenarios.js header); asserts what the API answered. */
+async function resumeOurs(scenario, runId, step) {
+	const { adapter, origin } = await resumerFor(scenario.group)
+	if (!step.webhook) {
+		await adapter.resumeWithAction(runId, step.action, step.output)
+		return
+	}
+	let deliver
+	if (step.via === 'http') {
+		// the URL the run's webhook node gave, on this process's server (only the origin differs:
+		// the workers' webhookBaseUrl is the default, http://localhost/webhooks)
+		const { pathname } = new URL((await adapter.getRun(runId)).context[`_outputs.${step.webhook}`].url)
+		const headers = { ...step.request.headers, ...(step.secretHeaders ?? {}) }
+		deliver = async () => (await post(`${origin}${pathname}`, headers, JSON.stringify(step.request.body))).body
+	} else {
+		deliver = () => adapter.deliverWebhook(runId, step.webhook, step.request)
+	}
+	// the sender retries at once: one call is delivered, the others are duplicates
+	const answers = await Promise.all(Array.from({ length: step.repeat ?? 1 }, deliver))
+	const order = (a) => (a.duplicate ? 1 : 0)
+	expect({ runId, answers: [...answers].sort((a, b) => order(a) - order(b)) }).toEqual({
+		runId,
+		answers: [
+			{ status: 202, delivered: true },
+			...answers.slice(1).map(() => ({ status: 200, delivered: true, duplicate: true })),
+		],
+	})
+}
+
+function runAdapter(scenario, runId) {
+	return client.run(
+		{
+			runId,
+			blueprint: scenario.blueprint,
+			initialContext: { ...(scenario.initialContext ?? {}), runTag: runId },
+			queue: queueOf(scenario.group),
+			resumes: scenario.resumes,
+		},
+		undefined,
+		(step) => resumeOurs(scenario, runId, step),
+	)
 }
 
 // ------------------------------------------------------------------ setup / teardown
@@ -246,6 +349,15 @@ beforeAll(async () => {
 
 afterAll(async () => {
 	await client?.close()
+	for (const pending of resumers.values()) {
+		try {
+			const { adapter, server } = await pending
+			await new Promise((resolve) => server.close(resolve))
+			await adapter.close()
+		} catch (e) {
+			console.warn(`resumer cleanup failed: ${e.message}`)
+		}
+	}
 	// queues (and their dead-letter queues)
 	try {
 		const conn = await amqplib.connect(RABBITMQ_URL)

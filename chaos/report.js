@@ -34,6 +34,35 @@ function phaseRow(p) {
 	]
 }
 
+/**
+ * A built-in phase's row (chaos/builtins-kill.js): lost counts runs not completed as
+ * FlowRuntime's, outputs and loop iterations missing, batch items missing, dead letters;
+ * duplicated counts loop iterations applied twice and batch items added twice. The
+ * re-run columns need the fan-out workers' side tables: not measured (–).
+ */
+function builtinRow(r) {
+	return [
+		`built-ins: ${r.name} (${r.scenario ?? '?'})`,
+		r.runs,
+		r.completed,
+		r.kills,
+		r.restarts,
+		0,
+		0,
+		0,
+		0,
+		r.lost.length,
+		r.doubled.length,
+		r.deadLetters,
+		'–',
+		'–',
+		'–',
+		'–',
+		r.redeliveries,
+		r.seconds.toFixed(1),
+	]
+}
+
 const PHASE_HEADERS = [
 	'phase',
 	'runs',
@@ -55,4 +84,4 @@ const PHASE_HEADERS = [
 	'seconds',
 ]
 
-module.exports = { table, phaseRow, PHASE_HEADERS }
+module.exports = { table, phaseRow, builtinRow, PHASE_HEADERS }

@@ -13,6 +13,10 @@
  *             connections, twice (targeted: other users of the broker are not affected)
  *   postgres  CHAOS_FAULT_RUNS runs; pg_terminate_backend on the workers' backends, 4 times
  *   redis     CHAOS_FAULT_RUNS runs; CLIENT KILL ID on the workers' clients, 4 times
+ *   built-ins CHAOS_BUILTIN_RUNS runs (default 48) of each built-in case (chaos/builtins-kill.js,
+ *             shared with __test__/builtins-kill.test.js), each on its own queue, tables and
+ *             workers: kill -9 mid-loop, while runs sleep, mid-batch; nothing lost, no loop
+ *             iteration applied twice, no batch item lost or added twice
  *   redelivery, in-flight commit and bad input cases (chaos/phases.js, chaos/bad-inputs.js)
  *   link faults and outages (chaos/faults.js), each on a harness of its own whose
  *             workers reach the service through a TCP fault proxy or a private
@@ -22,15 +26,20 @@
  *             skips them)
  * Then prints a summary and writes it to chaos/last-run.md. Exit code 1 when any
  * check failed. CHAOS_SKIP_RABBIT=1 skips the RabbitMQ restart; CHAOS_KEEP_LOGS=1 keeps
- * the worker logs (they are kept anyway when something failed).
+ * the worker logs (they are kept anyway when something failed). CHAOS_ONLY=builtins runs
+ * the built-in phases alone (minutes, not the suite's many): their table goes to stdout and
+ * to CHAOS_REPORT (default <tmpdir>/chaos-builtins-last-run.md), not to chaos/last-run.md,
+ * which keeps the last full run.
  */
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const { Chaos } = require('./harness')
 const { fanoutPhase, redeliveryCases, inflightCommitCases } = require('./phases')
 const { badInputCases } = require('./bad-inputs')
 const { phaseProblems } = require('./verify')
-const { table, phaseRow, PHASE_HEADERS } = require('./report')
+const { table, phaseRow, builtinRow, PHASE_HEADERS } = require('./report')
+const { builtinKillPhases } = require('./builtins-kill')
 const { sleep, ensureRabbitStarted, rabbitIsStoppedByUs } = require('./services')
 const faults = require('./faults')
 
@@ -40,6 +49,9 @@ const FAULT_RUNS = Number(env.CHAOS_FAULT_RUNS || Math.min(300, Math.max(50, Mat
 const KILL_MS = Number(env.CHAOS_KILL_INTERVAL_MS || 1000)
 const START_RATE = Number(env.CHAOS_START_RATE || 20) // runs per second in the kill phase
 const SKIP_RABBIT = env.CHAOS_SKIP_RABBIT === '1'
+const BUILTIN_RUNS = Number(env.CHAOS_BUILTIN_RUNS || 48)
+const BUILTIN_NOTE =
+	'*built-ins*: worker processes of the README (`__test__/diff/worker-process.js`) SIGKILLed mid-loop (`loop-slow-body`: 8 iterations, each appending its number once), while every run sleeps (`sleep-then-join`), mid-batch (`batch-wide`: 60 items), then a fresh worker; *lost*: a run not ending as FlowRuntime ends it, an output, iteration or item row missing, a dead letter; *duplicated*: an iteration applied twice, an item row added twice.'
 
 // Node delays (ms) of the service phases: runs last a few seconds, so a fault lands on
 // runs in every state (starting, fanning out, joining, finishing).
@@ -89,7 +101,43 @@ function fourTimes(fault) {
 	}
 }
 
+/** The built-in phases: rows of the phase table, and a failure per problem. */
+async function builtinPhases(failures) {
+	const { results, logDir } = await builtinKillPhases({ log, runs: BUILTIN_RUNS })
+	for (const r of results) for (const x of r.problems) failures.push(`${r.name}: ${x}`)
+	log(`built-in worker logs in ${logDir}`)
+	return results
+}
+
+/** CHAOS_ONLY=builtins: the built-in phases alone (their report not in chaos/last-run.md). */
+async function builtinsOnly() {
+	const t0 = Date.now()
+	const failures = []
+	const results = await builtinPhases(failures)
+	const md = [
+		'## Chaos suite: built-in phases (CHAOS_ONLY=builtins)',
+		'',
+		`${new Date().toISOString()} · \`CHAOS_ONLY=builtins npm run test:chaos\` · ${BUILTIN_RUNS} runs a case · ${((Date.now() - t0) / 60000).toFixed(1)} min · node ${process.version}`,
+		'',
+		BUILTIN_NOTE,
+		'',
+		table(PHASE_HEADERS, results.map(builtinRow)),
+		'',
+		failures.length
+			? `### Failures (${failures.length})\n\n${failures.map((f) => `- ${f}`).join('\n')}`
+			: '### Failures\n\nNone.',
+		'',
+	].join('\n')
+	console.log(`\n${md}`)
+	const out = env.CHAOS_REPORT || path.join(os.tmpdir(), 'chaos-builtins-last-run.md')
+	fs.writeFileSync(out, md)
+	log(`summary written to ${out}`)
+	return failures.length ? 1 : 0
+}
+
 async function main() {
+	if (env.CHAOS_ONLY === 'builtins') return builtinsOnly()
+	if (env.CHAOS_ONLY) throw new Error(`CHAOS_ONLY=${env.CHAOS_ONLY}: only 'builtins' is known`)
 	const t0 = Date.now()
 	harness = new Chaos({ label: 'full', workers: 3, log })
 	const h = harness
@@ -225,6 +273,9 @@ async function main() {
 		chaos: fourTimes(async (hh) => log(`killed ${await hh.killRedisClients()} Redis clients of the workers`)),
 	})
 
+	// 4b. built-ins under kill -9 (each case on its own queue, tables and workers)
+	const builtins = await builtinPhases(failures)
+
 	// 5. redelivery cases, with the poison job
 	log('redelivery cases')
 	const redelivery = await redeliveryCases(h, { poison: true })
@@ -302,26 +353,27 @@ async function main() {
 			dl: 0,
 		},
 	)
-	const rows = phases.map(phaseRow)
+	const rows = [...phases.map(phaseRow), ...builtins.map(builtinRow)]
+	const sum = (f) => builtins.reduce((a, r) => a + f(r), 0)
 	rows.push([
 		'**total**',
-		totals.runs,
-		totals.completed,
-		h.stats.kills,
-		h.stats.workerRestarts,
+		totals.runs + sum((r) => r.runs),
+		totals.completed + sum((r) => r.completed),
+		h.stats.kills + sum((r) => r.kills),
+		h.stats.workerRestarts + sum((r) => r.restarts),
 		h.stats.rabbitRestarts,
 		h.stats.amqpClosed,
 		h.stats.pgTerminated,
 		h.stats.redisKilled,
-		totals.lost,
-		totals.dup,
-		totals.dl,
+		totals.lost + sum((r) => r.lost.length),
+		totals.dup + sum((r) => r.doubled.length),
+		totals.dl + sum((r) => r.deadLetters),
 		totals.crash,
 		totals.conn,
 		totals.joinCrash,
 		totals.joinConn,
-		totals.redeliveries,
-		phases.reduce((a, p) => a + p.seconds, 0).toFixed(1),
+		totals.redeliveries + sum((r) => r.redeliveries),
+		(phases.reduce((a, p) => a + p.seconds, 0) + sum((r) => r.seconds)).toFixed(1),
 	])
 	const caseRows = cases.map((c) => [c.group, c.name, c.expected, c.observed, c.pass ? 'pass' : '**FAIL**'])
 	const badDl = bad.deadLettered
@@ -334,7 +386,8 @@ async function main() {
 		'Workflow: `start → b0..b7 (parallel) → join (all) → end`. Every node execution writes a row to a side table; triggers record every committed `_outputs.*` / context write and every status change. ' +
 			'*lost*: a run not `completed`, or a node output missing; *duplicated*: an effect committed twice, a join that did not see every branch exactly once, two final status writes, or an extra execution with no crash, lost connection or duplicate message to explain it. ' +
 			'*user code re-ran*: a node executed again because the process running it died (or a job of its run was redelivered after a kill), or because a connection dropped; its effect was still committed once. ' +
-			'*join re-ran without crash*: the join node executed more than once with no killed process and no closed broker connection involved (allowed only after those, when the broker hands the job to another worker): counted as a failure.',
+			'*join re-ran without crash*: the join node executed more than once with no killed process and no closed broker connection involved (allowed only after those, when the broker hands the job to another worker): counted as a failure. ' +
+			BUILTIN_NOTE,
 		'',
 		table(PHASE_HEADERS, rows),
 		'',

@@ -7,6 +7,10 @@
  *   2. one persistent JSON job `{ runId, blueprintId, nodeId }` per start node (no incoming
  *      edge, not any node's `config.fallback`) on the durable queue;
  *   3. poll <status> every 50 ms until `status` is completed or failed (20 s timeout).
+ * A scenario with `resumes` steps (scenarios.js): before 3., for each step, poll until the run
+ * is `awaiting` at the step's wait node (`_awaitingNodeIds` of the context row), then hand the
+ * step to the caller's `resume` (the test resumes through the adapter's API: a wait is resumed
+ * by an API call, not by a message).
  */
 const amqplib = require('amqplib')
 const { Pool } = require('pg')
@@ -138,8 +142,45 @@ class DiffClient {
 		}
 	}
 
-	async run(args, waitOptions) {
+	/** The run's context row (`{}` when there is none yet). */
+	async context(runId) {
+		const { rows } = await this.pool.query(`SELECT context_data FROM ${this.ctx} WHERE run_id = $1`, [runId])
+		return rows[0]?.context_data ?? {}
+	}
+
+	/**
+	 * Polls until the run is `awaiting` with `nodeId` among `_awaitingNodeIds` (→ true), or has a
+	 * final status (→ false: it will never get there; the caller's comparison shows why).
+	 */
+	async waitForAwaiting(runId, nodeId, { timeoutMs = 20000, intervalMs = 50 } = {}) {
+		const deadline = Date.now() + timeoutMs
+		for (;;) {
+			const { rows } = await this.pool.query(
+				`SELECT s.status, c.context_data -> '_awaitingNodeIds' AS awaiting FROM ${this.status} s
+				 LEFT JOIN ${this.ctx} c ON c.run_id = s.run_id WHERE s.run_id = $1`,
+				[runId],
+			)
+			const status = rows[0]?.status
+			if (status && FINAL.has(status)) return false
+			if (status === 'awaiting' && (rows[0].awaiting ?? []).includes(nodeId)) return true
+			if (Date.now() > deadline) {
+				const err = new Error(
+					`run ${runId} was not awaiting at ${nodeId} within ${timeoutMs} ms; status ${status}; context: ${JSON.stringify(await this.context(runId))}`,
+				)
+				err.code = 'ETIMEOUT'
+				throw err
+			}
+			await new Promise((resolve) => setTimeout(resolve, intervalMs))
+		}
+	}
+
+	/** Starts the run, performs its `resumes` steps through `resume(step)`, waits for its end. */
+	async run(args, waitOptions, resume) {
 		await this.startRun(args)
+		for (const step of args.resumes ?? []) {
+			if (!(await this.waitForAwaiting(args.runId, step.node, waitOptions))) break
+			await resume(step)
+		}
 		return this.waitForResult(args.runId, waitOptions)
 	}
 

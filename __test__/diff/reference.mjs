@@ -9,7 +9,8 @@ import { createRequire } from 'node:module'
 import * as fc from 'flowcraft'
 
 const require = createRequire(import.meta.url)
-const { scenarios, byName, outputKey } = require('./scenarios.js')
+const { scenarios, byName, outputKey, withoutRunId } = require('./scenarios.js')
+const { webhookEndpoint, deliveryOutput } = require('./builtins.js')
 
 /** Every `_outputs.*` key of a context object. */
 export function outputsOf(context) {
@@ -22,17 +23,31 @@ const quietLogger = { debug() {}, info() {}, warn() {}, error() {} }
 
 /**
  * FlowRuntime's run(), then what its scheduler does for a run stopped at sleep nodes: at each
- * wake-up time, resume() at that node, until the run is no longer awaiting a timer. A run()
- * that throws (a runaway loop: "Traversal exceeded maximum iterations") counts as failed.
+ * wake-up time, resume() at that node, until the run is no longer awaiting a timer. A run
+ * awaiting at the wait node of the scenario's next `resumes` step is resume()d there with that
+ * step's action and output (a webhook call's output for the run id its webhook node
+ * registered). A run() that throws (a runaway loop: "Traversal exceeded maximum iterations")
+ * counts as failed.
  */
-async function runToEnd(runtime, blueprint, initial) {
+async function runToEnd(runtime, blueprint, initial, steps = [], runIdOf = () => undefined) {
 	let result
+	let next = 0
 	try {
 		result = await runtime.run(structuredClone(blueprint), initial)
 		for (;;) {
 			const ctx = result.context ?? {}
 			const details = ctx._awaitingDetails ?? {}
-			const timer = (ctx._awaitingNodeIds ?? []).find((id) => details[id]?.reason === 'timer')
+			const awaiting = ctx._awaitingNodeIds ?? []
+			const timer = awaiting.find((id) => details[id]?.reason === 'timer')
+			const step = steps[next]
+			if (result.status === 'awaiting' && !timer && step && awaiting.includes(step.node)) {
+				next += 1
+				const resumeData = step.webhook
+					? { output: deliveryOutput(step, runIdOf()), action: 'webhook' }
+					: { output: step.output, action: step.action }
+				result = await runtime.resume(structuredClone(blueprint), result.serializedContext, resumeData, step.node)
+				continue
+			}
 			if (result.status !== 'awaiting' || !timer) return result
 			const wait = Date.parse(details[timer].wakeUpAt) - Date.now()
 			await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait)))
@@ -54,9 +69,23 @@ export async function runScenario(scenario, runTag) {
 	}
 	if (scenario.evaluator) options.evaluator = scenario.evaluator()
 	if (scenario.middleware) options.middleware = scenario.middleware()
+	// FlowRuntime's WebhookNode calls dependencies.adapter.registerWebhookEndpoint(executionId,
+	// nodeId) in prep: answer as ours does, and keep the run id it saw (one runtime per run)
+	let webhookRunId
+	options.dependencies = {
+		adapter: {
+			async registerWebhookEndpoint(runId, nodeId) {
+				webhookRunId = runId
+				return webhookEndpoint(runId, nodeId)
+			},
+		},
+	}
 	const runtime = new fc.FlowRuntime(options)
 	const initial = { ...(scenario.initialContext ?? {}), runTag }
-	const result = await runToEnd(runtime, scenario.blueprint, initial)
+	const result = await runToEnd(runtime, scenario.blueprint, initial, scenario.resumes, () => webhookRunId)
+	if (scenario.runIdInOutputs && webhookRunId === undefined)
+		throw new Error(`${scenario.name}: no webhook node registered an endpoint in FlowRuntime`)
+	const normalise = (value) => (scenario.runIdInOutputs ? withoutRunId(value, webhookRunId) : value)
 	const errors = (result.errors ?? []).map((e) => ({
 		nodeId: e.nodeId,
 		message: e.message,
@@ -65,7 +94,7 @@ export async function runScenario(scenario, runTag) {
 	const context = {}
 	for (const key of scenario.compareContext ?? [])
 		if (Object.hasOwn(result.context, key)) context[key] = result.context[key]
-	return { status: result.status, outputs: outputsOf(result.context), context, errors }
+	return { status: result.status, outputs: normalise(outputsOf(result.context)), context: normalise(context), errors }
 }
 
 /**

@@ -19,6 +19,24 @@
  *   initialContext  optional initial context. The harness adds `runTag` (unique per run)
  *                   so in-process counters (retries) can be keyed per run.
  *   compareContext  optional: context keys whose final presence and value must agree too
+ *   resumes         optional: what resumes the run each time it stops, awaiting, at a `wait`
+ *                   node, in order (diff/builtins.js has the webhook scenarios):
+ *                     { node, action, output }     ours: resumeWithAction(run, action, output);
+ *                                                  the reference: resume() of `node` with
+ *                                                  { output, action }
+ *                     { node, webhook, via, request, secretHeaders?, repeat? }
+ *                                                  a call to the webhook node `webhook`: ours
+ *                                                  delivers it through createWebhookHandler
+ *                                                  (via 'http': a POST of request.body with
+ *                                                  request.headers and secretHeaders) or
+ *                                                  adapter.deliverWebhook (via 'deliver'),
+ *                                                  `repeat` times at once (one is delivered, the
+ *                                                  others are duplicates); the reference
+ *                                                  resume()s `node` with action 'webhook' and
+ *                                                  the output the call gives (builtins.js
+ *                                                  `deliveryOutput`)
+ *   runIdInOutputs  optional reason: outputs carry the run id (a webhook's url, event): both
+ *                   sides replace it with '<run id>' (FlowRuntime's is a random executionId)
  *   intended        what FlowRuntime is expected to produce (self-check of the scenario)
  *   expect          deliberate differences between FlowRuntime and our adapter, each
  *                   with its reason:
@@ -31,6 +49,10 @@
  *                                      FlowRuntime")
  *                     ignoreOutputs    { '_outputs.x': 'reason' }: keys left out of the
  *                                      comparison (none needed so far)
+ *                     ignoreFields     { '_outputs.x': { field: 'reason' } }: fields of an
+ *                                      output value left out on both sides
+ *                     addedOutputs     { '_outputs.x': value }: outputs only the adapter
+ *                                      has, each asserted exactly (`notes` says why)
  *                     notes            prose on a deliberate difference
  *
  * A node output that is `undefined` (a node returning `{}` or nothing) is compared as
@@ -2390,4 +2412,23 @@ function outputKey(key) {
 	return key.replace(/_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}_(\d+)$/, '_<batch>_$1')
 }
 
-module.exports = { scenarios, startNodeIds, buildRuntimeOptions, byName, groups, MiniEvaluator, outputKey }
+/** `value` with every occurrence of the run id (plain or URL-encoded) in its strings replaced by '<run id>'. */
+function withoutRunId(value, runId) {
+	if (typeof value === 'string')
+		return value.split(encodeURIComponent(runId)).join('<run id>').split(runId).join('<run id>')
+	if (Array.isArray(value)) return value.map((v) => withoutRunId(v, runId))
+	if (value && typeof value === 'object')
+		return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withoutRunId(v, runId)]))
+	return value
+}
+
+module.exports = {
+	scenarios,
+	startNodeIds,
+	buildRuntimeOptions,
+	byName,
+	groups,
+	MiniEvaluator,
+	outputKey,
+	withoutRunId,
+}

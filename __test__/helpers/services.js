@@ -277,6 +277,18 @@ async function deleteQueues(names) {
  * afterAll closes the helpers' own connections.
  */
 function useResources() {
+	const res = resourceTracker()
+	afterEach(() => res.cleanup())
+	afterAll(closeServices)
+	return res
+}
+
+/**
+ * The tracker of useResources without jest's hooks (the chaos suite uses it): the same
+ * methods, and `cleanup()`, which runs the closers and drops everything tracked so far
+ * (throws the first error after trying all of it). `closeServices()` stays the caller's.
+ */
+function resourceTracker() {
 	let tables = []
 	let schemas = []
 	let databases = []
@@ -331,9 +343,10 @@ function useResources() {
 		onCleanup(fn) {
 			closers.push(fn)
 		},
+		cleanup,
 	}
 
-	afterEach(async () => {
+	async function cleanup() {
 		const errors = []
 		const run = async (fn) => {
 			try {
@@ -355,9 +368,7 @@ function useResources() {
 		queues = []
 		closers = []
 		if (errors.length) throw errors[0]
-	})
-
-	afterAll(closeServices)
+	}
 
 	return res
 }
@@ -410,6 +421,7 @@ function safeStringify(v) {
 }
 
 module.exports = {
+	resourceTracker,
 	POSTGRES_URL,
 	REDIS_URL,
 	RABBITMQ_URL,
