@@ -126,6 +126,7 @@ struct Sql {
     subflow_await: String,
     subflow_resume: String,
     children: String,
+    compat_settle: String,
 }
 
 impl Sql {
@@ -208,6 +209,11 @@ impl Sql {
             subflow_await: plain(include_str!("../sql/subflow_await.sql")),
             subflow_resume: plain(include_str!("../sql/subflow_resume.sql")),
             children: plain(include_str!("../sql/children.sql")),
+            // the rows this statement changes are read from its own results, not locked again
+            compat_settle: fill(
+                include_str!("../sql/compat_settle.sql"),
+                "n.node_id = $2 OR n.node_id IN (SELECT d.node_id FROM d UNION ALL SELECT q.node_id FROM q)",
+            ),
         }
     }
 }
@@ -435,6 +441,11 @@ pub struct Effect {
     pub iteration: i32,
     /// Nodes this commit adds to the run, queued (a batch's items).
     pub spawn: Vec<Spawned>,
+    /// `typescriptCompat` (compat.rs): the node's keys also go to the context row.
+    pub compat: bool,
+    /// `typescriptCompat`: the joins whose firing the coordination store decides for this
+    /// arrival; each holds the run open until `compat_settle`.
+    pub held: Vec<String>,
 }
 
 /// A node a commit adds to its run (a batch item), queued with its input.
@@ -654,6 +665,8 @@ impl RunStore {
             Box::new(spawn_inputs),
             Box::new(spawn_specs),
             Box::new(passes_output),
+            Box::new(effect.compat),
+            Box::new(effect.held.clone()),
         ];
         let rows = match &self.group {
             Some(group) => group.query(run_id, params).await?,
@@ -667,6 +680,35 @@ impl RunStore {
                 Commit::Applied { ready: enqueued(ids, iterations), finished: finished.map(|s| (s, r.get(4))) }
             }
             None => Commit::AlreadyDone,
+        })
+    }
+
+    /// `typescriptCompat`, after a commit of `node_id` (`sql/compat_settle.sql`): rows the
+    /// TypeScript adapter's workers completed are done, the joins `fired` are enqueued, and
+    /// the run ends when nothing of it is pending. Returns what it enqueued and, when it
+    /// ended the run (or found it drained and `awaiting`), the status and first error.
+    pub async fn compat_settle(
+        &self,
+        run_id: &str,
+        node_id: &str,
+        fired: &[String],
+    ) -> CoreResult<(Vec<Enqueued>, Option<(String, Option<String>)>)> {
+        let rows = self
+            .pool
+            .query(
+                "settling a run beside the TypeScript adapter",
+                &self.sql.compat_settle,
+                &[&run_id, &node_id, &fired],
+            )
+            .await?;
+        Ok(match rows.first() {
+            Some(r) => {
+                let ids = r.get::<_, Option<Vec<String>>>(0).unwrap_or_default();
+                let iterations = r.get::<_, Option<Vec<i32>>>(1).unwrap_or_default();
+                let finished: Option<String> = r.get(2);
+                (enqueued(ids, iterations), finished.map(|s| (s, r.get(4))))
+            }
+            None => (Vec::new(), None),
         })
     }
 
