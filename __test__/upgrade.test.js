@@ -221,6 +221,24 @@ describe('rollback', () => {
 	}, 60000)
 })
 
+test('typescriptCompat off (the default): outputs stay in the node rows while a run runs, no TypeScript-adapter keys in Redis', async () => {
+	const w = await F.world(res, 'cof')
+	const ref = await F.reference()
+	const ours = F.spawnWorker(res, w, 'ours', 'cof-ours')
+	await ours.ready
+	const c = client(w)
+	const runs = [{ tag: 'cof0', runId: (await c.startRun(BLUEPRINT_ID, { tag: 'cof0' })).runId }]
+	await until(() => ours.ran.some((r) => r.node.startsWith('w')), 10000, 'a branch running')
+	const { rows } = await S.pgQuery(`SELECT context_data FROM ${S.quoteIdent(w.ctx)} WHERE run_id = $1`, [runs[0].runId])
+	expect(Object.keys(rows[0].context_data).filter((k) => k.startsWith('_'))).toEqual([]) // `start` is done: in its row only
+	expect(await F.settle(w, runs, 15000)).toBe(1)
+	const redis = new IORedis(S.REDIS_URL)
+	const keys = await redis.keys(`${w.prefix}flowcraft:*`)
+	await redis.quit()
+	expect(keys).toEqual([])
+	expect(await F.finalState(w, runs)).toEqual(runs.map((run) => F.completedOnce(run.tag, ref.outputs)))
+}, 60000)
+
 test('waitForRun resolves within a second for runs the old workers finish (trigger installed by our createTables)', async () => {
 	const w = await F.world(res, 'wfr')
 	const old = F.spawnWorker(res, w, 'old', 'wfr-old')

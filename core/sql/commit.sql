@@ -20,7 +20,8 @@
 -- typescriptCompat (core/src/compat.rs): the context row also gets the node's `_outputs.<id>` / `<id>`
 -- and the inputs its edges wrote (`_inputs.<target>`); $28 the joins whose firing the coordination
 -- store decides for this arrival: each holds the run open (pending + 1, the node row's `joined_now`)
--- until sql/compat_settle.sql enqueues what they fired.
+-- until sql/compat_settle.sql enqueues what they fired. With $27 the run's end is left to
+-- compat_settle and JobRunner::compat_after (old workers' jobs are in flight unseen).
 -- Returns: the successors it enqueued (and their iterations), the status when nothing of the run remains pending (final, or
 -- `awaiting`), the NOTIFY, the run's first error.
 WITH lk AS (
@@ -110,7 +111,7 @@ WITH lk AS (
   -- an undefined output removes the node's keys (FlowRuntime deletes them), e.g. an initial key named like it
   SELECT CASE WHEN $3::text IS NULL THEN ARRAY['_outputs.' || $2, $2::text] ELSE '{}'::text[] END AS keys
 ), c AS (
-  UPDATE {ctx} t SET context_data = CASE WHEN nx.pending = 0
+  UPDATE {ctx} t SET context_data = CASE WHEN nx.pending = 0 AND NOT $27
       THEN ((t.context_data - $17::text[] - gone.keys) || $16::text::jsonb) || {fold} || own.keys
       ELSE (t.context_data - $17::text[] - gone.keys - COALESCE(ck.dropped, '{}'::text[])) || $16::text::jsonb
         || COALESCE(ck.keys, '{}'::jsonb) END
@@ -123,10 +124,10 @@ WITH lk AS (
     arrivals = (COALESCE(s.arrivals, '{}'::jsonb) || COALESCE((SELECT jsonb_object_agg(x.id, x.after) FROM x
         WHERE x.expected > 0 AND (x.is_any OR NOT x.completes)), '{}'::jsonb))
       - ARRAY(SELECT x.id FROM x WHERE x.completes AND NOT x.is_any),
-    status = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_status} ELSE s.status END,
-    status_data = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_context} ELSE s.status_data END
+    status = CASE WHEN nx.pending = 0 AND NOT $27 AND s.status = 'running' THEN {ended_status} ELSE s.status END,
+    status_data = CASE WHEN nx.pending = 0 AND NOT $27 AND s.status = 'running' THEN {ended_context} ELSE s.status_data END
   FROM nx LEFT JOIN c ON true WHERE s.run_id = $1
-  RETURNING s.run_id, s.status, s.error, nx.pending = 0 AS drained
+  RETURNING s.run_id, s.status, s.error, nx.pending = 0 AND NOT $27 AS drained
 ), f AS (
   SELECT upd.node_id AS id, upd.iteration FROM upd WHERE upd.fired UNION ALL SELECT sp.node_id, 0 FROM sp
 )

@@ -3,12 +3,11 @@
 -- the status row's lock. Node rows still `queued` whose `_outputs.<id>` is in the context row are
 -- done (those workers ran them: ours writes that key with its row `done`); the joins $3 that the
 -- arrivals of $2 fired become `queued` (fired_by $2); the run is no longer held open by those
--- arrivals (the commit's $28, kept in the row's `joined_now`: released once); when nothing of the
--- run remains pending, its outputs are folded into the context row and its final status is
--- written, as the commit would.
+-- arrivals (the commit's $28, kept in the row's `joined_now`: released once). It ends no run:
+-- with nothing pending, JobRunner::compat_after ends it (sql/finalize.sql) unless a node is
+-- ready that an old worker must have enqueued (compat::open_frontier).
 -- $1 run id, $2 node id, $3 joins to enqueue.
--- Returns: the nodes it enqueued and their iterations, the status when nothing of the run remains
--- pending (final, or `awaiting`), the NOTIFY, the run's first error.
+-- Returns: the nodes it enqueued and their iterations, whether nothing of the running run is pending.
 WITH lk AS (
   SELECT s.pending FROM {st} s WHERE s.run_id = $1 AND {not_final} AND s.pending IS NOT NULL FOR UPDATE
 ), h0 AS (
@@ -31,19 +30,10 @@ WITH lk AS (
 ), nx AS (
   SELECT lk.pending - COALESCE((SELECT sum(h.held) FROM h), 0) - (SELECT count(*) FROM d) + (SELECT count(*) FROM q)
     AS pending FROM lk
-), c AS (
-  UPDATE {ctx} t SET context_data = t.context_data || {fold}
-  FROM nx WHERE t.run_id = $1 AND nx.pending = 0
-  RETURNING t.context_data
 ), u AS (
-  UPDATE {st} AS s SET pending = nx.pending, updated_at = now(),
-    status = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_status} ELSE s.status END,
-    status_data = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_context} ELSE s.status_data END
-  FROM nx LEFT JOIN c ON true WHERE s.run_id = $1
-  RETURNING s.run_id, s.status, s.error, nx.pending = 0 AS drained
+  UPDATE {st} AS s SET pending = nx.pending, updated_at = now() FROM nx WHERE s.run_id = $1
+  RETURNING s.status, nx.pending = 0 AND s.status = 'running' AS drained
 )
 SELECT ARRAY(SELECT q.node_id FROM q ORDER BY q.node_id), ARRAY(SELECT q.iteration FROM q ORDER BY q.node_id),
-  CASE WHEN u.drained AND u.status IN ('completed', 'failed', 'awaiting') THEN u.status END,
-  CASE WHEN u.drained AND u.status IN ('completed', 'failed') THEN {notify_u} END,
-  u.error
+  u.drained
 FROM u

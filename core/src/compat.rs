@@ -114,6 +114,34 @@ pub async fn arrive(
     Ok(fired)
 }
 
+/// The nodes of a run with nothing of ours pending that are nonetheless ready: not done,
+/// and reached from done nodes (their stored route, or for a node the TypeScript adapter's
+/// workers ran, an edge without condition or action), their join complete. Their jobs are
+/// in flight (those workers enqueue without our bookkeeping): the run has not ended.
+pub fn open_frontier(bp: &Blueprint, view: &crate::run_store::RunView) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let context = view.context.as_ref().unwrap_or(&empty);
+    let done =
+        |id: &str| context.contains_key(&format!("_outputs.{id}")) || view.undefined_outputs.iter().any(|u| u == id);
+    let routed = |p: &str, t: &str| match view.routes.get(p).and_then(|r| r.as_array()) {
+        Some(route) => route.iter().any(|r| r == t),
+        None => bp.edges.iter().any(|e| e.source == p && e.target == t && e.condition.is_none() && e.action.is_none()),
+    };
+    bp.nodes
+        .iter()
+        .filter(|n| !done(&n.id))
+        .filter(|n| {
+            let preds: Vec<&String> = bp.predecessor_ids(&n.id).collect();
+            let arrived = preds.iter().filter(|p| done(p) && routed(p, &n.id)).count();
+            arrived > 0
+                && (bp.join_strategy(&n.id) == JoinStrategy::Any
+                    || bp.is_loop_controller(&n.id)
+                    || arrived == preds.len())
+        })
+        .map(|n| n.id.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -665,8 +665,26 @@ impl JobRunner {
         }
         let fired = crate::compat::arrive(self.coordination.as_ref(), bp, &job.run_id, job.iteration, decided).await?;
         let settling = || self.store.compat_settle(&job.run_id, node_id, &fired);
-        let (more, finished) = self.retry_transient(broker, job, "settling a run (typescriptCompat)", settling).await?;
+        let (more, drained) = self.retry_transient(broker, job, "settling a run (typescriptCompat)", settling).await?;
         ready.extend(more);
+        let mut finished = finished;
+        if drained {
+            // nothing of ours is pending; a node ready after what old workers completed has its job in flight
+            let view = self.store.view(&job.run_id).await?;
+            let open = crate::compat::open_frontier(bp, &view);
+            if open.is_empty() {
+                if let Some(status) = self.store.finalize(&job.run_id).await? {
+                    let error = view.error.clone();
+                    finished = Some((status, error));
+                }
+            } else {
+                self.log(
+                    Level::Debug,
+                    "Nothing of ours pending; waiting for nodes the TypeScript adapter's workers enqueued",
+                    json!({ "runId": job.run_id, "nodes": open }),
+                );
+            }
+        }
         Ok((ready, finished))
     }
 

@@ -209,11 +209,7 @@ impl Sql {
             subflow_await: plain(include_str!("../sql/subflow_await.sql")),
             subflow_resume: plain(include_str!("../sql/subflow_resume.sql")),
             children: plain(include_str!("../sql/children.sql")),
-            // the rows this statement changes are read from its own results, not locked again
-            compat_settle: fill(
-                include_str!("../sql/compat_settle.sql"),
-                "n.node_id = $2 OR n.node_id IN (SELECT d.node_id FROM d UNION ALL SELECT q.node_id FROM q)",
-            ),
+            compat_settle: plain(include_str!("../sql/compat_settle.sql")),
         }
     }
 }
@@ -684,15 +680,15 @@ impl RunStore {
     }
 
     /// `typescriptCompat`, after a commit of `node_id` (`sql/compat_settle.sql`): rows the
-    /// TypeScript adapter's workers completed are done, the joins `fired` are enqueued, and
-    /// the run ends when nothing of it is pending. Returns what it enqueued and, when it
-    /// ended the run (or found it drained and `awaiting`), the status and first error.
+    /// TypeScript adapter's workers completed are done, the joins `fired` are enqueued, the
+    /// node's holds released. Returns what it enqueued, and whether nothing of the running
+    /// run is pending (it ends no run: `JobRunner::compat_after` does).
     pub async fn compat_settle(
         &self,
         run_id: &str,
         node_id: &str,
         fired: &[String],
-    ) -> CoreResult<(Vec<Enqueued>, Option<(String, Option<String>)>)> {
+    ) -> CoreResult<(Vec<Enqueued>, bool)> {
         let rows = self
             .pool
             .query(
@@ -705,10 +701,9 @@ impl RunStore {
             Some(r) => {
                 let ids = r.get::<_, Option<Vec<String>>>(0).unwrap_or_default();
                 let iterations = r.get::<_, Option<Vec<i32>>>(1).unwrap_or_default();
-                let finished: Option<String> = r.get(2);
-                (enqueued(ids, iterations), finished.map(|s| (s, r.get(4))))
+                (enqueued(ids, iterations), r.get::<_, Option<bool>>(2).unwrap_or(false))
             }
-            None => (Vec::new(), None),
+            None => (Vec::new(), false),
         })
     }
 
