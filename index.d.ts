@@ -592,6 +592,20 @@ export interface RabbitMqAdapterOptions<TDependencies extends Record<string, any
 	 * index with `ERR_INDEX_NOT_FOUND` (`npx flowcraft-rabbitmq sql` prints the DDL).
 	 */
 	createTables?: boolean | undefined
+	/**
+	 * Work beside workers of the TypeScript adapter (1.4.x, Flowcraft's
+	 * `BaseDistributedAdapter`) on the same queue and tables: during a rolling upgrade,
+	 * and so that they can finish runs this worker advanced after a rollback. Each
+	 * commit also writes the node's `_outputs.<id>` / `<id>` and the inputs its edges
+	 * wrote (`_inputs.<id>`) into the context row, and join arrivals are counted in
+	 * their coordination-store keys (`flowcraft:fanin:<runId>:<nodeId>`,
+	 * `flowcraft:joinlock:<runId>:<nodeId>`), which then decide when a join fires.
+	 * Costs a context-row write per job and a store call per join arrival. Turn it
+	 * on for every worker of ours before mixing, and off once no old worker runs and
+	 * no run started before remains running (README, "Upgrading from the TypeScript
+	 * adapter"). Default false.
+	 */
+	typescriptCompat?: boolean | undefined
 	/** Default time `stop()` waits for jobs in flight. Default 30000 ms. */
 	stopTimeoutMs?: number | undefined
 	/**

@@ -171,6 +171,12 @@ export interface NativeConfig {
   maxDeliveries: number
   /** Create or migrate the tables at start (false: check them only). */
   createTables: boolean
+  /**
+   * Work beside the TypeScript adapter's workers (the adapter's `typescriptCompat`):
+   * outputs and inputs also in the context row, join arrivals counted in their
+   * coordination-store keys (core/src/compat.rs). Absent: off.
+   */
+  typescriptCompat?: boolean
   /** JSON text of `{ "<blueprint id>": { id, nodes, edges, ... } }`. */
   blueprintsJson: string
   /** The registry's `uses` keys: `'function'` or `'class'` each. */

@@ -577,6 +577,7 @@ async function buildConfig(s) {
 		concurrency: s.concurrency,
 		maxDeliveries: s.maxDeliveries,
 		createTables: s.createTables,
+		typescriptCompat: s.typescriptCompat,
 		blueprintsJson: JSON.stringify(s.blueprints),
 		registry: kinds,
 		customEvaluator: !!s.runtimeOptions.evaluator,

@@ -69,6 +69,7 @@ const DEFAULTS = Object.freeze({
 	concurrency: 64,
 	maxDeliveries: 20,
 	createTables: true,
+	typescriptCompat: false,
 	stopTimeoutMs: 30000,
 	handleSignals: false,
 	webhookBaseUrl: 'http://localhost/webhooks',
@@ -288,6 +289,7 @@ function adapterOptions(options) {
 	checkWholeNumber(o.concurrency, LIMITS.concurrency, 'RabbitMqAdapter: concurrency')
 	checkWholeNumber(o.maxDeliveries, LIMITS.maxDeliveries, 'RabbitMqAdapter: maxDeliveries')
 	checkBoolean(o.createTables, 'RabbitMqAdapter: createTables')
+	checkBoolean(o.typescriptCompat, 'RabbitMqAdapter: typescriptCompat')
 	checkTimeout(o.stopTimeoutMs, 'RabbitMqAdapter: stopTimeoutMs')
 	checkBoolean(o.handleSignals, 'RabbitMqAdapter: handleSignals')
 	// `startRetryMs` is a timing (timings.startRetryMs); the top-level option is kept as its alias
@@ -357,6 +359,7 @@ function adapterOptions(options) {
 		concurrency: o.concurrency,
 		maxDeliveries: o.maxDeliveries,
 		createTables: o.createTables,
+		typescriptCompat: o.typescriptCompat,
 		stopTimeoutMs: o.stopTimeoutMs,
 		webhookBaseUrl: o.webhookBaseUrl,
 		handleSignals: o.handleSignals,

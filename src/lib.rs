@@ -291,6 +291,8 @@ struct Config {
     status_table_name: String,
     concurrency: usize,
     create_tables: bool,
+    /// `typescriptCompat` (core/src/compat.rs).
+    typescript_compat: bool,
     blueprints: Value,
     registry: HashSet<String>,
     custom_evaluator: bool,
@@ -344,6 +346,7 @@ impl Config {
             status_table_name: c.status_table_name,
             concurrency: c.concurrency as usize,
             create_tables: c.create_tables,
+            typescript_compat: c.typescript_compat.unwrap_or(false),
             blueprints: serde_json::from_str(&c.blueprints_json).map_err(json)?,
             registry: c.registry.into_keys().collect(),
             custom_evaluator: c.custom_evaluator.unwrap_or(false),
@@ -555,7 +558,8 @@ impl NativeWorker {
             RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
         let coordination = coordination_of(&config.redis, coordinate.map(JsCoordination::Strong))?;
         let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
-        let runner = JobRunner::new(blueprints, registry, store, coordination, Arc::new(bridge));
+        let runner = JobRunner::new(blueprints, registry, store, coordination, Arc::new(bridge))
+            .with_compat(config.typescript_compat);
         let worker = Worker::new(
             runner,
             WorkerConfig {

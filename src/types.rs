@@ -103,6 +103,10 @@ pub struct NativeConfig {
     pub max_deliveries: u32,
     /// Create or migrate the tables at start (false: check them only).
     pub create_tables: bool,
+    /// Work beside the TypeScript adapter's workers (the adapter's `typescriptCompat`):
+    /// outputs and inputs also in the context row, join arrivals counted in their
+    /// coordination-store keys (core/src/compat.rs). Absent: off.
+    pub typescript_compat: Option<bool>,
     /// JSON text of `{ "<blueprint id>": { id, nodes, edges, ... } }`.
     pub blueprints_json: String,
     /// The registry's `uses` keys: `'function'` or `'class'` each.

@@ -16,7 +16,12 @@
 -- continues), $21 this node goes round again itself (idle, iteration + 1), $22 the job's iteration
 -- (a job of an earlier iteration changes nothing); $23/$24/$25 nodes this commit adds to the run (a
 -- batch's items: id, input as JSON text, spec as JSON text), queued; $26 per touched successor: the
--- input an edge wrote is the output as it is ($3: its text is sent once, $12 is NULL).
+-- input an edge wrote is the output as it is ($3: its text is sent once, $12 is NULL); $27
+-- typescriptCompat (core/src/compat.rs): the context row also gets the node's `_outputs.<id>` / `<id>`
+-- and the inputs its edges wrote (`_inputs.<target>`); $28 the joins whose firing the coordination
+-- store decides for this arrival: each holds the run open (pending + 1, the node row's `joined_now`)
+-- until sql/compat_settle.sql enqueues what they fired. With $27 the run's end is left to
+-- compat_settle and JobRunner::compat_after (old workers' jobs are in flight unseen).
 -- Returns: the successors it enqueued (and their iterations), the status when nothing of the run remains pending (final, or
 -- `awaiting`), the NOTIFY, the run's first error.
 WITH lk AS (
@@ -25,7 +30,10 @@ WITH lk AS (
 ), me AS (
   UPDATE {nodes} n SET state = CASE WHEN $21 THEN 'idle' ELSE 'done' END, output = $3::text::jsonb,
     route = CASE WHEN $21 THEN NULL ELSE $4::text[] END, wake_at = NULL, iteration = n.iteration + $21::int,
-    joined = CASE WHEN $21 THEN '{}' ELSE n.joined || ARRAY(SELECT t.id FROM unnest($5::text[], $10::bool[]) AS t(id, self) WHERE t.self) END
+    joined = CASE WHEN $21 THEN '{}' ELSE n.joined || ARRAY(SELECT t.id FROM unnest($5::text[], $10::bool[]) AS t(id, self) WHERE t.self) END,
+    -- typescriptCompat: the arrivals whose join the coordination store decides hold the run open
+    -- (one pending each) until sql/compat_settle.sql has enqueued what they fired
+    joined_now = CASE WHEN cardinality($28::text[]) > 0 THEN $28::text[] ELSE n.joined_now END
   FROM lk WHERE n.run_id = $1 AND n.node_id = $2 AND n.state IN ('queued', 'sleeping', 'woken') AND n.iteration = $22
   RETURNING n.input
 ), ow AS (
@@ -76,8 +84,19 @@ WITH lk AS (
     AND (x.ready OR x.completes OR NOT (x.deferred AND x.expected > 0 AND NOT x.is_any))
   RETURNING n.node_id, n.state = 'queued' AND n.fired_by = $2 AS fired, n.state, n.output, n.input, n.iteration
 ), nx AS (
-  SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired) + (SELECT count(*) FROM sp) AS pending
+  SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired) + (SELECT count(*) FROM sp)
+    + cardinality($28::text[]) AS pending
   FROM lk, me, (SELECT count(*) FROM rs) r
+), ck AS (
+  -- typescriptCompat: the keys the TypeScript adapter's workers read, written as we commit them
+  SELECT CASE WHEN $3::text IS NULL THEN '{}'::jsonb
+      ELSE jsonb_build_object('_outputs.' || $2, $3::text::jsonb, $2::text, $3::text::jsonb) END
+    || COALESCE((SELECT jsonb_object_agg('_inputs.' || x.id, CASE WHEN x.passes THEN $3::text::jsonb ELSE x.input::jsonb END)
+                 FROM x WHERE x.writes AND CASE WHEN x.passes THEN $3::text IS NOT NULL ELSE x.input IS NOT NULL END),
+                '{}'::jsonb) AS keys,
+    ARRAY(SELECT '_inputs.' || x.id FROM x
+          WHERE x.writes AND CASE WHEN x.passes THEN $3::text IS NULL ELSE x.input IS NULL END) AS dropped
+  FROM me WHERE $27
 ), own AS (
   -- what this statement wrote to node rows, as context keys (the fold below reads the others)
   SELECT CASE WHEN $3::text IS NULL THEN '{}'::jsonb
@@ -92,10 +111,12 @@ WITH lk AS (
   -- an undefined output removes the node's keys (FlowRuntime deletes them), e.g. an initial key named like it
   SELECT CASE WHEN $3::text IS NULL THEN ARRAY['_outputs.' || $2, $2::text] ELSE '{}'::text[] END AS keys
 ), c AS (
-  UPDATE {ctx} t SET context_data = CASE WHEN nx.pending = 0
+  UPDATE {ctx} t SET context_data = CASE WHEN nx.pending = 0 AND NOT $27
       THEN ((t.context_data - $17::text[] - gone.keys) || $16::text::jsonb) || {fold} || own.keys
-      ELSE (t.context_data - $17::text[] - gone.keys) || $16::text::jsonb END
-  FROM nx, own, gone WHERE t.run_id = $1 AND ($18 OR nx.pending = 0 OR t.context_data ?| gone.keys)
+      ELSE (t.context_data - $17::text[] - gone.keys - COALESCE(ck.dropped, '{}'::text[])) || $16::text::jsonb
+        || COALESCE(ck.keys, '{}'::jsonb) END
+  FROM nx CROSS JOIN own CROSS JOIN gone LEFT JOIN ck ON true
+  WHERE t.run_id = $1 AND ($18 OR nx.pending = 0 OR $27 OR t.context_data ?| gone.keys)
   RETURNING t.context_data
 ), u AS (
   UPDATE {st} AS s SET pending = nx.pending, updated_at = now(),
@@ -103,10 +124,10 @@ WITH lk AS (
     arrivals = (COALESCE(s.arrivals, '{}'::jsonb) || COALESCE((SELECT jsonb_object_agg(x.id, x.after) FROM x
         WHERE x.expected > 0 AND (x.is_any OR NOT x.completes)), '{}'::jsonb))
       - ARRAY(SELECT x.id FROM x WHERE x.completes AND NOT x.is_any),
-    status = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_status} ELSE s.status END,
-    status_data = CASE WHEN nx.pending = 0 AND s.status = 'running' THEN {ended_context} ELSE s.status_data END
+    status = CASE WHEN nx.pending = 0 AND NOT $27 AND s.status = 'running' THEN {ended_status} ELSE s.status END,
+    status_data = CASE WHEN nx.pending = 0 AND NOT $27 AND s.status = 'running' THEN {ended_context} ELSE s.status_data END
   FROM nx LEFT JOIN c ON true WHERE s.run_id = $1
-  RETURNING s.run_id, s.status, s.error, nx.pending = 0 AS drained
+  RETURNING s.run_id, s.status, s.error, nx.pending = 0 AND NOT $27 AS drained
 ), f AS (
   SELECT upd.node_id AS id, upd.iteration FROM upd WHERE upd.fired UNION ALL SELECT sp.node_id, 0 FROM sp
 )

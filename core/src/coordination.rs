@@ -189,9 +189,92 @@ pub trait CoordinationStore: Send + Sync + 'static {
         value: &'a str,
         ttl_seconds: u64,
     ) -> crate::executor::BoxFuture<'a, CoreResult<bool>>;
+
+    /// One arrival at an `'all'` join counted in the TypeScript adapter's counter
+    /// (`typescriptCompat`, see compat.rs): `counter` incremented once per `marker`
+    /// (a replay answers the count the first call got), deleted when it reaches
+    /// `expected` (as the TypeScript adapter deletes it when its join fires). Returns
+    /// the count. Here from the two calls every store has: a replay after a crash
+    /// between them, or after the marker, answers 0 (the arrival is not counted twice).
+    fn arrive_all<'a>(
+        &'a self,
+        counter: &'a str,
+        marker: &'a str,
+        expected: i64,
+        ttl_seconds: u64,
+    ) -> crate::executor::BoxFuture<'a, CoreResult<i64>> {
+        let _ = expected;
+        Box::pin(async move {
+            if !self.set_if_not_exist(marker, "1", ttl_seconds).await? {
+                return Ok(0);
+            }
+            self.increment(counter, ttl_seconds).await
+        })
+    }
+
+    /// The first arrival at an `'any'` join takes its lock (`lock`, with `value`
+    /// naming the arrival); true for the arrival holding it (again on a replay,
+    /// where the store can tell: natively).
+    fn arrive_any<'a>(
+        &'a self,
+        lock: &'a str,
+        value: &'a str,
+        ttl_seconds: u64,
+    ) -> crate::executor::BoxFuture<'a, CoreResult<bool>> {
+        self.set_if_not_exist(lock, value, ttl_seconds)
+    }
 }
 
+/// `arrive_all` in one step: GET the marker (a replay), else INCR + EXPIRE the
+/// counter, SET the marker to the count, DEL the counter once it reached ARGV[2].
+const ARRIVE_ALL_SCRIPT: &str = r#"
+local seen = redis.call('GET', KEYS[2])
+if seen then return tonumber(seen) end
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], n, 'EX', ARGV[1])
+if n >= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) end
+return n
+"#;
+
+/// `arrive_any` in one step: SET NX, or the lock already holds this value.
+const ARRIVE_ANY_SCRIPT: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"#;
+
 impl CoordinationStore for Coordination {
+    fn arrive_all<'a>(
+        &'a self,
+        counter: &'a str,
+        marker: &'a str,
+        expected: i64,
+        ttl_seconds: u64,
+    ) -> crate::executor::BoxFuture<'a, CoreResult<i64>> {
+        let script = redis::Script::new(ARRIVE_ALL_SCRIPT);
+        Box::pin(async move {
+            let (counter, marker) = (self.key(counter), self.key(marker));
+            let mut invocation = script.key(&counter);
+            invocation.key(&marker).arg(ttl_seconds).arg(expected);
+            self.script(format!("counting a join arrival at {counter:?}"), invocation).await
+        })
+    }
+    fn arrive_any<'a>(
+        &'a self,
+        lock: &'a str,
+        value: &'a str,
+        ttl_seconds: u64,
+    ) -> crate::executor::BoxFuture<'a, CoreResult<bool>> {
+        let script = redis::Script::new(ARRIVE_ANY_SCRIPT);
+        Box::pin(async move {
+            let lock = self.key(lock);
+            let mut invocation = script.key(&lock);
+            invocation.arg(value).arg(ttl_seconds);
+            let n: i64 = self.script(format!("taking the join lock {lock:?}"), invocation).await?;
+            Ok(n == 1)
+        })
+    }
     fn increment<'a>(&'a self, key: &'a str, ttl_seconds: u64) -> crate::executor::BoxFuture<'a, CoreResult<i64>> {
         Box::pin(Coordination::increment(self, key, ttl_seconds))
     }
@@ -280,6 +363,25 @@ impl Coordination {
                 Err(CoreError::redis(doing, e))
             }
         }
+    }
+
+    /// Runs a script, replacing the connection when it timed out.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        doing: String,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> CoreResult<T> {
+        let call = async {
+            let (generation, mut c) = self.conn().await?;
+            match invocation.invoke_async(&mut c).await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    self.discard(generation, &e).await;
+                    Err(CoreError::redis(doing, e))
+                }
+            }
+        };
+        crate::timings::tracked("Redis", self.label(), "counting a join arrival", call).await
     }
 
     fn key(&self, key: &str) -> String {

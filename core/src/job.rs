@@ -42,6 +42,8 @@ pub struct JobRunner {
     pub store: RunStore,
     pub coordination: std::sync::Arc<dyn crate::coordination::CoordinationStore>,
     pub executor: Arc<dyn NodeExecutor>,
+    /// `typescriptCompat`: work beside the TypeScript adapter's workers (compat.rs).
+    pub compat: bool,
 }
 
 impl JobRunner {
@@ -62,7 +64,14 @@ impl JobRunner {
             store,
             coordination,
             executor,
+            compat: false,
         }
+    }
+
+    /// With `typescriptCompat` on (`on`) or off (the default).
+    pub fn with_compat(mut self, on: bool) -> JobRunner {
+        self.compat = on;
+        self
     }
 }
 
@@ -302,6 +311,7 @@ impl JobRunner {
         if done {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
+            self.compat_replay(&bp, job, own, broker).await?;
             self.publish_committed(&bp, job, broker).await?;
             return Ok(Disposition::Ack);
         }
@@ -460,12 +470,17 @@ impl JobRunner {
                 ready: vec![fallback.id.clone()],
                 joins,
                 iteration: job.iteration,
+                compat: self.compat,
                 ..Default::default()
             };
             let committing = || self.store.commit(&job.run_id, &node.id, &effect);
             match self.retry_transient(broker, job, "committing a failed node's fallback", committing).await? {
-                Commit::Applied { ready, .. } => {
-                    self.publish(bp, job, &ready, &context, &facts.completed, broker).await?
+                Commit::Applied { ready, finished } => {
+                    let (ready, finished) = self.compat_after(bp, job, &node.id, &[], ready, finished, broker).await?;
+                    self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
+                    if let Some((status, error)) = finished {
+                        self.finished(job, &status, error.as_deref());
+                    }
                 }
                 Commit::AlreadyDone => self.republish(bp, job, broker).await?,
             }
@@ -503,6 +518,12 @@ impl JobRunner {
         let failing = || self.store.fail_node_with_writes(&job.run_id, &node.id, &reason, &sets, &deletes);
         if let Some(error) = self.retry_transient(broker, job, "recording a node failure", failing).await? {
             self.finished(job, "failed", Some(&error));
+        } else if self.compat {
+            // rows the TypeScript adapter's workers completed may be all that keeps the run open
+            let (_, finished) = self.compat_after(bp, job, &node.id, &[], vec![], None, broker).await?;
+            if let Some((status, error)) = finished {
+                self.finished(job, &status, error.as_deref());
+            }
         }
         Ok(Disposition::Ack)
     }
@@ -585,6 +606,10 @@ impl JobRunner {
         effect.ready.extend(arrivals.ready);
         effect.joins.extend(arrivals.joins);
         effect.route.extend(route);
+        // typescriptCompat: the coordination store's counters decide what the joins do
+        let decided = if self.compat { crate::compat::take_decided(bp, &mut effect.joins) } else { Vec::new() };
+        effect.compat = self.compat;
+        effect.held = decided.iter().map(|j| j.target.clone()).collect();
         // The node has run: a lost connection retries the commit, not the node.
         let committing = || self.store.commit(&job.run_id, node_id, &effect);
         let commit = self.retry_transient(broker, job, "committing a node's effect", committing).await?;
@@ -600,6 +625,7 @@ impl JobRunner {
                 self.republish(bp, job, broker).await?;
             }
             Commit::Applied { ready, finished } => {
+                let (ready, finished) = self.compat_after(bp, job, node_id, &decided, ready, finished, broker).await?;
                 self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
                 if let Some((status, error)) = finished {
                     self.finished(job, &status, error.as_deref());
@@ -621,7 +647,78 @@ impl JobRunner {
         if snapshot.status.as_deref().is_some_and(|s| FINAL_STATUSES.contains(&s)) || !snapshot.node_done() {
             return Ok(());
         }
+        self.compat_replay(bp, job, snapshot.node.as_ref(), broker).await?;
         self.publish_committed(bp, job, broker).await
+    }
+
+    /// `typescriptCompat`, after this node's commit: its arrivals at the joins the
+    /// coordination store decides (`decided`) are counted there, and `compat_settle`
+    /// enqueues what they fired, takes the rows the TypeScript adapter's workers
+    /// completed as done and ends the run when nothing is pending (the commit held
+    /// its end). Returns the commit's ready successors with the fired joins, and the
+    /// run's end. A failure here is retried by the job's redelivery (every step is
+    /// idempotent: `compat_replay`). With the setting off: what the commit returned.
+    #[allow(clippy::too_many_arguments)]
+    async fn compat_after(
+        &self,
+        bp: &Blueprint,
+        job: &JobMessage,
+        node_id: &str,
+        decided: &[crate::run_store::JoinArrival],
+        mut ready: Vec<Enqueued>,
+        finished: Option<(String, Option<String>)>,
+        broker: &Broker,
+    ) -> CoreResult<(Vec<Enqueued>, Option<(String, Option<String>)>)> {
+        if !self.compat {
+            return Ok((ready, finished));
+        }
+        let fired = crate::compat::arrive(self.coordination.as_ref(), bp, &job.run_id, job.iteration, decided).await?;
+        let settling = || self.store.compat_settle(&job.run_id, node_id, &fired);
+        let (more, drained) = self.retry_transient(broker, job, "settling a run (typescriptCompat)", settling).await?;
+        ready.extend(more);
+        let mut finished = finished;
+        if drained {
+            // nothing of ours is pending; a node ready after what old workers completed has its job in flight
+            let view = self.store.view(&job.run_id).await?;
+            let open = crate::compat::open_frontier(bp, &view);
+            if open.is_empty() {
+                if let Some(status) = self.store.finalize(&job.run_id).await? {
+                    let error = view.error.clone();
+                    finished = Some((status, error));
+                }
+            } else {
+                self.log(
+                    Level::Debug,
+                    "Nothing of ours pending; waiting for nodes the TypeScript adapter's workers enqueued",
+                    json!({ "runId": job.run_id, "nodes": open }),
+                );
+            }
+        }
+        Ok((ready, finished))
+    }
+
+    /// `typescriptCompat`, for a job whose node is already done: what `compat_after`
+    /// did after its commit, again (the delivery that committed may have died before
+    /// it). Its arrivals are those of its stored route; a row without one was
+    /// completed by the TypeScript adapter's workers, which counted their own.
+    async fn compat_replay(
+        &self,
+        bp: &Blueprint,
+        job: &JobMessage,
+        row: Option<&crate::run_store::NodeRow>,
+        broker: &Broker,
+    ) -> CoreResult<()> {
+        if !self.compat {
+            return Ok(());
+        }
+        let route = row.filter(|r| r.state == "done").and_then(|r| r.route.clone()).unwrap_or_default();
+        let mut joins = joins::arrivals(bp, &job.node_id, &route, None).joins;
+        let decided = crate::compat::take_decided(bp, &mut joins);
+        let (_, finished) = self.compat_after(bp, job, &job.node_id, &decided, vec![], None, broker).await?;
+        if let Some((status, error)) = finished {
+            self.finished(job, &status, error.as_deref());
+        }
+        Ok(())
     }
 
     /// Publishes the successors the stored commit of this node enqueued: its

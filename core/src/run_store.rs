@@ -134,6 +134,7 @@ struct Sql {
     subflow_resume: String,
     subflow_retry: String,
     children: String,
+    compat_settle: String,
 }
 
 impl Sql {
@@ -217,6 +218,7 @@ impl Sql {
             subflow_resume: plain(include_str!("../sql/subflow_resume.sql")),
             subflow_retry: plain(include_str!("../sql/subflow_retry.sql")),
             children: plain(include_str!("../sql/children.sql")),
+            compat_settle: plain(include_str!("../sql/compat_settle.sql")),
         }
     }
 }
@@ -455,6 +457,11 @@ pub struct Effect {
     pub iteration: i32,
     /// Nodes this commit adds to the run, queued (a batch's items).
     pub spawn: Vec<Spawned>,
+    /// `typescriptCompat` (compat.rs): the node's keys also go to the context row.
+    pub compat: bool,
+    /// `typescriptCompat`: the joins whose firing the coordination store decides for this
+    /// arrival; each holds the run open until `compat_settle`.
+    pub held: Vec<String>,
 }
 
 /// A node a commit adds to its run (a batch item), queued with its input.
@@ -674,6 +681,8 @@ impl RunStore {
             Box::new(spawn_inputs),
             Box::new(spawn_specs),
             Box::new(passes_output),
+            Box::new(effect.compat),
+            Box::new(effect.held.clone()),
         ];
         let rows = match &self.group {
             Some(group) => group.query(run_id, params).await?,
@@ -687,6 +696,34 @@ impl RunStore {
                 Commit::Applied { ready: enqueued(ids, iterations), finished: finished.map(|s| (s, r.get(4))) }
             }
             None => Commit::AlreadyDone,
+        })
+    }
+
+    /// `typescriptCompat`, after a commit of `node_id` (`sql/compat_settle.sql`): rows the
+    /// TypeScript adapter's workers completed are done, the joins `fired` are enqueued, the
+    /// node's holds released. Returns what it enqueued, and whether nothing of the running
+    /// run is pending (it ends no run: `JobRunner::compat_after` does).
+    pub async fn compat_settle(
+        &self,
+        run_id: &str,
+        node_id: &str,
+        fired: &[String],
+    ) -> CoreResult<(Vec<Enqueued>, bool)> {
+        let rows = self
+            .pool
+            .query(
+                "settling a run beside the TypeScript adapter",
+                &self.sql.compat_settle,
+                &[&run_id, &node_id, &fired],
+            )
+            .await?;
+        Ok(match rows.first() {
+            Some(r) => {
+                let ids = r.get::<_, Option<Vec<String>>>(0).unwrap_or_default();
+                let iterations = r.get::<_, Option<Vec<i32>>>(1).unwrap_or_default();
+                (enqueued(ids, iterations), r.get::<_, Option<bool>>(2).unwrap_or(false))
+            }
+            None => (Vec::new(), false),
         })
     }
 
