@@ -289,7 +289,11 @@ impl JobRunner {
             // enqueued (the body's next iteration): publish it again. (Not for a job that
             // was never delivered before: a stale copy changes nothing.)
             if redelivery.redelivered && own.is_some_and(|row| row.iteration == job.iteration + 1) {
-                self.log(Level::Debug, "Redelivered job of the last loop iteration; re-publishing its successors", meta);
+                self.log(
+                    Level::Debug,
+                    "Redelivered job of the last loop iteration; re-publishing its successors",
+                    meta,
+                );
                 self.publish_committed(&bp, job, broker).await?;
                 return Ok(Disposition::Ack);
             }
