@@ -43,10 +43,12 @@ function adapterAt(res, where, runtimeOptions, options = {}) {
 /**
  * A worker process (`script`, configured by QUEUE, CTX_TABLE, STATUS_TABLE and the service URLs,
  * plus `env`) on `where`, its stderr in `<logDir>/<label>.log`; `child.ready` resolves when it
- * prints WORKER_READY, `child.exited` when it ends. SIGKILLed after the test if still alive.
+ * prints WORKER_READY, `child.exited` (`{ code, signal }`) when it ends; `onLine(line)` sees each
+ * line it prints on stdout; `child.stop(signal)` sends `signal` and resolves once it has exited
+ * (SIGKILL after 20 s). SIGKILLed after the test if still alive.
  */
-function spawnWorker(res, { script, where, env = {}, label, logDir }) {
-	const log = fs.openSync(path.join(logDir, `${label}.log`), 'w')
+function spawnWorker(res, { script, where, env = {}, label, logDir, onLine }) {
+	const logFile = path.join(logDir, `${label}.log`)
 	const child = spawn(process.execPath, [script], {
 		cwd: ROOT,
 		env: {
@@ -59,9 +61,10 @@ function spawnWorker(res, { script, where, env = {}, label, logDir }) {
 			RABBITMQ_URL: S.RABBITMQ_URL,
 			...env,
 		},
-		stdio: ['ignore', 'pipe', log],
+		stdio: ['ignore', 'pipe', fs.openSync(logFile, 'w')],
 	})
-	child.exited = new Promise((resolve) => child.once('exit', resolve))
+	child.label = label
+	child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
 	res.onCleanup(async () => {
 		if (child.exitCode === null && child.signalCode === null) {
 			child.kill('SIGKILL')
@@ -69,13 +72,27 @@ function spawnWorker(res, { script, where, env = {}, label, logDir }) {
 		}
 	})
 	child.ready = new Promise((resolve, reject) => {
-		let out = ''
+		let buffered = ''
 		child.stdout.on('data', (d) => {
-			out += d
-			if (out.includes('WORKER_READY')) resolve()
+			buffered += d
+			let nl = buffered.indexOf('\n')
+			while (nl >= 0) {
+				const line = buffered.slice(0, nl)
+				buffered = buffered.slice(nl + 1)
+				if (line === 'WORKER_READY') resolve()
+				onLine?.(line)
+				nl = buffered.indexOf('\n')
+			}
 		})
-		child.exited.then(() => reject(new Error(`${label} exited before ready; see ${logDir}`)))
+		child.exited.then(() => reject(new Error(`${label} exited before it was ready; see ${logFile}`)))
 	})
+	child.stop = async (signal) => {
+		child.kill(signal)
+		const timer = setTimeout(() => child.kill('SIGKILL'), 20000)
+		const how = await child.exited
+		clearTimeout(timer)
+		return how
+	}
 	return child
 }
 

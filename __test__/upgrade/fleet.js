@@ -22,7 +22,7 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const amqplib = require('amqplib')
 const S = require('../helpers/services')
-const { place } = require('../helpers/run-place')
+const { place, spawnWorker: spawnProcess } = require('../helpers/run-place')
 const { BLUEPRINT_ID, NODE_IDS } = require('./workflows')
 
 const ROOT = path.join(__dirname, '..', '..')
@@ -70,60 +70,26 @@ async function statusLog(res, where) {
 
 /** A worker process of `kind` ('old' | 'ours') on this world's queue and tables. */
 function spawnWorker(res, where, kind, label, extraEnv = {}) {
-	const script = kind === 'old' ? path.join(ROOT, 'bench', 'peer.mjs') : path.join(__dirname, 'worker.js')
-	const logFile = path.join(LOG_DIR, `${label}.log`)
-	const child = spawn(process.execPath, [script], {
-		cwd: ROOT,
+	const ran = []
+	const child = spawnProcess(res, {
+		script: kind === 'old' ? path.join(ROOT, 'bench', 'peer.mjs') : path.join(__dirname, 'worker.js'),
+		where,
+		label,
+		logDir: LOG_DIR,
 		env: {
-			...process.env,
-			QUEUE: where.queue,
-			CTX_TABLE: where.ctx,
-			STATUS_TABLE: where.st,
 			REDIS_PREFIX: where.prefix,
-			POSTGRES_URL: S.POSTGRES_URL,
-			REDIS_URL: S.REDIS_URL,
-			RABBITMQ_URL: S.RABBITMQ_URL,
 			WORKFLOWS_MODULE: path.join(__dirname, 'workflows.js'),
 			UPGRADE_TRACE: '1',
 			UPGRADE_KIND: kind,
 			...extraEnv,
 		},
-		stdio: ['ignore', 'pipe', fs.openSync(logFile, 'w')],
+		onLine: (line) => {
+			const m = /^RAN (\S+) (\S+) (\S+)$/.exec(line)
+			if (m) ran.push({ kind: m[1], tag: m[2], node: m[3] })
+		},
 	})
-	child.label = label
 	child.kind = kind
-	child.ran = []
-	child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
-	res.onCleanup(async () => {
-		if (child.exitCode === null && child.signalCode === null) {
-			child.kill('SIGKILL')
-			await child.exited
-		}
-	})
-	child.ready = new Promise((resolve, reject) => {
-		let buffered = ''
-		child.stdout.on('data', (d) => {
-			buffered += d
-			let nl = buffered.indexOf('\n')
-			while (nl >= 0) {
-				const line = buffered.slice(0, nl)
-				buffered = buffered.slice(nl + 1)
-				if (line === 'WORKER_READY') resolve()
-				const m = /^RAN (\S+) (\S+) (\S+)$/.exec(line)
-				if (m) child.ran.push({ kind: m[1], tag: m[2], node: m[3] })
-				nl = buffered.indexOf('\n')
-			}
-		})
-		child.exited.then(() => reject(new Error(`${label} exited before it was ready; see ${logFile}`)))
-	})
-	/** Sends `signal` and resolves once the process has exited (SIGKILL after 20 s). */
-	child.stop = async (signal) => {
-		child.kill(signal)
-		const timer = setTimeout(() => child.kill('SIGKILL'), 20000)
-		const how = await child.exited
-		clearTimeout(timer)
-		return how
-	}
+	child.ran = ran
 	return child
 }
 
