@@ -78,7 +78,7 @@ async function runsInFlight(w) {
 	return rows.map((r) => r.run_id)
 }
 
-/** The README's upgrade steps by the command line: apply the DDL, declare `<queue>.dead`, reconcile each run in flight. */
+/** The README's upgrade steps by the command line: apply the DDL, declare `<queue>.dead`, adopt every run in flight at once. */
 async function adoptByCli(w) {
 	const common = ['--context-table', w.ctx, '--status-table', w.st]
 	await S.pgQuery(execFileSync(process.execPath, [BIN, 'sql', ...common], { encoding: 'utf8' }))
@@ -88,13 +88,14 @@ async function adoptByCli(w) {
 	await channel.assertQueue(`${w.queue}.dead`, { durable: true })
 	const env = { ...process.env, POSTGRES_URL: S.POSTGRES_URL, REDIS_URL: S.REDIS_URL, RABBITMQ_URL: S.RABBITMQ_URL }
 	const ids = await runsInFlight(w)
-	for (const runId of ids) {
-		// (the CLI's node locks carry no key prefix)
-		res.onCleanup(() => S.deleteRedisKeysByPrefix(`flowcraft:nodelock:${runId}:`))
-		const args = ['reconcile', runId, '--stalled-seconds', '0', '--queue', w.queue, '--blueprints', WORKFLOWS]
-		execFileSync(process.execPath, [BIN, ...args, ...common], { encoding: 'utf8', env })
-	}
-	return ids.length
+	// (the CLI's node locks carry no key prefix)
+	for (const runId of ids) res.onCleanup(() => S.deleteRedisKeysByPrefix(`flowcraft:nodelock:${runId}:`))
+	const args = ['reconcile', '--stalled-seconds', '0', '--queue', w.queue, '--blueprints', WORKFLOWS, '--json']
+	const report = JSON.parse(execFileSync(process.execPath, [BIN, ...args, ...common], { encoding: 'utf8', env }))
+	// every run in flight, and only those: their context rows have no status row yet
+	expect(report.runs.map((r) => r.runId).sort()).toEqual([...ids].sort())
+	expect(report.failedRuns).toBe(0)
+	return report.reconciledRuns
 }
 
 /** The same through the run API: reconcile(runId, { staleAfterMs: 0 }) (its first call migrates the tables). */

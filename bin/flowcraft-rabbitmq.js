@@ -80,7 +80,10 @@ ${COMMON_HELP}`,
 With a run id: enqueue what that run needs to move on (nodes ready but never queued,
 and queued nodes with no change to the run for --stalled-seconds).
 Without: the same for every running run with no change for --stalled-seconds,
-oldest first, one line per run. Needs --blueprints.
+oldest first, one line per run. Needs --blueprints. With --stalled-seconds 0 it
+also adopts the runs that have a context row and no status row yet (runs the
+TypeScript adapter's workers advanced: they write no status before a run ends),
+so one call takes over every run in flight at an upgrade.
 
   --stalled-seconds <n>   default 300
   --limit <n>             at most n stalled runs per pass (default 100)
