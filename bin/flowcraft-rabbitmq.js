@@ -9,7 +9,7 @@ const { parseArgs } = require('node:util')
 const { loadBlueprints, UsageError } = require('../lib/cli/blueprints')
 const { assertQueuesExist } = require('../lib/cli/queues')
 const { toAmqpUrl } = require('../lib/targets')
-const { DEFAULTS } = require('../lib/options')
+const { DEFAULTS, CLI_DEFAULTS } = require('../lib/options')
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -61,7 +61,7 @@ run last changed, progress (nodes done / nodes in the blueprint; "?" without
 --blueprints) and, for a failed or cancelled run, why.
 
   --status <status>   only runs with this status: running, awaiting, completed, failed, cancelled
-  --limit <n>         at most n runs (default 20)
+  --limit <n>         at most n runs (default ${CLI_DEFAULTS.runsLimit})
 
 ${COMMON_HELP}`,
 	show: `Usage: flowcraft-rabbitmq show <runId> [--mermaid]
@@ -85,8 +85,8 @@ also adopts the runs that have a context row and no status row yet (runs the
 TypeScript adapter's workers advanced: they write no status before a run ends),
 so one call takes over every run in flight at an upgrade.
 
-  --stalled-seconds <n>   default 300
-  --limit <n>             at most n stalled runs per pass (default 100)
+  --stalled-seconds <n>   default ${CLI_DEFAULTS.stalledSeconds}
+  --limit <n>             at most n stalled runs per pass (default ${CLI_DEFAULTS.reconcileLimit})
 
 The job queue and <queue>.dead must exist (reconciling publishes to the queue the
 workers consume; a --queue that does not exist is ERR_QUEUE_NOT_FOUND, nothing is
@@ -101,7 +101,7 @@ reason each was refused (they stay in the queue); or move them back to the job q
 Both queues must exist (a worker declares them): a --queue that does not exist is an
 error (ERR_QUEUE_NOT_FOUND), and nothing is created. Needs amqplib installed for that check.
 
-  --limit <n>   at most n messages (default 20 to list, 100 to requeue)
+  --limit <n>   at most n messages (default ${CLI_DEFAULTS.deadLettersLimit} to list, ${CLI_DEFAULTS.requeueLimit} to requeue)
 
 ${COMMON_HELP}`,
 	sql: `Usage: flowcraft-rabbitmq sql [--context-table <name>] [--status-table <name>]
@@ -394,7 +394,7 @@ async function cmdRuns(ctx) {
 	if (status !== undefined && !STATUSES.includes(status)) {
 		throw new UsageError(`--status must be one of ${STATUSES.join(', ')}; got ${JSON.stringify(status)}`)
 	}
-	const limit = positiveInt(values.limit, 'limit', 20)
+	const limit = positiveInt(values.limit, 'limit', CLI_DEFAULTS.runsLimit)
 	const runs = await adapter.listRuns({ status, limit })
 	const rows = runs.map((r) => ({ ...r, totalNodes: totalNodes(ctx.blueprints, r.blueprintId) }))
 	if (ctx.json) {
@@ -550,8 +550,8 @@ function toMermaid(bp, nodes) {
 async function cmdReconcile(ctx, runId) {
 	const { adapter, values, print } = ctx
 	needBlueprints(ctx, 'reconcile')
-	const stalledSeconds = seconds(values['stalled-seconds'], 'stalled-seconds', 300)
-	const limit = runId === undefined ? positiveInt(values.limit, 'limit', 100) : undefined
+	const stalledSeconds = seconds(values['stalled-seconds'], 'stalled-seconds', CLI_DEFAULTS.stalledSeconds)
+	const limit = runId === undefined ? positiveInt(values.limit, 'limit', CLI_DEFAULTS.reconcileLimit) : undefined
 	if (runId !== undefined && values.limit !== undefined)
 		throw new UsageError('--limit applies to reconciling all stalled runs, not one run')
 	// reconciling publishes jobs: to the queue the workers consume, never to a new one
@@ -603,7 +603,7 @@ async function cmdReconcile(ctx, runId) {
 
 async function cmdDeadLetters(ctx) {
 	const { adapter, values, print } = ctx
-	const limit = positiveInt(values.limit, 'limit', 20)
+	const limit = positiveInt(values.limit, 'limit', CLI_DEFAULTS.deadLettersLimit)
 	await needQueues(ctx)
 	const list = await adapter.deadLetters({ limit })
 	if (ctx.json) {
@@ -633,7 +633,7 @@ async function cmdDeadLetters(ctx) {
 
 async function cmdRequeue(ctx) {
 	const { adapter, values, print } = ctx
-	const limit = positiveInt(values.limit, 'limit', 100)
+	const limit = positiveInt(values.limit, 'limit', CLI_DEFAULTS.requeueLimit)
 	await needQueues(ctx)
 	if (!ctx.json) print(`Moving up to ${limit} dead letter(s) from ${adapter.queueName}.dead to ${adapter.queueName}...`)
 	const moved = await adapter.requeueDeadLetters({ limit })

@@ -87,6 +87,15 @@ const CALL_DEFAULTS = Object.freeze({
 /** createRabbitMqReconciler's defaults. */
 const RECONCILER_DEFAULTS = Object.freeze({ stalledThresholdSeconds: 300, limit: 100 })
 
+/** The command line's defaults (bin/flowcraft-rabbitmq.js): the run API's, except a screenful of dead letters. */
+const CLI_DEFAULTS = Object.freeze({
+	runsLimit: CALL_DEFAULTS.listRunsLimit,
+	deadLettersLimit: 20,
+	requeueLimit: CALL_DEFAULTS.requeueDeadLettersLimit,
+	stalledSeconds: RECONCILER_DEFAULTS.stalledThresholdSeconds,
+	reconcileLimit: RECONCILER_DEFAULTS.limit,
+})
+
 /** stopOnSignals' default signals. */
 const DEFAULT_SIGNALS = Object.freeze(['SIGTERM', 'SIGINT'])
 // Signals no listener can catch, or that Node uses itself.
@@ -769,6 +778,7 @@ module.exports = {
 	DEFAULTS,
 	CALL_DEFAULTS,
 	RECONCILER_DEFAULTS,
+	CLI_DEFAULTS,
 	DEFAULT_SIGNALS,
 	TIMING_DEFAULTS,
 	// values
