@@ -1,12 +1,12 @@
 'use strict'
 /**
- * The faults a Chaos harness deals its own workers (never other users of the services,
- * but for the RabbitMQ restart): PostgreSQL backends terminated, Redis clients killed
- * and AMQP connections closed, each selected by the local ports of the workers'
- * sockets; a run's status row held locked so a commit is in flight; a RabbitMQ app
- * restart. Methods of Chaos (chaos/harness.js mixes them in).
+ * The faults a Chaos harness deals its own workers (never other users of the services):
+ * PostgreSQL backends terminated, Redis clients killed and AMQP connections closed, each
+ * selected by the local ports of the workers' sockets; a run's status row held locked so
+ * a commit is in flight; a RabbitMQ app restart, of the harness's private node only.
+ * Methods of Chaos (chaos/harness.js mixes them in).
  */
-const { localPorts, quoteIdent, rabbitmqctl, sleep, stopRabbitFor } = require('./services')
+const { localPorts, quoteIdent, rabbitmqctl, sleep } = require('./services')
 
 /** The fault methods of Chaos. */
 class ChaosFaults {
@@ -94,26 +94,32 @@ class ChaosFaults {
 	 * connection drops with jobs unacked and publishes unconfirmed. Not global.
 	 */
 	async closeAmqpConnections() {
-		const ports = new Set(this.workerPorts(5672))
+		const ports = new Set(this.workerPorts(this.amqpPort))
 		if (!ports.size) return 0
-		const out = await rabbitmqctl(['list_connections', 'pid', 'peer_port', '--silent'])
+		const ctl = this.rabbit ? (args) => this.rabbit.ctl(args) : rabbitmqctl
+		const out = await ctl(['list_connections', 'pid', 'peer_port', '--silent'])
 		const pids = out
 			.split('\n')
 			.map((l) => l.trim().split(/\s+/))
 			.filter((p) => p.length >= 2 && p[0].startsWith('<') && ports.has(Number(p[1])))
 			.map((p) => p[0])
 		await Promise.all(
-			pids.map((pid) => rabbitmqctl(['close_connection', pid, 'flowcraft chaos test: connection closed on purpose'])),
+			pids.map((pid) => ctl(['close_connection', pid, 'flowcraft chaos test: connection closed on purpose'])),
 		)
 		this.stats.amqpClosed += pids.length
 		return pids.length
 	}
 
-	/** rabbitmqctl stop_app, wait, start_app (always, in a finally). Global: full suite only. */
+	/**
+	 * stop_app, wait `downMs`, start_app (always, in a finally) on this harness's private
+	 * RabbitMQ node (`rabbitmqctl -n <node>` with its cookie): every connection to that
+	 * node drops, nobody else's. Throws on a harness of the shared broker.
+	 */
 	async restartRabbit(downMs = 3000) {
+		if (!this.rabbit) throw new Error('restartRabbit needs a private RabbitMQ node (the rabbit option of Chaos)')
 		await this.closeAmqp()
-		await stopRabbitFor(downMs, () => this.stats.rabbitRestarts++)
-		await rabbitmqctl(['await_startup'], 60000).catch(() => {})
+		await this.rabbit.stopAppFor(downMs)
+		this.stats.rabbitRestarts++
 	}
 }
 

@@ -20,9 +20,10 @@
  * Faults are aimed at this harness's worker processes only (other test suites share
  * the services): PostgreSQL backends, Redis clients and AMQP connections are selected
  * by the local TCP ports of the worker processes' sockets, read from /proc
- * (pg_terminate_backend, CLIENT KILL ID, rabbitmqctl close_connection). Only the
- * RabbitMQ restart is global; it is used by the full suite alone, and `start_app`
- * always runs again.
+ * (pg_terminate_backend, CLIENT KILL ID, rabbitmqctl close_connection). A fault that
+ * hits a whole server (the RabbitMQ restart, a PostgreSQL restart) needs a harness on a
+ * private instance (chaos/private.js, the `rabbit` / `postgresUrl` options): the shared
+ * services are never stopped, restarted or reconfigured.
  *
  * Scenarios: fanoutPhase (runs under a chaos function, then verifyFanout),
  * redeliveryCases, inflightCommitCases (faults timed to land on a commit in flight, by
@@ -56,6 +57,10 @@ class Chaos {
 	 *   a slot (e.g. ADAPTER_POSTGRES_URL through a fault proxy, TIMINGS)
 	 * @param {string} [o.postgresUrl]  the PostgreSQL of the tables, the checker and the
 	 *   workers (a private instance, chaos/private.js); default POSTGRES_URL
+	 * @param {object} [o.rabbit]  a private RabbitMQ node (chaos/private.js
+	 *   startPrivateRabbit) for the queues, the checker and the workers, which
+	 *   restartRabbit() stops and starts; default the shared broker (RABBITMQ_URL),
+	 *   which restartRabbit() refuses to touch
 	 */
 	constructor({
 		label = 'chaos',
@@ -65,6 +70,7 @@ class Chaos {
 		maxDeliveries,
 		workerEnv = () => ({}),
 		postgresUrl = POSTGRES_URL,
+		rabbit = null,
 	} = {}) {
 		const tag = `${process.pid.toString(36)}${Date.now().toString(36).slice(-5)}${crypto.randomBytes(2).toString('hex')}`
 		this.prefix = `chaos_${label}_${tag}`.toLowerCase().replace(/[^a-z0-9_]/g, '_')
@@ -84,6 +90,9 @@ class Chaos {
 		this.maxDeliveries = maxDeliveries
 		this.workerEnv = workerEnv
 		this.postgresUrl = postgresUrl
+		this.rabbit = rabbit
+		this.rabbitmqUrl = rabbit ? rabbit.url : RABBITMQ_URL
+		this.amqpPort = Number(new URL(this.rabbitmqUrl).port || 5672)
 		this.log = log
 		this.logDir = fs.mkdtempSync(path.join(os.tmpdir(), `flowcraft-${this.prefix}-`))
 		this.slots = []
@@ -142,7 +151,7 @@ class Chaos {
 		}
 		await run(async () => {
 			const amqplib = require('amqplib')
-			const conn = await amqplib.connect(RABBITMQ_URL)
+			const conn = await amqplib.connect(this.rabbitmqUrl)
 			conn.on('error', () => {})
 			for (const q of [this.queue, this.deadQueue]) {
 				const ch = await conn.createChannel()

@@ -1,13 +1,15 @@
 'use strict'
 /**
- * Private instances of PostgreSQL and Redis on ports of their own, for faults that hit
- * a whole server (a restart, a stop of 40 s, FLUSHALL): the shared services are never
- * touched. Each is removed by its `remove()`, and also when this process exits (an
- * 'exit' hook) or dies (a detached watchdog shell), so a failed run leaves nothing
- * (__test__/helpers/private-base.js, shared with the tests' private instances).
+ * Private instances of PostgreSQL, Redis and RabbitMQ on ports of their own, for faults
+ * that hit a whole server (a restart, a stop of 40 s, FLUSHALL, a broker's stop_app):
+ * the shared services are never touched. Each is removed by its `remove()`, and also
+ * when this process exits (an 'exit' hook) or dies (a detached watchdog shell), so a
+ * failed run leaves nothing (__test__/helpers/private-base.js, shared with the tests'
+ * private instances).
  *
  *   const pg = await startPrivatePostgres()   // { url, port, restart(), stop(), start(), remove() }
  *   const redis = await startPrivateRedis()   // { url, port, restart(), flushall(), remove() }
+ *   const rabbit = await startPrivateRabbit() // { url, port, nodeName, ctl(args), stopAppFor(ms), remove() }
  */
 const crypto = require('node:crypto')
 const fs = require('node:fs')
@@ -23,7 +25,10 @@ const {
 	registerExitCleanup,
 	startWatchdog,
 	createPgCluster,
+	sleep,
 } = require('../__test__/helpers/private-base')
+// a private RabbitMQ node: a cluster of one (its own node name, ports, data dir and cookie)
+const { startRabbitCluster } = require('../__test__/helpers/private-clusters')
 
 /** execFile as a promise, resolving with stdout. */
 const run = (cmd, args, timeout = 60000) => runCmd(cmd, args, { timeout }).then((r) => r.stdout)
@@ -115,4 +120,35 @@ async function startPrivateRedis() {
 	}
 }
 
-module.exports = { startPrivatePostgres, startPrivateRedis }
+/**
+ * A RabbitMQ node of its own (plain AMQP on 127.0.0.1, guest/guest): the one-node
+ * cluster of __test__/helpers/private-clusters.js, with its own RABBITMQ_NODENAME,
+ * AMQP and distribution ports, data and log dirs (one temp dir) and Erlang cookie.
+ * `ctl(args)` runs rabbitmqctl against this node only (`-n <node> --erlang-cookie`);
+ * `stopAppFor(ms)` is stop_app, a pause, start_app (always, in a finally) and
+ * await_startup; `remove()` stops the node and deletes its dir (idempotent).
+ */
+async function startPrivateRabbit({ timeoutMs = 150000 } = {}) {
+	const cluster = await startRabbitCluster({ nodes: 1, timeoutMs })
+	const node = cluster.nodes[0]
+	const ctl = (args, opts) => cluster.ctl(0, args, opts)
+	return {
+		nodeName: node.name,
+		port: node.port,
+		url: node.url,
+		baseDir: cluster.baseDir,
+		ctl,
+		stopAppFor: async (downMs) => {
+			try {
+				await ctl(['stop_app'], { timeout: 120000 })
+				await sleep(downMs)
+			} finally {
+				await ctl(['start_app'], { timeout: 120000 })
+			}
+			await ctl(['await_startup', '--timeout', '60'], { timeout: 70000 }).catch(() => {})
+		},
+		remove: () => cluster.stop(),
+	}
+}
+
+module.exports = { startPrivatePostgres, startPrivateRedis, startPrivateRabbit }

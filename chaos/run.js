@@ -7,8 +7,12 @@
  *   kill      CHAOS_RUNS runs (default 1000, started at CHAOS_START_RATE = 20 a second);
  *             `kill -9` a random worker every ~CHAOS_KILL_INTERVAL_MS (1000 ± 50%) and
  *             restart it, until every run is done
- *   rabbitmq  CHAOS_FAULT_RUNS runs; `rabbitmqctl stop_app`, 3 s, `start_app` mid-run
- *             (global: affects every user of the broker; `start_app` runs in a finally)
+ *   rabbitmq  CHAOS_FAULT_RUNS runs on a harness of its own (queue, tables, 3 workers)
+ *             whose workers and checker use a private RabbitMQ node started for it
+ *             (chaos/private.js: own node name, ports, data dir and cookie);
+ *             `rabbitmqctl -n <node> stop_app`, 3 s, `start_app` mid-run (in a finally);
+ *             the node and its dir are removed afterwards, also on failure. The shared
+ *             broker (5672) is never stopped, restarted or reconfigured
  *   amqp      CHAOS_FAULT_RUNS runs; `rabbitmqctl close_connection` on the workers' AMQP
  *             connections, twice (targeted: other users of the broker are not affected)
  *   postgres  CHAOS_FAULT_RUNS runs; pg_terminate_backend on the workers' backends, 4 times
@@ -27,9 +31,10 @@
  * Then prints a summary and writes it to chaos/last-run.md. Exit code 1 when any
  * check failed. CHAOS_SKIP_RABBIT=1 skips the RabbitMQ restart; CHAOS_KEEP_LOGS=1 keeps
  * the worker logs (they are kept anyway when something failed). CHAOS_ONLY=builtins runs
- * the built-in phases alone (minutes, not the suite's many): their table goes to stdout and
- * to CHAOS_REPORT (default <tmpdir>/chaos-builtins-last-run.md), not to chaos/last-run.md,
- * which keeps the last full run.
+ * the built-in phases alone, CHAOS_ONLY=rabbitmq the RabbitMQ restart phase alone
+ * (minutes, not the suite's many): their table goes to stdout and to CHAOS_REPORT
+ * (default <tmpdir>/chaos-<value>-last-run.md), not to chaos/last-run.md, which keeps
+ * the last full run.
  */
 const fs = require('node:fs')
 const os = require('node:os')
@@ -40,7 +45,8 @@ const { badInputCases } = require('./bad-inputs')
 const { phaseProblems } = require('./verify')
 const { table, phaseRow, builtinRow, PHASE_HEADERS } = require('./report')
 const { builtinKillPhases } = require('./builtins-kill')
-const { sleep, ensureRabbitStarted, rabbitIsStoppedByUs } = require('./services')
+const { sleep } = require('./services')
+const { startPrivateRabbit } = require('./private')
 const faults = require('./faults')
 
 const env = process.env
@@ -52,6 +58,8 @@ const SKIP_RABBIT = env.CHAOS_SKIP_RABBIT === '1'
 const BUILTIN_RUNS = Number(env.CHAOS_BUILTIN_RUNS || 48)
 const BUILTIN_NOTE =
 	'*built-ins*: worker processes of the README (`__test__/diff/worker-process.js`) SIGKILLed mid-loop (`loop-slow-body`: 8 iterations, each appending its number once), while every run sleeps (`sleep-then-join`), mid-batch (`batch-wide`: 60 items), then a fresh worker; *lost*: a run not ending as FlowRuntime ends it, an output, iteration or item row missing, a dead letter; *duplicated*: an iteration applied twice, an item row added twice.'
+const RABBIT_NOTE =
+	'*RabbitMQ restart*: its own queue, tables and 3 worker processes on a private RabbitMQ node (chaos/private.js: own node name, ports, data dir and cookie), whose app is stopped for 3 s (`rabbitmqctl -n <node> stop_app`, then `start_app`) while every run is in flight; the node is removed afterwards. The shared broker is never stopped.'
 
 // Node delays (ms) of the service phases: runs last a few seconds, so a fault lands on
 // runs in every state (starting, fanning out, joining, finishing).
@@ -61,20 +69,28 @@ const randomDelays = (min, max) =>
 
 const log = (...a) => console.log(`[chaos ${new Date().toISOString().slice(11, 23)}]`, ...a)
 
-let harness
+/** every Chaos harness of this run (their stats make the totals); `cleanedUp` once removed */
+const harnesses = []
+/** the private RabbitMQ node of the RabbitMQ restart phase while it exists */
+let privateRabbit = null
+
+/** Cleans up every harness not cleaned up yet and removes the private node (signals, fatal errors). */
+async function cleanupAll() {
+	for (const hh of harnesses) {
+		if (hh.cleanedUp) continue
+		hh.cleanedUp = true
+		await hh.cleanup({ keepLogs: true }).catch(() => {})
+		log(`worker logs kept in ${hh.logDir}`)
+	}
+	if (privateRabbit) await privateRabbit.remove().catch((e) => log('!! private RabbitMQ removal failed:', e.message))
+}
+
 let interrupted = false
 async function emergency(signal) {
 	if (interrupted) return
 	interrupted = true
 	log(`${signal}: cleaning up`)
-	try {
-		await ensureRabbitStarted()
-	} catch (e) {
-		log('!! could not start RabbitMQ again:', e.message)
-	}
-	try {
-		if (harness) await harness.cleanup({ keepLogs: true })
-	} catch {}
+	await cleanupAll()
 	process.exit(130)
 }
 process.on('SIGINT', () => emergency('SIGINT'))
@@ -101,6 +117,98 @@ function fourTimes(fault) {
 	}
 }
 
+/**
+ * `runPhase(hh, opts)`: a fan-out phase on harness `hh` (chaos/phases.js fanoutPhase),
+ * pushed to `phases`, its problems to `failures`, logged.
+ */
+function phaseRunner(phases, failures) {
+	return async (hh, opts) => {
+		log(`phase ${opts.name}: ${opts.runs} runs`)
+		const p = await fanoutPhase(hh, {
+			...opts,
+			waitOptions: { stallMs: 60000, timeoutMs: 1800000, onTick: progress(opts.name), ...(opts.waitOptions || {}) },
+		})
+		phases.push(p)
+		const probs = phaseProblems(p)
+		for (const x of probs) failures.push(`${p.name}: ${x}`)
+		log(
+			`phase ${p.name} done in ${p.seconds.toFixed(1)} s: ${p.verify.completed}/${p.verify.runs} completed, ${p.verify.lost.length} lost, ${p.verify.duplicated.length} duplicated, ${p.deadLetters.length} dead letters${probs.length ? `\n  !! ${probs.join('\n  !! ')}` : ''}`,
+		)
+		await hh.waitForWorkersReady()
+		return p
+	}
+}
+
+/**
+ * The RabbitMQ restart phase, on a harness of its own (queue, tables, 3 workers) whose
+ * workers and checker use a private RabbitMQ node (chaos/private.js startPrivateRabbit):
+ * that node's app is stopped for 3 s mid-run, nobody else's broker. The harness and the
+ * node (with its dir) are removed afterwards, also on failure. Returns the phase.
+ */
+async function rabbitRestartPhase(runPhase, failures) {
+	log('RabbitMQ restart: starting a private RabbitMQ node')
+	try {
+		privateRabbit = await startPrivateRabbit()
+	} catch (e) {
+		failures.push(`RabbitMQ restart: the private RabbitMQ node did not start: ${e?.message}`)
+		return null
+	}
+	const rabbit = privateRabbit
+	log(`private RabbitMQ ${rabbit.nodeName} on 127.0.0.1:${rabbit.port} (${rabbit.baseDir})`)
+	const rh = new Chaos({ label: 'rabbit', workers: 3, log, rabbit })
+	harnesses.push(rh)
+	const failuresBefore = failures.length
+	let ok = false
+	try {
+		await rh.setup()
+		await rh.startWorkers()
+		log(
+			`3 workers on the private node ready (pids ${rh
+				.liveWorkers()
+				.map((w) => w.pid)
+				.join(', ')})`,
+		)
+		const p = await runPhase(rh, {
+			name: 'RabbitMQ restart',
+			runs: FAULT_RUNS,
+			startOverMs: 1000,
+			// slow branches (0.5 to 2 s) keep every run in flight when the broker goes away:
+			// jobs unacked mid-node, successors being published, jobs waiting in the queue
+			runExtra: () => ({ delays: { ...randomDelays(500, 2000), join: 200, end: 100 } }),
+			faults: { service: true },
+			chaos: async (hh, state) => {
+				while (!state.started) await sleep(50)
+				await sleep(800)
+				const r = await hh.pg.query(
+					`SELECT count(*)::int AS n FROM "${hh.t.st}" WHERE run_id = ANY($1) AND status IN ('completed','failed')`,
+					[state.runIds],
+				)
+				log(`rabbitmqctl -n ${rabbit.nodeName} stop_app (${r.rows[0].n}/${state.runIds.length} runs final)`)
+				await hh.restartRabbit(3000)
+				log(`rabbitmqctl -n ${rabbit.nodeName} start_app done`)
+			},
+		})
+		if (rh.stats.unexpectedExits.length)
+			failures.push(
+				`RabbitMQ restart: ${rh.stats.unexpectedExits.length} worker processes exited by themselves: ${JSON.stringify(rh.stats.unexpectedExits.map((e) => ({ pid: e.pid, code: e.code, signal: e.signal })))}`,
+			)
+		ok = failures.length === failuresBefore
+		return p
+	} catch (e) {
+		// a node that did not start, workers that did not: a failure of the phase, not of the suite
+		failures.push(`RabbitMQ restart: threw ${e?.stack || e}`)
+		return null
+	} finally {
+		const keep = !ok || env.CHAOS_KEEP_LOGS === '1'
+		rh.cleanedUp = true
+		await rh.cleanup({ keepLogs: keep }).catch((e) => log('!! RabbitMQ restart harness cleanup:', e.message))
+		if (keep) log(`RabbitMQ restart worker logs kept in ${rh.logDir}`)
+		await rabbit.remove()
+		privateRabbit = null
+		log(`private RabbitMQ ${rabbit.nodeName} removed (${rabbit.baseDir})`)
+	}
+}
+
 /** The built-in phases: rows of the phase table, and a failure per problem. */
 async function builtinPhases(failures) {
 	const { results, logDir } = await builtinKillPhases({ log, runs: BUILTIN_RUNS })
@@ -109,19 +217,35 @@ async function builtinPhases(failures) {
 	return results
 }
 
-/** CHAOS_ONLY=builtins: the built-in phases alone (their report not in chaos/last-run.md). */
-async function builtinsOnly() {
+/**
+ * CHAOS_ONLY=builtins | rabbitmq: those phases alone; their report goes to stdout and
+ * CHAOS_REPORT, not to chaos/last-run.md.
+ */
+async function onlyPhases(which) {
 	const t0 = Date.now()
 	const failures = []
-	const results = await builtinPhases(failures)
+	let rows
+	let about
+	let note
+	if (which === 'builtins') {
+		rows = (await builtinPhases(failures)).map(builtinRow)
+		about = `${BUILTIN_RUNS} runs a case`
+		note = BUILTIN_NOTE
+	} else {
+		const phases = []
+		await rabbitRestartPhase(phaseRunner(phases, failures), failures)
+		rows = phases.map(phaseRow)
+		about = `${FAULT_RUNS} runs · 3 worker processes on a private RabbitMQ node`
+		note = RABBIT_NOTE
+	}
 	const md = [
-		'## Chaos suite: built-in phases (CHAOS_ONLY=builtins)',
+		`## Chaos suite: ${which === 'builtins' ? 'built-in phases' : 'RabbitMQ restart phase'} (CHAOS_ONLY=${which})`,
 		'',
-		`${new Date().toISOString()} · \`CHAOS_ONLY=builtins npm run test:chaos\` · ${BUILTIN_RUNS} runs a case · ${((Date.now() - t0) / 60000).toFixed(1)} min · node ${process.version}`,
+		`${new Date().toISOString()} · \`CHAOS_ONLY=${which} npm run test:chaos\` · ${about} · ${((Date.now() - t0) / 60000).toFixed(1)} min · node ${process.version}`,
 		'',
-		BUILTIN_NOTE,
+		note,
 		'',
-		table(PHASE_HEADERS, results.map(builtinRow)),
+		table(PHASE_HEADERS, rows),
 		'',
 		failures.length
 			? `### Failures (${failures.length})\n\n${failures.map((f) => `- ${f}`).join('\n')}`
@@ -129,18 +253,18 @@ async function builtinsOnly() {
 		'',
 	].join('\n')
 	console.log(`\n${md}`)
-	const out = env.CHAOS_REPORT || path.join(os.tmpdir(), 'chaos-builtins-last-run.md')
+	const out = env.CHAOS_REPORT || path.join(os.tmpdir(), `chaos-${which}-last-run.md`)
 	fs.writeFileSync(out, md)
 	log(`summary written to ${out}`)
 	return failures.length ? 1 : 0
 }
 
 async function main() {
-	if (env.CHAOS_ONLY === 'builtins') return builtinsOnly()
-	if (env.CHAOS_ONLY) throw new Error(`CHAOS_ONLY=${env.CHAOS_ONLY}: only 'builtins' is known`)
+	if (env.CHAOS_ONLY === 'builtins' || env.CHAOS_ONLY === 'rabbitmq') return onlyPhases(env.CHAOS_ONLY)
+	if (env.CHAOS_ONLY) throw new Error(`CHAOS_ONLY=${env.CHAOS_ONLY}: only 'builtins' and 'rabbitmq' are known`)
 	const t0 = Date.now()
-	harness = new Chaos({ label: 'full', workers: 3, log })
-	const h = harness
+	const h = new Chaos({ label: 'full', workers: 3, log })
+	harnesses.push(h)
 	log(`prefix ${h.prefix}; worker logs in ${h.logDir}`)
 	await h.setup()
 	await h.startWorkers()
@@ -153,24 +277,10 @@ async function main() {
 
 	const phases = []
 	const failures = []
-	const runPhase = async (opts) => {
-		log(`phase ${opts.name}: ${opts.runs} runs`)
-		const p = await fanoutPhase(h, {
-			...opts,
-			waitOptions: { stallMs: 60000, timeoutMs: 1800000, onTick: progress(opts.name), ...(opts.waitOptions || {}) },
-		})
-		phases.push(p)
-		const probs = phaseProblems(p)
-		for (const x of probs) failures.push(`${p.name}: ${x}`)
-		log(
-			`phase ${p.name} done in ${p.seconds.toFixed(1)} s: ${p.verify.completed}/${p.verify.runs} completed, ${p.verify.lost.length} lost, ${p.verify.duplicated.length} duplicated, ${p.deadLetters.length} dead letters${probs.length ? `\n  !! ${probs.join('\n  !! ')}` : ''}`,
-		)
-		await h.waitForWorkersReady()
-		return p
-	}
+	const runPhase = phaseRunner(phases, failures)
 
 	// 1. kill -9 a random worker every ~second, restart it
-	await runPhase({
+	await runPhase(h, {
 		name: 'kill -9 workers',
 		runs: RUNS,
 		startOverMs: (RUNS / START_RATE) * 1000,
@@ -210,32 +320,11 @@ async function main() {
 		},
 	})
 
-	// 2. RabbitMQ restart mid-run (global; full suite only)
-	if (!SKIP_RABBIT) {
-		await runPhase({
-			name: 'RabbitMQ restart',
-			runs: FAULT_RUNS,
-			startOverMs: 1000,
-			// slow branches (0.5 to 2 s) keep every run in flight when the broker goes away:
-			// jobs unacked mid-node, successors being published, jobs waiting in the queue
-			runExtra: () => ({ delays: { ...randomDelays(500, 2000), join: 200, end: 100 } }),
-			faults: { service: true },
-			chaos: async (hh, state) => {
-				while (!state.started) await sleep(50)
-				await sleep(800)
-				const r = await hh.pg.query(
-					`SELECT count(*)::int AS n FROM "${hh.t.st}" WHERE run_id = ANY($1) AND status IN ('completed','failed')`,
-					[state.runIds],
-				)
-				log(`rabbitmqctl stop_app (${r.rows[0].n}/${state.runIds.length} runs final)`)
-				await hh.restartRabbit(3000)
-				log('rabbitmqctl start_app done')
-			},
-		})
-	}
+	// 2. RabbitMQ restart mid-run, on a private RabbitMQ node and a harness of its own
+	if (!SKIP_RABBIT) await rabbitRestartPhase(runPhase, failures)
 
 	// 2b. the workers' AMQP connections closed by the broker (targeted, not global)
-	await runPhase({
+	await runPhase(h, {
 		name: 'AMQP connections closed',
 		runs: FAULT_RUNS,
 		startOverMs: 1000,
@@ -252,7 +341,7 @@ async function main() {
 	})
 
 	// 3. PostgreSQL backends terminated mid-run
-	await runPhase({
+	await runPhase(h, {
 		name: 'PostgreSQL backends terminated',
 		runs: FAULT_RUNS,
 		startOverMs: 3000,
@@ -264,7 +353,7 @@ async function main() {
 	})
 
 	// 4. Redis clients killed mid-run
-	await runPhase({
+	await runPhase(h, {
 		name: 'Redis clients killed',
 		runs: FAULT_RUNS,
 		startOverMs: 3000,
@@ -321,6 +410,9 @@ async function main() {
 		)
 
 	const seconds = (Date.now() - t0) / 1000
+	// the harnesses' counters (the main one's and the RabbitMQ restart's)
+	const stat = (k) => harnesses.reduce((a, x) => a + x.stats[k], 0)
+	const statList = (k) => harnesses.flatMap((x) => x.stats[k])
 	const totals = phases.reduce(
 		(a, p) => {
 			const v = p.verify
@@ -359,12 +451,12 @@ async function main() {
 		'**total**',
 		totals.runs + sum((r) => r.runs),
 		totals.completed + sum((r) => r.completed),
-		h.stats.kills + sum((r) => r.kills),
-		h.stats.workerRestarts + sum((r) => r.restarts),
-		h.stats.rabbitRestarts,
-		h.stats.amqpClosed,
-		h.stats.pgTerminated,
-		h.stats.redisKilled,
+		stat('kills') + sum((r) => r.kills),
+		stat('workerRestarts') + sum((r) => r.restarts),
+		stat('rabbitRestarts'),
+		stat('amqpClosed'),
+		stat('pgTerminated'),
+		stat('redisKilled'),
 		totals.lost + sum((r) => r.lost.length),
 		totals.dup + sum((r) => r.doubled.length),
 		totals.dl + sum((r) => r.deadLetters),
@@ -387,12 +479,12 @@ async function main() {
 			'*lost*: a run not `completed`, or a node output missing; *duplicated*: an effect committed twice, a join that did not see every branch exactly once, two final status writes, or an extra execution with no crash, lost connection or duplicate message to explain it. ' +
 			'*user code re-ran*: a node executed again because the process running it died (or a job of its run was redelivered after a kill), or because a connection dropped; its effect was still committed once. ' +
 			'*join re-ran without crash*: the join node executed more than once with no killed process and no closed broker connection involved (allowed only after those, when the broker hands the job to another worker): counted as a failure. ' +
-			BUILTIN_NOTE,
+			`${SKIP_RABBIT ? '' : `${RABBIT_NOTE} `}${BUILTIN_NOTE}`,
 		'',
 		table(PHASE_HEADERS, rows),
 		'',
 		`User code re-runs after a lost connection by the same process that then committed (the job retried in place after a service error, running the node again): ${totals.connSame} of ${totals.conn}. ` +
-			`Inconsistent runs (torn output/context write, final payload ≠ context): ${totals.inc}. Worker processes that exited by themselves: ${h.stats.unexpectedExits.length}. Worker starts that failed on the environment (e.g. PostgreSQL out of connection slots), retried: ${h.stats.startFailures.length}. Self-kills by the crash/poison nodes: ${h.stats.selfKills}. Dead letters from the bad-input cases: ${badDl}.`,
+			`Inconsistent runs (torn output/context write, final payload ≠ context): ${totals.inc}. Worker processes that exited by themselves: ${statList('unexpectedExits').length}. Worker starts that failed on the environment (e.g. PostgreSQL out of connection slots), retried: ${statList('startFailures').length}. Self-kills by the crash/poison nodes: ${stat('selfKills')}. Dead letters from the bad-input cases: ${badDl}.`,
 		'',
 		'### Redelivery, in-flight commits, bad input and link faults',
 		'',
@@ -410,6 +502,7 @@ async function main() {
 	log(`summary written to chaos/last-run.md (${seconds.toFixed(0)} s)`)
 
 	const keep = failures.length > 0 || env.CHAOS_KEEP_LOGS === '1'
+	h.cleanedUp = true
 	await h.cleanup({ keepLogs: keep })
 	if (keep) log(`worker logs kept in ${h.logDir}`)
 	return failures.length ? 1 : 0
@@ -419,8 +512,6 @@ main()
 	.then((code) => process.exit(code))
 	.catch(async (e) => {
 		log('FATAL', e?.stack ? e.stack : e)
-		if (rabbitIsStoppedByUs()) await ensureRabbitStarted().catch((err) => log('!! start_app failed:', err.message))
-		if (harness) await harness.cleanup({ keepLogs: true }).catch(() => {})
-		if (harness) log(`worker logs kept in ${harness.logDir}`)
+		await cleanupAll()
 		process.exit(2)
 	})

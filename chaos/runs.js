@@ -7,7 +7,7 @@
  */
 // the run's context as the tests read it: the context row with its node rows merged
 const { readContextRow } = require('../__test__/helpers/services')
-const { RABBITMQ_URL, sleep, quoteIdent, headerText } = require('./services')
+const { sleep, quoteIdent, headerText } = require('./services')
 const { FANOUT, blueprints, startNodesOf } = require('./blueprints')
 
 /** The AMQP and run methods of Chaos. */
@@ -17,7 +17,7 @@ class ChaosRuns {
 	async channel() {
 		if (this.ch) return this.ch
 		const amqplib = require('amqplib')
-		const conn = await amqplib.connect(RABBITMQ_URL)
+		const conn = await amqplib.connect(this.rabbitmqUrl)
 		conn.on('error', () => {})
 		conn.on('close', () => {
 			if (this.conn === conn) {

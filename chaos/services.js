@@ -2,8 +2,9 @@
 /**
  * The shared services as the chaos suite sees them: their URLs, the local ports of a
  * process's connections to them (read from /proc, to aim a fault at one harness's
- * workers only), and rabbitmqctl (with the state of a RabbitMQ app this process
- * stopped, for emergency handlers).
+ * workers only), and rabbitmqctl for the shared broker (list_connections and
+ * close_connection of a harness's own connections only: a stop or restart of a broker
+ * runs on a private node, chaos/private.js).
  */
 const { execFile } = require('node:child_process')
 const fs = require('node:fs')
@@ -74,34 +75,6 @@ function rabbitmqctl(args, timeoutMs = 120000) {
 	})
 }
 
-let rabbitStopped = false
-/** True while this process has RabbitMQ's app stopped (for emergency handlers). */
-function rabbitIsStoppedByUs() {
-	return rabbitStopped
-}
-/** Starts RabbitMQ's app again if this process stopped it (safe to call any time). */
-async function ensureRabbitStarted() {
-	if (!rabbitStopped) return
-	await rabbitmqctl(['start_app'])
-	rabbitStopped = false
-}
-
-/**
- * rabbitmqctl stop_app, wait `downMs`, start_app (always, in a finally); `onStarted`
- * runs once start_app succeeded. Global: every user of the broker is affected.
- */
-async function stopRabbitFor(downMs, onStarted = () => {}) {
-	rabbitStopped = true
-	try {
-		await rabbitmqctl(['stop_app'])
-		await sleep(downMs)
-	} finally {
-		await rabbitmqctl(['start_app'])
-		rabbitStopped = false
-		onStarted()
-	}
-}
-
 module.exports = {
 	POSTGRES_URL,
 	REDIS_URL,
@@ -111,7 +84,4 @@ module.exports = {
 	quoteIdent,
 	headerText,
 	rabbitmqctl,
-	rabbitIsStoppedByUs,
-	ensureRabbitStarted,
-	stopRabbitFor,
 }

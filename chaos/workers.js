@@ -7,7 +7,7 @@
 const { spawn } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
-const { REDIS_URL, RABBITMQ_URL, sleep } = require('./services')
+const { REDIS_URL, sleep } = require('./services')
 
 /** The worker methods of Chaos. */
 class ChaosWorkers {
@@ -22,7 +22,7 @@ class ChaosWorkers {
 			EXEC_TABLE: this.t.exec,
 			POSTGRES_URL: this.postgresUrl,
 			REDIS_URL,
-			RABBITMQ_URL,
+			RABBITMQ_URL: this.rabbitmqUrl,
 			CONCURRENCY: String(this.concurrency),
 			...this.workerEnv(slot),
 		}

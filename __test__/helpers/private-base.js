@@ -6,7 +6,8 @@
 // last-resort cleanup (an 'exit' hook, and a detached watchdog shell for a process
 // that dies without running it), pg_createcluster and a private RabbitMQ node's files.
 // Used by helpers/private-services.js (TLS-only instances), helpers/private-clusters.js
-// (clusters) and chaos/private.js (plain instances for whole-server faults).
+// (clusters; a one-node cluster is chaos/private.js's private broker) and chaos/private.js
+// (plain instances for whole-server faults).
 //
 // This file is not a test (no `.test.` in its name), so jest does not collect it.
 

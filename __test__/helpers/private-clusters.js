@@ -4,7 +4,8 @@
 // nodes on loopback) and a PostgreSQL primary with a streaming-replication
 // standby. Built on helpers/private-base.js (RabbitMQ run as root straight from
 // /usr/lib/rabbitmq/bin, pg_createcluster, exit hooks and a detached watchdog), so a killed jest leaves nothing running. The shared
-// services (127.0.0.1:5432 / 6379 / 5672) are never touched.
+// services (127.0.0.1:5432 / 6379 / 5672) are never touched. A cluster of one node is
+// the chaos suite's private broker (chaos/private.js startPrivateRabbit).
 //
 // This file is not a test (no `.test.` in its name), so jest does not collect it.
 
