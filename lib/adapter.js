@@ -85,6 +85,8 @@ class RabbitMqAdapter {
 				wakeStart: undefined,
 				// run ids of startRun() calls in flight (waitForRun waits for them)
 				starting: new Map(),
+				// run id → settles once startRun has emitted the run's workflow:start / resume
+				announcing: new Map(),
 				// run ids startRun() of this adapter wrote (the latest KNOWN_RUNS_MAX): waitForRun need not look for them
 				knownRuns: new Set(),
 				stopPromise: undefined,
@@ -214,6 +216,7 @@ class RabbitMqAdapter {
 		const notify = createNotify({
 			logger: s.logger,
 			eventBus: s.workerEventBus,
+			holdFinish: (runId) => s.announcing.get(runId),
 			onCancel: (runId) => {
 				const n = runner.abortRun(runId)
 				if (n > 0) s.log.info(`Run cancelled: aborted the signal of ${n} running node(s)`, { runId })
@@ -331,18 +334,27 @@ class RabbitMqAdapter {
 		const call = this._call('startRun', blueprintId, contextJson, runId, key, activeTraceparent() ?? null)
 		const starting = s.starting
 		starting.set(runId, call)
+		// A run can end on this process's worker before this call emits its start: the
+		// worker's workflow:finish for it waits for that (lib/callbacks.js holdFinish).
+		let announced
+		const announcing = new Promise((resolve) => {
+			announced = resolve
+		})
+		s.announcing.set(runId, announcing)
 		let out
 		try {
 			out = await call
+			rememberRun(s, out.runId)
+			if (out.created === true) {
+				// Flowcraft's run start, from the process that started it (FlowRuntime emits both)
+				const ids = { blueprintId, executionId: out.runId }
+				await emitEvent(s.workerEventBus, s.log, 'workflow:start', ids)
+				await emitEvent(s.workerEventBus, s.log, 'workflow:resume', ids)
+			}
 		} finally {
 			if (starting.get(runId) === call) starting.delete(runId)
-		}
-		rememberRun(s, out.runId)
-		if (out.created === true) {
-			// Flowcraft's run start, from the process that started it (FlowRuntime emits both)
-			const ids = { blueprintId, executionId: out.runId }
-			await emitEvent(s.workerEventBus, s.log, 'workflow:start', ids)
-			await emitEvent(s.workerEventBus, s.log, 'workflow:resume', ids)
+			if (s.announcing.get(runId) === announcing) s.announcing.delete(runId)
+			announced()
 		}
 		return { runId: out.runId, created: out.created === true }
 	}

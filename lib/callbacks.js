@@ -11,9 +11,11 @@ const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error'])
 /**
  * `notify(messageJson)`: log lines go to the logger, events to the event bus, and
  * `{ kind: 'cancel', runId }` (a run with nodes running here was cancelled) to `onCancel`.
- * @param {{ logger?: object, eventBus?: { emit: Function }, onCancel?: (runId: string) => void }} options
+ * `holdFinish(runId)`: a promise while this process's startRun of that run has not yet
+ * emitted its workflow:start, so a quick run's workflow:finish comes after it.
+ * @param {{ logger?: object, eventBus?: { emit: Function }, onCancel?: (runId: string) => void, holdFinish?: (runId: string) => Promise<void> | undefined }} options
  */
-function createNotify({ logger, eventBus, onCancel } = {}) {
+function createNotify({ logger, eventBus, onCancel, holdFinish } = {}) {
 	const log = safeLogger(logger)
 	const canEmit = !!eventBus && typeof eventBus.emit === 'function'
 	return function notify(messageJson) {
@@ -42,12 +44,17 @@ function createNotify({ logger, eventBus, onCancel } = {}) {
 			if (!canEmit) return
 			const onError = (e) =>
 				log.warn('eventBus.emit failed', { type: msg.type, error: e?.message ? e.message : String(e) })
-			try {
-				const p = eventBus.emit({ type: msg.type, payload: withExecutionId(msg.payload) })
-				if (p && typeof p.then === 'function') p.then(undefined, onError)
-			} catch (e) {
-				onError(e)
+			const emit = () => {
+				try {
+					const p = eventBus.emit({ type: msg.type, payload: withExecutionId(msg.payload) })
+					if (p && typeof p.then === 'function') p.then(undefined, onError)
+				} catch (e) {
+					onError(e)
+				}
 			}
+			const held = msg.type === 'workflow:finish' && holdFinish ? holdFinish(msg.payload?.executionId) : undefined
+			if (held) held.then(emit, emit)
+			else emit()
 		}
 	}
 }

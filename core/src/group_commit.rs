@@ -96,7 +96,7 @@ impl CommitGroup {
                 continue;
             }
             let conn = match conn {
-                Some(c) if c.conn.usable() => c,
+                Some(c) if self.pool.current(&c.conn) => c,
                 _ => match self.pool.connect_reserved().await {
                     Ok(Some(c)) => c,
                     // the pool size leaves no connection to spare: one statement each
@@ -116,7 +116,7 @@ impl CommitGroup {
                 },
             };
             self.commit(&conn.conn, group).await;
-            if conn.conn.usable() {
+            if self.pool.current(&conn.conn) {
                 self.state.lock().unwrap().idle.push(conn);
             }
         }

@@ -190,6 +190,8 @@ pub struct PgConn {
     dead: AtomicBool,
     /// The task driving the socket, aborted (closing it) when the connection is dead.
     driver: tokio::task::AbortHandle,
+    /// The pool's `epoch` when it was opened (`PgPool::current`).
+    born: u64,
 }
 
 impl Drop for PgConn {
@@ -270,6 +272,10 @@ pub struct PgPool {
     /// Connections of this target held outside the pool (group commits): they count
     /// against `pgPoolSize`, so a worker never opens more than it says.
     reserved: AtomicUsize,
+    /// Bumped when a statement outlives its deadline: a link that stopped carrying bytes
+    /// usually took the target's other connections with it, so those opened before are
+    /// not handed out again (each would otherwise cost a deadline of its own to find out).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A connection with this many queries in progress counts as busy (the pool
@@ -292,6 +298,7 @@ impl PgPool {
                     conns: Mutex::new(Vec::new()),
                     growing: tokio::sync::Mutex::new(()),
                     reserved: AtomicUsize::new(0),
+                    epoch: std::sync::atomic::AtomicU64::new(0),
                 })
             })
             .clone())
@@ -308,7 +315,7 @@ impl PgPool {
     /// The least busy open connection, and whether the pool should grow.
     fn pick(&self) -> (Option<Arc<PgConn>>, bool) {
         let mut conns = self.conns.lock().unwrap();
-        conns.retain(|c| c.usable());
+        conns.retain(|c| self.current(c));
         let best = conns.iter().min_by_key(|c| c.busy.load(Ordering::Relaxed)).cloned();
         let reserved = self.reserved.load(Ordering::Relaxed);
         let size = (self.target.timings.pg_pool_size as usize).saturating_sub(reserved).max(1);
@@ -370,12 +377,20 @@ impl PgPool {
             statements: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
             dead: AtomicBool::new(false),
+            born: self.epoch.load(Ordering::Relaxed),
             driver,
         })
     }
 
+    /// `conn` is open, and was opened since the last statement of this target that
+    /// outlived its deadline.
+    pub(crate) fn current(&self, conn: &PgConn) -> bool {
+        conn.usable() && conn.born >= self.epoch.load(Ordering::Relaxed)
+    }
+
     /// Runs `call` on `conn` within the query deadline; past it the connection
-    /// is closed and dropped from the pool (a black-holed link never answers).
+    /// is closed and dropped from the pool (a black-holed link never answers), and
+    /// the target's other connections are not handed out again (`epoch`).
     pub(crate) async fn deadline<T, F>(&self, conn: &PgConn, doing: &str, call: F) -> CoreResult<T>
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
@@ -386,6 +401,7 @@ impl PgPool {
             Ok(r) => r.map_err(|e| CoreError::pg(doing, e)),
             Err(_) => {
                 conn.kill();
+                self.epoch.fetch_max(conn.born + 1, Ordering::Relaxed);
                 Err(CoreError::Timeout(format!(
                     "PostgreSQL at {label} did not answer within {} ms while {doing}; the connection was closed and will be replaced",
                     limit.as_millis()
