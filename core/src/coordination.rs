@@ -174,6 +174,8 @@ pub struct Coordination {
     /// The connection and its generation; dropped when a command times out.
     conn: Arc<tokio::sync::Mutex<Option<(u64, ConnectionManager)>>>,
     increment: Arc<redis::Script>,
+    arrive_all: Arc<redis::Script>,
+    arrive_any: Arc<redis::Script>,
 }
 
 /// TTL of the worker's own keys (node locks, delivery counters).
@@ -252,7 +254,7 @@ impl CoordinationStore for Coordination {
         expected: i64,
         ttl_seconds: u64,
     ) -> crate::executor::BoxFuture<'a, CoreResult<i64>> {
-        let script = redis::Script::new(ARRIVE_ALL_SCRIPT);
+        let script = &self.arrive_all;
         Box::pin(async move {
             let (counter, marker) = (self.key(counter), self.key(marker));
             let mut invocation = script.key(&counter);
@@ -266,7 +268,7 @@ impl CoordinationStore for Coordination {
         value: &'a str,
         ttl_seconds: u64,
     ) -> crate::executor::BoxFuture<'a, CoreResult<bool>> {
-        let script = redis::Script::new(ARRIVE_ANY_SCRIPT);
+        let script = &self.arrive_any;
         Box::pin(async move {
             let lock = self.key(lock);
             let mut invocation = script.key(&lock);
@@ -300,6 +302,8 @@ impl Coordination {
                 target: target.clone(),
                 conn: Arc::new(tokio::sync::Mutex::new(None)),
                 increment: Arc::new(redis::Script::new(INCREMENT_SCRIPT)),
+                arrive_all: Arc::new(redis::Script::new(ARRIVE_ALL_SCRIPT)),
+                arrive_any: Arc::new(redis::Script::new(ARRIVE_ANY_SCRIPT)),
             })
             .clone())
     }
