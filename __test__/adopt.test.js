@@ -80,3 +80,92 @@ test('a run whose start node and one branch an old worker completed finishes und
 	const run = await adapter.getRun(runId)
 	expect(run.nodes.map((n) => [n.id, n.state])).toEqual(diamond.nodes.map((n) => [n.id, 'done']))
 }, 60000)
+
+// After an adopt-all, a node's job can be in the queue twice (the old worker's and the
+// reconciler's). The copy that finds the node committed re-publishes its successors only
+// when it may itself have committed (redelivered): a fresh duplicate lost to a live delivery,
+// which publishes before it acks; publishing again would run every successor twice.
+describe('a second job for a node already committed', () => {
+	const flow = {
+		id: 'dup-chain',
+		nodes: [
+			{ id: 's', uses: 'dup.s' },
+			{ id: 'm', uses: 'dup.m' },
+			{ id: 'w', uses: 'wait' },
+		],
+		edges: [
+			{ source: 's', target: 'm' },
+			{ source: 'm', target: 'w' },
+		],
+	}
+
+	/**
+	 * s committed and m's job back in the queue (its worker stopped while m ran), then s's job
+	 * in the queue again (`redelivered` or not), all served by a new worker: the jobs it took.
+	 */
+	async function duplicateOfStart(redelivered) {
+		const where = place(res, 'dup')
+		const ran = []
+		let stopping = true
+		const options = {
+			blueprints: { [flow.id]: flow },
+			registry: {
+				'dup.s': async () => (ran.push('s'), { output: 's' }),
+				'dup.m': async (ctx) => {
+					if (stopping) {
+						await new Promise((r) => ctx.signal?.addEventListener('abort', r))
+						throw Object.assign(new Error('stopped'), { name: 'AbortError' })
+					}
+					// slow enough that s's copy finds m still pending
+					await new Promise((r) => setTimeout(r, 500))
+					ran.push('m')
+					return { output: 'm' }
+				},
+			},
+		}
+		const first = adapterAt(res, where, options)
+		await first.start()
+		const { runId } = await first.startRun(flow.id, {})
+		for (let i = 0; (await first.getRun(runId)).nodes.find((n) => n.id === 'm')?.state !== 'running'; i++) {
+			if (i > 200) throw new Error('m never started')
+			await new Promise((r) => setTimeout(r, 50))
+		}
+		await first.stop({ timeoutMs: 300 })
+		stopping = false
+		const conn = await amqplib.connect(S.RABBITMQ_URL)
+		res.onCleanup(() => conn.close().catch(() => {}))
+		const channel = await conn.createConfirmChannel()
+		expect((await channel.checkQueue(where.queue)).messageCount).toBe(1) // m's
+		const job = { runId, blueprintId: flow.id, nodeId: 's' }
+		channel.sendToQueue(where.queue, Buffer.from(JSON.stringify(job)), { persistent: true })
+		await channel.waitForConfirms()
+		if (redelivered) {
+			// both taken and given back unacked: the broker marks them redelivered
+			const taker = await conn.createChannel()
+			expect(await taker.get(where.queue, { noAck: false })).toBeTruthy()
+			expect(await taker.get(where.queue, { noAck: false })).toBeTruthy()
+			await taker.close()
+		}
+		const second = adapterAt(res, where, options)
+		await second.start()
+		expect(await second.waitForRun(runId, { timeoutMs: 20000 })).toEqual({ status: 'awaiting' })
+		// every job published is processed: the queue is empty and nothing is in flight
+		for (let stable = 0; stable < 10; ) {
+			await new Promise((r) => setTimeout(r, 100))
+			const { messageCount } = await channel.checkQueue(where.queue)
+			stable = messageCount === 0 && second.stats().inFlight === 0 ? stable + 1 : 0
+		}
+		expect(ran).toEqual(['s', 'm'])
+		return second.stats().processed
+	}
+
+	test('a fresh duplicate is acked and publishes nothing', async () => {
+		// s's copy, m's job and w's: without the rule, s's copy publishes m's job again (4 or more)
+		expect(await duplicateOfStart(false)).toBe(3)
+	}, 60000)
+
+	test('a redelivered one re-publishes what its commit enqueued (its worker may have died first)', async () => {
+		// s's copy publishes m's job again (m still pending): one more than above
+		expect(await duplicateOfStart(true)).toBeGreaterThanOrEqual(4)
+	}, 60000)
+})

@@ -14,6 +14,7 @@ use crate::queue::{Broker, JobMessage};
 use crate::run_store::{Commit, Effect, Enqueued, RunStore, FINAL_STATUSES};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// What to do with the message once the job is handled.
@@ -138,9 +139,18 @@ impl JobRunner {
 
     /// Handles one delivery. Errors from services become `Retry`; problems of
     /// the message itself become `DeadLetter`; nothing panics.
-    pub async fn handle(&self, body: &[u8], redelivered: bool, max_deliveries: u32, broker: &Broker) -> Disposition {
+    /// Runs one delivery of a job: `redelivered` by the broker, or `retried` in
+    /// place by this worker after a service error.
+    pub async fn handle(
+        &self,
+        body: &[u8],
+        redelivered: bool,
+        retried: bool,
+        max_deliveries: u32,
+        broker: &Broker,
+    ) -> Disposition {
         let job = match JobMessage::parse(body) {
-            Ok(j) => j,
+            Ok(j) => JobMessage { seen_before: redelivered || retried, ..j },
             Err(reason) => {
                 let reason = format!("Not a Flowcraft job: {reason}");
                 self.log(Level::Error, &reason, json!({ "queue": broker.queue }));
@@ -313,6 +323,11 @@ impl JobRunner {
             self.store.add_queued(&job.run_id, std::slice::from_ref(&job.node_id)).await?;
         }
         if done {
+            if !job.seen_before {
+                // A duplicate (two jobs for one node): the delivery that committed publishes.
+                self.log(Level::Debug, "Node already completed; duplicate job skipped", meta);
+                return Ok(Disposition::Ack);
+            }
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
             self.compat_replay(&bp, job, own, broker).await?;
@@ -477,7 +492,11 @@ impl JobRunner {
                 compat: self.compat,
                 ..Default::default()
             };
-            let committing = || self.store.commit(&job.run_id, &node.id, &effect);
+            let tries = AtomicU32::new(0);
+            let committing = || {
+                tries.fetch_add(1, Ordering::Relaxed);
+                self.store.commit(&job.run_id, &node.id, &effect)
+            };
             match self.retry_transient(broker, job, "committing a failed node's fallback", committing).await? {
                 Commit::Applied { ready, finished } => {
                     let (ready, finished) = self.compat_after(bp, job, &node.id, &[], ready, finished, broker).await?;
@@ -486,7 +505,7 @@ impl JobRunner {
                         self.finished(job, &status, error.as_deref());
                     }
                 }
-                Commit::AlreadyDone => self.republish(bp, job, broker).await?,
+                Commit::AlreadyDone => self.republish(bp, job, tries.into_inner() > 1, broker).await?,
             }
             return Ok(Disposition::Ack);
         }
@@ -615,18 +634,20 @@ impl JobRunner {
         effect.compat = self.compat;
         effect.held = decided.iter().map(|j| j.target.clone()).collect();
         // The node has run: a lost connection retries the commit, not the node.
-        let committing = || self.store.commit(&job.run_id, node_id, &effect);
+        let tries = AtomicU32::new(0);
+        let committing = || {
+            tries.fetch_add(1, Ordering::Relaxed);
+            self.store.commit(&job.run_id, node_id, &effect)
+        };
         let commit = self.retry_transient(broker, job, "committing a node's effect", committing).await?;
         match commit {
             Commit::AlreadyDone => {
-                // Another delivery committed first; it may have died before
-                // publishing, so publish what its commit enqueued.
                 self.log(
                     Level::Debug,
                     "Node output was committed by another delivery",
                     json!({ "runId": job.run_id, "nodeId": node_id }),
                 );
-                self.republish(bp, job, broker).await?;
+                self.republish(bp, job, tries.into_inner() > 1, broker).await?;
             }
             Commit::Applied { ready, finished } => {
                 let (ready, finished) = self.compat_after(bp, job, node_id, &decided, ready, finished, broker).await?;
@@ -645,8 +666,22 @@ impl JobRunner {
     }
 
     /// Publishes the successors that an earlier commit of this node enqueued,
-    /// re-read from the run (nothing when the run has ended).
-    async fn republish(&self, bp: &Blueprint, job: &JobMessage, broker: &Broker) -> CoreResult<()> {
+    /// re-read from the run (nothing when the run has ended), when that commit
+    /// may have been this delivery's own: an earlier attempt of it (`seen_before`,
+    /// or `commit_retried`: a commit whose answer was lost may have applied), whose
+    /// worker may have died or failed before publishing. A fresh duplicate lost
+    /// the race to a live delivery, which publishes before it acks: publishing
+    /// too would run every successor twice.
+    async fn republish(
+        &self,
+        bp: &Blueprint,
+        job: &JobMessage,
+        commit_retried: bool,
+        broker: &Broker,
+    ) -> CoreResult<()> {
+        if !job.seen_before && !commit_retried {
+            return Ok(());
+        }
         let snapshot = self.store.load(&job.run_id, &job.node_id, std::slice::from_ref(&job.node_id), false).await?;
         if snapshot.status.as_deref().is_some_and(|s| FINAL_STATUSES.contains(&s)) || !snapshot.node_done() {
             return Ok(());

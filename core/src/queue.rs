@@ -32,6 +32,12 @@ pub struct JobMessage {
     /// When this worker received it (not on the wire): `job:processed`'s duration.
     #[serde(skip)]
     pub received: Option<std::time::Instant>,
+    /// This delivery may have committed the node's effect before (not on the wire):
+    /// the broker redelivered it, or the worker retries it in place. Only such a
+    /// delivery re-publishes what a commit it finds enqueued; a fresh duplicate
+    /// leaves that to the delivery that committed, acked only after its publish.
+    #[serde(skip)]
+    pub seen_before: bool,
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -47,6 +53,7 @@ impl JobMessage {
             is_last_attempt: None,
             traceparent: None,
             received: None,
+            seen_before: false,
             attempt: None,
             iteration: 0,
         }

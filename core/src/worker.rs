@@ -487,6 +487,7 @@ async fn handle_delivery(
     counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let mut backoff = broker.timings.job_retry();
     let depth = delivery.properties.headers().as_ref().map_or(0, header_depth);
+    let mut retried = false;
     let disposition = loop {
         if depth > MAX_HEADER_DEPTH {
             break Disposition::DeadLetter(format!(
@@ -494,8 +495,9 @@ async fn handle_delivery(
                  they were removed from the dead letter"
             ));
         }
-        match runner.handle(&delivery.data, delivery.redelivered, max_deliveries, broker).await {
+        match runner.handle(&delivery.data, delivery.redelivered, retried, max_deliveries, broker).await {
             Disposition::Retry(e) if broker.is_connected() && !*stop.borrow() => {
+                retried = true;
                 counters.retried.fetch_add(1, Ordering::Relaxed);
                 let delay = backoff.next_delay();
                 runner.executor.log(
