@@ -372,6 +372,27 @@ impl PgPool {
             let _ = connection.await;
         })
         .abort_handle();
+        // A transaction whose link died (a black hole: the server still sees the socket
+        // open) would keep its row locks, and stall every later commit of its runs, until
+        // the server noticed; the server ends it once it has waited longer than we would.
+        let t = &self.target.timings;
+        let limit = format!("SET idle_in_transaction_session_timeout = {}", t.pg_query_timeout.as_millis());
+        let setting = tokio::time::timeout(t.pg_connect_timeout, client.batch_execute(&limit));
+        match setting.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                driver.abort();
+                return Err(CoreError::pg("configuring a connection", e));
+            }
+            Err(_) => {
+                driver.abort();
+                return Err(CoreError::Timeout(format!(
+                    "PostgreSQL at {} did not answer within {} ms while configuring a connection",
+                    self.target.label(),
+                    t.pg_connect_timeout.as_millis()
+                )));
+            }
+        }
         Ok(PgConn {
             client,
             statements: Mutex::new(HashMap::new()),
