@@ -71,3 +71,38 @@ async fn wait_for_run_leaves_no_waiter_behind() {
     }
     assert_eq!(client.waiting(), 0, "waits that returned at once left their waiters registered");
 }
+
+/// A transaction whose link died keeps its row locks on the server for as long as the
+/// server sees the socket open (a black hole), and every later commit of its runs waits
+/// behind them. The worker's transaction connections tell the server to end such a
+/// transaction once it has been idle longer than the query deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_cut_off_mid_way_releases_its_locks_after_the_query_deadline() {
+    let table = unique("locks");
+    let _tables = Tables(vec![table.clone()]);
+    let mut target = pg();
+    target.timings.pg_query_timeout = Duration::from_millis(1500);
+    let pool = PgPool::shared(&target).unwrap();
+    pool.batch(
+        "creating a test table",
+        &format!("CREATE TABLE \"{table}\" (id int PRIMARY KEY); INSERT INTO \"{table}\" VALUES (1)"),
+    )
+    .await
+    .unwrap();
+    // a group's transaction that took its lock, then heard nothing more from its worker
+    let cut_off = pool.connect().await.unwrap();
+    cut_off
+        .client()
+        .batch_execute(&format!("BEGIN; SELECT id FROM \"{table}\" WHERE id = 1 FOR UPDATE"))
+        .await
+        .unwrap();
+    let next = pool.connect().await.unwrap();
+    let started = std::time::Instant::now();
+    let sql = format!("SELECT id FROM \"{table}\" WHERE id = 1 FOR UPDATE");
+    let locking = next.client().batch_execute(&sql);
+    tokio::time::timeout(Duration::from_secs(10), locking)
+        .await
+        .expect("the lock of the transaction cut off is still held after 10 s")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1000), "the lock was not held at all: {:?}", started.elapsed());
+}
