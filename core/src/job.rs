@@ -294,11 +294,12 @@ impl JobRunner {
         let own = snapshot.node.as_ref();
         if own.is_some_and(|row| row.iteration > job.iteration) {
             // A job of an earlier time round a loop: that iteration has moved on. Redelivered
-            // just after its own commit sent the node round again (a loop controller's
-            // `continue`), its worker may have died before publishing what that commit
-            // enqueued (the body's next iteration): publish it again. (Not for a job that
-            // was never delivered before: a stale copy changes nothing.)
-            if redelivery.redelivered && own.is_some_and(|row| row.iteration == job.iteration + 1) {
+            // (or retried in place) just after its own commit sent the node round again (a
+            // loop controller's `continue`), its worker may have died or failed before
+            // publishing what that commit enqueued (the body's next iteration): publish it
+            // again. (Not for a job that was never delivered before: a stale copy changes
+            // nothing.)
+            if job.seen_before && own.is_some_and(|row| row.iteration == job.iteration + 1) {
                 self.log(
                     Level::Debug,
                     "Redelivered job of the last loop iteration; re-publishing its successors",
