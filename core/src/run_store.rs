@@ -101,6 +101,33 @@ fn kept() -> String {
     )
 }
 
+/// A completed run's status data repeats its context as `serializedContext` text only when that
+/// text is at most this long (bytes): jsonb holds at most 255 MB, and the context of a run whose
+/// node returned a big output holds it three times (`<id>`, `_outputs.<id>`, `_inputs.<next>`).
+/// Above it the stored payload's `serializedContext` is `null` (another writer's payload without
+/// one is read as it is), and `waitForRun`/`getRun` put the text back when they read it
+/// (`with_serialized_context`).
+pub const SERIALIZED_CONTEXT_BYTES: usize = 64 << 20;
+
+/// The status data read as `status_data_text`, with the `serializedContext` of a completed
+/// payload that was stored as `null` (`SERIALIZED_CONTEXT_BYTES`) put back: `context_text`, the
+/// context's text as PostgreSQL writes it (what a stored `serializedContext` is).
+fn with_serialized_context(status_data_text: Option<String>, context_text: Option<String>) -> Option<String> {
+    let (Some(data), Some(context_text)) = (&status_data_text, context_text) else { return status_data_text };
+    let Ok(mut data) = serde_json::from_str::<Value>(data) else { return status_data_text };
+    match data.get_mut("payload").and_then(Value::as_object_mut) {
+        Some(payload) => payload.insert("serializedContext".into(), Value::String(context_text)),
+        None => return status_data_text,
+    };
+    Some(data.to_string())
+}
+
+/// In SQL over the status row `s`: the text of a completed payload's context stored with a `null`
+/// `serializedContext` (NULL otherwise), for `with_serialized_context`.
+const MISSING_SERIALIZED_CONTEXT: &str = "CASE WHEN s.status_data -> 'payload' ? 'context' \
+     AND jsonb_typeof(s.status_data -> 'payload' -> 'serializedContext') = 'null' \
+     THEN (s.status_data -> 'payload' -> 'context')::text END";
+
 /// Every statement, with the tables' names in place.
 struct Sql {
     load: String,
@@ -144,10 +171,17 @@ impl Sql {
         let not_final = "(s.status IS NULL OR s.status NOT IN ('completed', 'failed', 'cancelled'))";
         // The status data of a run that ended (`s` its status row, `c` its
         // context row): the whole final context when it completed, the first
-        // node failure when it failed.
-        let ended_context = "CASE WHEN s.error IS NULL THEN jsonb_build_object('status', 'completed', 'payload', \
-               jsonb_build_object('context', c.context_data, 'serializedContext', c.context_data::text, 'status', 'completed')) \
-             ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END";
+        // node failure when it failed. A context whose text is over
+        // `SERIALIZED_CONTEXT_BYTES` is not repeated as `serializedContext`
+        // (`with_serialized_context` gives it back to our readers).
+        let ended_context = format!(
+            "CASE WHEN s.error IS NULL THEN (SELECT jsonb_build_object('status', 'completed', 'payload', \
+               CASE WHEN octet_length(x.t) <= {SERIALIZED_CONTEXT_BYTES} \
+               THEN jsonb_build_object('context', c.context_data, 'serializedContext', x.t, 'status', 'completed') \
+               ELSE jsonb_build_object('context', c.context_data, 'serializedContext', NULL::text, 'status', 'completed') END) \
+               FROM (SELECT c.context_data::text AS t) x) \
+             ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END"
+        );
         let ended_status = "CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END";
         let fold = |exclude: &str| include_str!("../sql/fold.sql").trim_end().replace("{exclude}", exclude);
         let fill = |text: &str, fold_exclude: &str| -> String {
@@ -160,8 +194,9 @@ impl Sql {
                 .replace("{st}", st)
                 .replace("{nodes}", nodes)
                 .replace("{not_final}", not_final)
-                .replace("{ended_context}", ended_context)
+                .replace("{ended_context}", &ended_context)
                 .replace("{ended_status}", ended_status)
+                .replace("{missing_serialized_context}", MISSING_SERIALIZED_CONTEXT)
                 .replace("{notify_u}", &notify("u"))
                 .replace("{notify}", &notify("s"))
         };
@@ -891,14 +926,18 @@ impl RunStore {
     /// `(status, status_data)` of a run, if it has a status row.
     pub async fn status(&self, run_id: &str) -> CoreResult<Option<(Option<String>, Option<String>)>> {
         let rows = self.pool.query("reading a run's status", &self.sql.final_status, &[&run_id]).await?;
-        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+        Ok(rows.first().map(|r| (r.get(0), with_serialized_context(r.get(1), r.get(2)))))
     }
 
     pub async fn view(&self, run_id: &str) -> CoreResult<RunView> {
         let rows = self.pool.query("reading a run", &self.sql.view, &[&run_id]).await?;
         let r = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
         let parse = |i: usize| -> Value {
-            r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+            let text = match i {
+                1 => with_serialized_context(r.get(1), r.get(8)),
+                _ => r.get::<_, Option<String>>(i),
+            };
+            text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
         };
         let mut nodes = parse_rows(r.get(7))?;
         let mut context = match parse(2) {
@@ -1015,5 +1054,24 @@ impl RunStore {
     pub async fn fail_run(&self, run_id: &str, reason: &str) -> CoreResult<bool> {
         let rows = self.pool.query("failing a run", &self.sql.fail_run, &[&run_id, &reason]).await?;
         Ok(!rows.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_serialized_context;
+    use serde_json::json;
+
+    #[test]
+    fn a_payload_stored_without_its_serialized_context_gets_it_back() {
+        let stored = json!({ "status": "completed", "payload": { "status": "completed", "context": { "a": 1 }, "serializedContext": null } });
+        let text = with_serialized_context(Some(stored.to_string()), Some(r#"{"a": 1}"#.into())).unwrap();
+        let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(data["payload"]["serializedContext"], r#"{"a": 1}"#);
+        assert_eq!(data["payload"]["context"], json!({ "a": 1 }));
+        // nothing to add: the text is returned as it was read
+        let failed = r#"{"reason": "boom", "status": "failed"}"#.to_string();
+        assert_eq!(with_serialized_context(Some(failed.clone()), None), Some(failed));
+        assert_eq!(with_serialized_context(None, None), None);
     }
 }
