@@ -23,6 +23,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::group_commit::{refs, CommitGroup, Param};
 use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -265,14 +266,15 @@ pub struct NodeRow {
     pub state: String,
     /// The output is not `undefined` (SQL NULL).
     pub has: bool,
+    /// Its JSON text as read (parsed only when a job's context needs it: `merge_rows`).
     #[serde(default)]
-    pub output: Value,
+    pub output: Option<Box<RawValue>>,
     pub bound: bool,
     /// The bound input is not `undefined` (SQL NULL).
     #[serde(rename = "hasInput")]
     pub has_input: bool,
     #[serde(default)]
-    pub input: Value,
+    pub input: Option<Box<RawValue>>,
     #[serde(default)]
     pub route: Option<Vec<String>>,
     /// How many times a loop sent the node round again.
@@ -311,7 +313,8 @@ impl NodeRow {
 /// What node rows add to a context, as FlowRuntime's context holds it.
 #[derive(Debug, Default)]
 pub struct Merged {
-    /// Nodes that completed with an `undefined` output (no `_outputs.<id>` key).
+    /// Nodes that completed with an `undefined` output (no `_outputs.<id>` key), or whose
+    /// large output a partial read left out.
     pub undefined: BTreeSet<String>,
     /// Nodes whose input an edge bound to `_inputs.<id>`.
     pub bound: BTreeSet<String>,
@@ -319,14 +322,40 @@ pub struct Merged {
 
 /// Adds the keys node rows stand for to `context`: `_outputs.<id>` and `<id>`
 /// of done nodes with an output, `_inputs.<id>` of bound nodes. The values move
-/// out of the rows (left `null`): a big output is held by the context only.
-pub fn merge_rows(context: &mut Map<String, Value>, rows: &mut [NodeRow]) -> Merged {
+/// out of the rows (parsed from their text; a JSON `null` is `None`).
+///
+/// `partial`: a job's partial read (`RunStore::load_keeping`) of `own`'s job, whose inputs
+/// name `keys`. Another node's value whose text is over `LAZY_VALUE_BYTES`, that `keys` does
+/// not name, is not parsed and stays out of the context: node code reads it on first use
+/// (`JobRunner::execute` would leave it out of the request anyway), and such a node counts in
+/// `Merged::undefined` (its `_outputs.<id>` exists; only the node's inputs read values).
+pub fn merge_rows(
+    context: &mut Map<String, Value>,
+    rows: &mut [NodeRow],
+    partial: Option<(&str, &[String])>,
+) -> Merged {
     let mut merged = Merged::default();
+    let parse = |raw: Option<Box<RawValue>>| -> Value {
+        raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null)
+    };
+    let lazy = |r: &NodeRow, raw: &Option<Box<RawValue>>, key: &str| match partial {
+        Some((own, keys)) => {
+            r.id != own
+                && raw.as_ref().is_some_and(|v| v.get().len() > LAZY_VALUE_BYTES)
+                && !keys.iter().any(|k| k == &r.id || k == key)
+        }
+        None => false,
+    };
     for r in rows {
         if r.has_output() {
-            let output = std::mem::take(&mut r.output);
-            context.insert(format!("_outputs.{}", r.id), output.clone());
-            context.insert(r.id.clone(), output);
+            let key = format!("_outputs.{}", r.id);
+            if lazy(r, &r.output, &key) {
+                merged.undefined.insert(r.id.clone());
+            } else {
+                let output = parse(r.output.take());
+                context.insert(key, output.clone());
+                context.insert(r.id.clone(), output);
+            }
         } else if r.state == "done" {
             merged.undefined.insert(r.id.clone());
         }
@@ -334,7 +363,10 @@ pub fn merge_rows(context: &mut Map<String, Value>, rows: &mut [NodeRow]) -> Mer
             merged.bound.insert(r.id.clone());
         }
         if r.has_input {
-            context.insert(format!("_inputs.{}", r.id), std::mem::take(&mut r.input));
+            let key = format!("_inputs.{}", r.id);
+            if !lazy(r, &r.input, &key) {
+                context.insert(key, parse(r.input.take()));
+            }
         }
     }
     merged
@@ -358,7 +390,8 @@ pub struct RunSnapshot {
     pub tracked: bool,
     /// The node's own row, when it has one.
     pub node: Option<NodeRow>,
-    /// Among the rows read: nodes that completed with an `undefined` output.
+    /// Among the rows read: nodes that completed with an `undefined` output, or with a large
+    /// one a partial read left out (`merge_rows`).
     pub completed: BTreeSet<String>,
     /// Among the rows read: nodes whose input is bound to `_inputs.<id>`.
     pub bound: BTreeSet<String>,
@@ -566,7 +599,7 @@ impl RunStore {
         };
         let mut nodes = parse_rows(row.get(3))?;
         let merged = match context.as_mut() {
-            Some(c) => merge_rows(c, &mut nodes),
+            Some(c) => merge_rows(c, &mut nodes, (!all).then_some((node_id, keys))),
             None => Merged::default(),
         };
         Ok(RunSnapshot {
@@ -945,7 +978,7 @@ impl RunStore {
             _ => None,
         };
         let merged = match context.as_mut() {
-            Some(c) => merge_rows(c, &mut nodes),
+            Some(c) => merge_rows(c, &mut nodes, None),
             None => Merged::default(),
         };
         let routes: Map<String, Value> = nodes
