@@ -23,6 +23,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::group_commit::{refs, CommitGroup, Param};
 use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -101,6 +102,33 @@ fn kept() -> String {
     )
 }
 
+/// A completed run's status data repeats its context as `serializedContext` text only when that
+/// text is at most this long (bytes): jsonb holds at most 255 MB, and the context of a run whose
+/// node returned a big output holds it three times (`<id>`, `_outputs.<id>`, `_inputs.<next>`).
+/// Above it the stored payload's `serializedContext` is `null` (another writer's payload without
+/// one is read as it is), and `waitForRun`/`getRun` put the text back when they read it
+/// (`with_serialized_context`).
+pub const SERIALIZED_CONTEXT_BYTES: usize = 64 << 20;
+
+/// The status data read as `status_data_text`, with the `serializedContext` of a completed
+/// payload that was stored as `null` (`SERIALIZED_CONTEXT_BYTES`) put back: `context_text`, the
+/// context's text as PostgreSQL writes it (what a stored `serializedContext` is).
+fn with_serialized_context(status_data_text: Option<String>, context_text: Option<String>) -> Option<String> {
+    let (Some(data), Some(context_text)) = (&status_data_text, context_text) else { return status_data_text };
+    let Ok(mut data) = serde_json::from_str::<Value>(data) else { return status_data_text };
+    match data.get_mut("payload").and_then(Value::as_object_mut) {
+        Some(payload) => payload.insert("serializedContext".into(), Value::String(context_text)),
+        None => return status_data_text,
+    };
+    Some(data.to_string())
+}
+
+/// In SQL over the status row `s`: the text of a completed payload's context stored with a `null`
+/// `serializedContext` (NULL otherwise), for `with_serialized_context`.
+const MISSING_SERIALIZED_CONTEXT: &str = "CASE WHEN s.status_data -> 'payload' ? 'context' \
+     AND jsonb_typeof(s.status_data -> 'payload' -> 'serializedContext') = 'null' \
+     THEN (s.status_data -> 'payload' -> 'context')::text END";
+
 /// Every statement, with the tables' names in place.
 struct Sql {
     load: String,
@@ -144,10 +172,17 @@ impl Sql {
         let not_final = "(s.status IS NULL OR s.status NOT IN ('completed', 'failed', 'cancelled'))";
         // The status data of a run that ended (`s` its status row, `c` its
         // context row): the whole final context when it completed, the first
-        // node failure when it failed.
-        let ended_context = "CASE WHEN s.error IS NULL THEN jsonb_build_object('status', 'completed', 'payload', \
-               jsonb_build_object('context', c.context_data, 'serializedContext', c.context_data::text, 'status', 'completed')) \
-             ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END";
+        // node failure when it failed. A context whose text is over
+        // `SERIALIZED_CONTEXT_BYTES` is not repeated as `serializedContext`
+        // (`with_serialized_context` gives it back to our readers).
+        let ended_context = format!(
+            "CASE WHEN s.error IS NULL THEN (SELECT jsonb_build_object('status', 'completed', 'payload', \
+               CASE WHEN octet_length(x.t) <= {SERIALIZED_CONTEXT_BYTES} \
+               THEN jsonb_build_object('context', c.context_data, 'serializedContext', x.t, 'status', 'completed') \
+               ELSE jsonb_build_object('context', c.context_data, 'serializedContext', NULL::text, 'status', 'completed') END) \
+               FROM (SELECT c.context_data::text AS t) x) \
+             ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END"
+        );
         let ended_status = "CASE WHEN s.error IS NULL THEN 'completed' ELSE 'failed' END";
         let fold = |exclude: &str| include_str!("../sql/fold.sql").trim_end().replace("{exclude}", exclude);
         let fill = |text: &str, fold_exclude: &str| -> String {
@@ -160,8 +195,9 @@ impl Sql {
                 .replace("{st}", st)
                 .replace("{nodes}", nodes)
                 .replace("{not_final}", not_final)
-                .replace("{ended_context}", ended_context)
+                .replace("{ended_context}", &ended_context)
                 .replace("{ended_status}", ended_status)
+                .replace("{missing_serialized_context}", MISSING_SERIALIZED_CONTEXT)
                 .replace("{notify_u}", &notify("u"))
                 .replace("{notify}", &notify("s"))
         };
@@ -230,14 +266,15 @@ pub struct NodeRow {
     pub state: String,
     /// The output is not `undefined` (SQL NULL).
     pub has: bool,
+    /// Its JSON text as read (parsed only when a job's context needs it: `merge_rows`).
     #[serde(default)]
-    pub output: Value,
+    pub output: Option<Box<RawValue>>,
     pub bound: bool,
     /// The bound input is not `undefined` (SQL NULL).
     #[serde(rename = "hasInput")]
     pub has_input: bool,
     #[serde(default)]
-    pub input: Value,
+    pub input: Option<Box<RawValue>>,
     #[serde(default)]
     pub route: Option<Vec<String>>,
     /// How many times a loop sent the node round again.
@@ -276,7 +313,8 @@ impl NodeRow {
 /// What node rows add to a context, as FlowRuntime's context holds it.
 #[derive(Debug, Default)]
 pub struct Merged {
-    /// Nodes that completed with an `undefined` output (no `_outputs.<id>` key).
+    /// Nodes that completed with an `undefined` output (no `_outputs.<id>` key), or whose
+    /// large output a partial read left out.
     pub undefined: BTreeSet<String>,
     /// Nodes whose input an edge bound to `_inputs.<id>`.
     pub bound: BTreeSet<String>,
@@ -284,14 +322,40 @@ pub struct Merged {
 
 /// Adds the keys node rows stand for to `context`: `_outputs.<id>` and `<id>`
 /// of done nodes with an output, `_inputs.<id>` of bound nodes. The values move
-/// out of the rows (left `null`): a big output is held by the context only.
-pub fn merge_rows(context: &mut Map<String, Value>, rows: &mut [NodeRow]) -> Merged {
+/// out of the rows (parsed from their text; a JSON `null` is `None`).
+///
+/// `partial`: a job's partial read (`RunStore::load_keeping`) of `own`'s job, whose inputs
+/// name `keys`. Another node's value whose text is over `LAZY_VALUE_BYTES`, that `keys` does
+/// not name, is not parsed and stays out of the context: node code reads it on first use
+/// (`JobRunner::execute` would leave it out of the request anyway), and such a node counts in
+/// `Merged::undefined` (its `_outputs.<id>` exists; only the node's inputs read values).
+pub fn merge_rows(
+    context: &mut Map<String, Value>,
+    rows: &mut [NodeRow],
+    partial: Option<(&str, &[String])>,
+) -> Merged {
     let mut merged = Merged::default();
+    let parse = |raw: Option<Box<RawValue>>| -> Value {
+        raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null)
+    };
+    let lazy = |r: &NodeRow, raw: &Option<Box<RawValue>>, key: &str| match partial {
+        Some((own, keys)) => {
+            r.id != own
+                && raw.as_ref().is_some_and(|v| v.get().len() > LAZY_VALUE_BYTES)
+                && !keys.iter().any(|k| k == &r.id || k == key)
+        }
+        None => false,
+    };
     for r in rows {
         if r.has_output() {
-            let output = std::mem::take(&mut r.output);
-            context.insert(format!("_outputs.{}", r.id), output.clone());
-            context.insert(r.id.clone(), output);
+            let key = format!("_outputs.{}", r.id);
+            if lazy(r, &r.output, &key) {
+                merged.undefined.insert(r.id.clone());
+            } else {
+                let output = parse(r.output.take());
+                context.insert(key, output.clone());
+                context.insert(r.id.clone(), output);
+            }
         } else if r.state == "done" {
             merged.undefined.insert(r.id.clone());
         }
@@ -299,7 +363,10 @@ pub fn merge_rows(context: &mut Map<String, Value>, rows: &mut [NodeRow]) -> Mer
             merged.bound.insert(r.id.clone());
         }
         if r.has_input {
-            context.insert(format!("_inputs.{}", r.id), std::mem::take(&mut r.input));
+            let key = format!("_inputs.{}", r.id);
+            if !lazy(r, &r.input, &key) {
+                context.insert(key, parse(r.input.take()));
+            }
         }
     }
     merged
@@ -323,7 +390,8 @@ pub struct RunSnapshot {
     pub tracked: bool,
     /// The node's own row, when it has one.
     pub node: Option<NodeRow>,
-    /// Among the rows read: nodes that completed with an `undefined` output.
+    /// Among the rows read: nodes that completed with an `undefined` output, or with a large
+    /// one a partial read left out (`merge_rows`).
     pub completed: BTreeSet<String>,
     /// Among the rows read: nodes whose input is bound to `_inputs.<id>`.
     pub bound: BTreeSet<String>,
@@ -531,7 +599,7 @@ impl RunStore {
         };
         let mut nodes = parse_rows(row.get(3))?;
         let merged = match context.as_mut() {
-            Some(c) => merge_rows(c, &mut nodes),
+            Some(c) => merge_rows(c, &mut nodes, (!all).then_some((node_id, keys))),
             None => Merged::default(),
         };
         Ok(RunSnapshot {
@@ -891,14 +959,18 @@ impl RunStore {
     /// `(status, status_data)` of a run, if it has a status row.
     pub async fn status(&self, run_id: &str) -> CoreResult<Option<(Option<String>, Option<String>)>> {
         let rows = self.pool.query("reading a run's status", &self.sql.final_status, &[&run_id]).await?;
-        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+        Ok(rows.first().map(|r| (r.get(0), with_serialized_context(r.get(1), r.get(2)))))
     }
 
     pub async fn view(&self, run_id: &str) -> CoreResult<RunView> {
         let rows = self.pool.query("reading a run", &self.sql.view, &[&run_id]).await?;
         let r = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
         let parse = |i: usize| -> Value {
-            r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+            let text = match i {
+                1 => with_serialized_context(r.get(1), r.get(8)),
+                _ => r.get::<_, Option<String>>(i),
+            };
+            text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
         };
         let mut nodes = parse_rows(r.get(7))?;
         let mut context = match parse(2) {
@@ -906,7 +978,7 @@ impl RunStore {
             _ => None,
         };
         let merged = match context.as_mut() {
-            Some(c) => merge_rows(c, &mut nodes),
+            Some(c) => merge_rows(c, &mut nodes, None),
             None => Merged::default(),
         };
         let routes: Map<String, Value> = nodes
@@ -1015,5 +1087,24 @@ impl RunStore {
     pub async fn fail_run(&self, run_id: &str, reason: &str) -> CoreResult<bool> {
         let rows = self.pool.query("failing a run", &self.sql.fail_run, &[&run_id, &reason]).await?;
         Ok(!rows.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_serialized_context;
+    use serde_json::json;
+
+    #[test]
+    fn a_payload_stored_without_its_serialized_context_gets_it_back() {
+        let stored = json!({ "status": "completed", "payload": { "status": "completed", "context": { "a": 1 }, "serializedContext": null } });
+        let text = with_serialized_context(Some(stored.to_string()), Some(r#"{"a": 1}"#.into())).unwrap();
+        let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(data["payload"]["serializedContext"], r#"{"a": 1}"#);
+        assert_eq!(data["payload"]["context"], json!({ "a": 1 }));
+        // nothing to add: the text is returned as it was read
+        let failed = r#"{"reason": "boom", "status": "failed"}"#.to_string();
+        assert_eq!(with_serialized_context(Some(failed.clone()), None), Some(failed));
+        assert_eq!(with_serialized_context(None, None), None);
     }
 }
