@@ -137,10 +137,10 @@ impl JobRunner {
         self.executor.log(level, message, meta);
     }
 
-    /// Handles one delivery. Errors from services become `Retry`; problems of
-    /// the message itself become `DeadLetter`; nothing panics.
-    /// Runs one delivery of a job: `redelivered` by the broker, or `retried` in
-    /// place by this worker after a service error.
+    /// Handles one delivery of a job (`redelivered` by the broker, or `retried`
+    /// in place by this worker after a service error). Errors from services
+    /// become `Retry`; problems of the message itself become `DeadLetter`;
+    /// nothing panics.
     pub async fn handle(
         &self,
         body: &[u8],
@@ -493,20 +493,15 @@ impl JobRunner {
                 compat: self.compat,
                 ..Default::default()
             };
-            let tries = AtomicU32::new(0);
-            let committing = || {
-                tries.fetch_add(1, Ordering::Relaxed);
-                self.store.commit(&job.run_id, &node.id, &effect)
-            };
-            match self.retry_transient(broker, job, "committing a failed node's fallback", committing).await? {
-                Commit::Applied { ready, finished } => {
+            match self.commit(broker, job, &node.id, &effect, "committing a failed node's fallback").await? {
+                (Commit::Applied { ready, finished }, _) => {
                     let (ready, finished) = self.compat_after(bp, job, &node.id, &[], ready, finished, broker).await?;
                     self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
                     if let Some((status, error)) = finished {
                         self.finished(job, &status, error.as_deref());
                     }
                 }
-                Commit::AlreadyDone => self.republish(bp, job, tries.into_inner() > 1, broker).await?,
+                (Commit::AlreadyDone, retried) => self.republish(bp, job, retried, broker).await?,
             }
             return Ok(Disposition::Ack);
         }
@@ -635,22 +630,16 @@ impl JobRunner {
         effect.compat = self.compat;
         effect.held = decided.iter().map(|j| j.target.clone()).collect();
         // The node has run: a lost connection retries the commit, not the node.
-        let tries = AtomicU32::new(0);
-        let committing = || {
-            tries.fetch_add(1, Ordering::Relaxed);
-            self.store.commit(&job.run_id, node_id, &effect)
-        };
-        let commit = self.retry_transient(broker, job, "committing a node's effect", committing).await?;
-        match commit {
-            Commit::AlreadyDone => {
+        match self.commit(broker, job, node_id, &effect, "committing a node's effect").await? {
+            (Commit::AlreadyDone, retried) => {
                 self.log(
                     Level::Debug,
                     "Node output was committed by another delivery",
                     json!({ "runId": job.run_id, "nodeId": node_id }),
                 );
-                self.republish(bp, job, tries.into_inner() > 1, broker).await?;
+                self.republish(bp, job, retried, broker).await?;
             }
-            Commit::Applied { ready, finished } => {
+            (Commit::Applied { ready, finished }, _) => {
                 let (ready, finished) = self.compat_after(bp, job, node_id, &decided, ready, finished, broker).await?;
                 self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
                 if let Some((status, error)) = finished {
@@ -808,6 +797,26 @@ impl JobRunner {
     pub async fn suspect(&self, body: &[u8]) -> bool {
         let Ok(job) = JobMessage::parse(body) else { return false };
         self.store.deliveries(&job.run_id, &job.node_id).await.is_ok_and(|n| n >= 1)
+    }
+
+    /// Commits `effect` for `node_id` (`retry_transient`), and whether the commit was
+    /// sent more than once: an attempt whose answer was lost may have applied, so an
+    /// `AlreadyDone` after a retry may be this delivery's own commit (`republish`).
+    async fn commit(
+        &self,
+        broker: &Broker,
+        job: &JobMessage,
+        node_id: &str,
+        effect: &Effect,
+        doing: &str,
+    ) -> CoreResult<(Commit, bool)> {
+        let tries = AtomicU32::new(0);
+        let committing = || {
+            tries.fetch_add(1, Ordering::Relaxed);
+            self.store.commit(&job.run_id, node_id, effect)
+        };
+        let commit = self.retry_transient(broker, job, doing, committing).await?;
+        Ok((commit, tries.into_inner() > 1))
     }
 
     /// Retries an idempotent step that follows a node's run (its commit, its
