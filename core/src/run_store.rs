@@ -177,9 +177,9 @@ impl Sql {
         // (`with_serialized_context` gives it back to our readers).
         let ended_context = format!(
             "CASE WHEN s.error IS NULL THEN (SELECT jsonb_build_object('status', 'completed', 'payload', \
-               CASE WHEN octet_length(x.t) <= {SERIALIZED_CONTEXT_BYTES} \
-               THEN jsonb_build_object('context', c.context_data, 'serializedContext', x.t, 'status', 'completed') \
-               ELSE jsonb_build_object('context', c.context_data, 'serializedContext', NULL::text, 'status', 'completed') END) \
+               jsonb_build_object('context', c.context_data, \
+                 'serializedContext', CASE WHEN octet_length(x.t) <= {SERIALIZED_CONTEXT_BYTES} THEN x.t END, \
+                 'status', 'completed')) \
                FROM (SELECT c.context_data::text AS t) x) \
              ELSE jsonb_build_object('status', 'failed', 'reason', s.error) END"
         );
