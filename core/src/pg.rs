@@ -365,7 +365,7 @@ impl PgPool {
         Ok(Some(Reserved { conn, _reservation: guard }))
     }
 
-    /// A connection of its own, outside the pool (for transactions).
+    /// A new connection (the pool's, or one of its own for transactions).
     pub async fn connect(&self) -> CoreResult<PgConn> {
         let (client, connection) = self.target.open().await?;
         let driver = tokio::spawn(async move {
