@@ -773,6 +773,11 @@ export interface AdapterStats {
 	deadLettered: number
 	/** Jobs retried in place after a service (PostgreSQL, Redis, RabbitMQ) error. */
 	retried: number
+	/**
+	 * Jobs that ran without a message of their own: a successor the worker went on with
+	 * right after its predecessor's commit, under that job's delivery (see docs/architecture.md).
+	 */
+	continued: number
 	/** Jobs running now. */
 	inFlight: number
 	/** Median job time of recent jobs, in ms. */

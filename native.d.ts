@@ -349,6 +349,8 @@ export interface WorkerCounters {
   deadLettered: number
   /** In-place retries after service errors (not redeliveries). */
   retried: number
+  /** Jobs run under their predecessor's delivery, without a message of their own. */
+  continued: number
   /** Jobs running now. */
   inFlight: number
   /** Median of recent job times (the last 4096), in ms. */

@@ -542,6 +542,7 @@ describe('stats', () => {
 			failed: 0,
 			deadLettered: 0,
 			retried: 0,
+			continued: 0,
 			inFlight: 0,
 			p50Ms: 0,
 			p99Ms: 0,
@@ -557,8 +558,9 @@ describe('stats', () => {
 		await publishRaw(env.queue, 'not a job')
 		await eventually(() => worker.stats().deadLettered === 1, 10000, 'the bad message dead-lettered')
 		const s = worker.stats()
-		// quick: 1 job each; fails: a and b (c is never reached); plus the refused message
-		expect(s).toMatchObject({ processed: 4, failed: 1, deadLettered: 1, retried: 0, inFlight: 0 })
+		// quick: 1 job each; fails: a and b (c is never reached); plus the refused message.
+		// b ran under a's delivery, without a message of its own.
+		expect(s).toMatchObject({ processed: 4, failed: 1, deadLettered: 1, retried: 0, continued: 1, inFlight: 0 })
 		expect(s.p50Ms).toBeGreaterThan(0)
 		expect(s.p99Ms).toBeGreaterThanOrEqual(s.p50Ms)
 		const dead = await client.deadLetters()
@@ -572,6 +574,52 @@ describe('stats', () => {
 		expect(await client.requeueDeadLetters({ limit: 10 })).toBe(1)
 		expect(await client.deadLetters()).toEqual([])
 		expect(await queueDepth(env.queue)).toBe(1)
+	})
+})
+
+describe("successors run under their predecessor's delivery", () => {
+	test('a worker killed in the third node of a chain it ran under one delivery: the redelivery walks the chain, and only that node runs again', async () => {
+		const env = setup('walk')
+		const side = S.uniqueName('side')
+		res.trackTable(side)
+		await S.pgQuery(
+			`CREATE TABLE ${q(side)} (run_id TEXT, node_id TEXT, token TEXT, pid INT, at TIMESTAMPTZ DEFAULT clock_timestamp())`,
+		)
+		const executions = async (runId) =>
+			(await S.pgQuery(`SELECT node_id, token, pid FROM ${q(side)} WHERE run_id = $1 ORDER BY at`, [runId])).rows
+
+		const child = await env.spawnWorker({ SIDE_TABLE: side, DIE_IN_NODE: 'c' })
+		const client = env.adapter()
+		const runId = env.runId()
+		await client.startRun('walk', { testRunId: runId }, { runId })
+		const { signal } = await S.withTimeout(child.exited, 20000, 'the worker dying in node c')
+		expect(signal).toBe('SIGKILL')
+		// a and b are committed; c has no message of its own: the one back in the queue is a's
+		const stuck = await client.getRun(runId)
+		expect(stuck.nodes.map((n) => `${n.id}:${n.state}`)).toEqual(['a:done', 'b:done', 'c:running'])
+		await eventually(async () => (await queueDepth(env.queue)) === 1, 10000, "a's delivery back in the queue")
+
+		const record = (run, node, token) =>
+			S.pgQuery(`INSERT INTO ${q(side)} (run_id, node_id, token, pid) VALUES ($1, $2, $3, $4)`, [
+				run,
+				node,
+				token,
+				process.pid,
+			])
+		const worker = env.adapter({ dependencies: { record } })
+		await worker.start()
+		const result = await client.waitForRun(runId, { timeoutMs: 20000 })
+		expect(result.status).toBe('completed')
+		const by = (node) => (ex) => ex.filter((e) => e.node_id === node)
+		const ex = await executions(runId)
+		expect(by('a')(ex).map((e) => e.pid)).toEqual([child.pid])
+		expect(by('b')(ex).map((e) => e.pid)).toEqual([child.pid])
+		expect(by('c')(ex).map((e) => e.pid)).toEqual([child.pid, process.pid])
+		expect(result.payload.context['_outputs.c'].token).toBe(by('c')(ex)[1].token)
+		// the redelivered job (a's) and the two it walked (b, c): no message of their own
+		expect(worker.stats()).toMatchObject({ processed: 3, continued: 2, deadLettered: 0 })
+		expect(await client.deadLetters()).toEqual([])
+		await eventually(async () => (await queueDepth(env.queue)) === 0, 10000, 'the queue empty')
 	})
 })
 

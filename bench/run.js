@@ -92,6 +92,15 @@ const SYSTEMS = {
 		env: { FLOWCRAFT_GROUP_COMMIT: '0' },
 		optIn: true,
 	},
+	// opt-in: our worker publishing every successor (no successor run under its predecessor's delivery)
+	'ours-uninlined': {
+		key: 'ours-uninlined',
+		label: 'ours, every successor published (FLOWCRAFT_INLINE=0)',
+		kind: 'ours',
+		workers: 1,
+		env: { FLOWCRAFT_INLINE: '0' },
+		optIn: true,
+	},
 	// opt-in: our worker from another checkout (BENCH_BASELINE=<its folder>, built), to
 	// measure a change against the code before it in one invocation
 	'ours-baseline': {
@@ -111,6 +120,7 @@ const DEFAULT_RUNS = {
 	'ours-x2': { diamond: 3000 },
 	// our worker in another setting or from another checkout: measured as ours is
 	'ours-ungrouped': OURS_RUNS,
+	'ours-uninlined': OURS_RUNS,
 	'ours-baseline': OURS_RUNS,
 	'peer-documented': { diamond: 40, chain: 12, fanout: 10 },
 	'peer-tuned': { diamond: 300, chain: 150, fanout: 25 },

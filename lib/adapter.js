@@ -54,6 +54,7 @@ const ZERO_STATS = Object.freeze({
 	failed: 0,
 	deadLettered: 0,
 	retried: 0,
+	continued: 0,
 	inFlight: 0,
 	p50Ms: 0,
 	p99Ms: 0,
@@ -525,7 +526,8 @@ class RabbitMqAdapter {
 
 	/**
 	 * Counters of this process's worker since start(): jobs processed, failed,
-	 * dead-lettered, retried (redelivered), in flight, and p50 / p99 job time in ms.
+	 * dead-lettered, retried (redelivered), run as a successor under their predecessor's
+	 * delivery (continued), in flight, and p50 / p99 job time in ms.
 	 * All zero before start().
 	 */
 	stats() {

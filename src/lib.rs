@@ -604,6 +604,7 @@ impl NativeWorker {
             failed: n(&c.failed),
             dead_lettered: n(&c.dead_lettered),
             retried: n(&c.retried),
+            continued: n(&c.continued),
             in_flight: n(&c.in_flight),
             p50_ms: p50,
             p99_ms: p99,

@@ -241,6 +241,8 @@ pub struct WorkerCounters {
     pub dead_lettered: i64,
     /// In-place retries after service errors (not redeliveries).
     pub retried: i64,
+    /// Jobs run under their predecessor's delivery, without a message of their own.
+    pub continued: i64,
     /// Jobs running now.
     pub in_flight: i64,
     /// Median of recent job times (the last 4096), in ms.

@@ -50,6 +50,15 @@ const blueprints = {
 			{ source: 'b', target: 'c' },
 		],
 	},
+	// a → b → c: b and c run under a's delivery (each the successor its predecessor goes on with)
+	walk: {
+		id: 'walk',
+		nodes: [node('a', 'step'), node('b', 'step'), node('c', 'dies')],
+		edges: [
+			{ source: 'a', target: 'b' },
+			{ source: 'b', target: 'c' },
+		],
+	},
 	approval: {
 		id: 'approval',
 		nodes: [node('ask', 'step'), node('gate', 'wait'), node('yes', 'step'), node('no', 'step')],
@@ -116,6 +125,12 @@ function createRegistry(hooks = {}) {
 		hold: async (ctx) => {
 			const { runId, token } = await begin(ctx)
 			if (hooks.hold) await hooks.hold(ctx.params.name, runId)
+			return { output: { node: ctx.params.name, token } }
+		},
+		// in a worker process started with DIE_IN_NODE=<its name>: the process dies (SIGKILL) inside it
+		dies: async (ctx) => {
+			const { token } = await begin(ctx)
+			if (process.env.DIE_IN_NODE === ctx.params.name) process.kill(process.pid, 'SIGKILL')
 			return { output: { node: ctx.params.name, token } }
 		},
 		boom: async (ctx) => {

@@ -256,6 +256,11 @@ impl Blueprint {
         self.nodes.iter().filter(|n| !self.outgoing.contains_key(&n.id)).map(|n| n.id.as_str()).collect()
     }
 
+    /// Whether any node is a loop controller (the blueprint has loops).
+    pub fn has_loops(&self) -> bool {
+        self.nodes.iter().any(|n| n.uses == LOOP_CONTROLLER)
+    }
+
     /// Whether `id` is a loop controller (run on every arrival, not once as a join).
     pub fn is_loop_controller(&self, id: &str) -> bool {
         self.node(id).is_some_and(|n| n.uses == LOOP_CONTROLLER)

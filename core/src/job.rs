@@ -27,6 +27,19 @@ pub enum Disposition {
     Retry(CoreError),
     /// The worker is stopping and interrupted the node: give the job back.
     Requeue,
+    /// The node committed, and one successor its commit enqueued runs next in
+    /// this process, under the same delivery (`worker.rs` `handle_delivery`),
+    /// without a message of its own: the delivery is acked once the chain ends.
+    /// Should this worker die first, the delivery comes back redelivered and
+    /// walks the chain again (`publish_committed`), so nothing is lost.
+    Continue(Box<JobMessage>),
+}
+
+impl Disposition {
+    /// Ack, or go on with the successor this delivery keeps (`JobRunner::successor_jobs`).
+    fn then(kept: Option<JobMessage>) -> Disposition {
+        kept.map_or(Disposition::Ack, |job| Disposition::Continue(Box::new(job)))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -45,6 +58,9 @@ pub struct JobRunner {
     pub executor: Arc<dyn NodeExecutor>,
     /// `typescriptCompat`: work beside the TypeScript adapter's workers (compat.rs).
     pub compat: bool,
+    /// A committed node's delivery goes on with one of the successors it enqueued
+    /// (`Disposition::Continue`); `FLOWCRAFT_INLINE=0` publishes every one, to compare.
+    pub inline: bool,
 }
 
 impl JobRunner {
@@ -66,6 +82,7 @@ impl JobRunner {
             coordination,
             executor,
             compat: false,
+            inline: std::env::var("FLOWCRAFT_INLINE").map_or(true, |v| v != "0"),
         }
     }
 
@@ -149,14 +166,34 @@ impl JobRunner {
         max_deliveries: u32,
         broker: &Broker,
     ) -> Disposition {
-        let job = match JobMessage::parse(body) {
-            Ok(j) => JobMessage { seen_before: redelivered || retried, ..j },
+        match JobMessage::parse(body) {
+            Ok(j) => {
+                self.handle_job(
+                    JobMessage { seen_before: redelivered || retried, ..j },
+                    redelivered,
+                    max_deliveries,
+                    broker,
+                )
+                .await
+            }
             Err(reason) => {
                 let reason = format!("Not a Flowcraft job: {reason}");
                 self.log(Level::Error, &reason, json!({ "queue": broker.queue }));
-                return Disposition::DeadLetter(reason);
+                Disposition::DeadLetter(reason)
             }
-        };
+        }
+    }
+
+    /// Handles one job: a delivery's own (`handle`), or a successor a delivery
+    /// goes on with (`Disposition::Continue`; `redelivered` and `seen_before` are
+    /// the delivery's: its redelivery walks the chain again, counting toward poison).
+    pub async fn handle_job(
+        &self,
+        job: JobMessage,
+        redelivered: bool,
+        max_deliveries: u32,
+        broker: &Broker,
+    ) -> Disposition {
         // One delivery of a node at a time in this process: after a lost
         // connection the broker hands the job to us again while the old copy
         // may still run; the second waits, then finds the output committed.
@@ -305,8 +342,8 @@ impl JobRunner {
                     "Redelivered job of the last loop iteration; re-publishing its successors",
                     meta,
                 );
-                self.publish_committed(&bp, job, broker).await?;
-                return Ok(Disposition::Ack);
+                let kept = self.publish_committed(&bp, job, broker).await?;
+                return Ok(Disposition::then(kept));
             }
             self.log(Level::Debug, "Job of an earlier loop iteration; skipped", meta);
             return Ok(Disposition::Ack);
@@ -332,8 +369,8 @@ impl JobRunner {
             // Redelivered after its commit: redo only what follows the commit.
             self.log(Level::Debug, "Node already completed; re-publishing its successors", meta);
             self.compat_replay(&bp, job, own, broker).await?;
-            self.publish_committed(&bp, job, broker).await?;
-            return Ok(Disposition::Ack);
+            let kept = self.publish_committed(&bp, job, broker).await?;
+            return Ok(Disposition::then(kept));
         }
         if let Some(status) = snapshot.status.as_deref() {
             if status == "awaiting"
@@ -493,17 +530,18 @@ impl JobRunner {
                 compat: self.compat,
                 ..Default::default()
             };
-            match self.commit(broker, job, &node.id, &effect, "committing a failed node's fallback").await? {
+            let kept = match self.commit(broker, job, &node.id, &effect, "committing a failed node's fallback").await? {
                 (Commit::Applied { ready, finished }, _) => {
                     let (ready, finished) = self.compat_after(bp, job, &node.id, &[], ready, finished, broker).await?;
-                    self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
+                    let kept = self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
                     if let Some((status, error)) = finished {
                         self.finished(job, &status, error.as_deref());
                     }
+                    kept
                 }
                 (Commit::AlreadyDone, retried) => self.republish(bp, job, retried, broker).await?,
-            }
-            return Ok(Disposition::Ack);
+            };
+            return Ok(Disposition::then(kept));
         }
         // A fallback that is a registry key rather than a node: run it in place.
         let mut writes = writes;
@@ -630,29 +668,30 @@ impl JobRunner {
         effect.compat = self.compat;
         effect.held = decided.iter().map(|j| j.target.clone()).collect();
         // The node has run: a lost connection retries the commit, not the node.
-        match self.commit(broker, job, node_id, &effect, "committing a node's effect").await? {
+        let kept = match self.commit(broker, job, node_id, &effect, "committing a node's effect").await? {
             (Commit::AlreadyDone, retried) => {
                 self.log(
                     Level::Debug,
                     "Node output was committed by another delivery",
                     json!({ "runId": job.run_id, "nodeId": node_id }),
                 );
-                self.republish(bp, job, retried, broker).await?;
+                self.republish(bp, job, retried, broker).await?
             }
             (Commit::Applied { ready, finished }, _) => {
                 let (ready, finished) = self.compat_after(bp, job, node_id, &decided, ready, finished, broker).await?;
-                self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
+                let kept = self.publish(bp, job, &ready, &context, &facts.completed, broker).await?;
                 if let Some((status, error)) = finished {
                     self.finished(job, &status, error.as_deref());
                 }
+                kept
             }
-        }
+        };
         let duration = job.received.map_or(0, |t| t.elapsed().as_millis() as u64);
         self.executor.event(
             "job:processed",
             json!({ "runId": job.run_id, "blueprintId": bp.id, "nodeId": node_id, "duration": duration, "success": true }),
         );
-        Ok(Disposition::Ack)
+        Ok(Disposition::then(kept))
     }
 
     /// Publishes the successors that an earlier commit of this node enqueued,
@@ -668,13 +707,13 @@ impl JobRunner {
         job: &JobMessage,
         commit_retried: bool,
         broker: &Broker,
-    ) -> CoreResult<()> {
+    ) -> CoreResult<Option<JobMessage>> {
         if !job.seen_before && !commit_retried {
-            return Ok(());
+            return Ok(None);
         }
         let snapshot = self.store.load(&job.run_id, &job.node_id, std::slice::from_ref(&job.node_id), false).await?;
         if snapshot.status.as_deref().is_some_and(|s| FINAL_STATUSES.contains(&s)) || !snapshot.node_done() {
-            return Ok(());
+            return Ok(None);
         }
         self.compat_replay(bp, job, snapshot.node.as_ref(), broker).await?;
         self.publish_committed(bp, job, broker).await
@@ -750,13 +789,35 @@ impl JobRunner {
         Ok(())
     }
 
-    /// Publishes the successors the stored commit of this node enqueued: its
-    /// single-predecessor successors, and the joins its arrival completed.
-    async fn publish_committed(&self, bp: &Blueprint, job: &JobMessage, broker: &Broker) -> CoreResult<()> {
+    /// Publishes the successors the stored commit of this node enqueued (its
+    /// single-predecessor successors, and the joins its arrival completed) that
+    /// are still queued, and returns the one the delivery that committed went on
+    /// with itself (`successor_jobs`' choice, over the same rows), queued or done:
+    /// that delivery may have died anywhere in its chain, and this one walks it.
+    async fn publish_committed(
+        &self,
+        bp: &Blueprint,
+        job: &JobMessage,
+        broker: &Broker,
+    ) -> CoreResult<Option<JobMessage>> {
         let fired = self.store.fired_by(&job.run_id, &job.node_id).await?;
-        self.publish(bp, job, &fired, &Map::new(), &BTreeSet::new(), broker).await
+        let keep = self.pick_inline(bp, fired.iter().map(|(t, _)| t));
+        let mut jobs = Vec::new();
+        let mut kept = None;
+        for (i, (t, state)) in fired.iter().enumerate() {
+            let next = self.successor(bp, job, t);
+            match (Some(i) == keep, state.as_str()) {
+                (true, "queued" | "done") => kept = Some(JobMessage { seen_before: true, ..next }),
+                (false, "queued") => jobs.push(next),
+                _ => {}
+            }
+        }
+        self.send(&jobs, broker).await?;
+        Ok(kept)
     }
 
+    /// Publishes the successors a commit enqueued that still need a job, except
+    /// the one this delivery goes on with (`pick_inline`), which it returns.
     async fn publish(
         &self,
         bp: &Blueprint,
@@ -765,28 +826,65 @@ impl JobRunner {
         context: &Map<String, Value>,
         completed: &BTreeSet<String>,
         broker: &Broker,
-    ) -> CoreResult<()> {
+    ) -> CoreResult<Option<JobMessage>> {
         // (a node sent round a loop again has its earlier output in the context)
-        let jobs: Vec<JobMessage> = ready
-            .iter()
-            .filter(|t| joins::needs_job(t, context, completed))
-            .map(|t| {
-                JobMessage::new(&job.run_id, &bp.id, &t.node_id)
-                    .in_iteration(t.iteration)
-                    .with_trace(job.traceparent.as_deref())
+        let ready: Vec<&Enqueued> = ready.iter().filter(|t| joins::needs_job(t, context, completed)).collect();
+        let keep = self.pick_inline(bp, ready.iter().copied());
+        let mut jobs: Vec<JobMessage> = ready.iter().map(|t| self.successor(bp, job, t)).collect();
+        let kept = keep.map(|i| jobs.remove(i));
+        self.send(&jobs, broker).await?;
+        Ok(kept.map(|k| JobMessage { seen_before: job.seen_before, ..k }))
+    }
+
+    /// The job of successor `t` of `job`'s node.
+    fn successor(&self, bp: &Blueprint, job: &JobMessage, t: &Enqueued) -> JobMessage {
+        let next = JobMessage::new(&job.run_id, &bp.id, &t.node_id)
+            .in_iteration(t.iteration)
+            .with_trace(job.traceparent.as_deref());
+        JobMessage { received: Some(std::time::Instant::now()), ..next }
+    }
+
+    /// Which of the successors a commit enqueued its delivery runs next itself
+    /// (`Disposition::Continue`), saving that job's publish, delivery and ack:
+    /// the first by id of those that are plain nodes of the blueprint (node code
+    /// from the registry, not a built-in the core runs, not a batch item), outside
+    /// loops, without `typescriptCompat` (old workers must see every job). A pure
+    /// function of the blueprint and the ids, so a redelivery walking the chain
+    /// (`publish_committed`) finds the same one.
+    fn pick_inline<'a>(&self, bp: &Blueprint, ready: impl Iterator<Item = &'a Enqueued>) -> Option<usize> {
+        if !self.inline || self.compat || bp.has_loops() {
+            return None;
+        }
+        ready
+            .enumerate()
+            .filter(|(_, t)| t.iteration == 0)
+            .filter(|(_, t)| {
+                bp.node(&t.node_id).is_some_and(|n| {
+                    self.registry.contains(&n.uses) && crate::builtins::Builtin::of(n, &self.registry).is_none()
+                })
             })
-            .collect();
+            .min_by(|(_, a), (_, b)| a.node_id.cmp(&b.node_id))
+            .map(|(i, _)| i)
+    }
+
+    /// Publishes `jobs` (confirmed), each a `job:enqueued`.
+    async fn send(&self, jobs: &[JobMessage], broker: &Broker) -> CoreResult<()> {
         if jobs.is_empty() {
             return Ok(());
         }
-        broker.publish_jobs(&jobs).await?;
-        for j in &jobs {
-            self.executor.event(
-                "job:enqueued",
-                json!({ "runId": j.run_id, "blueprintId": j.blueprint_id, "nodeId": j.node_id }),
-            );
+        broker.publish_jobs(jobs).await?;
+        for j in jobs {
+            self.enqueued(j);
         }
         Ok(())
+    }
+
+    /// Flowcraft's `job:enqueued` for `job` (published, or kept to run here next).
+    pub fn enqueued(&self, job: &JobMessage) {
+        self.executor.event(
+            "job:enqueued",
+            json!({ "runId": job.run_id, "blueprintId": job.blueprint_id, "nodeId": job.node_id }),
+        );
     }
 
     /// Whether a redelivered job may be what kills workers: its node already

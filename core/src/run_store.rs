@@ -795,10 +795,11 @@ impl RunStore {
         })
     }
 
-    /// The successors an earlier commit of `node_id` enqueued that are still pending.
-    pub async fn fired_by(&self, run_id: &str, node_id: &str) -> CoreResult<Vec<Enqueued>> {
+    /// The successors an earlier commit of `node_id` enqueued, each with its state
+    /// now (`queued`: still pending).
+    pub async fn fired_by(&self, run_id: &str, node_id: &str) -> CoreResult<Vec<(Enqueued, String)>> {
         let rows = self.pool.query("reading what a node enqueued", &self.sql.fired_by, &[&run_id, &node_id]).await?;
-        Ok(rows.iter().map(|r| Enqueued { node_id: r.get(0), iteration: r.get(1) }).collect())
+        Ok(rows.iter().map(|r| (Enqueued { node_id: r.get(0), iteration: r.get(1) }, r.get(2))).collect())
     }
 
     /// The outputs of a batch's items, in item order (`sql/gathered.sql`).

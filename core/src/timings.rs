@@ -15,6 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// A delivery goes on with at most this many successors in a row under its own
+/// message (`Disposition::Continue`); the next one gets a message of its own.
+pub const INLINE_CHAIN_MAX: usize = 64;
+
+/// Nor past this age of the delivery: its message stays unacked for the whole
+/// chain, and a broker's `consumer_timeout` (30 min by default) closes the
+/// channel of a delivery held too long.
+pub const INLINE_WINDOW: Duration = Duration::from_secs(10);
+
 /// Every timeout and interval, with its default. JSON field names are the
 /// adapter option's: `amqpHeartbeatMs`, `pgQueryTimeoutMs`, ...
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]

@@ -7,6 +7,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::executor::Level;
 use crate::job::{Disposition, JobRunner};
 use crate::queue::{header_depth, Broker, JobMessage, MAX_HEADER_DEPTH};
+use crate::timings::{INLINE_CHAIN_MAX, INLINE_WINDOW};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use serde_json::json;
@@ -34,6 +35,8 @@ pub struct Counters {
     pub failed: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub retried: AtomicU64,
+    /// Jobs run under their predecessor's delivery (`Disposition::Continue`).
+    pub continued: AtomicU64,
     pub in_flight: AtomicU64,
     /// The last job durations in ms, for percentiles.
     durations: Mutex<std::collections::VecDeque<f64>>,
@@ -488,6 +491,9 @@ async fn handle_delivery(
     let mut backoff = broker.timings.job_retry();
     let depth = delivery.properties.headers().as_ref().map_or(0, header_depth);
     let mut retried = false;
+    // The successor this delivery went on with (`Disposition::Continue`), once it has.
+    let mut current: Option<JobMessage> = None;
+    let mut chain = 0usize;
     let disposition = loop {
         if depth > MAX_HEADER_DEPTH {
             break Disposition::DeadLetter(format!(
@@ -495,7 +501,14 @@ async fn handle_delivery(
                  they were removed from the dead letter"
             ));
         }
-        match runner.handle(&delivery.data, delivery.redelivered, retried, max_deliveries, broker).await {
+        let outcome = match &current {
+            None => runner.handle(&delivery.data, delivery.redelivered, retried, max_deliveries, broker).await,
+            Some(job) => {
+                let job = JobMessage { seen_before: job.seen_before || retried, ..job.clone() };
+                runner.handle_job(job, delivery.redelivered, max_deliveries, broker).await
+            }
+        };
+        match outcome {
             Disposition::Retry(e) if broker.is_connected() && !*stop.borrow() => {
                 retried = true;
                 counters.retried.fetch_add(1, Ordering::Relaxed);
@@ -507,8 +520,47 @@ async fn handle_delivery(
                 );
                 tokio::time::sleep(delay).await;
             }
+            Disposition::Continue(next) => {
+                counters.processed.fetch_add(1, Ordering::Relaxed);
+                runner.enqueued(&next);
+                chain += 1;
+                // A stopping worker, a long chain or an old delivery gives the successor a
+                // message of its own (it has not run: a fresh job is all it needs).
+                if *stop.borrow() || chain >= INLINE_CHAIN_MAX || started.elapsed() >= INLINE_WINDOW {
+                    match broker.publish_jobs(std::slice::from_ref(&*next)).await {
+                        Ok(()) => break Disposition::Ack,
+                        Err(e) => break Disposition::Retry(e),
+                    }
+                }
+                counters.continued.fetch_add(1, Ordering::Relaxed);
+                current = Some(*next);
+                retried = false;
+                backoff = broker.timings.job_retry();
+            }
             other => break other,
         }
+    };
+    // A successor run under this delivery has no message of its own: a dead letter
+    // carries its job; anything else but an ack gives the delivery back, and its
+    // redelivery walks the chain to it again (`JobRunner::publish_committed`).
+    let disposition = match (&current, disposition) {
+        (Some(job), Disposition::DeadLetter(reason)) => {
+            let body = serde_json::to_vec(job).expect("a job serialises");
+            match broker.dead_letter(&body, &reason, &lapin::BasicProperties::default()).await {
+                Ok(()) => {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    runner.executor.log(
+                        Level::Warn,
+                        &format!("Message dead-lettered to {}: {reason}", broker.dead_queue),
+                        json!({ "queue": broker.queue }),
+                    );
+                    Disposition::Ack
+                }
+                Err(e) => Disposition::Retry(e),
+            }
+        }
+        (_, d) => d,
     };
     // The job's work is done; only its acknowledgement remains. Counted here,
     // before the counters below, so stats never show a job both finished and
@@ -516,7 +568,8 @@ async fn handle_delivery(
     counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     counters.record(started.elapsed().as_secs_f64() * 1000.0);
     let outcome = match disposition {
-        Disposition::Ack => {
+        // (a `Continue` never ends the loop above)
+        Disposition::Ack | Disposition::Continue(_) => {
             counters.processed.fetch_add(1, Ordering::Relaxed);
             delivery.acker.ack(BasicAckOptions::default()).await
         }
