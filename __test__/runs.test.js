@@ -596,7 +596,7 @@ describe("successors run under their predecessor's delivery", () => {
 		expect(signal).toBe('SIGKILL')
 		// a and b are committed; c has no message of its own: the one back in the queue is a's
 		const stuck = await client.getRun(runId)
-		expect(stuck.nodes.map((n) => `${n.id}:${n.state}`)).toEqual(['a:done', 'b:done', 'c:running'])
+		expect(stuck.nodes.map((n) => `${n.id}:${n.state}`)).toEqual(['a:done', 'b:done', 'c:running', 'd:not_reached'])
 		await eventually(async () => (await queueDepth(env.queue)) === 1, 10000, "a's delivery back in the queue")
 
 		const record = (run, node, token) =>
@@ -615,9 +615,13 @@ describe("successors run under their predecessor's delivery", () => {
 		expect(by('a')(ex).map((e) => e.pid)).toEqual([child.pid])
 		expect(by('b')(ex).map((e) => e.pid)).toEqual([child.pid])
 		expect(by('c')(ex).map((e) => e.pid)).toEqual([child.pid, process.pid])
+		expect(by('d')(ex).map((e) => e.pid)).toEqual([process.pid])
 		expect(result.payload.context['_outputs.c'].token).toBe(by('c')(ex)[1].token)
-		// the redelivered job (a's) and the two it walked (b, c): no message of their own
-		expect(worker.stats()).toMatchObject({ processed: 3, continued: 2, deadLettered: 0 })
+		// the redelivered job (a's) and the three it went on with (b, c, d): no message of their own
+		expect(worker.stats()).toMatchObject({ processed: 4, continued: 3, deadLettered: 0 })
+		// toward poison counts the node its last holder died in, not those past it
+		const { rows } = await S.pgQuery(`SELECT deliveries FROM ${q(env.statusTable)} WHERE run_id = $1`, [runId])
+		expect(rows[0].deliveries).toEqual({ c: 1 })
 		expect(await client.deadLetters()).toEqual([])
 		await eventually(async () => (await queueDepth(env.queue)) === 0, 10000, 'the queue empty')
 	})

@@ -50,13 +50,14 @@ const blueprints = {
 			{ source: 'b', target: 'c' },
 		],
 	},
-	// a → b → c: b and c run under a's delivery (each the successor its predecessor goes on with)
+	// a → b → c → d: b, c and d run under a's delivery (each the successor its predecessor goes on with)
 	walk: {
 		id: 'walk',
-		nodes: [node('a', 'step'), node('b', 'step'), node('c', 'dies')],
+		nodes: [node('a', 'step'), node('b', 'step'), node('c', 'dies'), node('d', 'step')],
 		edges: [
 			{ source: 'a', target: 'b' },
 			{ source: 'b', target: 'c' },
+			{ source: 'c', target: 'd' },
 		],
 	},
 	approval: {

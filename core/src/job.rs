@@ -185,8 +185,8 @@ impl JobRunner {
     }
 
     /// Handles one job: a delivery's own (`handle`), or a successor a delivery
-    /// goes on with (`Disposition::Continue`; `redelivered` and `seen_before` are
-    /// the delivery's: its redelivery walks the chain again, counting toward poison).
+    /// goes on with (`Disposition::Continue`; `redelivered` and `seen_before` as the
+    /// delivery's while a redelivery walks its chain again, counting toward poison).
     pub async fn handle_job(
         &self,
         job: JobMessage,
@@ -817,7 +817,8 @@ impl JobRunner {
     }
 
     /// Publishes the successors a commit enqueued that still need a job, except
-    /// the one this delivery goes on with (`pick_inline`), which it returns.
+    /// the one this delivery goes on with (`pick_inline`), which it returns (not
+    /// `seen_before`: it has not run before, and is not counted toward poison).
     async fn publish(
         &self,
         bp: &Blueprint,
@@ -833,7 +834,8 @@ impl JobRunner {
         let mut jobs: Vec<JobMessage> = ready.iter().map(|t| self.successor(bp, job, t)).collect();
         let kept = keep.map(|i| jobs.remove(i));
         self.send(&jobs, broker).await?;
-        Ok(kept.map(|k| JobMessage { seen_before: job.seen_before, ..k }))
+        // (fresh: this delivery's commit enqueued it just now, so nobody has committed it yet)
+        Ok(kept)
     }
 
     /// The job of successor `t` of `job`'s node.

@@ -504,8 +504,11 @@ async fn handle_delivery(
         let outcome = match &current {
             None => runner.handle(&delivery.data, delivery.redelivered, retried, max_deliveries, broker).await,
             Some(job) => {
+                // Walking a redelivered chain to where its last holder stopped, the job counts as
+                // redelivered (toward poison); past it (enqueued by this delivery's own commit), not.
+                let redelivered = delivery.redelivered && job.seen_before;
                 let job = JobMessage { seen_before: job.seen_before || retried, ..job.clone() };
-                runner.handle_job(job, delivery.redelivered, max_deliveries, broker).await
+                runner.handle_job(job, redelivered, max_deliveries, broker).await
             }
         };
         match outcome {
