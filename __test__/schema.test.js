@@ -6,7 +6,7 @@
 const { execFile } = require('node:child_process')
 const path = require('node:path')
 const S = require('./helpers/services')
-const { runsEnv, ROOT } = require('./helpers/runs-env')
+const { runsEnv, ROOT, eventually } = require('./helpers/runs-env')
 
 const res = S.useResources()
 const setup = runsEnv(res)
@@ -171,5 +171,52 @@ describe('createTables: false alters nothing', () => {
 		await worker.start()
 		expect((await runOne(worker, env)).status).toBe('completed')
 		expect((await shape(env.statusTable)).columns).toContain('pending')
+	})
+})
+
+describe("the node table's index of rows that wait", () => {
+	test('an index over state (older versions) is named missing, then replaced; running subflows get their wake_at; node rows are then updated in place (HOT)', async () => {
+		const env = setup('waiting')
+		const nodes = `${env.ctxTable}_nodes`
+		await S.pgQuery(await printedDdl(env))
+		// the node table as an older version left it
+		await S.pgQuery(`DROP INDEX ${q(`${nodes}_waiting`)}`)
+		await S.pgQuery(
+			`CREATE INDEX ${q(`${nodes}_waits`)} ON ${q(nodes)} (wake_at) WHERE state IN ('sleeping', 'woken', 'subflow')`,
+		)
+		await S.pgQuery(`INSERT INTO ${q(nodes)} (run_id, node_id, state) VALUES ('old-run', 'sub', 'subflow')`)
+
+		const err = await S.captureError(() => env.adapter({ createTables: false }).start())
+		expect(err.code).toBe('ERR_INDEX_NOT_FOUND')
+		expect(err.message).toContain(`${nodes} (wake_at) WHERE wake_at IS NOT NULL`)
+		expect(err.message).toContain('npx flowcraft-rabbitmq sql')
+
+		const worker = env.adapter()
+		await worker.start()
+		expect((await shape(nodes)).indexes).toEqual(
+			[q(`${nodes}_pkey`), q(`${nodes}_waiting`)].map((n) => n.replace(/"/g, '')),
+		)
+		const sub = await S.pgQuery(`SELECT wake_at = 'infinity' AS waits FROM ${q(nodes)} WHERE run_id = 'old-run'`)
+		expect(sub.rows[0].waits).toBe(true)
+
+		const runId = env.runId('hot')
+		await worker.startRun('walk', { testRunId: runId }, { runId })
+		expect((await worker.waitForRun(runId, { timeoutMs: 20000 })).status).toBe('completed')
+		// every commit changes its rows' state: with an index over state none of it would be HOT
+		let stats
+		await eventually(
+			async () => {
+				;({
+					rows: [stats],
+				} = await S.pgQuery(
+					'SELECT n_tup_upd::int AS updates, n_tup_hot_upd::int AS hot FROM pg_stat_user_tables WHERE relid = $1::regclass',
+					[q(nodes)],
+				))
+				return stats.updates >= 6
+			},
+			20000,
+			"the node table's update counts reported",
+		)
+		expect(stats.hot).toBeGreaterThanOrEqual(stats.updates / 2)
 	})
 })

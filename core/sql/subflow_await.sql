@@ -10,7 +10,7 @@ WITH due AS (
   JOIN {st} p ON p.run_id = n.run_id AND p.status IN ('running', 'awaiting') AND p.blueprint_id = ANY($1::text[])
   JOIN {st} k ON k.run_id = {child_run_id(n)} AND k.status = 'awaiting'
   JOIN {ctx} x ON x.run_id = n.run_id AND NOT (COALESCE(x.context_data -> '_awaitingNodeIds', '[]'::jsonb) ? n.node_id)
-  WHERE n.state = 'subflow'
+  WHERE n.state = 'subflow' AND n.wake_at = 'infinity'
   ORDER BY n.run_id
   LIMIT $2 FOR UPDATE OF n, p, x SKIP LOCKED
 ), marked AS (

@@ -7,7 +7,7 @@
 WITH lk AS (
   SELECT 1 FROM {st} s WHERE s.run_id = $1 AND {not_final} FOR UPDATE
 )
-UPDATE {nodes} n SET state = 'subflow', wake_at = NULL,
+UPDATE {nodes} n SET state = 'subflow', wake_at = 'infinity',
   spec = jsonb_build_object('attempt', $4::int, 'iteration', $3::int)
 FROM lk WHERE n.run_id = $1 AND n.node_id = $2 AND n.state = 'woken' AND n.iteration = $3
 RETURNING 1

@@ -7,7 +7,7 @@ WITH due AS (
   SELECT n.run_id, n.node_id, p.blueprint_id FROM {nodes} n
   JOIN {st} p ON p.run_id = n.run_id AND p.status = 'running' AND p.blueprint_id = ANY($1::text[])
   JOIN {st} c ON c.run_id = {child_run_id(n)} AND c.status IN ('completed', 'failed', 'cancelled')
-  WHERE n.state = 'subflow'
+  WHERE n.state = 'subflow' AND n.wake_at = 'infinity'
   LIMIT $2 FOR UPDATE OF n SKIP LOCKED
 )
 UPDATE {nodes} n SET state = 'woken', wake_at = now() + make_interval(secs => $3::float8)

@@ -6,7 +6,7 @@
 -- Returns: run id, blueprint id, node id, iteration of each node to enqueue.
 WITH due AS (
   SELECT n.run_id, n.node_id FROM {nodes} n
-  WHERE n.state IN ('sleeping', 'woken') AND n.wake_at <= now()
+  WHERE n.state IN ('sleeping', 'woken') AND n.wake_at <= now() AND n.wake_at IS NOT NULL
   ORDER BY n.wake_at LIMIT $2 FOR UPDATE OF n SKIP LOCKED
 ), seen AS (
   SELECT d.run_id, d.node_id, s.blueprint_id, s.status FROM due d LEFT JOIN {st} s ON s.run_id = d.run_id

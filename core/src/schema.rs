@@ -68,6 +68,9 @@ const NOTIFY_UPDATE_TRIGGER: &str = "flowcraft_status_notify_update";
 const KEEP_FINAL_TRIGGER: &str = "flowcraft_status_keep_final";
 
 /// The advisory lock that serialises our DDL (workers starting together).
+/// The node table's index of the rows that wait: `<nodes>_waiting`.
+const WAKE_INDEX: &str = "waiting";
+
 const DDL_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('flowcraft-rabbitmq-adapter ddl'));";
 
 /// A NOTIFY payload must stay under 8000 bytes; a longer one (a huge run id) is
@@ -172,8 +175,21 @@ impl Schema {
             .collect()
     }
 
-    fn wake_index(&self) -> String {
-        format!("{}_waits", self.nodes_table.rsplit('.').next().unwrap_or("flowcraft_nodes")).chars().take(63).collect()
+    /// The node table's index of the rows that wait (`wake_at` set: sleeping, woken,
+    /// subflow), and the name earlier versions gave an index over `state` instead.
+    fn wake_index(&self, suffix: &str) -> String {
+        format!("{}_{suffix}", self.nodes_table.rsplit('.').next().unwrap_or("flowcraft_nodes"))
+            .chars()
+            .take(63)
+            .collect()
+    }
+
+    /// `name`, an index of the node table, qualified with its schema and quoted.
+    fn node_index(&self, name: &str) -> String {
+        match self.nodes.rsplit_once('.') {
+            Some((schema, _)) => format!("{schema}.\"{name}\""),
+            None => format!("\"{name}\""),
+        }
     }
 
     /// The CLI command that prints [`Schema::ddl`] for these tables.
@@ -217,8 +233,12 @@ impl Schema {
              -- updated by each of its jobs, do not leave a trail of index entries\n\
              CREATE TABLE IF NOT EXISTS {nodes} (\n{node_columns},\n  PRIMARY KEY (run_id, node_id)\n) WITH (fillfactor = 70);\n\
              ALTER TABLE {nodes}\n{add_node_columns};\n\
-             -- the sweeps' lookups (sleep, subflow): only the rows that wait are in it\n\
-             CREATE INDEX IF NOT EXISTS \"{wake_idx}\" ON {nodes} (wake_at) WHERE state IN ('sleeping', 'woken', 'subflow');\n\
+             -- the sweeps' lookups (sleep, subflow): only the rows that wait have a wake_at (a subflow's\n\
+             -- is 'infinity'). Not over `state`: an index on a column a job's commit changes would keep\n\
+             -- every row update from being made in place (HOT).\n\
+             UPDATE {nodes} SET wake_at = 'infinity' WHERE state = 'subflow' AND wake_at IS NULL;\n\
+             DROP INDEX IF EXISTS {old_wake_idx};\n\
+             CREATE INDEX IF NOT EXISTS \"{wake_idx}\" ON {nodes} (wake_at) WHERE wake_at IS NOT NULL;\n\
              \n\
              CREATE TABLE IF NOT EXISTS {st} (\n{st_base}\n);\n\
              -- the worker's bookkeeping (and the base columns, for a table made otherwise)\n\
@@ -254,7 +274,8 @@ impl Schema {
             ctx_columns = columns(&CONTEXT_COLUMNS),
             st_base = columns(&STATUS_COLUMNS[..4]),
             idx = self.idempotency_index(),
-            wake_idx = self.wake_index(),
+            wake_idx = self.wake_index(WAKE_INDEX),
+            old_wake_idx = self.node_index(&self.wake_index("waits")),
             notify_body = notify_body(),
             keep_final_body = keep_final_body(),
         )
@@ -274,7 +295,9 @@ impl Schema {
                ARRAY(SELECT g.tgname::text FROM pg_trigger g WHERE g.tgrelid = t.rel AND NOT g.tgisinternal AND g.tgenabled <> 'D' \
                      AND (g.tgnargs = 0 OR g.tgargs = convert_to($3::text, 'UTF8') || '\\x00'::bytea)), \
                (SELECT p.prosrc FROM pg_proc p WHERE p.oid = to_regprocedure($4::text)), \
-               (SELECT p.prosrc FROM pg_proc p WHERE p.oid = to_regprocedure($5::text)) \
+               (SELECT p.prosrc FROM pg_proc p WHERE p.oid = to_regprocedure($5::text)), \
+               EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                       WHERE i.indrelid = t.rel AND c.relname = $7::text) \
              FROM t";
         let notify_fn = format!("{}{NOTIFY_FUNCTION}()", self.function_prefix);
         let keep_fn = format!("{}{KEEP_FINAL_FUNCTION}()", self.function_prefix);
@@ -282,7 +305,15 @@ impl Schema {
             .query(
                 "checking the tables",
                 sql,
-                &[&self.st, &self.ctx, &self.status_table, &notify_fn, &keep_fn, &self.nodes],
+                &[
+                    &self.st,
+                    &self.ctx,
+                    &self.status_table,
+                    &notify_fn,
+                    &keep_fn,
+                    &self.nodes,
+                    &self.wake_index(WAKE_INDEX),
+                ],
             )
             .await?;
         let mut found = Inspection::default();
@@ -316,6 +347,9 @@ impl Schema {
                 let keep_src: Option<String> = row.get(6);
                 found.functions_current = notify_src.as_deref() == Some(notify_body().as_str())
                     && keep_src.as_deref() == Some(keep_final_body().as_str());
+            }
+            if role == "nodes" && !row.get::<_, bool>(7) {
+                found.missing_indexes.push(format!("{name} (wake_at) WHERE wake_at IS NOT NULL"));
             }
             for key in keys {
                 let has_column = key.split(',').all(|k| columns.iter().any(|c| c == k));
