@@ -24,6 +24,10 @@
 -- compat_settle and JobRunner::compat_after (old workers' jobs are in flight unseen).
 -- Returns: the successors it enqueued (and their iterations), the status when nothing of the run remains pending (final, or
 -- `awaiting`), the NOTIFY, the run's first error.
+-- Two statements are made of this text (run_store.rs `variant`): the full one, and the plain one for the commits of
+-- most jobs, without what only a fallback's owners ($14/$15), a loop ($20/$21), a batch's items ($23..$25) or
+-- typescriptCompat ($27/$28) need: the lines between `--[full` and `--full]` are only in the full statement, those
+-- between `--[plain` and `--plain]` only in the plain one. (Every plan node costs at each execution's start.)
 WITH lk AS (
   SELECT s.pending, COALESCE(s.arrivals, '{}'::jsonb) AS arrivals FROM {st} s
   WHERE s.run_id = $1 AND {not_final} AND s.pending IS NOT NULL FOR UPDATE
@@ -36,6 +40,7 @@ WITH lk AS (
     joined_now = CASE WHEN cardinality($28::text[]) > 0 THEN $28::text[] ELSE n.joined_now END
   FROM lk WHERE n.run_id = $1 AND n.node_id = $2 AND n.state IN ('queued', 'sleeping', 'woken') AND n.iteration = $22
   RETURNING n.input
+--[full
 ), ow AS (
   -- the nodes this fallback arrives for count once at each join: their rows say where they were counted
   UPDATE {nodes} o SET joined_now = ARRAY(SELECT t FROM unnest(p.targets) t WHERE NOT t = ANY(o.joined)),
@@ -44,6 +49,7 @@ WITH lk AS (
             GROUP BY w.owner) p
   WHERE o.run_id = $1 AND o.node_id = ANY($14::text[]) AND o.node_id = p.owner
   RETURNING o.node_id, o.state, o.output, o.input, o.joined_now, o.iteration
+--full]
 ), x AS (
   SELECT t.*, c.cur + c.new AS after, t.fire AND t.expected > 0
       AND ((t.is_any AND c.cur = 0 AND c.new > 0) OR (NOT t.is_any AND c.cur + c.new >= t.expected)) AS completes
@@ -51,7 +57,11 @@ WITH lk AS (
     $13::bool[], $19::bool[], $26::bool[]) AS t(id, ready, expected, is_any, fire, self, writes, input, binds, deferred,
     passes), me, lk,
     LATERAL (SELECT COALESCE((lk.arrivals ->> t.id)::int, 0) AS cur, (CASE WHEN t.self THEN 1 ELSE 0 END)
-      + (SELECT count(*) FROM ow, unnest(ow.joined_now) j WHERE j = t.id) AS new) c
+--[full
+      + (SELECT count(*) FROM ow, unnest(ow.joined_now) j WHERE j = t.id)
+--full]
+      AS new) c
+--[full
 ), rs AS (
   -- a loop going round again: its body's settled rows become idle for the next iteration (outputs
   -- stay until overwritten, as in FlowRuntime's context); those it enqueues are reset in `upd`
@@ -67,6 +77,7 @@ WITH lk AS (
   FROM me, unnest($23::text[], $24::text[], $25::text[]) AS t(id, input, spec)
   ON CONFLICT (run_id, node_id) DO NOTHING
   RETURNING node_id
+--full]
 ), upd AS (
   -- A touched row is written only when it changes: enqueued, or given an input. An 'all' join's
   -- arrivals are counted in the status row, and (`deferred`: no transform reads it before) its
@@ -84,9 +95,14 @@ WITH lk AS (
     AND (x.ready OR x.completes OR NOT (x.deferred AND x.expected > 0 AND NOT x.is_any))
   RETURNING n.node_id, n.state = 'queued' AND n.fired_by = $2 AS fired, n.state, n.output, n.input, n.iteration
 ), nx AS (
-  SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired) + (SELECT count(*) FROM sp)
-    + cardinality($28::text[]) AS pending
-  FROM lk, me, (SELECT count(*) FROM rs) r
+  SELECT lk.pending - 1 + (SELECT count(*) FROM upd WHERE upd.fired)
+--[full
+    + (SELECT count(*) FROM sp) + cardinality($28::text[])
+--full]
+    AS pending
+  FROM lk, me
+--[full
+    , (SELECT count(*) FROM rs) r
 ), ck AS (
   -- typescriptCompat: the keys the TypeScript adapter's workers read, written as we commit them
   SELECT CASE WHEN $3::text IS NULL THEN '{}'::jsonb
@@ -97,26 +113,42 @@ WITH lk AS (
     ARRAY(SELECT '_inputs.' || x.id FROM x
           WHERE x.writes AND CASE WHEN x.passes THEN $3::text IS NULL ELSE x.input IS NULL END) AS dropped
   FROM me WHERE $27
+--full]
 ), own AS (
   -- what this statement wrote to node rows, as context keys (the fold below reads the others)
   SELECT CASE WHEN $3::text IS NULL THEN '{}'::jsonb
       ELSE jsonb_build_object('_outputs.' || $2, $3::text::jsonb, $2::text, $3::text::jsonb) END
     || COALESCE((SELECT jsonb_object_agg('_inputs.' || $2, me.input) FROM me WHERE me.input IS NOT NULL), '{}'::jsonb)
     || COALESCE((SELECT jsonb_object_agg(e.k, e.v) FROM (SELECT node_id, state, output, input, iteration FROM upd
-                 UNION ALL SELECT node_id, state, output, input, iteration FROM ow) r,
+--[full
+                 UNION ALL SELECT node_id, state, output, input, iteration FROM ow
+--full]
+                 ) r,
          LATERAL (SELECT '_outputs.' || r.node_id, r.output WHERE {has_output(r)}
                   UNION ALL SELECT r.node_id, r.output WHERE {has_output(r)}
                   UNION ALL SELECT '_inputs.' || r.node_id, r.input WHERE r.input IS NOT NULL) e(k, v)), '{}'::jsonb) AS keys
 ), gone AS (
   -- an undefined output removes the node's keys (FlowRuntime deletes them), e.g. an initial key named like it
   SELECT CASE WHEN $3::text IS NULL THEN ARRAY['_outputs.' || $2, $2::text] ELSE '{}'::text[] END AS keys
+--[plain
+    -- (typed here: only the full statement reads them)
+    , cardinality($14::text[]) + cardinality($15::text[]) + cardinality($23::text[]) + cardinality($24::text[])
+      + cardinality($25::text[]) AS unused
+--plain]
 ), c AS (
   UPDATE {ctx} t SET context_data = CASE WHEN nx.pending = 0 AND NOT $27
       THEN ((t.context_data - $17::text[] - gone.keys) || $16::text::jsonb) || {fold} || own.keys
+--[full
       ELSE (t.context_data - $17::text[] - gone.keys - COALESCE(ck.dropped, '{}'::text[])) || $16::text::jsonb
         || COALESCE(ck.keys, '{}'::jsonb) END
   FROM nx CROSS JOIN own CROSS JOIN gone LEFT JOIN ck ON true
-  WHERE t.run_id = $1 AND ($18 OR nx.pending = 0 OR $27 OR t.context_data ?| gone.keys)
+--full]
+--[plain
+      ELSE (t.context_data - $17::text[] - gone.keys) || $16::text::jsonb END
+  FROM nx CROSS JOIN own CROSS JOIN gone
+--plain]
+  -- (an undefined output's keys are looked for only then: `?|` reads the whole document)
+  WHERE t.run_id = $1 AND ($18 OR nx.pending = 0 OR $27 OR (cardinality(gone.keys) > 0 AND t.context_data ?| gone.keys))
   RETURNING t.context_data
 ), u AS (
   UPDATE {st} AS s SET pending = nx.pending, updated_at = now(),
@@ -129,7 +161,10 @@ WITH lk AS (
   FROM nx LEFT JOIN c ON true WHERE s.run_id = $1
   RETURNING s.run_id, s.status, s.error, nx.pending = 0 AND NOT $27 AS drained
 ), f AS (
-  SELECT upd.node_id AS id, upd.iteration FROM upd WHERE upd.fired UNION ALL SELECT sp.node_id, 0 FROM sp
+  SELECT upd.node_id AS id, upd.iteration FROM upd WHERE upd.fired
+--[full
+  UNION ALL SELECT sp.node_id, 0 FROM sp
+--full]
 )
 SELECT ARRAY(SELECT f.id FROM f ORDER BY f.id), ARRAY(SELECT f.iteration FROM f ORDER BY f.id),
   CASE WHEN u.drained AND u.status IN ('completed', 'failed', 'awaiting') THEN u.status END,

@@ -35,7 +35,7 @@ pub enum CoreError {
     TableNotFound { table: String, command: String },
     #[error("missing column(s) {columns}, and with createTables: false no table is altered: print the statements that add them with `{command}` and apply them (they are idempotent), or start one worker with createTables: true")]
     ColumnNotFound { columns: String, command: String },
-    #[error("missing unique index(es) on {indexes}, and with createTables: false no index is created: print the statements that create them with `{command}` and apply them (they are idempotent), or start one worker with createTables: true")]
+    #[error("missing index(es) on {indexes}, and with createTables: false no index is created: print the statements that create them with `{command}` and apply them (they are idempotent), or start one worker with createTables: true")]
     IndexNotFound { indexes: String, command: String },
     #[error("{0}")]
     Unsupported(String),

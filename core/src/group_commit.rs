@@ -36,6 +36,8 @@ pub fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 
 struct Member {
     run_id: String,
+    /// Which of the group's statements it runs.
+    statement: usize,
     params: Vec<Param>,
     answer: oneshot::Sender<CoreResult<Vec<Row>>>,
 }
@@ -88,21 +90,22 @@ impl State {
 
 pub struct CommitGroup {
     pool: Arc<PgPool>,
-    sql: String,
+    statements: Vec<String>,
     state: Mutex<State>,
 }
 
 impl CommitGroup {
-    pub fn new(pool: Arc<PgPool>, sql: String) -> Arc<CommitGroup> {
-        Arc::new(CommitGroup { pool, sql, state: Mutex::default() })
+    /// A group committer sending one of `statements` for each member.
+    pub fn new(pool: Arc<PgPool>, statements: Vec<String>) -> Arc<CommitGroup> {
+        Arc::new(CommitGroup { pool, statements, state: Mutex::default() })
     }
 
-    /// Runs the statement with `params` in the next group; its rows, or its error.
-    pub async fn query(self: &Arc<Self>, run_id: &str, params: Vec<Param>) -> CoreResult<Vec<Row>> {
+    /// Runs statement `statement` with `params` in the next group; its rows, or its error.
+    pub async fn query(self: &Arc<Self>, run_id: &str, statement: usize, params: Vec<Param>) -> CoreResult<Vec<Row>> {
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut s = self.state.lock().unwrap();
-            s.waiting.push(Member { run_id: run_id.to_string(), params, answer });
+            s.waiting.push(Member { run_id: run_id.to_string(), statement, params, answer });
             let lead = s.leaders < LEADERS;
             if lead {
                 s.leaders += 1;
@@ -174,7 +177,7 @@ impl CommitGroup {
     async fn one_by_one(&self, group: Vec<Member>) {
         for m in group {
             let params = refs(&m.params);
-            let r = self.pool.query("committing a node's output", &self.sql, &params).await;
+            let r = self.pool.query("committing a node's output", &self.statements[m.statement], &params).await;
             let _ = m.answer.send(r);
         }
     }
@@ -214,7 +217,7 @@ impl CommitGroup {
             conn.client().batch_execute("BEGIN").await.map_err(|e| whole(CoreError::pg(doing, e)))?;
             let calls = group.iter().map(|m| {
                 let params = refs(&m.params);
-                async move { conn.query(&self.sql, &params).await }
+                async move { conn.query(&self.statements[m.statement], &params).await }
             });
             let results = futures_util::future::join_all(calls).await;
             // the first failure is the member's own; those after it only saw the aborted transaction
@@ -238,7 +241,7 @@ mod tests {
     use super::*;
 
     fn member(run: &str) -> Member {
-        Member { run_id: run.into(), params: Vec::new(), answer: oneshot::channel().0 }
+        Member { run_id: run.into(), statement: 0, params: Vec::new(), answer: oneshot::channel().0 }
     }
 
     #[test]

@@ -792,8 +792,10 @@ impl JobRunner {
     /// Publishes the successors the stored commit of this node enqueued (its
     /// single-predecessor successors, and the joins its arrival completed) that
     /// are still queued, and returns the one the delivery that committed went on
-    /// with itself (`successor_jobs`' choice, over the same rows), queued or done:
+    /// with itself (`pick_inline`'s choice, over the same rows), queued or done:
     /// that delivery may have died anywhere in its chain, and this one walks it.
+    /// Once that one has left `queued`, the others were published (before it ran):
+    /// they are not published again (their jobs are in the queue or done).
     async fn publish_committed(
         &self,
         bp: &Blueprint,
@@ -802,13 +804,14 @@ impl JobRunner {
     ) -> CoreResult<Option<JobMessage>> {
         let fired = self.store.fired_by(&job.run_id, &job.node_id).await?;
         let keep = self.pick_inline(bp, fired.iter().map(|(t, _)| t));
+        let published = keep.is_some_and(|i| fired[i].1 != "queued");
         let mut jobs = Vec::new();
         let mut kept = None;
         for (i, (t, state)) in fired.iter().enumerate() {
             let next = self.successor(bp, job, t);
             match (Some(i) == keep, state.as_str()) {
                 (true, "queued" | "done") => kept = Some(JobMessage { seen_before: true, ..next }),
-                (false, "queued") => jobs.push(next),
+                (false, "queued") if !published => jobs.push(next),
                 _ => {}
             }
         }

@@ -137,7 +137,9 @@ struct Sql {
     heartbeat: String,
     count_delivery: String,
     deliveries: String,
+    /// `sql/commit.sql` whole, and without what most jobs' commits do not need (`Effect::plain`).
     commit: String,
+    commit_plain: String,
     fail_node: String,
     finalize: String,
     fail_run: String,
@@ -163,6 +165,26 @@ struct Sql {
     subflow_retry: String,
     children: String,
     compat_settle: String,
+}
+
+/// One of the two statements a SQL text with `--[full` / `--full]` and `--[plain` /
+/// `--plain]` blocks makes (`sql/commit.sql`): the full one, or the plain one.
+fn variant(text: &str, full: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut keep = true;
+    for line in text.lines() {
+        match line.trim() {
+            "--[full" => keep = full,
+            "--[plain" => keep = !full,
+            "--full]" | "--plain]" => keep = true,
+            _ if keep => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 impl Sql {
@@ -226,8 +248,12 @@ impl Sql {
             deliveries: plain(include_str!("../sql/deliveries.sql")),
             // the rows this statement changes are read from its own results, not locked again
             commit: fill(
-                &include_str!("../sql/commit.sql").replace("{fires}", FIRES),
+                &variant(include_str!("../sql/commit.sql"), true).replace("{fires}", FIRES),
                 "n.node_id = $2 OR n.node_id IN (SELECT u.node_id FROM upd u UNION ALL SELECT o.node_id FROM ow o)",
+            ),
+            commit_plain: fill(
+                &variant(include_str!("../sql/commit.sql"), false).replace("{fires}", FIRES),
+                "n.node_id = $2 OR n.node_id IN (SELECT u.node_id FROM upd u)",
             ),
             fail_node: fill(include_str!("../sql/fail_node.sql"), "false"),
             finalize: plain(include_str!("../sql/finalize.sql")),
@@ -532,6 +558,15 @@ pub struct Effect {
     pub held: Vec<String>,
 }
 
+impl Effect {
+    /// Whether the plain commit statement does it all: no loop going round, no batch
+    /// items, not `typescriptCompat` (the caller checks there are no fallback owners,
+    /// the members of its join arrivals other than the node).
+    fn plain(&self) -> bool {
+        self.again.is_empty() && self.spawn.is_empty() && !self.compat && self.held.is_empty()
+    }
+}
+
 /// A node a commit adds to its run (a batch item), queued with its input.
 #[derive(Debug, Clone)]
 pub struct Spawned {
@@ -555,7 +590,7 @@ impl RunStore {
         let sql = Sql::new(&ctx, &st, &nodes, status_table);
         let schema = Schema::new(context_table, status_table)?;
         let grouped = std::env::var("FLOWCRAFT_GROUP_COMMIT").map_or(true, |v| v != "0");
-        let group = grouped.then(|| CommitGroup::new(pool.clone(), sql.commit.clone()));
+        let group = grouped.then(|| CommitGroup::new(pool.clone(), vec![sql.commit.clone(), sql.commit_plain.clone()]));
         Ok(RunStore { pool, group, status_table: status_table.to_string(), schema, sql })
     }
 
@@ -752,9 +787,13 @@ impl RunStore {
             Box::new(effect.compat),
             Box::new(effect.held.clone()),
         ];
+        let plain = effect.plain() && owners.is_empty();
         let rows = match &self.group {
-            Some(group) => group.query(run_id, params).await?,
-            None => self.pool.query("committing a node's output", &self.sql.commit, &refs(&params)).await?,
+            Some(group) => group.query(run_id, usize::from(plain), params).await?,
+            None => {
+                let sql = if plain { &self.sql.commit_plain } else { &self.sql.commit };
+                self.pool.query("committing a node's output", sql, &refs(&params)).await?
+            }
         };
         Ok(match rows.first() {
             Some(r) => {
@@ -1095,6 +1134,40 @@ impl RunStore {
 mod tests {
     use super::with_serialized_context;
     use serde_json::json;
+
+    /// The parameters `$n` a statement reads.
+    fn params(sql: &str) -> std::collections::BTreeSet<u32> {
+        let mut found = std::collections::BTreeSet::new();
+        let body: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+        let mut rest = body.as_str();
+        while let Some(i) = rest.find('$') {
+            rest = &rest[i + 1..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse() {
+                found.insert(n);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_plain_commit_drops_the_full_blocks_and_still_reads_every_parameter() {
+        let sql = super::Sql::new("\"c\"", "\"s\"", "\"c_nodes\"", "s");
+        for cte in ["ow AS (", "rs AS (", "sp AS (", "ck AS ("] {
+            assert!(sql.commit.contains(cte), "{cte}");
+            assert!(!sql.commit_plain.contains(cte), "{cte}");
+        }
+        assert!(!sql.commit.contains("AS unused"));
+        assert!(sql.commit_plain.contains("AS unused"));
+        // PostgreSQL infers each parameter's type from its use: both must read all 28
+        let all: std::collections::BTreeSet<u32> = (1..=28).collect();
+        assert_eq!(params(&sql.commit), all);
+        assert_eq!(params(&sql.commit_plain), all);
+        let markers = ["--[full", "--full]", "--[plain", "--plain]"];
+        for statement in [&sql.commit, &sql.commit_plain] {
+            assert!(!statement.lines().any(|l| markers.contains(&l.trim())));
+        }
+    }
 
     #[test]
     fn a_payload_stored_without_its_serialized_context_gets_it_back() {

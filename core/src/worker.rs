@@ -527,6 +527,13 @@ async fn handle_delivery(
                 counters.processed.fetch_add(1, Ordering::Relaxed);
                 runner.enqueued(&next);
                 chain += 1;
+                // The delivery is gone with its connection: its redelivery walks the chain from
+                // here (going on would run the successor beside that walk).
+                if !broker.is_connected() {
+                    break Disposition::Retry(CoreError::WorkerState(
+                        "the connection that delivered the job closed; its redelivery goes on from here".into(),
+                    ));
+                }
                 // A stopping worker, a long chain or an old delivery gives the successor a
                 // message of its own (it has not run: a fresh job is all it needs).
                 if *stop.borrow() || chain >= INLINE_CHAIN_MAX || started.elapsed() >= INLINE_WINDOW {
