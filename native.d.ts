@@ -184,6 +184,11 @@ export interface NativeConfig {
   /** true: conditions and transforms go through the `evaluate` callback. */
   customEvaluator?: boolean
   /**
+   * false: no event bus listens, so the core sends no events to `notify` (one
+   * crossing into JavaScript less per job and per successor). Absent: true.
+   */
+  emitEvents?: boolean
+  /**
    * Any key of core/src/timings.rs `Timings` (`pgQueryTimeoutMs`, ...), in ms;
    * absent keys keep their defaults, unknown keys are refused.
    */

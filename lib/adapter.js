@@ -595,6 +595,8 @@ async function buildConfig(s) {
 		blueprintsJson: JSON.stringify(s.blueprints),
 		registry: kinds,
 		customEvaluator: !!s.runtimeOptions.evaluator,
+		// without an event bus, the core keeps its events to itself (lib/callbacks.js would drop them)
+		emitEvents: !!s.workerEventBus && typeof s.workerEventBus.emit === 'function',
 		timings: s.timings,
 	})
 }

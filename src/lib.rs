@@ -296,6 +296,7 @@ struct Config {
     blueprints: Value,
     registry: HashSet<String>,
     custom_evaluator: bool,
+    emit_events: bool,
     max_deliveries: u32,
     timings: Timings,
 }
@@ -350,6 +351,7 @@ impl Config {
             blueprints: serde_json::from_str(&c.blueprints_json).map_err(json)?,
             registry: c.registry.into_keys().collect(),
             custom_evaluator: c.custom_evaluator.unwrap_or(false),
+            emit_events: c.emit_events.unwrap_or(true),
             max_deliveries: c.max_deliveries,
             timings,
         })
@@ -375,6 +377,8 @@ struct JsBridge {
     run_node: RunNodeFn,
     evaluate: Option<EvaluateFn>,
     notify: NotifyFn,
+    /// An event bus listens (`NativeConfig::emit_events`).
+    events: bool,
 }
 
 impl JsBridge {
@@ -449,7 +453,9 @@ impl NodeExecutor for JsBridge {
     }
 
     fn event(&self, kind: &str, payload: Value) {
-        self.send(json!({ "kind": "event", "type": kind, "payload": payload }));
+        if self.events {
+            self.send(json!({ "kind": "event", "type": kind, "payload": payload }));
+        }
     }
 
     fn cancel(&self, run_id: &str) {
@@ -557,7 +563,8 @@ impl NativeWorker {
         let reader =
             RunStore::new(&config.pg, &config.context_table_name, &config.status_table_name).map_err(js_error)?;
         let coordination = coordination_of(&config.redis, coordinate.map(JsCoordination::Strong))?;
-        let bridge = JsBridge { run_node, evaluate: if config.custom_evaluator { evaluate } else { None }, notify };
+        let evaluate = if config.custom_evaluator { evaluate } else { None };
+        let bridge = JsBridge { run_node, evaluate, notify, events: config.emit_events };
         let runner = JobRunner::new(blueprints, registry, store, coordination, Arc::new(bridge))
             .with_compat(config.typescript_compat);
         let worker = Worker::new(

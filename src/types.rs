@@ -114,6 +114,9 @@ pub struct NativeConfig {
     pub registry: HashMap<String, String>,
     /// true: conditions and transforms go through the `evaluate` callback.
     pub custom_evaluator: Option<bool>,
+    /// false: no event bus listens, so the core sends no events to `notify` (one
+    /// crossing into JavaScript less per job and per successor). Absent: true.
+    pub emit_events: Option<bool>,
     /// Any key of core/src/timings.rs `Timings` (`pgQueryTimeoutMs`, ...), in ms;
     /// absent keys keep their defaults, unknown keys are refused.
     pub timings: Option<HashMap<String, f64>>,
