@@ -26,6 +26,29 @@ jest.setTimeout(60000)
 
 const q = S.quoteIdent
 
+/**
+ * A side table each node execution is recorded in (helpers/runs-fixtures.js): its name
+ * (a worker process's SIDE_TABLE), a run's executions in order, and the `record`
+ * dependency an in-process worker records with.
+ */
+async function sideTable() {
+	const side = S.uniqueName('side')
+	res.trackTable(side)
+	await S.pgQuery(
+		`CREATE TABLE ${q(side)} (run_id TEXT, node_id TEXT, token TEXT, pid INT, at TIMESTAMPTZ DEFAULT clock_timestamp())`,
+	)
+	const executions = async (runId) =>
+		(await S.pgQuery(`SELECT node_id, token, pid FROM ${q(side)} WHERE run_id = $1 ORDER BY at`, [runId])).rows
+	const record = (run, node, token) =>
+		S.pgQuery(`INSERT INTO ${q(side)} (run_id, node_id, token, pid) VALUES ($1, $2, $3, $4)`, [
+			run,
+			node,
+			token,
+			process.pid,
+		])
+	return { side, executions, record }
+}
+
 describe('startRun', () => {
 	test('two concurrent startRuns with one idempotency key start one run: one status row, one set of start jobs', async () => {
 		const env = setup('idem')
@@ -306,13 +329,7 @@ describe('getRun', () => {
 describe('reconcile', () => {
 	test('a worker killed mid-run, its job lost: reconcile re-enqueues it once, the run completes, no node output is committed twice', async () => {
 		const env = setup('kill')
-		const side = S.uniqueName('side')
-		res.trackTable(side)
-		await S.pgQuery(
-			`CREATE TABLE ${q(side)} (run_id TEXT, node_id TEXT, token TEXT, pid INT, at TIMESTAMPTZ DEFAULT clock_timestamp())`,
-		)
-		const executions = async (runId) =>
-			(await S.pgQuery(`SELECT node_id, token, pid FROM ${q(side)} WHERE run_id = $1 ORDER BY at`, [runId])).rows
+		const { side, executions, record } = await sideTable()
 
 		const child = await env.spawnWorker({ SIDE_TABLE: side })
 		const client = env.adapter()
@@ -336,13 +353,6 @@ describe('reconcile', () => {
 		expect(await client.reconcile(runId, { staleAfterMs: 0 })).toEqual(new Set())
 		expect(await queueDepth(env.queue)).toBe(1)
 
-		const record = (run, node, token) =>
-			S.pgQuery(`INSERT INTO ${q(side)} (run_id, node_id, token, pid) VALUES ($1, $2, $3, $4)`, [
-				run,
-				node,
-				token,
-				process.pid,
-			])
 		const worker = env.adapter({ dependencies: { record } })
 		await worker.start()
 		const result = await client.waitForRun(runId, { timeoutMs: 20000 })
@@ -580,13 +590,7 @@ describe('stats', () => {
 describe("successors run under their predecessor's delivery", () => {
 	test('a worker killed in the third node of a chain it ran under one delivery: the redelivery walks the chain, and only that node runs again', async () => {
 		const env = setup('walk')
-		const side = S.uniqueName('side')
-		res.trackTable(side)
-		await S.pgQuery(
-			`CREATE TABLE ${q(side)} (run_id TEXT, node_id TEXT, token TEXT, pid INT, at TIMESTAMPTZ DEFAULT clock_timestamp())`,
-		)
-		const executions = async (runId) =>
-			(await S.pgQuery(`SELECT node_id, token, pid FROM ${q(side)} WHERE run_id = $1 ORDER BY at`, [runId])).rows
+		const { side, executions, record } = await sideTable()
 
 		const child = await env.spawnWorker({ SIDE_TABLE: side, DIE_IN_NODE: 'c' })
 		const client = env.adapter()
@@ -599,13 +603,6 @@ describe("successors run under their predecessor's delivery", () => {
 		expect(stuck.nodes.map((n) => `${n.id}:${n.state}`)).toEqual(['a:done', 'b:done', 'c:running', 'd:not_reached'])
 		await eventually(async () => (await queueDepth(env.queue)) === 1, 10000, "a's delivery back in the queue")
 
-		const record = (run, node, token) =>
-			S.pgQuery(`INSERT INTO ${q(side)} (run_id, node_id, token, pid) VALUES ($1, $2, $3, $4)`, [
-				run,
-				node,
-				token,
-				process.pid,
-			])
 		const worker = env.adapter({ dependencies: { record } })
 		await worker.start()
 		const result = await client.waitForRun(runId, { timeoutMs: 20000 })
@@ -630,11 +627,7 @@ describe("successors run under their predecessor's delivery", () => {
 describe('graceful shutdown', () => {
 	test('handleSignals: on SIGTERM the worker finishes the job in flight, then the process ends by SIGTERM', async () => {
 		const env = setup('sig')
-		const side = S.uniqueName('side')
-		res.trackTable(side)
-		await S.pgQuery(
-			`CREATE TABLE ${q(side)} (run_id TEXT, node_id TEXT, token TEXT, pid INT, at TIMESTAMPTZ DEFAULT clock_timestamp())`,
-		)
+		const { side } = await sideTable()
 		const child = await env.spawnWorker({ SIDE_TABLE: side, HANDLE_SIGNALS: '1' })
 		const client = env.adapter()
 		const runId = env.runId()
