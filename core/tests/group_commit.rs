@@ -23,14 +23,14 @@ async fn a_failing_member_gets_its_error_and_its_neighbours_are_committed() {
     pool.batch("creating", &format!("CREATE TABLE {table} (id INT PRIMARY KEY, run TEXT NOT NULL)")).await.unwrap();
     // ids repeat 7: the second insert of it violates the key, in whichever group it lands
     let sql = format!("INSERT INTO {table} (id, run) VALUES ($1::int, $2::text) RETURNING id");
-    let group = CommitGroup::new(pool.clone(), sql);
+    let group = CommitGroup::new(pool.clone(), vec![sql]);
     let members: Vec<(i32, String)> =
         (0..40).map(|i| (if i == 39 { 7 } else { i }, format!("run-{}", i % 5))).collect();
     let calls = members.iter().map(|(id, run)| {
         let params: Vec<Param> = vec![Box::new(*id), Box::new(run.clone())];
         let group = group.clone();
         let run = run.clone();
-        async move { group.query(&run, params).await }
+        async move { group.query(&run, 0, params).await }
     });
     let results = futures_util::future::join_all(calls).await;
     let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
