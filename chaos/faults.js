@@ -184,7 +184,10 @@ async function pgOutageCase({ log = () => {}, runs = 4, outageMs = 35000, keepLo
 /**
  * RabbitMQ black hole on the worker's connection (new connections work). Expected:
  * the dead link is declared by the heartbeat (default 10 s) within 30 s, the worker
- * reconnects, the broker redelivers what it held, every run completes.
+ * reconnects, the broker redelivers what it held, every run completes. (A run may
+ * complete before the reconnect: a branch's worker goes on with the join it fired, and
+ * the join with its successor, under the delivery it holds; the reconnect is awaited
+ * either way.)
  */
 async function amqpBlackholeCase({ log = () => {}, runs = 4, keepLogs = false } = {}) {
 	const { h, proxy } = await proxiedHarness({ label: 'amqpbh', service: 'amqp', log })
@@ -201,6 +204,7 @@ async function amqpBlackholeCase({ log = () => {}, runs = 4, keepLogs = false } 
 			{ stallMs: 60000, timeoutMs: 90000 },
 		)
 		const doneMs = Date.now() - t0
+		await waitFor(() => firstAfter(h, 'Reconnected to RabbitMQ', t0) !== null, Math.max(0, 35000 - doneMs))
 		const reconnectMs = firstAfter(h, 'Reconnected to RabbitMQ', t0)
 		const st = await h.statuses(list.map((r) => r.runId))
 		const completed = [...st.values()].filter((s) => s.status === 'completed').length

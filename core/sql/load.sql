@@ -1,7 +1,7 @@
 -- What a job reads of its run before running its node.
 -- $1 run id, $2 the node ids whose rows it needs (or every row: the node's routing reads the whole
 -- context; then `{which}` is true, one statement each so that each has a plan of its own), $3 the
--- context keys its `inputs` name.
+-- context keys its `inputs` name, $4 the job's node id (only its row's route is read).
 -- Returns: context row text, status, tracked (has our bookkeeping), the node rows as a JSON array,
 -- the context row's keys left out. When only some rows are read, a user key whose value is large
 -- (over 2 KB stored: a batch's input array, say) and that the node's inputs do not name is left

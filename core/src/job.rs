@@ -794,8 +794,6 @@ impl JobRunner {
     /// are still queued, and returns the one the delivery that committed went on
     /// with itself (`pick_inline`'s choice, over the same rows), queued or done:
     /// that delivery may have died anywhere in its chain, and this one walks it.
-    /// Once that one has left `queued`, the others were published (before it ran):
-    /// they are not published again (their jobs are in the queue or done).
     async fn publish_committed(
         &self,
         bp: &Blueprint,
@@ -804,14 +802,13 @@ impl JobRunner {
     ) -> CoreResult<Option<JobMessage>> {
         let fired = self.store.fired_by(&job.run_id, &job.node_id).await?;
         let keep = self.pick_inline(bp, fired.iter().map(|(t, _)| t));
-        let published = keep.is_some_and(|i| fired[i].1 != "queued");
         let mut jobs = Vec::new();
         let mut kept = None;
         for (i, (t, state)) in fired.iter().enumerate() {
             let next = self.successor(bp, job, t);
             match (Some(i) == keep, state.as_str()) {
                 (true, "queued" | "done") => kept = Some(JobMessage { seen_before: true, ..next }),
-                (false, "queued") if !published => jobs.push(next),
+                (false, "queued") => jobs.push(next),
                 _ => {}
             }
         }
@@ -849,27 +846,25 @@ impl JobRunner {
         JobMessage { received: Some(std::time::Instant::now()), ..next }
     }
 
-    /// Which of the successors a commit enqueued its delivery runs next itself
-    /// (`Disposition::Continue`), saving that job's publish, delivery and ack:
-    /// the first by id of those that are plain nodes of the blueprint (node code
-    /// from the registry, not a built-in the core runs, not a batch item), outside
-    /// loops, without `typescriptCompat` (old workers must see every job). A pure
-    /// function of the blueprint and the ids, so a redelivery walking the chain
-    /// (`publish_committed`) finds the same one.
+    /// Whether a commit's delivery runs the successor it enqueued next itself
+    /// (`Disposition::Continue`), saving that job's publish, delivery and ack: when
+    /// the commit enqueued exactly one (a chain's next link, a join its last arrival
+    /// fired) and it is a plain node of the blueprint (node code from the registry,
+    /// not a built-in the core runs, not a batch item), outside loops, without
+    /// `typescriptCompat` (old workers must see every job). Never beside siblings: a
+    /// redelivery walking the chain (`publish_committed`, the same rule over the same
+    /// rows) could not tell whether they had been published, and publishing them again
+    /// would run the ones in flight twice.
     fn pick_inline<'a>(&self, bp: &Blueprint, ready: impl Iterator<Item = &'a Enqueued>) -> Option<usize> {
         if !self.inline || self.compat || bp.has_loops() {
             return None;
         }
-        ready
-            .enumerate()
-            .filter(|(_, t)| t.iteration == 0)
-            .filter(|(_, t)| {
-                bp.node(&t.node_id).is_some_and(|n| {
-                    self.registry.contains(&n.uses) && crate::builtins::Builtin::of(n, &self.registry).is_none()
-                })
-            })
-            .min_by(|(_, a), (_, b)| a.node_id.cmp(&b.node_id))
-            .map(|(i, _)| i)
+        let ready: Vec<&Enqueued> = ready.collect();
+        let [only] = ready[..] else { return None };
+        let plain = bp.node(&only.node_id).is_some_and(|n| {
+            self.registry.contains(&n.uses) && crate::builtins::Builtin::of(n, &self.registry).is_none()
+        });
+        (only.iteration == 0 && plain).then_some(0)
     }
 
     /// Publishes `jobs` (confirmed), each a `job:enqueued`.

@@ -58,9 +58,14 @@ pub fn nodes_table(context_table: &str) -> String {
 const FIRES: &str =
     "(n.state = 'idle' OR (n.node_id = ANY($20::text[]) AND n.state = 'done')) AND (x.ready OR x.completes)";
 
-/// A node row as `load` and `view` return it (`NodeRow`).
+/// `load`'s route of a row: the job's own node's only (`$4`).
+const OWN_ROUTE: &str = "CASE WHEN n.node_id = $4::text THEN n.route END";
+
+/// A node row as `load` and `view` return it (`NodeRow`); `{route}` its route (`load` reads
+/// only its own node's: a predecessor's route is as long as its fan-out, and every one of its
+/// successors' jobs would carry it).
 const NODE_JSON: &str = "json_build_object('id', n.node_id, 'state', n.state, 'has', n.output IS NOT NULL, \
-     'output', n.output, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', n.input, 'route', n.route, \
+     'output', n.output, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', n.input, 'route', {route}, \
      'iteration', n.iteration, 'due', COALESCE(n.wake_at <= now(), false), 'spec', n.spec, \
      'wakeAt', to_char(n.wake_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))";
 
@@ -209,7 +214,7 @@ impl Sql {
         let fold = |exclude: &str| include_str!("../sql/fold.sql").trim_end().replace("{exclude}", exclude);
         let fill = |text: &str, fold_exclude: &str| -> String {
             text.replace("{fold}", &fold(fold_exclude))
-                .replace("{node_json}", NODE_JSON)
+                .replace("{node_json}", &NODE_JSON.replace("{route}", "n.route"))
                 .replace("{has_output(f)}", &has_output("f"))
                 .replace("{has_output(r)}", &has_output("r"))
                 .replace("{child_run_id(n)}", CHILD_RUN_ID_SQL)
@@ -227,6 +232,7 @@ impl Sql {
         Sql {
             load: plain(
                 &include_str!("../sql/load.sql")
+                    .replace("{node_json}", &NODE_JSON.replace("{route}", OWN_ROUTE))
                     .replace("{which}", "n.node_id = ANY($2::text[])")
                     .replace("{context_text}", &format!(
                         "CASE WHEN c.context_data IS NOT NULL THEN COALESCE((SELECT jsonb_object_agg(e.key, e.value) \
@@ -238,6 +244,7 @@ impl Sql {
             ),
             load_all: plain(
                 &include_str!("../sql/load.sql")
+                    .replace("{node_json}", &NODE_JSON.replace("{route}", OWN_ROUTE))
                     .replace("{which}", "cardinality($2::text[]) >= 0")
                     .replace("{context_text}", "c.context_data::text")
                     .replace("{omitted}", "ARRAY(SELECT unnest($3::text[]) LIMIT 0)"),
@@ -622,7 +629,7 @@ impl RunStore {
         keys: &[String],
     ) -> CoreResult<RunSnapshot> {
         let sql = if all { &self.sql.load_all } else { &self.sql.load };
-        let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys]).await?;
+        let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys, &node_id]).await?;
         let row = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
         let context_text: Option<String> = row.get(0);
         let mut context = match &context_text {
