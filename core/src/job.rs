@@ -27,7 +27,7 @@ pub enum Disposition {
     Retry(CoreError),
     /// The worker is stopping and interrupted the node: give the job back.
     Requeue,
-    /// The node committed, and one successor its commit enqueued runs next in
+    /// The node committed, and the one successor its commit enqueued runs next in
     /// this process, under the same delivery (`worker.rs` `handle_delivery`),
     /// without a message of its own: the delivery is acked once the chain ends.
     /// Should this worker die first, the delivery comes back redelivered and
@@ -58,8 +58,9 @@ pub struct JobRunner {
     pub executor: Arc<dyn NodeExecutor>,
     /// `typescriptCompat`: work beside the TypeScript adapter's workers (compat.rs).
     pub compat: bool,
-    /// A committed node's delivery goes on with one of the successors it enqueued
-    /// (`Disposition::Continue`); `FLOWCRAFT_INLINE=0` publishes every one, to compare.
+    /// A committed node's delivery goes on with the successor it enqueued, when it
+    /// enqueued one (`pick_inline`, `Disposition::Continue`); `FLOWCRAFT_INLINE=0`
+    /// publishes it, to compare.
     pub inline: bool,
 }
 
