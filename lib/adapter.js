@@ -14,7 +14,7 @@ const crypto = require('node:crypto')
 const { loadNative, constructNative, callNative } = require('./load-native')
 const { activeTraceparent } = require('./trace')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
-const { createNotify, createEvaluate, emitEvent } = require('./callbacks')
+const { canEmit, createNotify, createEvaluate, emitEvent } = require('./callbacks')
 const { safeLogger } = require('./logger')
 const { stopOnSignals } = require('./signals')
 const { CODES, codedError } = require('./errors')
@@ -596,7 +596,7 @@ async function buildConfig(s) {
 		registry: kinds,
 		customEvaluator: !!s.runtimeOptions.evaluator,
 		// without an event bus, the core keeps its events to itself (lib/callbacks.js would drop them)
-		emitEvents: !!s.workerEventBus && typeof s.workerEventBus.emit === 'function',
+		emitEvents: canEmit(s.workerEventBus),
 		timings: s.timings,
 	})
 }

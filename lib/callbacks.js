@@ -8,6 +8,11 @@ const { safeLogger } = require('./logger')
 
 const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error'])
 
+/** Whether `eventBus` is one events can be emitted on (it has `emit`). */
+function canEmit(eventBus) {
+	return !!eventBus && typeof eventBus.emit === 'function'
+}
+
 /**
  * `notify(messageJson)`: log lines go to the logger, events to the event bus, and
  * `{ kind: 'cancel', runId }` (a run with nodes running here was cancelled) to `onCancel`.
@@ -17,7 +22,7 @@ const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error'])
  */
 function createNotify({ logger, eventBus, onCancel, holdFinish } = {}) {
 	const log = safeLogger(logger)
-	const canEmit = !!eventBus && typeof eventBus.emit === 'function'
+	const emits = canEmit(eventBus)
 	return function notify(messageJson) {
 		let msg
 		try {
@@ -41,7 +46,7 @@ function createNotify({ logger, eventBus, onCancel, holdFinish } = {}) {
 				})
 			}
 		} else if (msg.kind === 'event') {
-			if (!canEmit) return
+			if (!emits) return
 			const onError = (e) =>
 				log.warn('eventBus.emit failed', { type: msg.type, error: e?.message ? e.message : String(e) })
 			const emit = () => {
@@ -101,7 +106,7 @@ function createEvaluate(evaluator, { logger } = {}) {
  * that throws or rejects is logged on `log`, never passed on.
  */
 async function emitEvent(eventBus, log, type, payload) {
-	if (!eventBus || typeof eventBus.emit !== 'function') return
+	if (!canEmit(eventBus)) return
 	try {
 		await eventBus.emit({ type, payload })
 	} catch (e) {
@@ -109,4 +114,4 @@ async function emitEvent(eventBus, log, type, payload) {
 	}
 }
 
-module.exports = { createNotify, createEvaluate, emitEvent, withExecutionId }
+module.exports = { canEmit, createNotify, createEvaluate, emitEvent, withExecutionId }

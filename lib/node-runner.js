@@ -6,7 +6,7 @@
 // answers with the result and the context writes, as JSON text (`RunNodeFn` in native.d.ts).
 
 const { setTimeout: sleep } = require('node:timers/promises')
-const { emitEvent } = require('./callbacks')
+const { canEmit, emitEvent } = require('./callbacks')
 const { withTraceparent } = require('./trace')
 const { NodeContextView, rawSnapshot } = require('./context-view')
 const { safeLogger, createConsoleLogger } = require('./logger')
@@ -95,7 +95,7 @@ function createNodeRunner({
 	const byRun = new Map()
 
 	const emit = (type, payload) => emitEvent(eventBus, log, type, payload)
-	const tracing = contextEvents === true && !!eventBus && typeof eventBus.emit === 'function'
+	const tracing = contextEvents === true && canEmit(eventBus)
 	// FlowRuntime's `context:change` for a key the core writes when it commits the node
 	const change = (executionId, sourceNode, op) =>
 		emit(

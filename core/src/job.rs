@@ -36,7 +36,7 @@ pub enum Disposition {
 }
 
 impl Disposition {
-    /// Ack, or go on with the successor this delivery keeps (`JobRunner::successor_jobs`).
+    /// Ack, or go on with the successor this delivery keeps (`JobRunner::pick_inline`).
     fn then(kept: Option<JobMessage>) -> Disposition {
         kept.map_or(Disposition::Ack, |job| Disposition::Continue(Box::new(job)))
     }
@@ -802,19 +802,16 @@ impl JobRunner {
         broker: &Broker,
     ) -> CoreResult<Option<JobMessage>> {
         let fired = self.store.fired_by(&job.run_id, &job.node_id).await?;
-        let keep = self.pick_inline(bp, fired.iter().map(|(t, _)| t));
-        let mut jobs = Vec::new();
-        let mut kept = None;
-        for (i, (t, state)) in fired.iter().enumerate() {
-            let next = self.successor(bp, job, t);
-            match (Some(i) == keep, state.as_str()) {
-                (true, "queued" | "done") => kept = Some(JobMessage { seen_before: true, ..next }),
-                (false, "queued") => jobs.push(next),
-                _ => {}
-            }
+        let rows: Vec<&Enqueued> = fired.iter().map(|(t, _)| t).collect();
+        if let Some(only) = self.pick_inline(bp, &rows) {
+            // (the only row: `queued`, it runs; `done`, the walk goes on from it)
+            let walk = matches!(fired[0].1.as_str(), "queued" | "done");
+            return Ok(walk.then(|| JobMessage { seen_before: true, ..self.successor(bp, job, only) }));
         }
+        let jobs: Vec<JobMessage> =
+            fired.iter().filter(|(_, state)| state == "queued").map(|(t, _)| self.successor(bp, job, t)).collect();
         self.send(&jobs, broker).await?;
-        Ok(kept)
+        Ok(None)
     }
 
     /// Publishes the successors a commit enqueued that still need a job, except
@@ -831,12 +828,13 @@ impl JobRunner {
     ) -> CoreResult<Option<JobMessage>> {
         // (a node sent round a loop again has its earlier output in the context)
         let ready: Vec<&Enqueued> = ready.iter().filter(|t| joins::needs_job(t, context, completed)).collect();
-        let keep = self.pick_inline(bp, ready.iter().copied());
-        let mut jobs: Vec<JobMessage> = ready.iter().map(|t| self.successor(bp, job, t)).collect();
-        let kept = keep.map(|i| jobs.remove(i));
+        if let Some(only) = self.pick_inline(bp, &ready) {
+            // (fresh: this delivery's commit enqueued it just now, so nobody has committed it yet)
+            return Ok(Some(self.successor(bp, job, only)));
+        }
+        let jobs: Vec<JobMessage> = ready.iter().map(|t| self.successor(bp, job, t)).collect();
         self.send(&jobs, broker).await?;
-        // (fresh: this delivery's commit enqueued it just now, so nobody has committed it yet)
-        Ok(kept)
+        Ok(None)
     }
 
     /// The job of successor `t` of `job`'s node.
@@ -847,7 +845,7 @@ impl JobRunner {
         JobMessage { received: Some(std::time::Instant::now()), ..next }
     }
 
-    /// Whether a commit's delivery runs the successor it enqueued next itself
+    /// The successor a commit's delivery runs next itself, if any
     /// (`Disposition::Continue`), saving that job's publish, delivery and ack: when
     /// the commit enqueued exactly one (a chain's next link, a join its last arrival
     /// fired) and it is a plain node of the blueprint (node code from the registry,
@@ -856,16 +854,15 @@ impl JobRunner {
     /// redelivery walking the chain (`publish_committed`, the same rule over the same
     /// rows) could not tell whether they had been published, and publishing them again
     /// would run the ones in flight twice.
-    fn pick_inline<'a>(&self, bp: &Blueprint, ready: impl Iterator<Item = &'a Enqueued>) -> Option<usize> {
+    fn pick_inline<'a>(&self, bp: &Blueprint, ready: &[&'a Enqueued]) -> Option<&'a Enqueued> {
         if !self.inline || self.compat || bp.has_loops() {
             return None;
         }
-        let ready: Vec<&Enqueued> = ready.collect();
-        let [only] = ready[..] else { return None };
+        let [only] = ready else { return None };
         let plain = bp.node(&only.node_id).is_some_and(|n| {
             self.registry.contains(&n.uses) && crate::builtins::Builtin::of(n, &self.registry).is_none()
         });
-        (only.iteration == 0 && plain).then_some(0)
+        (only.iteration == 0 && plain).then_some(*only)
     }
 
     /// Publishes `jobs` (confirmed), each a `job:enqueued`.

@@ -142,9 +142,9 @@ struct Sql {
     heartbeat: String,
     count_delivery: String,
     deliveries: String,
-    /// `sql/commit.sql` whole, and without what most jobs' commits do not need (`Effect::plain`).
-    commit: String,
-    commit_plain: String,
+    /// `sql/commit.sql` made whole (`[0]`) and without what most jobs' commits do not
+    /// need (`[1]`, `Effect::plain`): indexed by `usize::from(plain)`, here and in the group.
+    commit: [String; 2],
     fail_node: String,
     finalize: String,
     fail_run: String,
@@ -254,14 +254,16 @@ impl Sql {
             count_delivery: plain(include_str!("../sql/count_delivery.sql")),
             deliveries: plain(include_str!("../sql/deliveries.sql")),
             // the rows this statement changes are read from its own results, not locked again
-            commit: fill(
-                &variant(include_str!("../sql/commit.sql"), true).replace("{fires}", FIRES),
-                "n.node_id = $2 OR n.node_id IN (SELECT u.node_id FROM upd u UNION ALL SELECT o.node_id FROM ow o)",
-            ),
-            commit_plain: fill(
-                &variant(include_str!("../sql/commit.sql"), false).replace("{fires}", FIRES),
-                "n.node_id = $2 OR n.node_id IN (SELECT u.node_id FROM upd u)",
-            ),
+            commit: [
+                fill(
+                    &variant(include_str!("../sql/commit.sql"), true).replace("{fires}", FIRES),
+                    "n.node_id = $2 OR n.node_id IN (SELECT u.node_id FROM upd u UNION ALL SELECT o.node_id FROM ow o)",
+                ),
+                fill(
+                    &variant(include_str!("../sql/commit.sql"), false).replace("{fires}", FIRES),
+                    "n.node_id = $2 OR n.node_id IN (SELECT u.node_id FROM upd u)",
+                ),
+            ],
             fail_node: fill(include_str!("../sql/fail_node.sql"), "false"),
             finalize: plain(include_str!("../sql/finalize.sql")),
             fail_run: plain(include_str!("../sql/fail_run.sql")),
@@ -597,7 +599,7 @@ impl RunStore {
         let sql = Sql::new(&ctx, &st, &nodes, status_table);
         let schema = Schema::new(context_table, status_table)?;
         let grouped = std::env::var("FLOWCRAFT_GROUP_COMMIT").map_or(true, |v| v != "0");
-        let group = grouped.then(|| CommitGroup::new(pool.clone(), vec![sql.commit.clone(), sql.commit_plain.clone()]));
+        let group = grouped.then(|| CommitGroup::new(pool.clone(), sql.commit.to_vec()));
         Ok(RunStore { pool, group, status_table: status_table.to_string(), schema, sql })
     }
 
@@ -794,11 +796,11 @@ impl RunStore {
             Box::new(effect.compat),
             Box::new(effect.held.clone()),
         ];
-        let plain = effect.plain() && owners.is_empty();
+        let statement = usize::from(effect.plain() && owners.is_empty());
         let rows = match &self.group {
-            Some(group) => group.query(run_id, usize::from(plain), params).await?,
+            Some(group) => group.query(run_id, statement, params).await?,
             None => {
-                let sql = if plain { &self.sql.commit_plain } else { &self.sql.commit };
+                let sql = &self.sql.commit[statement];
                 self.pool.query("committing a node's output", sql, &refs(&params)).await?
             }
         };
@@ -1160,18 +1162,19 @@ mod tests {
     #[test]
     fn the_plain_commit_drops_the_full_blocks_and_still_reads_every_parameter() {
         let sql = super::Sql::new("\"c\"", "\"s\"", "\"c_nodes\"", "s");
+        let [full, plain] = &sql.commit;
         for cte in ["ow AS (", "rs AS (", "sp AS (", "ck AS ("] {
-            assert!(sql.commit.contains(cte), "{cte}");
-            assert!(!sql.commit_plain.contains(cte), "{cte}");
+            assert!(full.contains(cte), "{cte}");
+            assert!(!plain.contains(cte), "{cte}");
         }
-        assert!(!sql.commit.contains("AS unused"));
-        assert!(sql.commit_plain.contains("AS unused"));
+        assert!(!full.contains("AS unused"));
+        assert!(plain.contains("AS unused"));
         // PostgreSQL infers each parameter's type from its use: both must read all 28
         let all: std::collections::BTreeSet<u32> = (1..=28).collect();
-        assert_eq!(params(&sql.commit), all);
-        assert_eq!(params(&sql.commit_plain), all);
+        assert_eq!(params(full), all);
+        assert_eq!(params(plain), all);
         let markers = ["--[full", "--full]", "--[plain", "--plain]"];
-        for statement in [&sql.commit, &sql.commit_plain] {
+        for statement in [full, plain] {
             assert!(!statement.lines().any(|l| markers.contains(&l.trim())));
         }
     }

@@ -67,10 +67,10 @@ const NOTIFY_INSERT_TRIGGER: &str = "flowcraft_status_notify_insert";
 const NOTIFY_UPDATE_TRIGGER: &str = "flowcraft_status_notify_update";
 const KEEP_FINAL_TRIGGER: &str = "flowcraft_status_keep_final";
 
-/// The advisory lock that serialises our DDL (workers starting together).
 /// The node table's index of the rows that wait: `<nodes>_waiting`.
 const WAKE_INDEX: &str = "waiting";
 
+/// The advisory lock that serialises our DDL (workers starting together).
 const DDL_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('flowcraft-rabbitmq-adapter ddl'));";
 
 /// A NOTIFY payload must stay under 8000 bytes; a longer one (a huge run id) is

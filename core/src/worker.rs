@@ -550,28 +550,6 @@ async fn handle_delivery(
             other => break other,
         }
     };
-    // A successor run under this delivery has no message of its own: a dead letter
-    // carries its job; anything else but an ack gives the delivery back, and its
-    // redelivery walks the chain to it again (`JobRunner::publish_committed`).
-    let disposition = match (&current, disposition) {
-        (Some(job), Disposition::DeadLetter(reason)) => {
-            let body = serde_json::to_vec(job).expect("a job serialises");
-            match broker.dead_letter(&body, &reason, &lapin::BasicProperties::default()).await {
-                Ok(()) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    runner.executor.log(
-                        Level::Warn,
-                        &format!("Message dead-lettered to {}: {reason}", broker.dead_queue),
-                        json!({ "queue": broker.queue }),
-                    );
-                    Disposition::Ack
-                }
-                Err(e) => Disposition::Retry(e),
-            }
-        }
-        (_, d) => d,
-    };
     // The job's work is done; only its acknowledgement remains. Counted here,
     // before the counters below, so stats never show a job both finished and
     // in flight.
@@ -585,7 +563,16 @@ async fn handle_delivery(
         }
         Disposition::DeadLetter(reason) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            match broker.dead_letter(&delivery.data, &reason, &delivery.properties).await {
+            // A successor run under this delivery has no message of its own: its dead letter
+            // carries its job. (Any other end but an ack gives the delivery back, and its
+            // redelivery walks the chain to it again: `JobRunner::publish_committed`.)
+            let successor = current.as_ref().map(|job| serde_json::to_vec(job).expect("a job serialises"));
+            let no_properties = lapin::BasicProperties::default();
+            let (body, properties) = match &successor {
+                Some(body) => (body.as_slice(), &no_properties),
+                None => (delivery.data.as_slice(), &delivery.properties),
+            };
+            match broker.dead_letter(body, &reason, properties).await {
                 Ok(()) => {
                     counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                     runner.executor.log(
