@@ -622,6 +622,36 @@ describe("successors run under their predecessor's delivery", () => {
 		expect(await client.deadLetters()).toEqual([])
 		await eventually(async () => (await queueDepth(env.queue)) === 0, 10000, 'the queue empty')
 	})
+
+	test("a successor run under its predecessor's delivery and dead-lettered is dead-lettered as its own job; the delivery is acked", async () => {
+		const env = setup('refused')
+		const worker = env.adapter()
+		await worker.start()
+		// PostgreSQL refuses b's commit, every time (not a service error): its job is dead-lettered
+		const nodes = `${env.ctxTable}_nodes`
+		const refuse = S.uniqueName('refuse')
+		res.onCleanup(() => S.pgQuery(`DROP FUNCTION IF EXISTS ${q(refuse)}() CASCADE`))
+		await S.pgQuery(
+			`CREATE FUNCTION ${q(refuse)}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ` +
+				`RAISE EXCEPTION 'b is refused' USING ERRCODE = 'check_violation'; END $$`,
+		)
+		await S.pgQuery(
+			`CREATE TRIGGER ${q(refuse)} BEFORE UPDATE ON ${q(nodes)} FOR EACH ROW ` +
+				`WHEN (NEW.node_id = 'b' AND NEW.state = 'done') EXECUTE FUNCTION ${q(refuse)}()`,
+		)
+		const runId = env.runId()
+		await worker.startRun('walk', { testRunId: runId }, { runId })
+		const result = await worker.waitForRun(runId, { timeoutMs: 20000 })
+		expect(result.status).toBe('failed')
+		expect(result.reason).toMatch(/b is refused/)
+		await eventually(() => worker.stats().deadLettered === 1, 10000, "b's job dead-lettered")
+		const dead = await worker.deadLetters()
+		expect(dead).toHaveLength(1)
+		expect(dead[0].job).toMatchObject({ runId, blueprintId: 'walk', nodeId: 'b' })
+		expect(dead[0].reason).toMatch(/b is refused/)
+		expect(worker.stats()).toMatchObject({ continued: 1, failed: 1, deadLettered: 1 })
+		await eventually(async () => (await queueDepth(env.queue)) === 0, 10000, "the queue empty (a's delivery acked)")
+	})
 })
 
 describe('graceful shutdown', () => {
