@@ -583,8 +583,7 @@ impl NativeWorker {
     /// `<id>`, `_inputs.<id>`; all keys when `keys` is null), as a JSON object.
     #[napi]
     pub async fn read_context(&self, run_id: String, keys: Option<Vec<String>>) -> napi::Result<String> {
-        let context = self.store.read_context(&run_id, keys.as_deref()).await.map_err(js_error)?;
-        Ok(Value::Object(context).to_string())
+        self.store.read_context(&run_id, keys.as_deref()).await.map_err(js_error)
     }
 
     /// Prepares tables, connects and starts consuming.

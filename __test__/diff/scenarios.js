@@ -2333,6 +2333,62 @@ const scenarios = [
 			context: { 'k"quote': 'quote \' " ` value', 'dotted.key.é': 'ünïcødé ✓' },
 		},
 	},
+	// ------------------------------------ values over 2 KB (issue 12: kept as text, left out of reads)
+	// A big output bound to its successors' inputs: the worker reads it as text and never parses
+	// it on the way (the successor's request carries it; the context's `_inputs.<id>`, `<id>` and
+	// `_outputs.<id>` are read on demand), and a built-in (sleep) passes it on the same way.
+	{
+		name: 'big-bound-inputs',
+		group: 'default',
+		blueprint: {
+			id: 'diff-big-bound-inputs',
+			nodes: [
+				{ id: 'make', uses: 'bb.make' },
+				{ id: 'echo', uses: 'bb.echo' },
+				{ id: 'nap', uses: 'sleep', params: { duration: 50 } },
+				{ id: 'after', uses: 'bb.count' },
+			],
+			edges: [
+				{ source: 'make', target: 'echo' },
+				{ source: 'make', target: 'nap' },
+				{ source: 'nap', target: 'after' },
+			],
+		},
+		registry: () => {
+			const rows = () => Array.from({ length: 300 }, (_, i) => `row-${i}-${'v'.repeat(12)}`)
+			return {
+				'bb.make': async () => ({ output: { rows: rows() } }),
+				'bb.echo': async ({ input, context }) => {
+					const own = await context.get('_inputs.echo')
+					const made = await context.get('make')
+					return {
+						output: {
+							n: input.rows.length,
+							last: input.rows.at(-1),
+							ownIsInput: JSON.stringify(own) === JSON.stringify(input),
+							madeIsInput: JSON.stringify(made) === JSON.stringify(input),
+							hasMade: await context.has('_outputs.make'),
+						},
+					}
+				},
+				'bb.count': async ({ input, context }) => ({
+					output: { n: input.rows.length, napped: (await context.get('_outputs.nap')).rows.length },
+				}),
+			}
+		},
+		intended: {
+			status: 'completed',
+			outputs: (() => {
+				const rows = Array.from({ length: 300 }, (_, i) => `row-${i}-${'v'.repeat(12)}`)
+				return {
+					'_outputs.make': { rows },
+					'_outputs.echo': { n: 300, last: rows[299], ownIsInput: true, madeIsInput: true, hasMade: true },
+					'_outputs.nap': { rows },
+					'_outputs.after': { n: 300, napped: 300 },
+				}
+			})(),
+		},
+	},
 ]
 // Flowcraft's built-in nodes (sleep, loops): diff/builtins.js
 scenarios.push(...require('./builtins').builtins)

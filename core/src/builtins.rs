@@ -217,7 +217,7 @@ impl JobRunner {
             return Ok(None);
         }
         let input = match facts.input(node, context) {
-            Ok(input) => input.value,
+            Ok(input) => input.value.map(std::borrow::Cow::into_owned),
             Err(message) => return Ok(Some(Err(NodeFailure { message, fatal: true, writes: vec![] }))),
         };
         let done = Executed { output: input, ..Default::default() };
@@ -290,7 +290,7 @@ fn scatter(
 ) -> Result<Executed, NodeFailure> {
     let fail = |message: String| NodeFailure { message, fatal: false, writes: vec![] };
     let input = facts.input(node, context).map_err(|message| NodeFailure { message, fatal: true, writes: vec![] })?;
-    let items = match input.value {
+    let items = match input.value.map(std::borrow::Cow::into_owned) {
         None | Some(Value::Null) => vec![],
         Some(Value::Array(items)) => items,
         Some(_) => return Err(fail(format!("Input for batch-scatter node '{}' must be an array.", node.id))),
@@ -470,7 +470,7 @@ impl JobRunner {
         broker: &Broker,
     ) -> CoreResult<Result<(), String>> {
         let input = match facts.input(node, context) {
-            Ok(input) => input.value,
+            Ok(input) => input.value.map(std::borrow::Cow::into_owned),
             Err(message) => return Ok(Err(message)),
         };
         let mut initial = child_context(node, child, input, context);

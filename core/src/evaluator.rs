@@ -4,6 +4,7 @@
 
 use crate::blueprint::{Inputs, NodeDef};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// A root name of an expression (its first path segment) in scope.
@@ -110,14 +111,14 @@ pub struct RunState<'a> {
     pub bound: &'a BTreeSet<String>,
 }
 
-impl RunState<'_> {
+impl<'a> RunState<'a> {
     /// FlowRuntime's `context.has(key)`: `_outputs.<id>` of a completed node
     /// exists even when its value is `undefined`.
     pub fn has(&self, key: &str) -> bool {
         self.context.contains_key(key) || key.strip_prefix("_outputs.").is_some_and(|id| self.completed.contains(id))
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
         self.context.get(key)
     }
 }
@@ -126,21 +127,22 @@ impl RunState<'_> {
 /// `_` is that context key; otherwise `_outputs.<ref>` when that node has an
 /// output (or completed without one: `undefined`), else the plain context key
 /// `<ref>`. A dot is part of the key, never a path.
-fn resolve_reference(reference: &str, state: &RunState) -> Option<Value> {
+fn resolve_reference<'a>(reference: &str, state: &RunState<'a>) -> Option<&'a Value> {
     if reference.starts_with('_') {
-        return state.get(reference).cloned();
+        return state.get(reference);
     }
     let output_key = format!("_outputs.{reference}");
     if state.has(&output_key) {
-        return state.get(&output_key).cloned();
+        return state.get(&output_key);
     }
-    state.get(reference).cloned()
+    state.get(reference)
 }
 
-/// The input of a node. `value: None` is `undefined`.
+/// The input of a node. `value: None` is `undefined`. A plain or single-reference input is
+/// borrowed from the context: a big input is not copied before it is sent (issue 12).
 #[derive(Debug, PartialEq)]
-pub struct ResolvedInput {
-    pub value: Option<Value>,
+pub struct ResolvedInput<'a> {
+    pub value: Option<Cow<'a, Value>>,
     /// From an object (or array) `inputs` mapping: its undefined fields are
     /// absent from `value`.
     pub from_mapping: bool,
@@ -151,15 +153,15 @@ pub struct ResolvedInput {
 /// reference; an object or array: each field a reference); else `_inputs.<id>`.
 /// An object mapping with a field that is not a string fails the node before
 /// it runs (FlowRuntime throws a TypeError there).
-pub fn resolve_input(node: &NodeDef, state: &RunState) -> Result<ResolvedInput, String> {
+pub fn resolve_input<'a>(node: &NodeDef, state: &RunState<'a>) -> Result<ResolvedInput<'a>, String> {
     let inputs_key = format!("_inputs.{}", node.id);
-    let plain = || ResolvedInput { value: state.get(&inputs_key).cloned(), from_mapping: false };
+    let plain = || ResolvedInput { value: state.get(&inputs_key).map(Cow::Borrowed), from_mapping: false };
     if state.bound.contains(&node.id) {
         return Ok(plain());
     }
     let fields: Vec<(String, &Value)> = match &node.inputs {
         Some(Inputs::Key(k)) if !k.is_empty() => {
-            return Ok(ResolvedInput { value: resolve_reference(k, state), from_mapping: false })
+            return Ok(ResolvedInput { value: resolve_reference(k, state).map(Cow::Borrowed), from_mapping: false })
         }
         Some(Inputs::Map(m)) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
         Some(Inputs::List(l)) => l.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
@@ -175,10 +177,10 @@ pub fn resolve_input(node: &NodeDef, state: &RunState) -> Result<ResolvedInput, 
         };
         // An undefined field is absent here; the JS side restores it.
         if let Some(v) = resolve_reference(reference, state) {
-            out.insert(field, v);
+            out.insert(field, v.clone());
         }
     }
-    Ok(ResolvedInput { value: Some(Value::Object(out)), from_mapping: true })
+    Ok(ResolvedInput { value: Some(Cow::Owned(Value::Object(out))), from_mapping: true })
 }
 
 #[cfg(test)]
@@ -226,7 +228,7 @@ mod tests {
         let completed: BTreeSet<String> = ["a".to_string(), "q".to_string()].into();
         let bound = BTreeSet::new();
         let state = RunState { context: &c, completed: &completed, bound: &bound };
-        let value = |id: &str| resolve_input(bp.node(id).unwrap(), &state).unwrap().value;
+        let value = |id: &str| resolve_input(bp.node(id).unwrap(), &state).unwrap().value.map(Cow::into_owned);
         assert_eq!(value("s"), Some(json!({"v": {"w": 5}})));
         // a dotted reference is a flat key, never a path into an output; `q`
         // completed without output, so its plain key is not read

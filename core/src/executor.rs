@@ -4,6 +4,7 @@
 
 use crate::context_store::PatchOp;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,9 +21,10 @@ pub struct NodeRequest {
     pub uses: String,
     pub params: Value,
     pub config: Value,
-    /// `None` is `undefined` (the key is left out).
+    /// `None` is `undefined` (the key is left out). As JSON text: serialised once from the
+    /// context where it was read, never cloned as a value on its way (issue 12).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<Value>,
+    pub input: Option<Box<RawValue>>,
     /// The input came from the node's object `inputs` mapping; fields that
     /// resolved to `undefined` are absent from `input` (JSON has no undefined),
     /// so the JS side rebuilds the object in the mapping's order.
@@ -44,6 +46,13 @@ pub struct NodeRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     pub attempt: u32,
+}
+
+impl NodeRequest {
+    /// The input as a value (`None`: `undefined`).
+    pub fn input_value(&self) -> Option<Value> {
+        self.input.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,7 +12,9 @@ use crate::joins;
 use crate::locks::{InFlight, NodeLocks};
 use crate::queue::{Broker, JobMessage};
 use crate::run_store::{Commit, Effect, Enqueued, RunStore, FINAL_STATUSES};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -137,16 +139,43 @@ pub(crate) struct Facts {
     pub(crate) partial: bool,
     /// Context row keys not read (large values): node code reads them on demand.
     pub(crate) omitted: Vec<String>,
+    /// The node's big bound input as its text, not in the context (`Merged::own_input`).
+    pub(crate) own_input: Option<Box<RawValue>>,
 }
 
 impl Facts {
     /// The node's input by FlowRuntime's rules, over the context and these facts.
-    pub(crate) fn input(
+    pub(crate) fn input<'a>(
+        &'a self,
+        node: &NodeDef,
+        context: &'a Map<String, Value>,
+    ) -> Result<crate::evaluator::ResolvedInput<'a>, String> {
+        if let Some(raw) = self.own_input.as_ref().filter(|_| self.bound.contains(&node.id)) {
+            let value: Value =
+                serde_json::from_str(raw.get()).map_err(|e| format!("Node '{}': its input: {e}", node.id))?;
+            return Ok(crate::evaluator::ResolvedInput { value: Some(Cow::Owned(value)), from_mapping: false });
+        }
+        resolve_input(node, &RunState { context, completed: &self.completed, bound: &self.bound })
+    }
+
+    /// The node's input as the request carries it: its JSON text (`None`: `undefined`), and
+    /// whether it came from an `inputs` mapping. A big bound input goes as the text read.
+    pub(crate) fn input_text(
         &self,
         node: &NodeDef,
         context: &Map<String, Value>,
-    ) -> Result<crate::evaluator::ResolvedInput, String> {
-        resolve_input(node, &RunState { context, completed: &self.completed, bound: &self.bound })
+    ) -> Result<(Option<Box<RawValue>>, bool), String> {
+        if let Some(raw) = self.own_input.as_ref().filter(|_| self.bound.contains(&node.id)) {
+            return Ok((Some(raw.clone()), false));
+        }
+        let input = self.input(node, context)?;
+        let text = match input.value {
+            Some(v) => {
+                Some(serde_json::value::to_raw_value(&*v).map_err(|e| format!("Node '{}': its input: {e}", node.id))?)
+            }
+            None => None,
+        };
+        Ok((text, input.from_mapping))
     }
 }
 
@@ -402,6 +431,7 @@ impl JobRunner {
             bound: snapshot.bound.clone(),
             partial: !all,
             omitted: snapshot.omitted.clone(),
+            own_input: snapshot.own_input.take(),
         };
         if let Some(builtin) = crate::builtins::Builtin::of(node, &self.registry) {
             return self.run_builtin(builtin, &bp, node, job, &snapshot, context, &facts, broker).await;
@@ -445,8 +475,8 @@ impl JobRunner {
         }
         // FlowRuntime resolves the input before the node's executor (and its
         // fallback handling) runs: an input it cannot resolve fails the node as is.
-        let input = facts
-            .input(node, context)
+        let (input, input_from_mapping) = facts
+            .input_text(node, context)
             .map_err(|message| Failure::Failed(NodeFailure { message, fatal: true, writes: vec![] }))?;
         // The context row and the node rows read (the node reads others on demand), each value's
         // text once: the whole context is never one more copy of itself.
@@ -455,11 +485,16 @@ impl JobRunner {
         // travels in the request anyway.
         let mut context_entries = Vec::with_capacity(context.len());
         for (k, v) in context {
-            let text = v.to_string();
             let node_key = k.strip_prefix("_outputs.").or_else(|| k.strip_prefix("_inputs.")).unwrap_or(k);
-            if !(facts.partial && text.len() > crate::run_store::LAZY_VALUE_BYTES && bp.node(node_key).is_some()) {
-                context_entries.push((k.clone(), text));
-            }
+            let text = if facts.partial && bp.node(node_key).is_some() {
+                match crate::run_store::json_text_within(v, crate::run_store::LAZY_VALUE_BYTES) {
+                    Some(text) => text,
+                    None => continue,
+                }
+            } else {
+                v.to_string()
+            };
+            context_entries.push((k.clone(), text));
         }
         let request = NodeRequest {
             run_id: job.run_id.clone(),
@@ -468,8 +503,8 @@ impl JobRunner {
             uses: uses.to_string(),
             params: node.params.clone().unwrap_or_else(|| json!({})),
             config: serde_json::to_value(&node.config).unwrap_or(Value::Null),
-            input: input.value,
-            input_from_mapping: input.from_mapping,
+            input,
+            input_from_mapping,
             context: context_entries,
             partial: facts.partial,
             lazy_keys: facts.omitted.clone(),

@@ -25,7 +25,7 @@ use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub const FINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
@@ -58,14 +58,42 @@ pub fn nodes_table(context_table: &str) -> String {
 const FIRES: &str =
     "(n.state = 'idle' OR (n.node_id = ANY($20::text[]) AND n.state = 'done')) AND (x.ready OR x.completes)";
 
+/// A partial `load` sends another node's output or input only when the job's inputs name it
+/// (`$3`) or it is small: a big value the job does not use is not even read (`merge_rows` counts
+/// the node completed; node code reads the value on demand). (`pg_column_size` is the stored
+/// size: a value sent anyway is left out by `merge_rows` when its text is over the limit.)
+fn partial_value(column: &str, prefix: &str) -> (String, String) {
+    let keep = format!(
+        "(n.node_id = $4::text OR n.node_id = ANY($3::text[]) OR '{prefix}' || n.node_id = ANY($3::text[]) \
+         OR pg_column_size(n.{column}) <= {LAZY_VALUE_BYTES})"
+    );
+    (format!("CASE WHEN {keep} THEN n.{column} END"), format!("COALESCE(NOT {keep}, false)"))
+}
+
+/// `NODE_JSON` of a load that sends every value, or of a partial load.
+fn node_json(route: &str, partial: bool) -> String {
+    let json = NODE_JSON.replace("{route}", route);
+    if !partial {
+        return json.replace("{output}", "n.output").replace("{input}", "n.input").replace("{left} ", "");
+    }
+    let (output, output_left) = partial_value("output", "_outputs.");
+    let (input, input_left) = partial_value("input", "_inputs.");
+    json.replace("{output}", &output)
+        .replace("{input}", &input)
+        .replace("{left} ", &format!("'outputLeft', {output_left}, 'inputLeft', {input_left}, "))
+}
+
 /// `load`'s route of a row: the job's own node's only (`$4`).
 const OWN_ROUTE: &str = "CASE WHEN n.node_id = $4::text THEN n.route END";
 
 /// A node row as `load` and `view` return it (`NodeRow`); `{route}` its route (`load` reads
 /// only its own node's: a predecessor's route is as long as its fan-out, and every one of its
 /// successors' jobs would carry it).
+///
+/// `{output}` and `{input}` are the values sent (`n.output`, `n.input`, or in a partial `load`
+/// `PARTIAL_OUTPUT`/`PARTIAL_INPUT`), and `{left}` says which ones a partial load left out.
 const NODE_JSON: &str = "json_build_object('id', n.node_id, 'state', n.state, 'has', n.output IS NOT NULL, \
-     'output', n.output, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', n.input, 'route', {route}, \
+     'output', {output}, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', {input}, 'route', {route}, {left} \
      'iteration', n.iteration, 'due', COALESCE(n.wake_at <= now(), false), 'spec', n.spec, \
      'wakeAt', to_char(n.wake_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))";
 
@@ -97,6 +125,27 @@ fn has_output(alias: &str) -> String {
 /// need it at once: the context row's user keys the node's inputs do not name (`KEPT`), and
 /// other nodes' keys (`JobRunner::execute`). Node code reads them on first use.
 pub const LAZY_VALUE_BYTES: usize = 2048;
+
+/// A value's JSON text, or None when it is longer than `limit` bytes (found without writing
+/// more than that: a big value left out is never serialised whole).
+pub fn json_text_within(value: &Value, limit: usize) -> Option<String> {
+    struct Capped(Vec<u8>, usize);
+    impl std::io::Write for Capped {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() + bytes.len() > self.1 {
+                return Err(std::io::ErrorKind::FileTooLarge.into());
+            }
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped(Vec::new(), limit);
+    serde_json::to_writer(&mut out, value).ok()?;
+    String::from_utf8(out.0).ok()
+}
 
 /// The context row keys a partial load keeps (`e` a key and value of it): bookkeeping and
 /// `_`-keys, the keys the node's inputs name (`$3`), and small values.
@@ -152,6 +201,8 @@ struct Sql {
     find_idempotent: String,
     cancel: String,
     final_status: String,
+    /// A run's status alone (`run_status`).
+    status_only: String,
     view: String,
     list: String,
     stale: String,
@@ -214,7 +265,7 @@ impl Sql {
         let fold = |exclude: &str| include_str!("../sql/fold.sql").trim_end().replace("{exclude}", exclude);
         let fill = |text: &str, fold_exclude: &str| -> String {
             text.replace("{fold}", &fold(fold_exclude))
-                .replace("{node_json}", &NODE_JSON.replace("{route}", "n.route"))
+                .replace("{node_json}", &node_json("n.route", false))
                 .replace("{has_output(f)}", &has_output("f"))
                 .replace("{has_output(r)}", &has_output("r"))
                 .replace("{child_run_id(n)}", CHILD_RUN_ID_SQL)
@@ -232,7 +283,7 @@ impl Sql {
         Sql {
             load: plain(
                 &include_str!("../sql/load.sql")
-                    .replace("{node_json}", &NODE_JSON.replace("{route}", OWN_ROUTE))
+                    .replace("{node_json}", &node_json(OWN_ROUTE, true))
                     .replace("{which}", "n.node_id = ANY($2::text[])")
                     .replace("{context_text}", &format!(
                         "CASE WHEN c.context_data IS NOT NULL THEN COALESCE((SELECT jsonb_object_agg(e.key, e.value) \
@@ -244,7 +295,7 @@ impl Sql {
             ),
             load_all: plain(
                 &include_str!("../sql/load.sql")
-                    .replace("{node_json}", &NODE_JSON.replace("{route}", OWN_ROUTE))
+                    .replace("{node_json}", &node_json(OWN_ROUTE, false))
                     .replace("{which}", "cardinality($2::text[]) >= 0")
                     .replace("{context_text}", "c.context_data::text")
                     .replace("{omitted}", "ARRAY(SELECT unnest($3::text[]) LIMIT 0)"),
@@ -272,6 +323,7 @@ impl Sql {
             // sleeping rows are let go by the same statement: not locked again
             cancel: fill(include_str!("../sql/cancel.sql"), "n.state IN ('sleeping', 'woken', 'subflow')"),
             final_status: plain(include_str!("../sql/final_status.sql")),
+            status_only: plain("SELECT s.status FROM {st} s WHERE s.run_id = $1"),
             view: plain(include_str!("../sql/view.sql")),
             list: plain(include_str!("../sql/list.sql")),
             stale: plain(include_str!("../sql/stale.sql")),
@@ -310,6 +362,11 @@ pub struct NodeRow {
     pub has_input: bool,
     #[serde(default)]
     pub input: Option<Box<RawValue>>,
+    /// A partial load left its big output (input) out: it is not `null`, only not read.
+    #[serde(default, rename = "outputLeft")]
+    pub output_left: bool,
+    #[serde(default, rename = "inputLeft")]
+    pub input_left: bool,
     #[serde(default)]
     pub route: Option<Vec<String>>,
     /// How many times a loop sent the node round again.
@@ -324,6 +381,24 @@ pub struct NodeRow {
     /// A node the run added (a batch item): its definition (`builtins::ItemSpec`).
     #[serde(default)]
     pub spec: Option<Value>,
+}
+
+/// A node row's keys as `read_context` needs them, borrowed from the text read.
+#[derive(serde::Deserialize)]
+struct BorrowedNodeRow<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    state: std::borrow::Cow<'a, str>,
+    has: bool,
+    #[serde(default, borrow)]
+    output: Option<&'a RawValue>,
+    #[serde(rename = "hasInput")]
+    has_input: bool,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(default)]
+    iteration: i32,
 }
 
 impl NodeRow {
@@ -353,6 +428,10 @@ pub struct Merged {
     pub undefined: BTreeSet<String>,
     /// Nodes whose input an edge bound to `_inputs.<id>`.
     pub bound: BTreeSet<String>,
+    /// In a partial read, the job's own bound input when its text is over `LAZY_VALUE_BYTES`:
+    /// kept as that text, out of the context (it travels as the request's input; node code
+    /// reads `_inputs.<id>` on demand), so a big input is never parsed on its way (issue 12).
+    pub own_input: Option<Box<RawValue>>,
 }
 
 /// Adds the keys node rows stand for to `context`: `_outputs.<id>` and `<id>`
@@ -373,18 +452,18 @@ pub fn merge_rows(
     let parse = |raw: Option<Box<RawValue>>| -> Value {
         raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null)
     };
-    let lazy = |r: &NodeRow, raw: &Option<Box<RawValue>>, key: &str| match partial {
+    let lazy = |r: &NodeRow, raw: &Option<Box<RawValue>>, left: bool, key: &str| match partial {
         Some((own, keys)) => {
-            r.id != own
+            left || (r.id != own
                 && raw.as_ref().is_some_and(|v| v.get().len() > LAZY_VALUE_BYTES)
-                && !keys.iter().any(|k| k == &r.id || k == key)
+                && !keys.iter().any(|k| k == &r.id || k == key))
         }
         None => false,
     };
     for r in rows {
         if r.has_output() {
             let key = format!("_outputs.{}", r.id);
-            if lazy(r, &r.output, &key) {
+            if lazy(r, &r.output, r.output_left, &key) {
                 merged.undefined.insert(r.id.clone());
             } else {
                 let output = parse(r.output.take());
@@ -399,7 +478,12 @@ pub fn merge_rows(
         }
         if r.has_input {
             let key = format!("_inputs.{}", r.id);
-            if !lazy(r, &r.input, &key) {
+            let own_big = partial.is_some_and(|(own, _)| r.id == own)
+                && r.bound
+                && r.input.as_ref().is_some_and(|v| v.get().len() > LAZY_VALUE_BYTES);
+            if own_big {
+                merged.own_input = r.input.take();
+            } else if !lazy(r, &r.input, r.input_left, &key) {
                 context.insert(key, parse(r.input.take()));
             }
         }
@@ -407,9 +491,9 @@ pub fn merge_rows(
     merged
 }
 
-fn parse_rows(text: Option<String>) -> CoreResult<Vec<NodeRow>> {
+fn parse_rows(text: Option<&str>) -> CoreResult<Vec<NodeRow>> {
     match text {
-        Some(t) => serde_json::from_str(&t).map_err(|e| CoreError::json("node rows", e)),
+        Some(t) => serde_json::from_str(t).map_err(|e| CoreError::json("node rows", e)),
         None => Ok(vec![]),
     }
 }
@@ -432,6 +516,8 @@ pub struct RunSnapshot {
     pub bound: BTreeSet<String>,
     /// Context row keys left out of `context` (large values node code reads on demand).
     pub omitted: Vec<String>,
+    /// The node's own big bound input, as its text (`Merged::own_input`).
+    pub own_input: Option<Box<RawValue>>,
 }
 
 impl RunSnapshot {
@@ -633,8 +719,9 @@ impl RunStore {
         let sql = if all { &self.sql.load_all } else { &self.sql.load };
         let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys, &node_id]).await?;
         let row = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
-        let context_text: Option<String> = row.get(0);
-        let mut context = match &context_text {
+        // (the texts are borrowed from the row read: a big value is not copied out of it first)
+        let context_text: Option<&str> = row.get(0);
+        let mut context = match context_text {
             Some(t) => match serde_json::from_str::<Value>(t).map_err(|e| CoreError::json("a context row", e))? {
                 Value::Object(m) => Some(m),
                 _ => Some(Map::new()),
@@ -654,24 +741,44 @@ impl RunStore {
             completed: merged.undefined,
             bound: merged.bound,
             omitted: row.get::<_, Option<Vec<String>>>(4).unwrap_or_default(),
+            own_input: merged.own_input,
         })
     }
 
-    /// The run's context as node code reads it on demand: the context row and
-    /// the node rows `keys` stand for (`_outputs.<id>`, `<id>`, `_inputs.<id>`),
-    /// or every row when `keys` is None. Only the asked keys are returned.
-    pub async fn read_context(&self, run_id: &str, keys: Option<&[String]>) -> CoreResult<Map<String, Value>> {
-        let ids: Vec<String> = keys
-            .unwrap_or_default()
+    /// The run's context as node code reads it on demand, as the JSON text of an object: the
+    /// context row and the node rows `keys` stand for (`_outputs.<id>`, `<id>`, `_inputs.<id>`),
+    /// or every row when `keys` is None. Only the asked keys are in it. Each value is copied from
+    /// the text read, never parsed: a big output read on demand is not held as a value (issue 12).
+    pub async fn read_context(&self, run_id: &str, keys: Option<&[String]>) -> CoreResult<String> {
+        let keys_given = keys.unwrap_or_default();
+        let ids: Vec<String> = keys_given
             .iter()
             .map(|k| k.strip_prefix("_outputs.").or_else(|| k.strip_prefix("_inputs.")).unwrap_or(k).to_string())
             .collect();
-        let snapshot = self.load_keeping(run_id, "", &ids, keys.is_none(), keys.unwrap_or_default()).await?;
-        let mut context = snapshot.context.unwrap_or_default();
-        if let Some(keys) = keys {
-            context.retain(|k, _| keys.contains(k));
+        let sql = if keys.is_none() { &self.sql.load_all } else { &self.sql.load };
+        let rows = self.pool.query("reading a run", sql, &[&run_id, &ids, &keys_given, &""]).await?;
+        let row = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
+        let Some(context_text) = row.get::<_, Option<&str>>(0) else { return Ok("{}".into()) };
+        let mut context: BTreeMap<String, Option<&RawValue>> =
+            serde_json::from_str(context_text).map_err(|e| CoreError::json("a context row", e))?;
+        let nodes: Vec<BorrowedNodeRow> = match row.get::<_, Option<&str>>(3) {
+            Some(t) => serde_json::from_str(t).map_err(|e| CoreError::json("node rows", e))?,
+            None => vec![],
+        };
+        // the keys node rows stand for, over the context row's (as `merge_rows`)
+        for r in &nodes {
+            if r.has && (r.state == "done" || r.iteration > 0) {
+                context.insert(format!("_outputs.{}", r.id), r.output);
+                context.insert(r.id.to_string(), r.output);
+            }
+            if r.has_input {
+                context.insert(format!("_inputs.{}", r.id), r.input);
+            }
         }
-        Ok(context)
+        if let Some(keys) = keys {
+            context.retain(|k, _| keys.iter().any(|asked| asked == k));
+        }
+        serde_json::to_string(&context).map_err(|e| CoreError::json("a context", e))
     }
 
     /// Makes sure the run has a context row carrying `initial` keys (kept when
@@ -1005,6 +1112,13 @@ impl RunStore {
         Ok(!rows.is_empty())
     }
 
+    /// A run's status, if it has a status row. Not its status data: a completed run's payload
+    /// holds its whole context (the cancellation watch asks at each run's end).
+    pub async fn run_status(&self, run_id: &str) -> CoreResult<Option<String>> {
+        let rows = self.pool.query("reading a run's status", &self.sql.status_only, &[&run_id]).await?;
+        Ok(rows.first().and_then(|r| r.get(0)))
+    }
+
     /// `(status, status_data)` of a run, if it has a status row.
     pub async fn status(&self, run_id: &str) -> CoreResult<Option<(Option<String>, Option<String>)>> {
         let rows = self.pool.query("reading a run's status", &self.sql.final_status, &[&run_id]).await?;
@@ -1143,6 +1257,34 @@ impl RunStore {
 mod tests {
     use super::with_serialized_context;
     use serde_json::json;
+
+    #[test]
+    fn a_value_over_the_limit_is_not_written_out() {
+        let small = json!({"a": [1, 2, 3], "b": "é"});
+        assert_eq!(super::json_text_within(&small, 64).as_deref(), Some(small.to_string().as_str()));
+        let text_len = small.to_string().len();
+        assert_eq!(super::json_text_within(&small, text_len).as_deref(), Some(small.to_string().as_str()));
+        assert_eq!(super::json_text_within(&small, text_len - 1), None);
+        let big = json!(vec!["x".repeat(100); 1000]);
+        assert_eq!(super::json_text_within(&big, super::LAZY_VALUE_BYTES), None);
+    }
+
+    #[test]
+    fn a_partial_load_sends_only_the_values_the_job_needs_and_says_which_it_left() {
+        let full = super::node_json("n.route", false);
+        assert!(full.contains("'output', n.output") && full.contains("'input', n.input"));
+        assert!(!full.contains("Left") && !full.contains("{"), "{full}");
+        let partial = super::node_json("n.route", true);
+        for needle in [
+            "'outputLeft', COALESCE(NOT",
+            "'inputLeft', COALESCE(NOT",
+            "'_outputs.' || n.node_id",
+            "n.node_id = $4::text",
+        ] {
+            assert!(partial.contains(needle), "{needle} in {partial}");
+        }
+        assert!(!partial.contains("{"), "{partial}");
+    }
 
     /// The parameters `$n` a statement reads.
     fn params(sql: &str) -> std::collections::BTreeSet<u32> {

@@ -347,7 +347,7 @@ async fn watch_cancellations(runner: Arc<JobRunner>, mut shutdown: watch::Receiv
         if key.0 != runner.store.status_table() || !runner.in_flight.contains(&key.1) {
             continue;
         }
-        if let Ok(Some((Some(status), _))) = runner.store.status(&key.1).await {
+        if let Ok(Some(status)) = runner.store.run_status(&key.1).await {
             if status == "cancelled" {
                 runner.executor.cancel(&key.1);
             }

@@ -245,9 +245,9 @@ fn diamond() -> Value {
 fn diamond_nodes() -> RustNodes {
     RustNodes::default()
         .with("emit", |_| ok(json!(2)))
-        .with("double", |r| ok(json!(r.input.as_ref().and_then(Value::as_i64).unwrap_or(0) * 2)))
+        .with("double", |r| ok(json!(r.input_value().as_ref().and_then(Value::as_i64).unwrap_or(0) * 2)))
         .with("sum", |r| {
-            let i = r.input.clone().unwrap_or_default();
+            let i = r.input_value().unwrap_or_default();
             ok(json!(["b", "c", "d"].iter().map(|k| i[k].as_i64().unwrap_or(0)).sum::<i64>()))
         })
 }
