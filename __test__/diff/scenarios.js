@@ -205,6 +205,9 @@ function mwfKeys(nodeIds, extra = []) {
 	return [...nodeIds.flatMap((id) => ['before', 'after', 'around'].map((h) => `mwf.${h}.${id}`)), ...extra]
 }
 
+/** 300 short strings: a value of about 6 KB, over the worker's 2 KB limit for values it reads at once. */
+const bigRows = () => Array.from({ length: 300 }, (_, i) => `row-${i}-${'v'.repeat(12)}`)
+
 const scenarios = [
 	// ---------------------------------------------------------------- linear chain
 	{
@@ -2354,32 +2357,29 @@ const scenarios = [
 				{ source: 'nap', target: 'after' },
 			],
 		},
-		registry: () => {
-			const rows = () => Array.from({ length: 300 }, (_, i) => `row-${i}-${'v'.repeat(12)}`)
-			return {
-				'bb.make': async () => ({ output: { rows: rows() } }),
-				'bb.echo': async ({ input, context }) => {
-					const own = await context.get('_inputs.echo')
-					const made = await context.get('make')
-					return {
-						output: {
-							n: input.rows.length,
-							last: input.rows.at(-1),
-							ownIsInput: JSON.stringify(own) === JSON.stringify(input),
-							madeIsInput: JSON.stringify(made) === JSON.stringify(input),
-							hasMade: await context.has('_outputs.make'),
-						},
-					}
-				},
-				'bb.count': async ({ input, context }) => ({
-					output: { n: input.rows.length, napped: (await context.get('_outputs.nap')).rows.length },
-				}),
-			}
-		},
+		registry: () => ({
+			'bb.make': async () => ({ output: { rows: bigRows() } }),
+			'bb.echo': async ({ input, context }) => {
+				const own = await context.get('_inputs.echo')
+				const made = await context.get('make')
+				return {
+					output: {
+						n: input.rows.length,
+						last: input.rows.at(-1),
+						ownIsInput: JSON.stringify(own) === JSON.stringify(input),
+						madeIsInput: JSON.stringify(made) === JSON.stringify(input),
+						hasMade: await context.has('_outputs.make'),
+					},
+				}
+			},
+			'bb.count': async ({ input, context }) => ({
+				output: { n: input.rows.length, napped: (await context.get('_outputs.nap')).rows.length },
+			}),
+		}),
 		intended: {
 			status: 'completed',
 			outputs: (() => {
-				const rows = Array.from({ length: 300 }, (_, i) => `row-${i}-${'v'.repeat(12)}`)
+				const rows = bigRows()
 				return {
 					'_outputs.make': { rows },
 					'_outputs.echo': { n: 300, last: rows[299], ownIsInput: true, madeIsInput: true, hasMade: true },

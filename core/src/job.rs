@@ -150,9 +150,8 @@ impl Facts {
         node: &NodeDef,
         context: &'a Map<String, Value>,
     ) -> Result<crate::evaluator::ResolvedInput<'a>, String> {
-        if let Some(raw) = self.own_input.as_ref().filter(|_| self.bound.contains(&node.id)) {
-            let value: Value =
-                serde_json::from_str(raw.get()).map_err(|e| format!("Node '{}': its input: {e}", node.id))?;
+        if let Some(raw) = self.own_bound_input(node) {
+            let value: Value = serde_json::from_str(raw.get()).map_err(|e| input_error(node, e))?;
             return Ok(crate::evaluator::ResolvedInput { value: Some(Cow::Owned(value)), from_mapping: false });
         }
         resolve_input(node, &RunState { context, completed: &self.completed, bound: &self.bound })
@@ -165,18 +164,25 @@ impl Facts {
         node: &NodeDef,
         context: &Map<String, Value>,
     ) -> Result<(Option<Box<RawValue>>, bool), String> {
-        if let Some(raw) = self.own_input.as_ref().filter(|_| self.bound.contains(&node.id)) {
-            return Ok((Some(raw.clone()), false));
+        if let Some(raw) = self.own_bound_input(node) {
+            return Ok((Some(raw.to_owned()), false));
         }
         let input = self.input(node, context)?;
         let text = match input.value {
-            Some(v) => {
-                Some(serde_json::value::to_raw_value(&*v).map_err(|e| format!("Node '{}': its input: {e}", node.id))?)
-            }
+            Some(v) => Some(serde_json::value::to_raw_value(&*v).map_err(|e| input_error(node, e))?),
             None => None,
         };
         Ok((text, input.from_mapping))
     }
+
+    /// `own_input`, when it is this node's bound input.
+    fn own_bound_input(&self, node: &NodeDef) -> Option<&RawValue> {
+        self.own_input.as_deref().filter(|_| self.bound.contains(&node.id))
+    }
+}
+
+fn input_error(node: &NodeDef, e: serde_json::Error) -> String {
+    format!("Node '{}': its input: {e}", node.id)
 }
 
 impl JobRunner {

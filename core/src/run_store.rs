@@ -91,7 +91,7 @@ const OWN_ROUTE: &str = "CASE WHEN n.node_id = $4::text THEN n.route END";
 /// successors' jobs would carry it).
 ///
 /// `{output}` and `{input}` are the values sent (`n.output`, `n.input`, or in a partial `load`
-/// `PARTIAL_OUTPUT`/`PARTIAL_INPUT`), and `{left}` says which ones a partial load left out.
+/// those `partial_value` keeps), and `{left}` says which ones a partial load left out.
 const NODE_JSON: &str = "json_build_object('id', n.node_id, 'state', n.state, 'has', n.output IS NOT NULL, \
      'output', {output}, 'bound', n.bound, 'hasInput', n.input IS NOT NULL, 'input', {input}, 'route', {route}, {left} \
      'iteration', n.iteration, 'due', COALESCE(n.wake_at <= now(), false), 'spec', n.spec, \
@@ -383,7 +383,8 @@ pub struct NodeRow {
     pub spec: Option<Value>,
 }
 
-/// A node row's keys as `read_context` needs them, borrowed from the text read.
+/// A node row's keys as `read_context` needs them, borrowed from the text read (`NodeRow`
+/// owns its values' texts: a value read on demand would be copied once more on its way).
 #[derive(serde::Deserialize)]
 struct BorrowedNodeRow<'a> {
     #[serde(borrow)]
@@ -416,8 +417,13 @@ impl NodeRow {
     /// Its output is in the run's context: it completed, or completed in an
     /// earlier iteration of a loop (FlowRuntime keeps it until overwritten).
     pub fn has_output(&self) -> bool {
-        self.has && (self.state == "done" || self.iteration > 0)
+        output_in_context(self.has, &self.state, self.iteration)
     }
+}
+
+/// `NodeRow::has_output` over a row's fields (`BorrowedNodeRow` reads the same rule).
+fn output_in_context(has: bool, state: &str, iteration: i32) -> bool {
+    has && (state == "done" || iteration > 0)
 }
 
 /// What node rows add to a context, as FlowRuntime's context holds it.
@@ -452,12 +458,9 @@ pub fn merge_rows(
     let parse = |raw: Option<Box<RawValue>>| -> Value {
         raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null)
     };
+    let big = |raw: &Option<Box<RawValue>>| raw.as_ref().is_some_and(|v| v.get().len() > LAZY_VALUE_BYTES);
     let lazy = |r: &NodeRow, raw: &Option<Box<RawValue>>, left: bool, key: &str| match partial {
-        Some((own, keys)) => {
-            left || (r.id != own
-                && raw.as_ref().is_some_and(|v| v.get().len() > LAZY_VALUE_BYTES)
-                && !keys.iter().any(|k| k == &r.id || k == key))
-        }
+        Some((own, keys)) => left || (r.id != own && big(raw) && !keys.iter().any(|k| k == &r.id || k == key)),
         None => false,
     };
     for r in rows {
@@ -478,9 +481,7 @@ pub fn merge_rows(
         }
         if r.has_input {
             let key = format!("_inputs.{}", r.id);
-            let own_big = partial.is_some_and(|(own, _)| r.id == own)
-                && r.bound
-                && r.input.as_ref().is_some_and(|v| v.get().len() > LAZY_VALUE_BYTES);
+            let own_big = partial.is_some_and(|(own, _)| r.id == own) && r.bound && big(&r.input);
             if own_big {
                 merged.own_input = r.input.take();
             } else if !lazy(r, &r.input, r.input_left, &key) {
@@ -707,6 +708,21 @@ impl RunStore {
         self.load_keeping(run_id, node_id, needed, all, &[]).await
     }
 
+    /// The row `sql/load.sql` reads for a job of `node_id` (none: `""`), every node row with
+    /// `all`, else those of `needed`, keeping the context keys `keys` whatever their size.
+    async fn read_run(
+        &self,
+        run_id: &str,
+        node_id: &str,
+        needed: &[String],
+        all: bool,
+        keys: &[String],
+    ) -> CoreResult<tokio_postgres::Row> {
+        let sql = if all { &self.sql.load_all } else { &self.sql.load };
+        let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys, &node_id]).await?;
+        rows.into_iter().next().ok_or(CoreError::NoRow { doing: "reading a run" })
+    }
+
     /// `load`, keeping the context keys `keys` whatever their size.
     pub async fn load_keeping(
         &self,
@@ -716,9 +732,7 @@ impl RunStore {
         all: bool,
         keys: &[String],
     ) -> CoreResult<RunSnapshot> {
-        let sql = if all { &self.sql.load_all } else { &self.sql.load };
-        let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys, &node_id]).await?;
-        let row = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
+        let row = self.read_run(run_id, node_id, needed, all, keys).await?;
         // (the texts are borrowed from the row read: a big value is not copied out of it first)
         let context_text: Option<&str> = row.get(0);
         let mut context = match context_text {
@@ -755,9 +769,7 @@ impl RunStore {
             .iter()
             .map(|k| k.strip_prefix("_outputs.").or_else(|| k.strip_prefix("_inputs.")).unwrap_or(k).to_string())
             .collect();
-        let sql = if keys.is_none() { &self.sql.load_all } else { &self.sql.load };
-        let rows = self.pool.query("reading a run", sql, &[&run_id, &ids, &keys_given, &""]).await?;
-        let row = rows.first().ok_or_else(|| CoreError::NoRow { doing: "reading a run" })?;
+        let row = self.read_run(run_id, "", &ids, keys.is_none(), keys_given).await?;
         let Some(context_text) = row.get::<_, Option<&str>>(0) else { return Ok("{}".into()) };
         let mut context: BTreeMap<String, Option<&RawValue>> =
             serde_json::from_str(context_text).map_err(|e| CoreError::json("a context row", e))?;
@@ -767,7 +779,7 @@ impl RunStore {
         };
         // the keys node rows stand for, over the context row's (as `merge_rows`)
         for r in &nodes {
-            if r.has && (r.state == "done" || r.iteration > 0) {
+            if output_in_context(r.has, &r.state, r.iteration) {
                 context.insert(format!("_outputs.{}", r.id), r.output);
                 context.insert(r.id.to_string(), r.output);
             }
@@ -776,7 +788,7 @@ impl RunStore {
             }
         }
         if let Some(keys) = keys {
-            context.retain(|k, _| keys.iter().any(|asked| asked == k));
+            context.retain(|k, _| keys.contains(k));
         }
         serde_json::to_string(&context).map_err(|e| CoreError::json("a context", e))
     }
