@@ -82,9 +82,11 @@ export declare class NativeWorker {
   constructor(config: NativeConfig, runNode: RunNodeFn, evaluate: EvaluateFn | undefined | null, notify: NotifyFn, coordinate?: CoordinateFn | undefined | null)
   /**
    * Context keys a node reads on demand (other nodes' `_outputs.<id>`,
-   * `<id>`, `_inputs.<id>`; all keys when `keys` is null), as a JSON object.
+   * `<id>`, `_inputs.<id>`; all keys when `keys` is null), as
+   * `[key1, value1Json, key2, value2Json, ...]` (a big value's text goes to
+   * V8 from the row read, without a copy of its own).
    */
-  readContext(runId: string, keys?: Array<string> | undefined | null): Promise<string>
+  readContext(runId: string, keys?: Array<string> | undefined | null): Promise<Array<CallText>>
   /** Prepares tables, connects and starts consuming. */
   start(): Promise<void>
   /**
@@ -95,6 +97,9 @@ export declare class NativeWorker {
   /** Counters since start. */
   counters(): WorkerCounters
 }
+
+/** A string of a `runNode` call (`RunNodeFn`). */
+export type CallText = string
 
 /**
  * `coordinate` (lib/adapter.js `createCoordinate`): a user's own
@@ -255,16 +260,17 @@ export interface RedisTargetJs {
 
 /**
  * `runNode` (lib/node-runner.js): runs one node's code. Called with
- * `[requestJson, key1, value1Json, key2, value2Json, ...]`: the request
- * without its context, then each context key and its value's JSON text (the
- * context is neither serialised again nor parsed on its way to node code).
+ * `[requestJson, inputJson, key1, value1Json, key2, value2Json, ...]`: the
+ * request without its input and context, the input's JSON text (`''`:
+ * `undefined`), then each context key and its value's JSON text (neither the
+ * input nor the context is serialised again or parsed on its way to node code).
  *
  * Request: `{ runId, blueprintId, nodeId, uses, params, config: { maxRetries,
- * retryDelay, timeout, ... }, input?, inputFromMapping?, attempt, traceparent? }`.
- * `input` absent means `undefined`; `inputFromMapping: true` says `input` was
- * built from the node's object (or array) `inputs` mapping, its fields that
- * resolved to `undefined` missing. `uses` may differ from the blueprint node's
- * when the core runs a fallback.
+ * retryDelay, timeout, ... }, inputFromMapping?, attempt, traceparent? }`.
+ * `inputFromMapping: true` says the input was built from the node's object
+ * (or array) `inputs` mapping, its fields that resolved to `undefined`
+ * missing. `uses` may differ from the blueprint node's when the core runs a
+ * fallback.
  *
  * Resolves with JSON text, never rejects (every failure is `ok: false`):
  * `{ ok: true, result: { output?, action? }, writes: [{ op: 'set', key, value } | { op: 'delete', key }] }`
@@ -277,7 +283,7 @@ export interface RedisTargetJs {
  * (`config.maxRetries` attempts in all), the per-attempt `config.timeout` and
  * the class lifecycle; the core decides blueprint fallbacks and routing.
  */
-export type RunNodeFn = ((arg: Array<string>) => Promise<string>)
+export type RunNodeFn = ((arg: Array<CallText>) => Promise<string>)
 
 /** What `getRun` resolves with (null when there is no such run). */
 export interface RunReport {

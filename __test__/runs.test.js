@@ -588,6 +588,26 @@ describe('stats', () => {
 })
 
 describe("successors run under their predecessor's delivery", () => {
+	test('a chain of 70 nodes: 64 jobs run under the first delivery, the 65th gets a message of its own (INLINE_CHAIN_MAX), and each job counts once', async () => {
+		const env = setup('long')
+		const ids = Array.from({ length: 70 }, (_, i) => `n${i}`)
+		const long = {
+			id: 'long',
+			nodes: ids.map((id) => ({ id, uses: 'step', params: { name: id } })),
+			edges: ids.slice(1).map((id, i) => ({ source: ids[i], target: id })),
+		}
+		const worker = env.adapter({ blueprints: { long } })
+		await worker.start()
+		const runId = env.runId()
+		await worker.startRun('long', { testRunId: runId }, { runId })
+		const result = await worker.waitForRun(runId, { timeoutMs: 30000 })
+		expect(result.status).toBe('completed')
+		expect(ids.filter((id) => result.payload.context[`_outputs.${id}`]?.node !== id)).toEqual([])
+		// two deliveries: n0 going on with n1..n63, then n64 (published by n63's) with n65..n69
+		expect(worker.stats()).toMatchObject({ processed: 70, continued: 63 + 5, failed: 0, inFlight: 0 })
+		await eventually(async () => (await queueDepth(env.queue)) === 0, 10000, 'the queue empty')
+	})
+
 	test('a worker killed in the third node of a chain it ran under one delivery: the redelivery walks the chain, and only that node runs again', async () => {
 		const env = setup('walk')
 		const { side, executions, record } = await sideTable()

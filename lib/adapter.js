@@ -14,6 +14,7 @@ const crypto = require('node:crypto')
 const { loadNative, constructNative, callNative } = require('./load-native')
 const { activeTraceparent } = require('./trace')
 const { createNodeRunner, isNodeClass } = require('./node-runner')
+const { rawSnapshot } = require('./context-view')
 const { canEmit, createNotify, createEvaluate, emitEvent } = require('./callbacks')
 const { safeLogger } = require('./logger')
 const { stopOnSignals } = require('./signals')
@@ -210,7 +211,8 @@ class RabbitMqAdapter {
 			// other nodes' keys, read on demand in wide runs (lib/context-view.js)
 			readContext: async (runId, keys) => {
 				if (!s.worker) throw codedError(CODES.WORKER_STATE, 'RabbitMqAdapter: the worker has stopped')
-				return JSON.parse(await callNative(() => s.worker.readContext(runId, keys)))
+				// [key, value JSON, ...]: each value parsed when the node reads it (native.d.ts readContext)
+				return rawSnapshot(await callNative(() => s.worker.readContext(runId, keys)))
 			},
 		})
 		const evaluate = ro.evaluator ? createEvaluate(ro.evaluator, { logger: s.logger }) : undefined

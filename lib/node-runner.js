@@ -120,11 +120,15 @@ function createNodeRunner({
 		let req
 		try {
 			if (Array.isArray(requestJson)) {
-				// the native call: [request without its context, key, value JSON, ...]; the
+				// the native call (native.d.ts RunNodeFn): [request without its input and
+				// context, input JSON ('': undefined), key, value JSON, ...]; the context's
 				// values are parsed when the node reads them (lib/context-view.js rawSnapshot)
 				req = JSON.parse(requestJson[0])
 				if (req === null || typeof req !== 'object') throw new Error('not an object')
-				req.context = rawSnapshot(requestJson, 1)
+				const input = requestJson[1]
+				requestJson[1] = undefined
+				if (typeof input === 'string' && input !== '') req.input = JSON.parse(input)
+				req.context = rawSnapshot(requestJson, 2)
 				requestJson.length = 0 // a value's text is then held by the snapshot only
 			} else {
 				req = typeof requestJson === 'string' ? JSON.parse(requestJson) : requestJson

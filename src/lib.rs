@@ -32,8 +32,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use types::{
-    json_number, CoordinateFn, DeadLetter, EvaluateFn, FinishedRun, NativeConfig, NotifyFn, RunNodeFn, RunReport,
-    RunSummary, StartedRun, WeakCoordinateFn, WorkerCounters,
+    json_number, CallText, CoordinateFn, DeadLetter, EvaluateFn, FinishedRun, NativeConfig, NotifyFn, RunNodeFn,
+    RunReport, RunSummary, StartedRun, WeakCoordinateFn, WorkerCounters,
 };
 
 /// Runs when Node loads the addon, before any thread of ours exists: every
@@ -397,20 +397,22 @@ async fn call_js<T: 'static + napi::bindgen_prelude::ToNapiValue + Send>(
     }
 }
 
-/// What `runNode` is called with: the request's JSON without its context,
-/// then each context key and its value's JSON text. The core serialised each
-/// value once; the JS side parses a value only when the node reads it, so a
-/// big context is not copied more than once on its way to node code (issue
-/// 12, item 10); the request is dropped before the node runs.
-fn node_call(mut request: NodeRequest) -> Result<Vec<String>, String> {
+/// What `runNode` is called with (`RunNodeFn`): the request's JSON without its input
+/// and context, the input's JSON text, then each context key and its value's JSON
+/// text. The core serialised each value once; the JS side parses a value only when
+/// the node reads it, so a big input or context is not copied more than once on its
+/// way to node code (issue 12, item 10); the request is dropped before the node runs.
+fn node_call(mut request: NodeRequest) -> Result<Vec<CallText>, String> {
     let context = std::mem::take(&mut request.context);
+    let input = request.input.take();
     let head = serde_json::to_string(&request).map_err(|e| e.to_string())?;
     drop(request);
-    let mut call = Vec::with_capacity(1 + 2 * context.len());
-    call.push(head);
+    let mut call = Vec::with_capacity(2 + 2 * context.len());
+    call.push(CallText::Owned(head));
+    call.push(input.map_or(CallText::Owned(String::new()), CallText::Json));
     for (key, value) in context {
-        call.push(key);
-        call.push(value);
+        call.push(CallText::Owned(key));
+        call.push(CallText::Owned(value));
     }
     Ok(call)
 }
@@ -580,10 +582,18 @@ impl NativeWorker {
     }
 
     /// Context keys a node reads on demand (other nodes' `_outputs.<id>`,
-    /// `<id>`, `_inputs.<id>`; all keys when `keys` is null), as a JSON object.
+    /// `<id>`, `_inputs.<id>`; all keys when `keys` is null), as
+    /// `[key1, value1Json, key2, value2Json, ...]` (a big value's text goes to
+    /// V8 from the row read, without a copy of its own).
     #[napi]
-    pub async fn read_context(&self, run_id: String, keys: Option<Vec<String>>) -> napi::Result<String> {
-        self.store.read_context(&run_id, keys.as_deref()).await.map_err(js_error)
+    pub async fn read_context(&self, run_id: String, keys: Option<Vec<String>>) -> napi::Result<Vec<CallText>> {
+        let read = self.store.read_context(&run_id, keys.as_deref()).await.map_err(js_error)?;
+        let mut texts = Vec::with_capacity(2 * read.len());
+        for (key, value) in read {
+            texts.push(CallText::Owned(key));
+            texts.push(value.map_or(CallText::Owned("null".into()), CallText::Json));
+        }
+        Ok(texts)
     }
 
     /// Prepares tables, connects and starts consuming.

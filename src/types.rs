@@ -8,9 +8,10 @@
 //! big or hold what napi's value conversion would change (`__proto__` keys,
 //! integers past 2^53, more than 128 levels).
 
+use flowcraft_core::json_text::JsonText;
 use flowcraft_core::run_store::RunSummary as CoreRunSummary;
 use flowcraft_core::runs::{NodeReport, RunReport as CoreRunReport};
-use napi::bindgen_prelude::{Either3, Promise};
+use napi::bindgen_prelude::{Either3, Promise, ToNapiValue, TypeName, ValueType};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 use napi_derive::napi;
@@ -20,16 +21,17 @@ use std::collections::HashMap;
 use crate::{PgTargetJs, RedisTargetJs, TlsJs};
 
 /// `runNode` (lib/node-runner.js): runs one node's code. Called with
-/// `[requestJson, key1, value1Json, key2, value2Json, ...]`: the request
-/// without its context, then each context key and its value's JSON text (the
-/// context is neither serialised again nor parsed on its way to node code).
+/// `[requestJson, inputJson, key1, value1Json, key2, value2Json, ...]`: the
+/// request without its input and context, the input's JSON text (`''`:
+/// `undefined`), then each context key and its value's JSON text (neither the
+/// input nor the context is serialised again or parsed on its way to node code).
 ///
 /// Request: `{ runId, blueprintId, nodeId, uses, params, config: { maxRetries,
-/// retryDelay, timeout, ... }, input?, inputFromMapping?, attempt, traceparent? }`.
-/// `input` absent means `undefined`; `inputFromMapping: true` says `input` was
-/// built from the node's object (or array) `inputs` mapping, its fields that
-/// resolved to `undefined` missing. `uses` may differ from the blueprint node's
-/// when the core runs a fallback.
+/// retryDelay, timeout, ... }, inputFromMapping?, attempt, traceparent? }`.
+/// `inputFromMapping: true` says the input was built from the node's object
+/// (or array) `inputs` mapping, its fields that resolved to `undefined`
+/// missing. `uses` may differ from the blueprint node's when the core runs a
+/// fallback.
 ///
 /// Resolves with JSON text, never rejects (every failure is `ok: false`):
 /// `{ ok: true, result: { output?, action? }, writes: [{ op: 'set', key, value } | { op: 'delete', key }] }`
@@ -42,7 +44,45 @@ use crate::{PgTargetJs, RedisTargetJs, TlsJs};
 /// (`config.maxRetries` attempts in all), the per-attempt `config.timeout` and
 /// the class lifecycle; the core decides blueprint fallbacks and routing.
 #[napi]
-pub type RunNodeFn = ThreadsafeFunction<Vec<String>, Promise<String>, Vec<String>, Status, false>;
+pub type RunNodeFn = ThreadsafeFunction<Vec<CallText>, Promise<String>, Vec<CallText>, Status, false>;
+
+/// A string of a `runNode` call: the binding's own, or a value's JSON text the core
+/// shares (a big input goes to V8 from where it was read, without a copy of its own).
+pub enum CallText {
+    Owned(String),
+    Json(JsonText),
+}
+
+/// What `native.d.ts` calls a `CallText`: JavaScript sees a string.
+#[allow(dead_code)]
+mod call_text_in_typescript {
+    use napi_derive::napi;
+
+    /// A string of a `runNode` call (`RunNodeFn`).
+    #[napi]
+    pub type CallText = String;
+}
+
+impl TypeName for CallText {
+    fn type_name() -> &'static str {
+        "string"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
+}
+
+impl ToNapiValue for CallText {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> napi::Result<napi::sys::napi_value> {
+        let text = match &val {
+            CallText::Owned(s) => s.as_str(),
+            CallText::Json(j) => j.as_str(),
+        };
+        // SAFETY: called by napi on the JS thread with its env, as `&str`'s own conversion is.
+        unsafe { <&str as ToNapiValue>::to_napi_value(env, text) }
+    }
+}
 
 /// `evaluate` (lib/callbacks.js), only when the user passed
 /// `runtimeOptions.evaluator`: called with JSON text `{ expression, data }`,

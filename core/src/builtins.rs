@@ -32,6 +32,7 @@ use crate::error::CoreResult;
 use crate::evaluator::truthy;
 use crate::executor::Level;
 use crate::job::{Disposition, Executed, Facts, JobRunner, NodeFailure};
+use crate::json_text::JsonText;
 use crate::queue::{Broker, JobMessage};
 use crate::run_store::{NodeRow, RunSnapshot, Spawned};
 use serde_json::{json, Map, Value};
@@ -216,8 +217,9 @@ impl JobRunner {
             // early (a reconcile, a duplicate): the sweep enqueues it at its time
             return Ok(None);
         }
-        let input = match facts.input(node, context) {
-            Ok(input) => input.value.map(std::borrow::Cow::into_owned),
+        // (its output is its input: a big bound one as the text read)
+        let input = match facts.input_text(node, context) {
+            Ok((input, _)) => input,
             Err(message) => return Ok(Some(Err(NodeFailure { message, fatal: true, writes: vec![] }))),
         };
         let done = Executed { output: input, ..Default::default() };
@@ -274,7 +276,7 @@ impl JobRunner {
             let again = Some(BuiltinEffect::Again(body.to_vec()));
             Executed { output: None, action: Some("continue".into()), builtin: again, ..Default::default() }
         } else {
-            Executed { output: Some(Value::Null), action: Some("break".into()), ..Default::default() }
+            Executed { output: Some(JsonText::of(&Value::Null)), action: Some("break".into()), ..Default::default() }
         })
     }
 }
@@ -316,7 +318,7 @@ fn scatter(
         PatchOp::Set { key: format!("{gather}_hasMore"), value: json!(false) },
     ];
     Ok(Executed {
-        output: Some(json!({ "gatherNodeId": gather, "hasMore": false })),
+        output: Some(JsonText::of(&json!({ "gatherNodeId": gather, "hasMore": false }))),
         writes,
         builtin: Some(BuiltinEffect::Scatter { gather: gather.to_string(), items }),
         ..Default::default()
@@ -375,14 +377,14 @@ fn child_result(node: &NodeDef, child: &Blueprint, mut ctx: Map<String, Value>) 
                 writes.push(PatchOp::Set { key: parent_key.clone(), value });
             }
         }
-        return Executed { output: Some(Value::Object(ctx)), writes, ..Default::default() };
+        return Executed { output: Some(JsonText::of(&Value::Object(ctx))), writes, ..Default::default() };
     }
     let terminals = child.terminal_nodes();
     let output = match terminals.as_slice() {
         [one] => out(one),
         many => Some(Value::Object(many.iter().filter_map(|t| out(t).map(|v| (t.to_string(), v))).collect())),
     };
-    Executed { output, ..Default::default() }
+    Executed { output: output.as_ref().map(JsonText::of), ..Default::default() }
 }
 
 impl JobRunner {
@@ -494,7 +496,7 @@ impl JobRunner {
         let gather = param("gatherNodeId").unwrap_or(&node.id);
         let results = Value::Array(self.store.gathered(&job.run_id, gather).await?);
         let writes = vec![PatchOp::Set { key, value: results.clone() }];
-        Ok(Ok(Executed { output: Some(results), writes, ..Default::default() }))
+        Ok(Ok(Executed { output: Some(JsonText::of(&results)), writes, ..Default::default() }))
     }
 }
 

@@ -3,8 +3,8 @@
 //! in `cargo test`, Rust closures.
 
 use crate::context_store::PatchOp;
+use crate::json_text::{present, JsonText};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,10 +21,11 @@ pub struct NodeRequest {
     pub uses: String,
     pub params: Value,
     pub config: Value,
-    /// `None` is `undefined` (the key is left out). As JSON text: serialised once from the
-    /// context where it was read, never cloned as a value on its way (issue 12).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<Box<RawValue>>,
+    /// `None` is `undefined`. As JSON text: serialised once from the context where it was
+    /// read (a big bound input: the text read), never cloned as a value on its way, and
+    /// sent beside the request rather than inside it (issue 12).
+    #[serde(skip)]
+    pub input: Option<JsonText>,
     /// The input came from the node's object `inputs` mapping; fields that
     /// resolved to `undefined` are absent from `input` (JSON has no undefined),
     /// so the JS side rebuilds the object in the mapping's order.
@@ -51,15 +52,16 @@ pub struct NodeRequest {
 impl NodeRequest {
     /// The input as a value (`None`: `undefined`).
     pub fn input_value(&self) -> Option<Value> {
-        self.input.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok())
+        self.input.as_ref().map(JsonText::parse)
     }
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct NodeResult {
-    /// `None`: the node returned no output (`undefined`); `Some(Null)`: `null`.
+    /// `None`: the node returned no output (`undefined`); `Some` of `null`: `null`. The text
+    /// the node's response carried, kept to its commit (parsed only where the core reads it).
     #[serde(default, deserialize_with = "present")]
-    pub output: Option<Value>,
+    pub output: Option<JsonText>,
     #[serde(default)]
     pub action: Option<String>,
 }
@@ -105,11 +107,6 @@ fn cancellation<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cancell
     })
 }
 
-/// A field that is present deserializes to `Some`, even when it is `null`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize)]
 pub struct NodeResponse {
     pub ok: bool,
@@ -123,6 +120,7 @@ pub struct NodeResponse {
 
 impl NodeResponse {
     pub fn success(output: Option<Value>, action: Option<String>, writes: Vec<PatchOp>) -> NodeResponse {
+        let output = output.as_ref().map(JsonText::of);
         NodeResponse { ok: true, result: Some(NodeResult { output, action }), writes, error: None }
     }
     pub fn failure(message: impl Into<String>) -> NodeResponse {

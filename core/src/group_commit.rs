@@ -39,6 +39,8 @@ struct Member {
     /// Which of the group's statements it runs.
     statement: usize,
     params: Vec<Param>,
+    /// Its parameters are over `pg::BIG_MESSAGE_BYTES`: the connection retires after it.
+    big: bool,
     answer: oneshot::Sender<CoreResult<Vec<Row>>>,
 }
 
@@ -101,11 +103,18 @@ impl CommitGroup {
     }
 
     /// Runs statement `statement` with `params` in the next group; its rows, or its error.
-    pub async fn query(self: &Arc<Self>, run_id: &str, statement: usize, params: Vec<Param>) -> CoreResult<Vec<Row>> {
+    /// `big`: the parameters are over `pg::BIG_MESSAGE_BYTES`.
+    pub async fn query(
+        self: &Arc<Self>,
+        run_id: &str,
+        statement: usize,
+        params: Vec<Param>,
+        big: bool,
+    ) -> CoreResult<Vec<Row>> {
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut s = self.state.lock().unwrap();
-            s.waiting.push(Member { run_id: run_id.to_string(), statement, params, answer });
+            s.waiting.push(Member { run_id: run_id.to_string(), statement, params, big, answer });
             let lead = s.leaders < LEADERS;
             if lead {
                 s.leaders += 1;
@@ -167,6 +176,9 @@ impl CommitGroup {
                 }
             },
         };
+        if group.iter().any(|m| m.big) {
+            conn.conn.retire();
+        }
         self.commit(&conn.conn, group).await;
         if self.pool.current(&conn.conn) {
             self.state.lock().unwrap().idle.push(conn);
@@ -177,7 +189,10 @@ impl CommitGroup {
     async fn one_by_one(&self, group: Vec<Member>) {
         for m in group {
             let params = refs(&m.params);
-            let r = self.pool.query("committing a node's output", &self.statements[m.statement], &params).await;
+            let r = self
+                .pool
+                .query_sized("committing a node's output", &self.statements[m.statement], &params, m.big)
+                .await;
             let _ = m.answer.send(r);
         }
     }
@@ -241,7 +256,7 @@ mod tests {
     use super::*;
 
     fn member(run: &str) -> Member {
-        Member { run_id: run.into(), statement: 0, params: Vec::new(), answer: oneshot::channel().0 }
+        Member { run_id: run.into(), statement: 0, params: Vec::new(), big: false, answer: oneshot::channel().0 }
     }
 
     #[test]

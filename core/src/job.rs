@@ -9,10 +9,10 @@ use crate::error::{CoreError, CoreResult};
 use crate::evaluator::{resolve_input, RunState};
 use crate::executor::{Cancelled, Level, NodeError, NodeExecutor, NodeRequest, NodeResponse};
 use crate::joins;
+use crate::json_text::JsonText;
 use crate::locks::{InFlight, NodeLocks};
 use crate::queue::{Broker, JobMessage};
 use crate::run_store::{Commit, Effect, Enqueued, RunStore, FINAL_STATUSES};
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
@@ -123,7 +123,7 @@ impl NodeFailure {
 #[derive(Default)]
 pub(crate) struct Executed {
     /// `None`: the node returned no output (`undefined`).
-    pub(crate) output: Option<Value>,
+    pub(crate) output: Option<JsonText>,
     pub(crate) action: Option<String>,
     pub(crate) writes: Vec<PatchOp>,
     /// What a built-in's commit does beside a node's (a loop going round, a batch).
@@ -140,7 +140,7 @@ pub(crate) struct Facts {
     /// Context row keys not read (large values): node code reads them on demand.
     pub(crate) omitted: Vec<String>,
     /// The node's big bound input as its text, not in the context (`Merged::own_input`).
-    pub(crate) own_input: Option<Box<RawValue>>,
+    pub(crate) own_input: Option<JsonText>,
 }
 
 impl Facts {
@@ -150,9 +150,8 @@ impl Facts {
         node: &NodeDef,
         context: &'a Map<String, Value>,
     ) -> Result<crate::evaluator::ResolvedInput<'a>, String> {
-        if let Some(raw) = self.own_bound_input(node) {
-            let value: Value = serde_json::from_str(raw.get()).map_err(|e| input_error(node, e))?;
-            return Ok(crate::evaluator::ResolvedInput { value: Some(Cow::Owned(value)), from_mapping: false });
+        if let Some(text) = self.own_bound_input(node) {
+            return Ok(crate::evaluator::ResolvedInput { value: Some(Cow::Owned(text.parse())), from_mapping: false });
         }
         resolve_input(node, &RunState { context, completed: &self.completed, bound: &self.bound })
     }
@@ -163,26 +162,18 @@ impl Facts {
         &self,
         node: &NodeDef,
         context: &Map<String, Value>,
-    ) -> Result<(Option<Box<RawValue>>, bool), String> {
-        if let Some(raw) = self.own_bound_input(node) {
-            return Ok((Some(raw.to_owned()), false));
+    ) -> Result<(Option<JsonText>, bool), String> {
+        if let Some(text) = self.own_bound_input(node) {
+            return Ok((Some(text.clone()), false));
         }
         let input = self.input(node, context)?;
-        let text = match input.value {
-            Some(v) => Some(serde_json::value::to_raw_value(&*v).map_err(|e| input_error(node, e))?),
-            None => None,
-        };
-        Ok((text, input.from_mapping))
+        Ok((input.value.as_deref().map(JsonText::of), input.from_mapping))
     }
 
     /// `own_input`, when it is this node's bound input.
-    fn own_bound_input(&self, node: &NodeDef) -> Option<&RawValue> {
-        self.own_input.as_deref().filter(|_| self.bound.contains(&node.id))
+    fn own_bound_input(&self, node: &NodeDef) -> Option<&JsonText> {
+        self.own_input.as_ref().filter(|_| self.bound.contains(&node.id))
     }
-}
-
-fn input_error(node: &NodeDef, e: serde_json::Error) -> String {
-    format!("Node '{}': its input: {e}", node.id)
 }
 
 impl JobRunner {
@@ -562,7 +553,7 @@ impl JobRunner {
             // (its fallback, inheriting its edges, is what routes to them).
             let joins = joins::failed_arrivals(bp, &node.id);
             let effect = Effect {
-                output: Some(Value::Null),
+                output: Some(JsonText::of(&Value::Null)),
                 sets,
                 deletes,
                 route: vec![fallback.id.clone()],
@@ -649,18 +640,20 @@ impl JobRunner {
         // undefined output leaves neither (as its serialised context does).
         // Only the routing reads them here, and only for conditions and
         // transforms: a big output is not copied for plain edges.
+        // (the routing reads nothing else of the output: `None` stands for it otherwise)
+        let output = done.output.as_ref().filter(|_| bp.routing_reads_context(node_id)).map(JsonText::parse);
         let keys = [format!("_outputs.{node_id}"), node_id.to_string()];
         for key in &keys {
-            match &done.output {
-                Some(v) if bp.routing_reads_context(node_id) => context.insert(key.clone(), v.clone()),
-                _ => context.remove(key),
+            match &output {
+                Some(v) => context.insert(key.clone(), v.clone()),
+                None => context.remove(key),
             };
         }
 
         let routed = crate::routing::route(
             bp,
             node_id,
-            done.output.as_ref(),
+            output.as_ref(),
             done.action.as_deref(),
             &mut context,
             crate::routing::RunFacts { completed: &facts.completed, bound: &facts.bound },

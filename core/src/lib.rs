@@ -13,6 +13,7 @@ pub mod executor;
 pub mod group_commit;
 pub mod job;
 pub mod joins;
+pub mod json_text;
 pub mod locks;
 pub mod notify;
 pub mod pg;

@@ -188,6 +188,9 @@ pub struct PgConn {
     busy: AtomicUsize,
     /// Set when a query outlived its deadline: the pool no longer hands it out.
     dead: AtomicBool,
+    /// It moved a message over `BIG_MESSAGE_BYTES`: the pool no longer hands it out, and
+    /// it closes once its statements in progress end.
+    retired: AtomicBool,
     /// The task driving the socket, aborted (closing it) when the connection is dead.
     driver: tokio::task::AbortHandle,
     /// The pool's `epoch` when it was opened (`PgPool::current`).
@@ -223,7 +226,7 @@ impl PgConn {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let _busy = Busy(&self.busy);
         let stmt = self.statement(sql).await?;
-        match self.client.query(&stmt, params).await {
+        let rows = match self.client.query(&stmt, params).await {
             // A table altered under a cached plan: prepare again once.
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED) => {
                 self.statements.lock().unwrap().remove(sql);
@@ -231,7 +234,16 @@ impl PgConn {
                 self.client.query(&stmt, params).await
             }
             other => other,
+        }?;
+        if rows.iter().any(big_row) {
+            self.retire();
         }
+        Ok(rows)
+    }
+
+    /// Out of service once its statements in progress end (then closed, its buffers freed).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
     }
 
     pub fn client(&self) -> &Client {
@@ -239,7 +251,7 @@ impl PgConn {
     }
 
     pub(crate) fn usable(&self) -> bool {
-        !self.client.is_closed() && !self.dead.load(Ordering::Relaxed)
+        !self.client.is_closed() && !self.dead.load(Ordering::Relaxed) && !self.retired.load(Ordering::Relaxed)
     }
 
     /// Takes the connection out of service and closes its socket.
@@ -247,6 +259,31 @@ impl PgConn {
         self.dead.store(true, Ordering::Relaxed);
         self.driver.abort();
     }
+}
+
+/// A message this big retires the connection that moved it (`PgConn::retire`):
+/// tokio-postgres keeps a connection's read and write buffers as large as the
+/// largest message it moved, so each connection that once carried a big value
+/// would hold that much memory for good (issue 12).
+pub const BIG_MESSAGE_BYTES: usize = 8 << 20;
+
+/// A row over `BIG_MESSAGE_BYTES` (the sum of its columns' sizes, read without a copy).
+fn big_row(row: &Row) -> bool {
+    struct Size(usize);
+    impl<'a> tokio_postgres::types::FromSql<'a> for Size {
+        fn from_sql(
+            _: &tokio_postgres::types::Type,
+            raw: &'a [u8],
+        ) -> Result<Size, Box<dyn std::error::Error + Sync + Send>> {
+            Ok(Size(raw.len()))
+        }
+        fn accepts(_: &tokio_postgres::types::Type) -> bool {
+            true
+        }
+    }
+    let size =
+        (0..row.len()).filter_map(|i| row.try_get::<_, Option<Size>>(i).ok().flatten()).map(|s| s.0).sum::<usize>();
+    size > BIG_MESSAGE_BYTES
 }
 
 /// A connection held outside the pool (`PgPool::connect_reserved`).
@@ -398,6 +435,7 @@ impl PgPool {
             statements: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
             dead: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             born: self.epoch.load(Ordering::Relaxed),
             driver,
         })
@@ -435,6 +473,23 @@ impl PgPool {
     pub async fn query(&self, doing: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> CoreResult<Vec<Row>> {
         let conn = self.conn().await?;
         self.deadline(&conn, doing, conn.query(sql, params)).await
+    }
+
+    /// `query` with parameters the caller knows to be over `BIG_MESSAGE_BYTES` when
+    /// `big`: the connection retires after it (results are checked by `PgConn::query`).
+    pub async fn query_sized(
+        &self,
+        doing: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        big: bool,
+    ) -> CoreResult<Vec<Row>> {
+        let conn = self.conn().await?;
+        let rows = self.deadline(&conn, doing, conn.query(sql, params)).await;
+        if big {
+            conn.retire();
+        }
+        rows
     }
 
     pub async fn batch(&self, doing: &str, sql: &str) -> CoreResult<()> {

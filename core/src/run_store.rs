@@ -21,6 +21,7 @@
 
 use crate::error::{CoreError, CoreResult};
 use crate::group_commit::{refs, CommitGroup, Param};
+use crate::json_text::JsonText;
 use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
 use serde_json::value::RawValue;
@@ -360,8 +361,9 @@ pub struct NodeRow {
     /// The bound input is not `undefined` (SQL NULL).
     #[serde(rename = "hasInput")]
     pub has_input: bool,
+    /// Its JSON text as read (kept as that text when it is a job's own big input: `merge_rows`).
     #[serde(default)]
-    pub input: Option<Box<RawValue>>,
+    pub input: Option<JsonText>,
     /// A partial load left its big output (input) out: it is not `null`, only not read.
     #[serde(default, rename = "outputLeft")]
     pub output_left: bool,
@@ -437,7 +439,7 @@ pub struct Merged {
     /// In a partial read, the job's own bound input when its text is over `LAZY_VALUE_BYTES`:
     /// kept as that text, out of the context (it travels as the request's input; node code
     /// reads `_inputs.<id>` on demand), so a big input is never parsed on its way (issue 12).
-    pub own_input: Option<Box<RawValue>>,
+    pub own_input: Option<JsonText>,
 }
 
 /// Adds the keys node rows stand for to `context`: `_outputs.<id>` and `<id>`
@@ -455,21 +457,19 @@ pub fn merge_rows(
     partial: Option<(&str, &[String])>,
 ) -> Merged {
     let mut merged = Merged::default();
-    let parse = |raw: Option<Box<RawValue>>| -> Value {
-        raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null)
-    };
-    let big = |raw: &Option<Box<RawValue>>| raw.as_ref().is_some_and(|v| v.get().len() > LAZY_VALUE_BYTES);
-    let lazy = |r: &NodeRow, raw: &Option<Box<RawValue>>, left: bool, key: &str| match partial {
+    let parse = |raw: Option<&str>| -> Value { raw.and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null) };
+    let big = |raw: Option<&str>| raw.is_some_and(|v| v.len() > LAZY_VALUE_BYTES);
+    let lazy = |r: &NodeRow, raw: Option<&str>, left: bool, key: &str| match partial {
         Some((own, keys)) => left || (r.id != own && big(raw) && !keys.iter().any(|k| k == &r.id || k == key)),
         None => false,
     };
     for r in rows {
         if r.has_output() {
             let key = format!("_outputs.{}", r.id);
-            if lazy(r, &r.output, r.output_left, &key) {
+            if lazy(r, r.output.as_deref().map(RawValue::get), r.output_left, &key) {
                 merged.undefined.insert(r.id.clone());
             } else {
-                let output = parse(r.output.take());
+                let output = parse(r.output.take().as_deref().map(RawValue::get));
                 context.insert(key, output.clone());
                 context.insert(r.id.clone(), output);
             }
@@ -481,11 +481,13 @@ pub fn merge_rows(
         }
         if r.has_input {
             let key = format!("_inputs.{}", r.id);
-            let own_big = partial.is_some_and(|(own, _)| r.id == own) && r.bound && big(&r.input);
+            let input = r.input.as_ref().map(JsonText::as_str);
+            let own_big = partial.is_some_and(|(own, _)| r.id == own) && r.bound && big(input);
             if own_big {
                 merged.own_input = r.input.take();
-            } else if !lazy(r, &r.input, r.input_left, &key) {
-                context.insert(key, parse(r.input.take()));
+            } else if !lazy(r, input, r.input_left, &key) {
+                context.insert(key, parse(input));
+                r.input = None;
             }
         }
     }
@@ -498,6 +500,10 @@ fn parse_rows(text: Option<&str>) -> CoreResult<Vec<NodeRow>> {
         None => Ok(vec![]),
     }
 }
+
+/// Context keys read on demand (`RunStore::read_context`), each with its value's text
+/// (`None`: JSON `null`).
+pub type ContextRead = Vec<(String, Option<JsonText>)>;
 
 /// What a job reads about its run before doing anything.
 #[derive(Debug)]
@@ -518,7 +524,7 @@ pub struct RunSnapshot {
     /// Context row keys left out of `context` (large values node code reads on demand).
     pub omitted: Vec<String>,
     /// The node's own big bound input, as its text (`Merged::own_input`).
-    pub own_input: Option<Box<RawValue>>,
+    pub own_input: Option<JsonText>,
 }
 
 impl RunSnapshot {
@@ -621,8 +627,9 @@ pub struct JoinArrival {
 /// Everything one completed node changes.
 #[derive(Debug, Default)]
 pub struct Effect {
-    /// The node's output; None: `undefined` (no `_outputs.<id>` key).
-    pub output: Option<Value>,
+    /// The node's output; None: `undefined` (no `_outputs.<id>` key). As node code's
+    /// response carried it: sent to PostgreSQL as that text.
+    pub output: Option<JsonText>,
     /// The node's own context writes (net effect).
     pub sets: Map<String, Value>,
     pub deletes: Vec<String>,
@@ -732,7 +739,7 @@ impl RunStore {
         all: bool,
         keys: &[String],
     ) -> CoreResult<RunSnapshot> {
-        let row = self.read_run(run_id, node_id, needed, all, keys).await?;
+        let row = Arc::new(self.read_run(run_id, node_id, needed, all, keys).await?);
         // (the texts are borrowed from the row read: a big value is not copied out of it first)
         let context_text: Option<&str> = row.get(0);
         let mut context = match context_text {
@@ -742,7 +749,8 @@ impl RunStore {
             },
             None => None,
         };
-        let mut nodes = parse_rows(row.get(3))?;
+        // (a big bound input stays in the row: `Merged::own_input`)
+        let mut nodes = JsonText::reading(&row, 3, || parse_rows(row.get(3)))?;
         let merged = match context.as_mut() {
             Some(c) => merge_rows(c, &mut nodes, (!all).then_some((node_id, keys))),
             None => Merged::default(),
@@ -763,14 +771,14 @@ impl RunStore {
     /// context row and the node rows `keys` stand for (`_outputs.<id>`, `<id>`, `_inputs.<id>`),
     /// or every row when `keys` is None. Only the asked keys are in it. Each value is copied from
     /// the text read, never parsed: a big output read on demand is not held as a value (issue 12).
-    pub async fn read_context(&self, run_id: &str, keys: Option<&[String]>) -> CoreResult<String> {
+    pub async fn read_context(&self, run_id: &str, keys: Option<&[String]>) -> CoreResult<ContextRead> {
         let keys_given = keys.unwrap_or_default();
         let ids: Vec<String> = keys_given
             .iter()
             .map(|k| k.strip_prefix("_outputs.").or_else(|| k.strip_prefix("_inputs.")).unwrap_or(k).to_string())
             .collect();
-        let row = self.read_run(run_id, "", &ids, keys.is_none(), keys_given).await?;
-        let Some(context_text) = row.get::<_, Option<&str>>(0) else { return Ok("{}".into()) };
+        let row = Arc::new(self.read_run(run_id, "", &ids, keys.is_none(), keys_given).await?);
+        let Some(context_text) = row.get::<_, Option<&str>>(0) else { return Ok(Vec::new()) };
         let mut context: BTreeMap<String, Option<&RawValue>> =
             serde_json::from_str(context_text).map_err(|e| CoreError::json("a context row", e))?;
         let nodes: Vec<BorrowedNodeRow> = match row.get::<_, Option<&str>>(3) {
@@ -790,7 +798,16 @@ impl RunStore {
         if let Some(keys) = keys {
             context.retain(|k, _| keys.contains(k));
         }
-        serde_json::to_string(&context).map_err(|e| CoreError::json("a context", e))
+        // a value's text is a slice of the context row's text (column 0) or the node rows' (3)
+        let spans: Vec<(usize, std::ops::Range<*const u8>)> = [0, 3]
+            .into_iter()
+            .filter_map(|c| row.get::<_, Option<&str>>(c).map(|t| (c, t.as_bytes().as_ptr_range())))
+            .collect();
+        let column = |text: &str| spans.iter().find(|(_, r)| r.contains(&text.as_ptr())).map_or(3, |(c, _)| *c);
+        Ok(context
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|raw| JsonText::in_row(&row, column(raw.get()), raw.get()))))
+            .collect())
     }
 
     /// Makes sure the run has a context row carrying `initial` keys (kept when
@@ -842,9 +859,9 @@ impl RunStore {
 
     /// Commits a node's effect once, in one statement (`sql/commit.sql`).
     pub async fn commit(&self, run_id: &str, node_id: &str, effect: &Effect) -> CoreResult<Commit> {
-        let output = json_text(&effect.output);
         let sets = Value::Object(effect.sets.clone()).to_string();
         let writes = !effect.sets.is_empty() || !effect.deletes.is_empty();
+        let big = effect.output.as_ref().map_or(0, |o| o.as_str().len()) + sets.len() > crate::pg::BIG_MESSAGE_BYTES;
         // Every successor the commit touches, with what it brings each.
         let mut ids: Vec<&str> = Vec::new();
         let touched = effect.ready.iter().chain(effect.joins.iter().map(|j| &j.target));
@@ -888,7 +905,7 @@ impl RunStore {
         let params: Vec<Param> = vec![
             Box::new(run_id.to_string()),
             Box::new(node_id.to_string()),
-            Box::new(output),
+            Box::new(effect.output.clone()),
             Box::new(effect.route.clone()),
             Box::new(own(&ids)),
             Box::new(ready),
@@ -917,10 +934,10 @@ impl RunStore {
         ];
         let statement = usize::from(effect.plain() && owners.is_empty());
         let rows = match &self.group {
-            Some(group) => group.query(run_id, statement, params).await?,
+            Some(group) => group.query(run_id, statement, params, big).await?,
             None => {
                 let sql = &self.sql.commit[statement];
-                self.pool.query("committing a node's output", sql, &refs(&params)).await?
+                self.pool.query_sized("committing a node's output", sql, &refs(&params), big).await?
             }
         };
         Ok(match rows.first() {

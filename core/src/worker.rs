@@ -524,19 +524,24 @@ async fn handle_delivery(
                 tokio::time::sleep(delay).await;
             }
             Disposition::Continue(next) => {
-                counters.processed.fetch_add(1, Ordering::Relaxed);
                 runner.enqueued(&next);
                 chain += 1;
+                let connected = broker.is_connected();
+                // A stopping worker, a long chain or an old delivery gives the successor a
+                // message of its own (it has not run: a fresh job is all it needs).
+                let hand_off = *stop.borrow() || chain >= INLINE_CHAIN_MAX || started.elapsed() >= INLINE_WINDOW;
+                if !connected || !hand_off {
+                    // (a job whose successor is handed off is counted with the delivery's ack)
+                    counters.processed.fetch_add(1, Ordering::Relaxed);
+                }
                 // The delivery is gone with its connection: its redelivery walks the chain from
                 // here (going on would run the successor beside that walk).
-                if !broker.is_connected() {
+                if !connected {
                     break Disposition::Retry(CoreError::WorkerState(
                         "the connection that delivered the job closed; its redelivery goes on from here".into(),
                     ));
                 }
-                // A stopping worker, a long chain or an old delivery gives the successor a
-                // message of its own (it has not run: a fresh job is all it needs).
-                if *stop.borrow() || chain >= INLINE_CHAIN_MAX || started.elapsed() >= INLINE_WINDOW {
+                if hand_off {
                     match broker.publish_jobs(std::slice::from_ref(&*next)).await {
                         Ok(()) => break Disposition::Ack,
                         Err(e) => break Disposition::Retry(e),

@@ -30,7 +30,7 @@ async fn a_failing_member_gets_its_error_and_its_neighbours_are_committed() {
         let params: Vec<Param> = vec![Box::new(*id), Box::new(run.clone())];
         let group = group.clone();
         let run = run.clone();
-        async move { group.query(&run, 0, params).await }
+        async move { group.query(&run, 0, params, false).await }
     });
     let results = futures_util::future::join_all(calls).await;
     let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();

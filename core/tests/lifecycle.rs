@@ -321,7 +321,7 @@ fn conditions_actions_transforms_and_fallbacks() {
             .with("echo", |r| {
                 let writes = vec![PatchOp::Set { key: format!("seen.{}", r.node_id), value: json!(true) }];
                 let action = if r.node_id == "yes" { Some("approve".to_string()) } else { None };
-                NodeResponse::success(Some(json!({ "from": r.node_id, "input": r.input })), action, writes)
+                NodeResponse::success(Some(json!({ "from": r.node_id, "input": r.input_value() })), action, writes)
             })
             .with("boom", |_| NodeResponse::failure("nope"))
             .with("safe", |_| ok(json!("recovered")));
