@@ -608,6 +608,25 @@ describe("successors run under their predecessor's delivery", () => {
 		await eventually(async () => (await queueDepth(env.queue)) === 0, 10000, 'the queue empty')
 	})
 
+	test('a delivery older than 10 s hands its successor a message of its own (INLINE_WINDOW)', async () => {
+		const env = setup('old')
+		const ids = ['s0', 's1', 's2']
+		const slow = {
+			id: 'slow-chain',
+			nodes: ids.map((id) => ({ id, uses: 'slow', params: { name: id, ms: 5500 } })),
+			edges: ids.slice(1).map((id, i) => ({ source: ids[i], target: id })),
+		}
+		const worker = env.adapter({ blueprints: { 'slow-chain': slow } })
+		await worker.start()
+		const runId = env.runId()
+		await worker.startRun('slow-chain', { testRunId: runId }, { runId })
+		const result = await worker.waitForRun(runId, { timeoutMs: 40000 })
+		expect(result.status).toBe('completed')
+		expect(ids.map((id) => result.payload.context[`_outputs.${id}`]?.node)).toEqual(ids)
+		// s1 goes on under s0's delivery (5.5 s old); s2 follows a delivery 11 s old: its own message
+		expect(worker.stats()).toMatchObject({ processed: 3, continued: 1, failed: 0, inFlight: 0 })
+	}, 60000)
+
 	test('a worker killed in the third node of a chain it ran under one delivery: the redelivery walks the chain, and only that node runs again', async () => {
 		const env = setup('walk')
 		const { side, executions, record } = await sideTable()
