@@ -98,7 +98,7 @@ export declare class NativeWorker {
   counters(): WorkerCounters
 }
 
-/** A string of a `runNode` call (`RunNodeFn`). */
+/** A string of a `runNode` call (`RunNodeFn`) or a `readContext` answer. */
 export type CallText = string
 
 /**

@@ -126,7 +126,6 @@ function createNodeRunner({
 				req = JSON.parse(requestJson[0])
 				if (req === null || typeof req !== 'object') throw new Error('not an object')
 				const input = requestJson[1]
-				requestJson[1] = undefined
 				if (typeof input === 'string' && input !== '') req.input = JSON.parse(input)
 				req.context = rawSnapshot(requestJson, 2)
 				requestJson.length = 0 // a value's text is then held by the snapshot only

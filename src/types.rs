@@ -46,8 +46,9 @@ use crate::{PgTargetJs, RedisTargetJs, TlsJs};
 #[napi]
 pub type RunNodeFn = ThreadsafeFunction<Vec<CallText>, Promise<String>, Vec<CallText>, Status, false>;
 
-/// A string of a `runNode` call: the binding's own, or a value's JSON text the core
-/// shares (a big input goes to V8 from where it was read, without a copy of its own).
+/// A string the binding hands to JS (a `runNode` call, a `readContext` answer): its own,
+/// or a value's JSON text the core shares (a big value goes to V8 from where it was
+/// read, without a copy of its own).
 pub enum CallText {
     Owned(String),
     Json(JsonText),
@@ -58,7 +59,7 @@ pub enum CallText {
 mod call_text_in_typescript {
     use napi_derive::napi;
 
-    /// A string of a `runNode` call (`RunNodeFn`).
+    /// A string of a `runNode` call (`RunNodeFn`) or a `readContext` answer.
     #[napi]
     pub type CallText = String;
 }

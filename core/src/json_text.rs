@@ -34,8 +34,8 @@ enum Text {
 const LENT_FROM_ROW_BYTES: usize = 1 << 20;
 
 thread_local! {
-    /// The row column a `JsonText` being deserialized may stay in (`JsonText::reading`).
-    static SOURCE: RefCell<Option<(Arc<Row>, usize)>> = const { RefCell::new(None) };
+    /// The row a `JsonText` being deserialized may stay in (`JsonText::reading`).
+    static SOURCE: RefCell<Option<Arc<Row>>> = const { RefCell::new(None) };
 }
 
 impl JsonText {
@@ -54,10 +54,12 @@ impl JsonText {
         }
     }
 
-    /// `part`, a slice of the text `row.get(column)` gives: a big one stays in the row.
-    pub fn in_row(row: &Arc<Row>, column: usize, part: &str) -> JsonText {
+    /// `part`, a slice of the text one of `row`'s columns gives (`row.get`): a big one
+    /// stays in the row; any other text is copied.
+    pub fn in_row(row: &Arc<Row>, part: &str) -> JsonText {
         if part.len() > LENT_FROM_ROW_BYTES {
-            if let Ok(whole) = row.try_get::<_, &str>(column) {
+            for column in 0..row.len() {
+                let Ok(whole) = row.try_get::<_, &str>(column) else { continue };
                 let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
                 if start <= whole.len() && part.len() <= whole.len() - start {
                     let range = start..start + part.len();
@@ -68,16 +70,16 @@ impl JsonText {
         JsonText(Text::Own(part.into()))
     }
 
-    /// Runs `read`, a deserialization of the text of `row`'s column `column`, so that the
-    /// `JsonText`s it makes stay in the row (`in_row`) rather than copy it.
-    pub fn reading<T>(row: &Arc<Row>, column: usize, read: impl FnOnce() -> T) -> T {
+    /// Runs `read`, a deserialization of a text of `row`, so that the `JsonText`s it
+    /// makes stay in the row (`in_row`) rather than copy it.
+    pub fn reading<T>(row: &Arc<Row>, read: impl FnOnce() -> T) -> T {
         struct Reset;
         impl Drop for Reset {
             fn drop(&mut self) {
                 SOURCE.with(|s| s.borrow_mut().take());
             }
         }
-        SOURCE.with(|s| *s.borrow_mut() = Some((row.clone(), column)));
+        SOURCE.with(|s| *s.borrow_mut() = Some(row.clone()));
         let _reset = Reset;
         read()
     }
@@ -119,7 +121,7 @@ impl<'de> Deserialize<'de> for JsonText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<JsonText, D::Error> {
         let raw = <&'de RawValue>::deserialize(d)?;
         Ok(SOURCE.with(|s| match &*s.borrow() {
-            Some((row, column)) => JsonText::in_row(row, *column, raw.get()),
+            Some(row) => JsonText::in_row(row, raw.get()),
             None => JsonText::from(raw),
         }))
     }

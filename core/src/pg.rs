@@ -471,8 +471,7 @@ impl PgPool {
 
     /// Runs one statement on a pooled connection.
     pub async fn query(&self, doing: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> CoreResult<Vec<Row>> {
-        let conn = self.conn().await?;
-        self.deadline(&conn, doing, conn.query(sql, params)).await
+        self.query_sized(doing, sql, params, false).await
     }
 
     /// `query` with parameters the caller knows to be over `BIG_MESSAGE_BYTES` when

@@ -750,7 +750,7 @@ impl RunStore {
             None => None,
         };
         // (a big bound input stays in the row: `Merged::own_input`)
-        let mut nodes = JsonText::reading(&row, 3, || parse_rows(row.get(3)))?;
+        let mut nodes = JsonText::reading(&row, || parse_rows(row.get(3)))?;
         let merged = match context.as_mut() {
             Some(c) => merge_rows(c, &mut nodes, (!all).then_some((node_id, keys))),
             None => Merged::default(),
@@ -769,8 +769,8 @@ impl RunStore {
 
     /// The run's context as node code reads it on demand, as the JSON text of an object: the
     /// context row and the node rows `keys` stand for (`_outputs.<id>`, `<id>`, `_inputs.<id>`),
-    /// or every row when `keys` is None. Only the asked keys are in it. Each value is copied from
-    /// the text read, never parsed: a big output read on demand is not held as a value (issue 12).
+    /// or every row when `keys` is None. Only the asked keys are in it. Each value is the text read,
+    /// never parsed; a big one stays in the row read (`JsonText::in_row`, issue 12).
     pub async fn read_context(&self, run_id: &str, keys: Option<&[String]>) -> CoreResult<ContextRead> {
         let keys_given = keys.unwrap_or_default();
         let ids: Vec<String> = keys_given
@@ -798,16 +798,7 @@ impl RunStore {
         if let Some(keys) = keys {
             context.retain(|k, _| keys.contains(k));
         }
-        // a value's text is a slice of the context row's text (column 0) or the node rows' (3)
-        let spans: Vec<(usize, std::ops::Range<*const u8>)> = [0, 3]
-            .into_iter()
-            .filter_map(|c| row.get::<_, Option<&str>>(c).map(|t| (c, t.as_bytes().as_ptr_range())))
-            .collect();
-        let column = |text: &str| spans.iter().find(|(_, r)| r.contains(&text.as_ptr())).map_or(3, |(c, _)| *c);
-        Ok(context
-            .into_iter()
-            .map(|(k, v)| (k, v.map(|raw| JsonText::in_row(&row, column(raw.get()), raw.get()))))
-            .collect())
+        Ok(context.into_iter().map(|(k, v)| (k, v.map(|raw| JsonText::in_row(&row, raw.get())))).collect())
     }
 
     /// Makes sure the run has a context row carrying `initial` keys (kept when

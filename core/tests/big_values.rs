@@ -57,7 +57,7 @@ fn a_big_value_read_stays_in_its_row_and_a_small_one_is_copied() {
         let sql = "SELECT json_build_array(repeat('a', 2000000), json_build_object('k', 'small'))::text";
         let row = Arc::new(pool.query("reading", sql, &[]).await.unwrap().remove(0));
         let texts: Vec<JsonText> =
-            JsonText::reading(&row, 0, || serde_json::from_str(row.get::<_, &str>(0))).expect("a JSON array");
+            JsonText::reading(&row, || serde_json::from_str(row.get::<_, &str>(0))).expect("a JSON array");
         let whole: &str = row.get(0);
         assert_eq!(texts[0].as_str().len(), 2_000_002, "the string with its quotes");
         assert!(within(texts[0].as_str(), whole), "the big value is the row's own text");
@@ -67,7 +67,7 @@ fn a_big_value_read_stays_in_its_row_and_a_small_one_is_copied() {
         let copied: Vec<JsonText> = serde_json::from_str(whole).unwrap();
         assert!(!within(copied[0].as_str(), whole));
         let elsewhere = "b".repeat(2_000_000);
-        assert!(!within(JsonText::in_row(&row, 0, &elsewhere).as_str(), whole));
+        assert!(!within(JsonText::in_row(&row, &elsewhere).as_str(), whole));
         assert_eq!(copied[0], texts[0]);
     })
 }
