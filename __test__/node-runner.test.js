@@ -242,6 +242,72 @@ describe('results', () => {
 	})
 })
 
+describe('the native call: [request, input JSON, key, value JSON, ...]', () => {
+	const call = async (registry, input, context = [], options = {}) => {
+		const runner = createNodeRunner({ registry, logger: silent, ...options })
+		const { context: _, ...req } = request()
+		return JSON.parse(await runner([JSON.stringify(req), input, ...context]))
+	}
+
+	test('the input is parsed when the node first reads it, once; a node that never reads it never parses it', async () => {
+		const seen = []
+		const reads = {
+			fn: async (ctx) => {
+				const first = ctx.input
+				seen.push(first === ctx.input, Object.keys(ctx).includes('input'))
+				return { output: { first, v: await ctx.context.get('k') } }
+			},
+		}
+		expect(await call(reads, '{"a":[1,2]}', ['k', '"v"'])).toMatchObject({
+			ok: true,
+			result: { output: { first: { a: [1, 2] }, v: 'v' } },
+		})
+		expect(seen).toEqual([true, true])
+		// text that is not JSON shows whether it was parsed: only the node that reads it fails
+		expect(await call({ fn: async () => ({ output: 'ignored it' }) }, '{not json')).toMatchObject({
+			ok: true,
+			result: { output: 'ignored it' },
+		})
+		expect(await call({ fn: async (ctx) => ({ output: ctx.input }) }, '{not json')).toMatchObject({ ok: false })
+		// no input ('') is undefined
+		expect(await call({ fn: async (ctx) => ({ output: ctx.input === undefined }) }, '')).toMatchObject({
+			result: { output: true },
+		})
+	})
+
+	test('a node may replace its input before or after reading it', async () => {
+		const res = await call(
+			{
+				fn: async (ctx) => {
+					const before = ctx.input
+					ctx.input = 'mine'
+					const after = ctx.input
+					ctx.input = { ...ctx.input, n: 2 }
+					return { output: { before, after, last: ctx.input } }
+				},
+			},
+			'{"a":1}',
+		)
+		expect(res.result.output).toEqual({
+			before: { a: 1 },
+			after: 'mine',
+			last: { 0: 'm', 1: 'i', 2: 'n', 3: 'e', n: 2 },
+		})
+		const setFirst = async (ctx) => {
+			ctx.input = 7
+			return { output: ctx.input }
+		}
+		const unread = await call({ fn: setFirst }, '{"a":1}')
+		expect(unread.result.output).toBe(7)
+	})
+
+	test('node:start carries the parsed input when an event bus listens', async () => {
+		const bus = recordingBus()
+		await call({ fn: async () => ({ output: 1 }) }, '[3]', [], { eventBus: bus })
+		expect(bus.events.find((e) => e.type === 'node:start').payload.input).toEqual([3])
+	})
+})
+
 describe('context view and writes', () => {
 	test('reads the snapshot, sees its own writes, and records them in order with the last op winning', async () => {
 		const res = await run(

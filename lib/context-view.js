@@ -1,6 +1,7 @@
 'use strict'
 
 const { invalidArgument, describe } = require('./errors')
+const { collected, isBig } = require('./memory')
 
 const hasOwn = (o, k) => Object.hasOwn(o, k)
 
@@ -26,6 +27,24 @@ class RawJson {
 }
 
 /**
+ * `raw`, a value read on demand, when its text is the node's own input's (a node reading its
+ * predecessor's output by key, say): it takes the input's text, and the text read goes at once.
+ * Each is a big value's row read, which V8 holds without a copy (an external string); holding
+ * both would count the value twice in the worker's peak memory (issue 12).
+ */
+async function shareInputText(raw, input) {
+	if (takesInputText(raw, input)) await collected()
+}
+
+// (apart, so that no frame still holds the text read when V8 collects)
+function takesInputText(raw, input) {
+	if (!(raw instanceof RawJson) || typeof input !== 'string' || !isBig(input)) return false
+	if (typeof raw.text !== 'string' || raw.text.length !== input.length || raw.text !== input) return false
+	raw.text = input
+	return true
+}
+
+/**
  * A snapshot whose values stay JSON text until read: `entries[from]` is a key,
  * `entries[from + 1]` its value's JSON, and so on. Keys keep their order; a value no
  * one reads is never parsed (a big context is not held twice in memory).
@@ -46,7 +65,8 @@ function rawSnapshot(entries, from = 0) {
  * In a wide run the snapshot holds the context row and only the node keys this node
  * needs (its own, its predecessors'): `lazy` then reads other nodes' keys
  * (`_outputs.<id>`, `<id>`, `_inputs.<id>`) on first use, so a job's cost does not
- * grow with the run's width. `lazy = { isNodeKey(key), read(keys | null) }`.
+ * grow with the run's width. `lazy = { isNodeKey(key), read(keys | null), input? }`, `input`
+ * the node's input's JSON text.
  */
 class NodeContextView {
 	#snapshot
@@ -73,6 +93,7 @@ class NodeContextView {
 			if (this.#lazy.isNodeKey(key)) {
 				const got = await this.#lazy.read([key])
 				this.#fetched.add(key)
+				if (hasOwn(got, key)) await shareInputText(got[key], this.#lazy.input)
 				if (hasOwn(got, key) && !hasOwn(this.#snapshot, key)) setOwn(this.#snapshot, key, got[key])
 				if (this.#writes.has(key)) return this.#writes.get(key)
 			}

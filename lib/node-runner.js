@@ -12,6 +12,7 @@ const { NodeContextView, rawSnapshot } = require('./context-view')
 const { safeLogger, createConsoleLogger } = require('./logger')
 const { CODES, codedError, describe } = require('./errors')
 const { assertNoFunctions } = require('./json')
+const { collectNow, collectSoon } = require('./memory')
 
 /** Same test as Flowcraft's `isNodeClass`: a function whose prototype has `exec`. */
 function isNodeClass(impl) {
@@ -95,7 +96,8 @@ function createNodeRunner({
 	const byRun = new Map()
 
 	const emit = (type, payload) => emitEvent(eventBus, log, type, payload)
-	const tracing = contextEvents === true && canEmit(eventBus)
+	const events = canEmit(eventBus)
+	const tracing = contextEvents === true && events
 	// FlowRuntime's `context:change` for a key the core writes when it commits the node
 	const change = (executionId, sourceNode, op) =>
 		emit(
@@ -126,7 +128,9 @@ function createNodeRunner({
 				req = JSON.parse(requestJson[0])
 				if (req === null || typeof req !== 'object') throw new Error('not an object')
 				const input = requestJson[1]
-				if (typeof input === 'string' && input !== '') req.input = JSON.parse(input)
+				// parsed when something reads it (lazyInput): a node that never reads its input
+				// never holds a second, parsed copy of a big one
+				if (typeof input === 'string' && input !== '') req.inputText = input
 				req.context = rawSnapshot(requestJson, 2)
 				requestJson.length = 0 // a value's text is then held by the snapshot only
 			} else {
@@ -142,7 +146,9 @@ function createNodeRunner({
 		}
 		try {
 			// the run's trace, when its start was traced (lib/trace.js)
-			return await withTraceparent(req.traceparent, () => execute(req))
+			const response = await withTraceparent(req.traceparent, () => execute(req))
+			collectSoon(response)
+			return response
 		} catch (e) {
 			// execute() handles every failure itself; this is the last line of defence,
 			// because a rejection here would reach the native side as a failed call.
@@ -164,6 +170,7 @@ function createNodeRunner({
 						// other nodes' keys, and the context row's large values the core left out
 						isNodeKey: (key) => ids.has(nodeOfKey(key)) || (Array.isArray(req.lazyKeys) && req.lazyKeys.includes(key)),
 						read: (keys) => readContext(runId, keys),
+						input: req.inputText,
 					}
 				: undefined
 		const view = new NodeContextView(
@@ -193,13 +200,25 @@ function createNodeRunner({
 			byRun.set(runId, runCtls)
 		}
 		runCtls.add(nodeCtl)
+		const inputOf = lazyInput(req)
 		const ctx = {
 			context: view,
-			input: req.inputFromMapping ? mappedInput(mappings, blueprintId, nodeId, req.input) : req.input,
 			params: req.params !== null && typeof req.params === 'object' ? req.params : {},
 			dependencies: deps,
 			signal: nodeCtl.signal,
 		}
+		Object.defineProperty(ctx, 'input', {
+			get: () => {
+				const input = req.inputFromMapping ? mappedInput(mappings, blueprintId, nodeId, inputOf()) : inputOf()
+				Object.defineProperty(ctx, 'input', { value: input, writable: true, enumerable: true, configurable: true })
+				return input
+			},
+			set: (input) => {
+				Object.defineProperty(ctx, 'input', { value: input, writable: true, enumerable: true, configurable: true })
+			},
+			enumerable: true,
+			configurable: true,
+		})
 		// which node of which run this is, for the built-ins that need it (lib/webhooks.js)
 		Object.defineProperty(ctx, NODE_IDENTITY, { value: { runId, nodeId, blueprintId } })
 		const run = {
@@ -216,9 +235,9 @@ function createNodeRunner({
 		try {
 			const strategy = isNodeClass(impl) ? () => runClass(impl, run) : () => withRetries(() => impl(ctx), run)
 			// the input an edge bound to `_inputs.<id>` (a mapped input is read, not written)
-			if (tracing && req.input !== undefined && !req.inputFromMapping && !referenced.has(`${blueprintId}\n${nodeId}`))
-				await change(runId, 'unknown', { op: 'set', key: `_inputs.${nodeId}`, value: req.input })
-			await emit('node:start', { nodeId, executionId: runId, input: ctx.input, blueprintId })
+			if (tracing && inputOf() !== undefined && !req.inputFromMapping && !referenced.has(`${blueprintId}\n${nodeId}`))
+				await change(runId, 'unknown', { op: 'set', key: `_inputs.${nodeId}`, value: inputOf() })
+			if (events) await emit('node:start', { nodeId, executionId: runId, input: ctx.input, blueprintId })
 
 			let outcome
 			try {
@@ -243,6 +262,8 @@ function createNodeRunner({
 				if (output !== undefined)
 					for (const key of [`_outputs.${nodeId}`, nodeId])
 						await change(runId, 'unknown', { op: 'set', key, value: output })
+				outcome = undefined // (its value is garbage now: lib/memory.js)
+				collectNow(response)
 				return response
 			}
 			// FlowRuntime announces the fallback node it will run, then the error. The core
@@ -476,6 +497,22 @@ function createNodeRunner({
  */
 function isFatal(e) {
 	return !!e && e.name === 'FlowcraftError' && e.isFatal === true
+}
+
+/**
+ * The node's input, parsed from the text the core sent on first call (a request given as an
+ * object carries it parsed, as `input`).
+ */
+function lazyInput(req) {
+	let text = req.inputText
+	let input = req.input
+	return () => {
+		if (text !== undefined) {
+			input = JSON.parse(text)
+			text = undefined
+		}
+		return input
+	}
 }
 
 /**

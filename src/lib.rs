@@ -7,6 +7,7 @@
 //! is in `types.rs`; `napi build` writes all of it, with these doc comments,
 //! to `native.d.ts`.
 
+mod external_text;
 mod types;
 
 use flowcraft_core::amqp::{QueueTarget, QueueType};
@@ -428,7 +429,7 @@ impl NodeExecutor for JsBridge {
                 }
             };
             match call_js(&self.run_node, call).await {
-                Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                Ok(text) => NodeResponse::read(text).unwrap_or_else(|e| {
                     NodeResponse::failure(format!("node '{node_id}' returned an unreadable response: {e}"))
                 }),
                 Err(reason) => NodeResponse::failure(reason),

@@ -47,8 +47,10 @@ use crate::{PgTargetJs, RedisTargetJs, TlsJs};
 pub type RunNodeFn = ThreadsafeFunction<Vec<CallText>, Promise<String>, Vec<CallText>, Status, false>;
 
 /// A string the binding hands to JS (a `runNode` call, a `readContext` answer): its own,
-/// or a value's JSON text the core shares (a big value goes to V8 from where it was
-/// read, without a copy of its own).
+/// or a value's JSON text the core shares. A big one goes to V8 as an external string
+/// over the core's bytes (`external_text`): V8 copies nothing, and the bytes go when V8
+/// collects the string. (V8's `JSON.parse` makes the parsed value's strings slices of
+/// the text, so a copy would live as long as the value does.)
 pub enum CallText {
     Owned(String),
     Json(JsonText),
@@ -78,7 +80,13 @@ impl ToNapiValue for CallText {
     unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> napi::Result<napi::sys::napi_value> {
         let text = match &val {
             CallText::Owned(s) => s.as_str(),
-            CallText::Json(j) => j.as_str(),
+            CallText::Json(j) => {
+                // SAFETY: on the JS thread with its env (as below)
+                if let Some(value) = unsafe { crate::external_text::external(env, j) } {
+                    return Ok(value);
+                }
+                j.as_str()
+            }
         };
         // SAFETY: called by napi on the JS thread with its env, as `&str`'s own conversion is.
         unsafe { <&str as ToNapiValue>::to_napi_value(env, text) }

@@ -12,13 +12,19 @@ const crypto = require('node:crypto')
 
 const RECORD_TEXT = 960
 
-/** About `bytes` of JSON: an array of records. Deterministic. */
-function bigValue(bytes) {
+/** About `bytes` of JSON: an array of records, with non-ASCII names when `unicode`. Deterministic. */
+function bigValue(bytes, unicode = false) {
 	const out = []
 	let size = 2
 	for (let i = 0; size < bytes; i++) {
 		const seed = crypto.createHash('sha256').update(String(i)).digest('hex')
-		const record = { i, n: i * 1.5, name: `item-${i}`, tags: ['a', `t${i % 7}`], text: seed.repeat(15) }
+		const record = {
+			i,
+			n: i * 1.5,
+			name: unicode ? `item-${i}-é✓` : `item-${i}`,
+			tags: ['a', `t${i % 7}`],
+			text: seed.repeat(15),
+		}
 		out.push(record)
 		size += RECORD_TEXT + 60 + String(i).length * 3
 	}
@@ -54,6 +60,20 @@ const blueprints = {
 		],
 		edges: [{ source: 'make', target: 'check' }],
 	},
+	// a node returns a value of `bytes` (non-ASCII when `unicode`); its successor reads it as
+	// its input and by key, and a node that never reads its input runs beside it
+	relay: {
+		id: 'relay',
+		nodes: [
+			{ id: 'make', uses: 'makeMixed' },
+			{ id: 'both', uses: 'both', params: { key: 'make' } },
+			{ id: 'ignore', uses: 'ignore' },
+		],
+		edges: [
+			{ source: 'make', target: 'both' },
+			{ source: 'make', target: 'ignore' },
+		],
+	},
 	// the run starts with the big value in its context; one node reads it
 	carry: {
 		id: 'carry',
@@ -66,6 +86,15 @@ function createRegistry() {
 	return {
 		make: async ({ context }) => ({ output: bigValue(Number(await context.get('bytes'))) }),
 		check: async ({ context, params }) => ({ output: digest(await context.get(params.key)) }),
+		makeMixed: async ({ context }) => ({
+			output: bigValue(Number(await context.get('bytes')), (await context.get('unicode')) === true),
+		}),
+		both: async (ctx) => {
+			const input = digest(ctx.input)
+			const byKey = digest(await ctx.context.get(ctx.params.key))
+			return { output: { input, byKey, again: digest(ctx.input) } }
+		},
+		ignore: async () => ({ output: 'ran' }),
 	}
 }
 

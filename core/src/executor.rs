@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -119,6 +120,11 @@ pub struct NodeResponse {
 }
 
 impl NodeResponse {
+    /// The response node code resolved with: a big output stays in its text.
+    pub fn read(text: String) -> Result<NodeResponse, serde_json::Error> {
+        let whole = Arc::new(text);
+        JsonText::reading_text(&whole, || serde_json::from_str(&whole))
+    }
     pub fn success(output: Option<Value>, action: Option<String>, writes: Vec<PatchOp>) -> NodeResponse {
         let output = output.as_ref().map(JsonText::of);
         NodeResponse { ok: true, result: Some(NodeResult { output, action }), writes, error: None }
@@ -188,5 +194,16 @@ mod tests {
             assert_eq!((e.cancelled, e.message.as_str()), (None, "m"), "{error}");
         }
         assert_eq!(NodeResponse::failure("x").error.unwrap().cancelled, None);
+    }
+
+    #[test]
+    fn a_response_is_read_whole_with_its_big_output_as_written() {
+        let output = format!("[\"{}\", 1]", "z".repeat(2 << 20));
+        let text = format!(r#"{{"ok":true,"result":{{"output":{output},"action":"go"}},"writes":[]}}"#);
+        let response = NodeResponse::read(text).unwrap();
+        let result = response.result.unwrap();
+        assert_eq!(result.output.unwrap().as_str(), output);
+        assert_eq!(result.action.as_deref(), Some("go"));
+        assert!(NodeResponse::read("{\"ok\":true,".into()).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! response to its commit, and a big value read from PostgreSQL from the row read
 //! to node code, as one text: not parsed into a `serde_json::Value` (about twice
 //! its size) and serialised again, unless the core itself reads the value; a big
-//! one read stays in the row that brought it (issue 12).
+//! one stays in the row or the response that brought it (issue 12).
 
 use bytes::BytesMut;
 use serde::{Deserialize, Deserializer};
@@ -27,15 +27,27 @@ enum Text {
         column: usize,
         range: Range<usize>,
     },
+    /// Bytes `range` of a text that holds more than this value (a node's response).
+    Part {
+        whole: Arc<String>,
+        range: Range<usize>,
+    },
 }
 
-/// A part of a row's text over this many bytes stays in the row (`JsonText::in_row`);
-/// a smaller one is copied (reading a row's text again checks all of it).
+/// Where the `JsonText`s being deserialized may stay (`JsonText::reading`, `reading_text`).
+enum Source {
+    Row(Arc<Row>),
+    Text(Arc<String>),
+}
+
+/// A part of a row's or a response's text over this many bytes stays where it is
+/// (`JsonText::in_row`, `in_text`); a smaller one is copied (reading a row's text again
+/// checks all of it).
 const LENT_FROM_ROW_BYTES: usize = 1 << 20;
 
 thread_local! {
-    /// The row a `JsonText` being deserialized may stay in (`JsonText::reading`).
-    static SOURCE: RefCell<Option<Arc<Row>>> = const { RefCell::new(None) };
+    /// What a `JsonText` being deserialized may stay in.
+    static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
 }
 
 impl JsonText {
@@ -51,7 +63,17 @@ impl JsonText {
             Text::Row { row, column, range } => {
                 row.try_get::<_, &str>(*column).ok().and_then(|t| t.get(range.clone())).unwrap_or("null")
             }
+            Text::Part { whole, range } => whole.get(range.clone()).unwrap_or("null"),
         }
+    }
+
+    /// `part`, a slice of `whole`: a big one stays in it; a smaller one is copied.
+    pub fn in_text(whole: &Arc<String>, part: &str) -> JsonText {
+        let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+        if part.len() > LENT_FROM_ROW_BYTES && start <= whole.len() && part.len() <= whole.len() - start {
+            return JsonText(Text::Part { whole: whole.clone(), range: start..start + part.len() });
+        }
+        JsonText(Text::Own(part.into()))
     }
 
     /// `part`, a slice of the text one of `row`'s columns gives (`row.get`): a big one
@@ -73,13 +95,23 @@ impl JsonText {
     /// Runs `read`, a deserialization of a text of `row`, so that the `JsonText`s it
     /// makes stay in the row (`in_row`) rather than copy it.
     pub fn reading<T>(row: &Arc<Row>, read: impl FnOnce() -> T) -> T {
+        Self::reading_from(Source::Row(row.clone()), read)
+    }
+
+    /// Runs `read`, a deserialization of `whole`, so that the big `JsonText`s it makes
+    /// stay in `whole` (`in_text`) rather than copy it.
+    pub fn reading_text<T>(whole: &Arc<String>, read: impl FnOnce() -> T) -> T {
+        Self::reading_from(Source::Text(whole.clone()), read)
+    }
+
+    fn reading_from<T>(source: Source, read: impl FnOnce() -> T) -> T {
         struct Reset;
         impl Drop for Reset {
             fn drop(&mut self) {
                 SOURCE.with(|s| s.borrow_mut().take());
             }
         }
-        SOURCE.with(|s| *s.borrow_mut() = Some(row.clone()));
+        SOURCE.with(|s| *s.borrow_mut() = Some(source));
         let _reset = Reset;
         read()
     }
@@ -115,13 +147,15 @@ impl std::fmt::Debug for JsonText {
 }
 
 /// Read from the text being parsed, copied once (never through a `Value`), or not at
-/// all when it is a big part of the row `JsonText::reading` names. Needs a deserializer
+/// all when it is a big part of the row or text `JsonText::reading` or `reading_text`
+/// names. Needs a deserializer
 /// that can lend its input (`serde_json::from_str`).
 impl<'de> Deserialize<'de> for JsonText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<JsonText, D::Error> {
         let raw = <&'de RawValue>::deserialize(d)?;
         Ok(SOURCE.with(|s| match &*s.borrow() {
-            Some(row) => JsonText::in_row(row, raw.get()),
+            Some(Source::Row(row)) => JsonText::in_row(row, raw.get()),
+            Some(Source::Text(whole)) => JsonText::in_text(whole, raw.get()),
             None => JsonText::from(raw),
         }))
     }
@@ -168,5 +202,34 @@ mod tests {
         let shared = text.clone();
         assert!(std::ptr::eq(shared.as_str(), text.as_str()));
         assert_eq!(JsonText::of(&json!({"k": "v"})).as_str(), r#"{"k":"v"}"#);
+    }
+
+    #[test]
+    fn a_big_part_of_a_text_being_read_stays_in_it_and_a_small_one_is_copied() {
+        #[derive(Deserialize)]
+        struct Pair {
+            big: JsonText,
+            small: JsonText,
+        }
+        let big = format!("\"{}\"", "x".repeat(LENT_FROM_ROW_BYTES + 1));
+        let whole = Arc::new(format!(r#"{{"big": {big}, "small": [1, 2]}}"#));
+        let pair: Pair = JsonText::reading_text(&whole, || serde_json::from_str(&whole)).unwrap();
+        let within = |t: &JsonText| {
+            let at = t.as_str().as_ptr() as usize;
+            (whole.as_ptr() as usize..whole.as_ptr() as usize + whole.len()).contains(&at)
+        };
+        assert_eq!(pair.big.as_str(), big);
+        assert!(within(&pair.big), "the big value is lent from the text read");
+        assert_eq!(pair.small.as_str(), "[1, 2]");
+        assert!(!within(&pair.small), "a small value is copied");
+        // the text outlives what read it, for as long as a part of it does
+        assert_eq!(Arc::strong_count(&whole), 2);
+        drop(pair);
+        assert_eq!(Arc::strong_count(&whole), 1);
+        // a part that is not a slice of the text is copied
+        let elsewhere = "y".repeat(LENT_FROM_ROW_BYTES + 1);
+        let copied = JsonText::in_text(&whole, &elsewhere);
+        assert_eq!(copied.as_str(), elsewhere);
+        assert_eq!(Arc::strong_count(&whole), 1);
     }
 }

@@ -488,11 +488,23 @@ impl PgPool {
         if big {
             conn.retire();
         }
+        self.put_back(conn);
         rows
     }
 
     pub async fn batch(&self, doing: &str, sql: &str) -> CoreResult<()> {
         let conn = self.conn().await?;
-        self.deadline(&conn, doing, conn.client.batch_execute(sql)).await
+        let done = self.deadline(&conn, doing, conn.client.batch_execute(sql)).await;
+        self.put_back(conn);
+        done
+    }
+
+    /// A statement on `conn` ended: one out of service leaves the pool now, so it closes
+    /// once its last statement in progress ends. (A retired connection's read buffer
+    /// holds the big rows it read: their memory goes only with it, issue 12.)
+    fn put_back(&self, conn: Arc<PgConn>) {
+        if !self.current(&conn) {
+            self.conns.lock().unwrap().retain(|c| !Arc::ptr_eq(c, &conn));
+        }
     }
 }
