@@ -39,7 +39,7 @@ async function shareInputText(raw, input) {
 // (apart, so that no frame still holds the text read when V8 collects)
 function takesInputText(raw, input) {
 	if (!(raw instanceof RawJson) || typeof input !== 'string' || !isBig(input)) return false
-	if (typeof raw.text !== 'string' || raw.text.length !== input.length || raw.text !== input) return false
+	if (raw.text !== input) return false
 	raw.text = input
 	return true
 }

@@ -207,15 +207,16 @@ function createNodeRunner({
 			dependencies: deps,
 			signal: nodeCtl.signal,
 		}
+		// (once read or set, `input` is a plain property)
+		const setInput = (input) =>
+			Object.defineProperty(ctx, 'input', { value: input, writable: true, enumerable: true, configurable: true })
 		Object.defineProperty(ctx, 'input', {
 			get: () => {
 				const input = req.inputFromMapping ? mappedInput(mappings, blueprintId, nodeId, inputOf()) : inputOf()
-				Object.defineProperty(ctx, 'input', { value: input, writable: true, enumerable: true, configurable: true })
+				setInput(input)
 				return input
 			},
-			set: (input) => {
-				Object.defineProperty(ctx, 'input', { value: input, writable: true, enumerable: true, configurable: true })
-			},
+			set: setInput,
 			enumerable: true,
 			configurable: true,
 		})

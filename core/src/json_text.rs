@@ -34,6 +34,12 @@ enum Text {
     },
 }
 
+/// Where `part` lies in `whole`, when it is a slice of it.
+fn range_in(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    (start <= whole.len() && part.len() <= whole.len() - start).then(|| start..start + part.len())
+}
+
 /// Where the `JsonText`s being deserialized may stay (`JsonText::reading`, `reading_text`).
 enum Source {
     Row(Arc<Row>),
@@ -69,9 +75,8 @@ impl JsonText {
 
     /// `part`, a slice of `whole`: a big one stays in it; a smaller one is copied.
     pub fn in_text(whole: &Arc<String>, part: &str) -> JsonText {
-        let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-        if part.len() > LENT_FROM_ROW_BYTES && start <= whole.len() && part.len() <= whole.len() - start {
-            return JsonText(Text::Part { whole: whole.clone(), range: start..start + part.len() });
+        if let Some(range) = range_in(whole, part).filter(|_| part.len() > LENT_FROM_ROW_BYTES) {
+            return JsonText(Text::Part { whole: whole.clone(), range });
         }
         JsonText(Text::Own(part.into()))
     }
@@ -82,9 +87,7 @@ impl JsonText {
         if part.len() > LENT_FROM_ROW_BYTES {
             for column in 0..row.len() {
                 let Ok(whole) = row.try_get::<_, &str>(column) else { continue };
-                let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-                if start <= whole.len() && part.len() <= whole.len() - start {
-                    let range = start..start + part.len();
+                if let Some(range) = range_in(whole, part) {
                     return JsonText(Text::Row { row: row.clone(), column, range });
                 }
             }
