@@ -25,7 +25,8 @@
  *   BENCH_WORKFLOWS   comma list of diamond,chain,fanout,width20,width200,width2000,batch10000 (default all; the
  *                     width series runs for our worker only)
  *   BENCH_SYSTEMS     comma list of ours,peer-documented,peer-tuned,bullmq-default,bullmq-tuned,ours-x2
- *                     (default all), or the opt-in ours-ungrouped and ours-baseline
+ *                     (default all), or the opt-in ours-ungrouped, ours-uninlined, ours-unreadgrouped
+ *                     and ours-baseline
  *   BENCH_BASELINE    a built checkout of this package (another commit): the opt-in system
  *                     ours-baseline runs our worker from it, to measure a change in one invocation
  *   BENCH_OUT         where to write the report (default bench/results.md)
@@ -92,6 +93,15 @@ const SYSTEMS = {
 		env: { FLOWCRAFT_GROUP_COMMIT: '0' },
 		optIn: true,
 	},
+	// opt-in: our worker reading each job's run with a statement of its own
+	'ours-unreadgrouped': {
+		key: 'ours-unreadgrouped',
+		label: 'ours, one read statement per job (FLOWCRAFT_GROUP_READ=0)',
+		kind: 'ours',
+		workers: 1,
+		env: { FLOWCRAFT_GROUP_READ: '0' },
+		optIn: true,
+	},
 	// opt-in: our worker publishing every successor (no successor run under its predecessor's delivery)
 	'ours-uninlined': {
 		key: 'ours-uninlined',
@@ -121,6 +131,7 @@ const DEFAULT_RUNS = {
 	// our worker in another setting or from another checkout: measured as ours is
 	'ours-ungrouped': OURS_RUNS,
 	'ours-uninlined': OURS_RUNS,
+	'ours-unreadgrouped': OURS_RUNS,
 	'ours-baseline': OURS_RUNS,
 	'peer-documented': { diamond: 40, chain: 12, fanout: 10 },
 	'peer-tuned': { diamond: 300, chain: 150, fanout: 25 },
@@ -783,6 +794,8 @@ function phaseNames(system, wf) {
 		ours: 'o',
 		'ours-x2': 'o2',
 		'ours-ungrouped': 'ou',
+		'ours-uninlined': 'oi',
+		'ours-unreadgrouped': 'or',
 		'ours-baseline': 'ob',
 		'peer-documented': 'pd',
 		'peer-tuned': 'pt',

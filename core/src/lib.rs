@@ -11,6 +11,7 @@ pub mod error;
 pub mod evaluator;
 pub mod executor;
 pub mod group_commit;
+pub mod group_read;
 pub mod job;
 pub mod joins;
 pub mod json_text;

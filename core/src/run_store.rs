@@ -21,6 +21,7 @@
 
 use crate::error::{CoreError, CoreResult};
 use crate::group_commit::{refs, CommitGroup, Param};
+use crate::group_read::{Read, ReadCounts, ReadGroup};
 use crate::json_text::JsonText;
 use crate::pg::{quote_table, PgPool, PgTarget};
 use crate::schema::{Installed, Schema};
@@ -36,6 +37,9 @@ pub struct RunStore {
     /// Commits of jobs ready together share a transaction (`group_commit`); None:
     /// one statement each (`FLOWCRAFT_GROUP_COMMIT=0`, to compare).
     group: Option<Arc<CommitGroup>>,
+    /// Reads of jobs starting together are one statement (`group_read`); None: one
+    /// statement each (`FLOWCRAFT_GROUP_READ=0`, to compare).
+    reads: Option<Arc<ReadGroup>>,
     /// The status table's name as the user gave it (NOTIFY payloads carry it).
     status_table: String,
     schema: Schema,
@@ -694,7 +698,9 @@ impl RunStore {
         let schema = Schema::new(context_table, status_table)?;
         let grouped = std::env::var("FLOWCRAFT_GROUP_COMMIT").map_or(true, |v| v != "0");
         let group = grouped.then(|| CommitGroup::new(pool.clone(), sql.commit.to_vec()));
-        Ok(RunStore { pool, group, status_table: status_table.to_string(), schema, sql })
+        let grouped_reads = std::env::var("FLOWCRAFT_GROUP_READ").map_or(true, |v| v != "0");
+        let reads = grouped_reads.then(|| ReadGroup::new(pool.clone(), &[&sql.load, &sql.load_all]));
+        Ok(RunStore { pool, group, reads, status_table: status_table.to_string(), schema, sql })
     }
 
     pub fn pool(&self) -> &Arc<PgPool> {
@@ -725,9 +731,23 @@ impl RunStore {
         all: bool,
         keys: &[String],
     ) -> CoreResult<tokio_postgres::Row> {
+        if let Some(reads) = &self.reads {
+            let read = Read {
+                run_id: run_id.to_string(),
+                needed: needed.to_vec(),
+                keys: keys.to_vec(),
+                node_id: node_id.to_string(),
+            };
+            return reads.read(usize::from(all), read).await;
+        }
         let sql = if all { &self.sql.load_all } else { &self.sql.load };
         let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys, &node_id]).await?;
         rows.into_iter().next().ok_or(CoreError::NoRow { doing: "reading a run" })
+    }
+
+    /// How many statements this store's reads of runs took (zeros when reads are not grouped).
+    pub fn read_counts(&self) -> ReadCounts {
+        self.reads.as_ref().map(|r| r.counts()).unwrap_or_default()
     }
 
     /// `load`, keeping the context keys `keys` whatever their size.
@@ -1338,6 +1358,18 @@ mod tests {
         let markers = ["--[full", "--full]", "--[plain", "--plain]"];
         for statement in [full, plain] {
             assert!(!statement.lines().any(|l| markers.contains(&l.trim())));
+        }
+    }
+
+    #[test]
+    fn the_grouped_reads_take_every_parameter_from_their_arrays() {
+        let sql = super::Sql::new("\"c\"", "\"s\"", "\"c_nodes\"", "s");
+        for single in [&sql.load, &sql.load_all] {
+            let (one, four) = (params(single), (1..=4).collect::<std::collections::BTreeSet<u32>>());
+            assert_eq!(one, four);
+            let grouped = crate::group_read::grouped(single);
+            let inner = grouped.split("CROSS JOIN LATERAL").nth(1).unwrap();
+            assert!(params(inner).is_empty(), "{inner}");
         }
     }
 
