@@ -132,9 +132,7 @@ impl ReadGroup {
         if lead {
             tokio::spawn(self.clone().lead());
         }
-        answered
-            .await
-            .map_err(|_| CoreError::Timeout("the group read was dropped".into()))?
+        answered.await.map_err(|_| CoreError::Timeout("the group read was dropped".into()))?
     }
 
     pub fn counts(&self) -> ReadCounts {
@@ -207,9 +205,7 @@ impl ReadGroup {
             self.sent.fetch_add(1, Ordering::Relaxed);
             let r = &m.read;
             let rows = self.pool.query("reading a run", single, &[&r.run_id, &r.needed, &r.keys, &r.node_id]).await;
-            let row = rows.and_then(|rows| {
-                rows.into_iter().next().ok_or(CoreError::NoRow { doing: "reading a run" })
-            });
+            let row = rows.and_then(|rows| rows.into_iter().next().ok_or(CoreError::NoRow { doing: "reading a run" }));
             let _ = m.answer.send(row);
         });
         futures_util::future::join_all(calls).await;
@@ -222,14 +218,16 @@ mod tests {
 
     #[test]
     fn an_array_literal_quotes_every_element() {
-        let items = ["a".to_string(), "b,c".into(), "d\"e".into(), "f\\g".into(), "{h}".into(), "NULL".into(), "".into()];
+        let items =
+            ["a".to_string(), "b,c".into(), "d\"e".into(), "f\\g".into(), "{h}".into(), "NULL".into(), "".into()];
         assert_eq!(array_literal(&items), r#"{"a","b,c","d\"e","f\\g","{h}","NULL",""}"#);
         assert_eq!(array_literal(&[]), "{}");
     }
 
     #[test]
     fn the_grouped_statement_takes_its_parameters_from_the_arrays_only() {
-        let single = "SELECT $1::text, n.x = ANY($2::text[]), e.k = ANY($3::text[]), n.id = $4::text FROM t n WHERE n.r = $1";
+        let single =
+            "SELECT $1::text, n.x = ANY($2::text[]), e.k = ANY($3::text[]), n.id = $4::text FROM t n WHERE n.r = $1";
         let g = grouped(single);
         let inner = g.split("CROSS JOIN LATERAL").nth(1).unwrap();
         assert!(!inner.contains('$'), "{inner}");
