@@ -142,6 +142,8 @@ const DEFAULT_IDLE_RUNS = {
 	ours: 30,
 	'ours-x2': 0,
 	'ours-ungrouped': 30,
+	'ours-uninlined': 30,
+	'ours-unreadgrouped': 30,
 	'ours-baseline': 30,
 	'peer-documented': 5,
 	'peer-tuned': 10,
