@@ -97,6 +97,8 @@ pub struct ReadCounts {
 
 pub struct ReadGroup {
     pool: Arc<PgPool>,
+    /// false: every read is its own statement, at once (`FLOWCRAFT_GROUP_READ=0`, to compare).
+    grouping: bool,
     /// Per statement: the single read's text, and the group's (`grouped`).
     statements: Vec<(String, String)>,
     state: Mutex<State>,
@@ -105,11 +107,13 @@ pub struct ReadGroup {
 }
 
 impl ReadGroup {
-    /// A group reader for `statements` (each a single read's text, `sql/load.sql`'s form).
-    pub fn new(pool: Arc<PgPool>, statements: &[&str]) -> Arc<ReadGroup> {
+    /// A group reader for `statements` (each a single read's text, `sql/load.sql`'s form);
+    /// without `grouping`, one that sends each read alone.
+    pub fn new(pool: Arc<PgPool>, statements: &[&str], grouping: bool) -> Arc<ReadGroup> {
         let statements = statements.iter().map(|s| (s.to_string(), grouped(s))).collect();
         Arc::new(ReadGroup {
             pool,
+            grouping,
             statements,
             state: Mutex::default(),
             reads: AtomicU64::new(0),
@@ -119,6 +123,10 @@ impl ReadGroup {
 
     /// Reads with statement `statement` in the next group; its row, or its error.
     pub async fn read(self: &Arc<Self>, statement: usize, read: Read) -> CoreResult<Row> {
+        if !self.grouping {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            return self.alone(statement, &read).await;
+        }
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut s = self.state.lock().unwrap();
@@ -167,7 +175,6 @@ impl ReadGroup {
             self.one_by_one(statement, group).await;
             return;
         }
-        self.sent.fetch_add(1, Ordering::Relaxed);
         let column = |f: fn(&Read) -> String| group.iter().map(|m| f(&m.read)).collect::<Vec<String>>();
         let run_ids = column(|r| r.run_id.clone());
         let needed = column(|r| array_literal(&r.needed));
@@ -177,6 +184,7 @@ impl ReadGroup {
             .pool
             .query("reading runs", &self.statements[statement].1, &[&run_ids, &needed, &keys, &node_ids])
             .await;
+        self.sent.fetch_add(1, Ordering::Relaxed);
         match rows {
             Ok(rows) if rows.len() == group.len() => {
                 for (m, row) in group.into_iter().zip(rows) {
@@ -191,24 +199,25 @@ impl ReadGroup {
                 }
             }
             // a read that fails fails only itself: each on its own
-            _ => {
-                self.sent.fetch_sub(1, Ordering::Relaxed);
-                self.one_by_one(statement, group).await
-            }
+            _ => self.one_by_one(statement, group).await,
         }
     }
 
     /// Each read as its own statement, at once.
     async fn one_by_one(&self, statement: usize, group: Vec<Member>) {
-        let single = &self.statements[statement].0;
         let calls = group.into_iter().map(|m| async move {
-            self.sent.fetch_add(1, Ordering::Relaxed);
-            let r = &m.read;
-            let rows = self.pool.query("reading a run", single, &[&r.run_id, &r.needed, &r.keys, &r.node_id]).await;
-            let row = rows.and_then(|rows| rows.into_iter().next().ok_or(CoreError::NoRow { doing: "reading a run" }));
+            let row = self.alone(statement, &m.read).await;
             let _ = m.answer.send(row);
         });
         futures_util::future::join_all(calls).await;
+    }
+
+    /// One read as the single statement.
+    async fn alone(&self, statement: usize, r: &Read) -> CoreResult<Row> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let single = &self.statements[statement].0;
+        let rows = self.pool.query("reading a run", single, &[&r.run_id, &r.needed, &r.keys, &r.node_id]).await?;
+        rows.into_iter().next().ok_or(CoreError::NoRow { doing: "reading a run" })
     }
 }
 

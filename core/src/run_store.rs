@@ -37,9 +37,9 @@ pub struct RunStore {
     /// Commits of jobs ready together share a transaction (`group_commit`); None:
     /// one statement each (`FLOWCRAFT_GROUP_COMMIT=0`, to compare).
     group: Option<Arc<CommitGroup>>,
-    /// Reads of jobs starting together are one statement (`group_read`); None: one
-    /// statement each (`FLOWCRAFT_GROUP_READ=0`, to compare).
-    reads: Option<Arc<ReadGroup>>,
+    /// Every read of a run: those of jobs starting together are one statement
+    /// (`group_read`; `FLOWCRAFT_GROUP_READ=0`: one statement each, to compare).
+    reads: Arc<ReadGroup>,
     /// The status table's name as the user gave it (NOTIFY payloads carry it).
     status_table: String,
     schema: Schema,
@@ -699,7 +699,7 @@ impl RunStore {
         let grouped = std::env::var("FLOWCRAFT_GROUP_COMMIT").map_or(true, |v| v != "0");
         let group = grouped.then(|| CommitGroup::new(pool.clone(), sql.commit.to_vec()));
         let grouped_reads = std::env::var("FLOWCRAFT_GROUP_READ").map_or(true, |v| v != "0");
-        let reads = grouped_reads.then(|| ReadGroup::new(pool.clone(), &[&sql.load, &sql.load_all]));
+        let reads = ReadGroup::new(pool.clone(), &[&sql.load, &sql.load_all], grouped_reads);
         Ok(RunStore { pool, group, reads, status_table: status_table.to_string(), schema, sql })
     }
 
@@ -731,23 +731,19 @@ impl RunStore {
         all: bool,
         keys: &[String],
     ) -> CoreResult<tokio_postgres::Row> {
-        if let Some(reads) = &self.reads {
-            let read = Read {
-                run_id: run_id.to_string(),
-                needed: needed.to_vec(),
-                keys: keys.to_vec(),
-                node_id: node_id.to_string(),
-            };
-            return reads.read(usize::from(all), read).await;
-        }
-        let sql = if all { &self.sql.load_all } else { &self.sql.load };
-        let rows = self.pool.query("reading a run", sql, &[&run_id, &needed, &keys, &node_id]).await?;
-        rows.into_iter().next().ok_or(CoreError::NoRow { doing: "reading a run" })
+        let read = Read {
+            run_id: run_id.to_string(),
+            needed: needed.to_vec(),
+            keys: keys.to_vec(),
+            node_id: node_id.to_string(),
+        };
+        // (statement 1 is `load_all`: `new`)
+        self.reads.read(usize::from(all), read).await
     }
 
-    /// How many statements this store's reads of runs took (zeros when reads are not grouped).
+    /// How many statements this store's reads of runs took.
     pub fn read_counts(&self) -> ReadCounts {
-        self.reads.as_ref().map(|r| r.counts()).unwrap_or_default()
+        self.reads.counts()
     }
 
     /// `load`, keeping the context keys `keys` whatever their size.

@@ -49,6 +49,15 @@ impl Tables {
         let nodes: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
         self.store.init_run(run_id, "bp", &initial, &nodes, &nodes[..1], &Adopted::default()).await.unwrap();
     }
+
+    /// `count` runs, `run-0`, `run-1`, ...
+    async fn runs(&self, count: usize) -> Vec<String> {
+        let runs: Vec<String> = (0..count).map(|i| format!("run-{i}")).collect();
+        for r in &runs {
+            self.run(r).await;
+        }
+        runs
+    }
 }
 
 /// Drops the tables when the test ends, passed or failed (a connection of its own, on a
@@ -81,10 +90,7 @@ fn reads_made_together_are_one_statement_and_each_gets_its_own_run() {
 
 async fn reads_made_together() {
     let t = Tables::new("own").await;
-    let runs: Vec<String> = (0..40).map(|i| format!("run-{i}")).collect();
-    for r in &runs {
-        t.run(r).await;
-    }
+    let runs = t.runs(40).await;
     let before = t.store.read_counts();
     let calls = runs.iter().enumerate().map(|(i, r)| {
         let node = NODES[i % NODES.len()];
@@ -127,10 +133,7 @@ fn a_read_that_fails_fails_only_itself() {
 
 async fn a_failing_read() {
     let t = Tables::new("fail").await;
-    let runs: Vec<String> = (0..12).map(|i| format!("run-{i}")).collect();
-    for r in &runs {
-        t.run(r).await;
-    }
+    let runs = t.runs(12).await;
     // a context row that is not an object: its partial read fails in PostgreSQL
     let broken = format!("UPDATE \"{}\" SET context_data = '[1]'::jsonb WHERE run_id = 'run-5'", t.ctx);
     t.store.pool().batch("breaking a row", &broken).await.unwrap();
