@@ -25,8 +25,8 @@
  *   BENCH_WORKFLOWS   comma list of diamond,chain,fanout,width20,width200,width2000,batch10000 (default all; the
  *                     width series runs for our worker only)
  *   BENCH_SYSTEMS     comma list of ours,peer-documented,peer-tuned,bullmq-default,bullmq-tuned,ours-x2
- *                     (default all), or the opt-in ours-ungrouped, ours-uninlined, ours-unreadgrouped
- *                     and ours-baseline
+ *                     (default all), or the opt-in ours-ungrouped, ours-uninlined, ours-unreadgrouped,
+ *                     ours-unset and ours-baseline
  *   BENCH_BASELINE    a built checkout of this package (another commit): the opt-in system
  *                     ours-baseline runs our worker from it, to measure a change in one invocation
  *   BENCH_OUT         where to write the report (default bench/results.md)
@@ -102,6 +102,15 @@ const SYSTEMS = {
 		env: { FLOWCRAFT_GROUP_READ: '0' },
 		optIn: true,
 	},
+	// opt-in: our worker sending a group's plain commits as one statement each (no commit set)
+	'ours-unset': {
+		key: 'ours-unset',
+		label: 'ours, one statement per commit in a group (FLOWCRAFT_SET_COMMIT=0)',
+		kind: 'ours',
+		workers: 1,
+		env: { FLOWCRAFT_SET_COMMIT: '0' },
+		optIn: true,
+	},
 	// opt-in: our worker publishing every successor (no successor run under its predecessor's delivery)
 	'ours-uninlined': {
 		key: 'ours-uninlined',
@@ -132,6 +141,7 @@ const DEFAULT_RUNS = {
 	'ours-ungrouped': OURS_RUNS,
 	'ours-uninlined': OURS_RUNS,
 	'ours-unreadgrouped': OURS_RUNS,
+	'ours-unset': OURS_RUNS,
 	'ours-baseline': OURS_RUNS,
 	'peer-documented': { diamond: 40, chain: 12, fanout: 10 },
 	'peer-tuned': { diamond: 300, chain: 150, fanout: 25 },
@@ -144,6 +154,7 @@ const DEFAULT_IDLE_RUNS = {
 	'ours-ungrouped': 30,
 	'ours-uninlined': 30,
 	'ours-unreadgrouped': 30,
+	'ours-unset': 30,
 	'ours-baseline': 30,
 	'peer-documented': 5,
 	'peer-tuned': 10,
@@ -798,6 +809,7 @@ function phaseNames(system, wf) {
 		'ours-ungrouped': 'ou',
 		'ours-uninlined': 'oi',
 		'ours-unreadgrouped': 'or',
+		'ours-unset': 'os',
 		'ours-baseline': 'ob',
 		'peer-documented': 'pd',
 		'peer-tuned': 'pt',

@@ -4,6 +4,7 @@
 pub mod amqp;
 pub mod blueprint;
 pub mod builtins;
+pub mod commit_params;
 pub mod compat;
 pub mod context_store;
 pub mod coordination;

@@ -19,8 +19,9 @@
 //! commits of one run are serialised and each sees the others' effects.
 //! The SQL is in `core/sql/`, one statement per file.
 
+use crate::commit_params::{refs, CommitParams, FullParams, Touched};
 use crate::error::{CoreError, CoreResult};
-use crate::group_commit::{refs, CommitGroup, Param};
+use crate::group_commit::{CommitCounts, CommitGroup, SetCommit};
 use crate::group_read::{Read, ReadCounts, ReadGroup};
 use crate::json_text::JsonText;
 use crate::pg::{quote_table, PgPool, PgTarget};
@@ -199,6 +200,8 @@ struct Sql {
     /// `sql/commit.sql` made whole (`[0]`) and without what most jobs' commits do not
     /// need (`[1]`, `Effect::plain`): indexed by `usize::from(plain)`, here and in the group.
     commit: [String; 2],
+    /// `sql/commit_set.sql`: the plain commits of a group's distinct runs in one statement.
+    commit_set: String,
     fail_node: String,
     finalize: String,
     fail_run: String,
@@ -320,6 +323,15 @@ impl Sql {
                     "n.node_id = $2 OR n.node_id IN (SELECT u.node_id FROM upd u)",
                 ),
             ],
+            // a member's run and node are its `nx` row's
+            commit_set: fill(
+                &include_str!("../sql/commit_set.sql").replace(
+                    "{fold}",
+                    &fold("n.node_id = nx.node_id OR n.node_id IN (SELECT u.node_id FROM upd u WHERE u.i = nx.i)")
+                        .replace("$1", "nx.run_id"),
+                ),
+                "false",
+            ),
             fail_node: fill(include_str!("../sql/fail_node.sql"), "false"),
             finalize: plain(include_str!("../sql/finalize.sql")),
             fail_run: plain(include_str!("../sql/fail_run.sql")),
@@ -697,7 +709,8 @@ impl RunStore {
         let sql = Sql::new(&ctx, &st, &nodes, status_table);
         let schema = Schema::new(context_table, status_table)?;
         let grouped = std::env::var("FLOWCRAFT_GROUP_COMMIT").map_or(true, |v| v != "0");
-        let group = grouped.then(|| CommitGroup::new(pool.clone(), sql.commit.to_vec()));
+        let group = grouped
+            .then(|| CommitGroup::new(pool.clone(), sql.commit.clone(), sql.commit_set.clone(), SetCommit::from_env()));
         let grouped_reads = std::env::var("FLOWCRAFT_GROUP_READ").map_or(true, |v| v != "0");
         let reads = ReadGroup::new(pool.clone(), &[&sql.load, &sql.load_all], grouped_reads);
         Ok(RunStore { pool, group, reads, status_table: status_table.to_string(), schema, sql })
@@ -742,6 +755,12 @@ impl RunStore {
     }
 
     /// How many statements this store's reads of runs took.
+    /// How many commits this store's group committer took, in how many statements (None:
+    /// `FLOWCRAFT_GROUP_COMMIT=0`, one statement each).
+    pub fn commit_counts(&self) -> Option<CommitCounts> {
+        self.group.as_ref().map(|g| g.counts())
+    }
+
     pub fn read_counts(&self) -> ReadCounts {
         self.reads.counts()
     }
@@ -879,72 +898,61 @@ impl RunStore {
         }
         let arrival = |t: &str| effect.joins.iter().find(|j| j.target == t);
         let input = |t: &str| effect.inputs.iter().rev().find(|(i, _)| i == t);
-        let ready: Vec<bool> = ids.iter().map(|t| effect.ready.iter().any(|r| r == t)).collect();
-        let expected: Vec<i32> = ids.iter().map(|t| arrival(t).map_or(0, |j| j.expected as i32)).collect();
-        let any: Vec<bool> = ids.iter().map(|t| arrival(t).is_some_and(|j| j.any)).collect();
-        let fire: Vec<bool> = ids.iter().map(|t| arrival(t).is_some_and(|j| j.fire)).collect();
-        let arrives: Vec<bool> =
-            ids.iter().map(|t| arrival(t).is_some_and(|j| j.members.iter().any(|m| m == node_id))).collect();
-        let wrote: Vec<bool> = ids.iter().map(|t| input(t).is_some()).collect();
         use crate::routing::EdgeInput;
-        // an input that is the output as it is is bound to `$3` in SQL: its text is sent once
-        let passes_output: Vec<bool> =
-            ids.iter().map(|t| input(t).is_some_and(|(_, v)| *v == EdgeInput::Output)).collect();
-        let inputs: Vec<Option<String>> = ids
-            .iter()
-            .map(|t| match input(t) {
-                Some((_, EdgeInput::Value(v))) => json_text(v),
-                _ => None,
-            })
-            .collect();
-        let binds: Vec<bool> = ids.iter().map(|t| effect.bound.iter().any(|b| b == t)).collect();
-        let deferred: Vec<bool> = ids.iter().map(|t| effect.deferred_inputs.iter().any(|d| d == t)).collect();
+        let touched = Touched {
+            ready: ids.iter().map(|t| effect.ready.iter().any(|r| r == t)).collect(),
+            expected: ids.iter().map(|t| arrival(t).map_or(0, |j| j.expected as i32)).collect(),
+            any: ids.iter().map(|t| arrival(t).is_some_and(|j| j.any)).collect(),
+            fire: ids.iter().map(|t| arrival(t).is_some_and(|j| j.fire)).collect(),
+            arrives: ids.iter().map(|t| arrival(t).is_some_and(|j| j.members.iter().any(|m| m == node_id))).collect(),
+            wrote: ids.iter().map(|t| input(t).is_some()).collect(),
+            // an input that is the output as it is is bound to the output in SQL: its text is sent once
+            passes: ids.iter().map(|t| input(t).is_some_and(|(_, v)| *v == EdgeInput::Output)).collect(),
+            inputs: ids
+                .iter()
+                .map(|t| match input(t) {
+                    Some((_, EdgeInput::Value(v))) => json_text(v),
+                    _ => None,
+                })
+                .collect(),
+            binds: ids.iter().map(|t| effect.bound.iter().any(|b| b == t)).collect(),
+            deferred: ids.iter().map(|t| effect.deferred_inputs.iter().any(|d| d == t)).collect(),
+            ids: ids.iter().map(|t| t.to_string()).collect(),
+        };
         // The nodes this fallback arrives for, at each join (counted once each: `joined`).
-        let (owners, owner_joins): (Vec<&str>, Vec<&str>) = effect
+        let (owners, owner_joins): (Vec<String>, Vec<String>) = effect
             .joins
             .iter()
-            .flat_map(|j| j.members.iter().filter(|m| *m != node_id).map(move |m| (m.as_str(), j.target.as_str())))
+            .flat_map(|j| j.members.iter().filter(|m| *m != node_id).map(move |m| (m.clone(), j.target.clone())))
             .unzip();
-        let spawn_ids: Vec<&str> = effect.spawn.iter().map(|s| s.id.as_str()).collect();
-        let spawn_inputs: Vec<Option<String>> = effect.spawn.iter().map(|s| json_text(&s.input)).collect();
-        let spawn_specs: Vec<String> = effect.spawn.iter().map(|s| s.spec.to_string()).collect();
-        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
-        let params: Vec<Param> = vec![
-            Box::new(run_id.to_string()),
-            Box::new(node_id.to_string()),
-            Box::new(effect.output.clone()),
-            Box::new(effect.route.clone()),
-            Box::new(own(&ids)),
-            Box::new(ready),
-            Box::new(expected),
-            Box::new(any),
-            Box::new(fire),
-            Box::new(arrives),
-            Box::new(wrote),
-            Box::new(inputs),
-            Box::new(binds),
-            Box::new(own(&owners)),
-            Box::new(own(&owner_joins)),
-            Box::new(sets),
-            Box::new(effect.deletes.clone()),
-            Box::new(writes),
-            Box::new(deferred),
-            Box::new(effect.again.clone()),
-            Box::new(!effect.again.is_empty()),
-            Box::new(effect.iteration),
-            Box::new(own(&spawn_ids)),
-            Box::new(spawn_inputs),
-            Box::new(spawn_specs),
-            Box::new(passes_output),
-            Box::new(effect.compat),
-            Box::new(effect.held.clone()),
-        ];
-        let statement = usize::from(effect.plain() && owners.is_empty());
+        let full = (!effect.plain() || !owners.is_empty()).then(|| FullParams {
+            owners,
+            owner_joins,
+            again: effect.again.clone(),
+            spawn_ids: effect.spawn.iter().map(|s| s.id.clone()).collect(),
+            spawn_inputs: effect.spawn.iter().map(|s| json_text(&s.input)).collect(),
+            spawn_specs: effect.spawn.iter().map(|s| s.spec.to_string()).collect(),
+            compat: effect.compat,
+            held: effect.held.clone(),
+        });
+        let commit = CommitParams {
+            run_id: run_id.to_string(),
+            node_id: node_id.to_string(),
+            output: effect.output.clone(),
+            route: effect.route.clone(),
+            touched,
+            sets,
+            deletes: effect.deletes.clone(),
+            writes,
+            iteration: effect.iteration,
+            full,
+            big,
+        };
         let rows = match &self.group {
-            Some(group) => group.query(run_id, statement, params, big).await?,
+            Some(group) => group.query(commit).await?,
             None => {
-                let sql = &self.sql.commit[statement];
-                self.pool.query_sized("committing a node's output", sql, &refs(&params), big).await?
+                let sql = &self.sql.commit[commit.statement()];
+                self.pool.query_sized("committing a node's output", sql, &refs(&commit.single()), big).await?
             }
         };
         Ok(match rows.first() {

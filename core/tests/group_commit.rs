@@ -1,47 +1,132 @@
-//! Group commit (`group_commit.rs`) against the real PostgreSQL: statements sent together
-//! share a transaction, each still all-or-nothing; a member whose statement fails gets its
-//! own error and its neighbours are committed without it. Each test has its own table.
+//! Group commit (`group_commit.rs`, `sql/commit_set.sql`) against the real PostgreSQL:
+//! the plain commits of jobs of many runs made at the same moment take few statements, and
+//! each still applies its own effect once (its node row, its successor's, its context
+//! writes, its run's end); a commit that fails fails only itself. Each test has its own tables.
 
-use flowcraft_core::group_commit::{CommitGroup, Param};
-use flowcraft_core::pg::{PgPool, PgTarget};
+mod common;
 
-fn pg() -> PgTarget {
-    PgTarget::from_url(
-        &std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-    )
+use common::{rt, Tables};
+use flowcraft_core::joins::Adopted;
+use flowcraft_core::json_text::JsonText;
+use flowcraft_core::routing::EdgeInput;
+use flowcraft_core::run_store::{Commit, Effect};
+use serde_json::{json, Map, Value};
+
+/// Node ids that an array literal must quote.
+const FIRST: &str = "fi\"rst";
+const THEN: &str = "then, {x}";
+
+/// `count` runs, `run-0`, `run-1`, ..., each with FIRST queued and THEN idle.
+async fn runs(t: &Tables, count: usize) -> Vec<String> {
+    let runs: Vec<String> = (0..count).map(|i| format!("run-{i}")).collect();
+    let nodes = [FIRST.to_string(), THEN.to_string()];
+    for r in &runs {
+        let mut initial = Map::new();
+        initial.insert("who".into(), json!(r));
+        initial.insert("gone".into(), json!(true));
+        t.store.init_run(r, "bp", &initial, &nodes, &nodes[..1], &Adopted::default()).await.unwrap();
+    }
+    runs
 }
 
-fn unique(label: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("gc_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+/// FIRST's effect in run `i`: an even run goes on to THEN (its input the output), an odd one ends.
+fn effect(i: usize) -> Effect {
+    let mut sets = Map::new();
+    sets.insert("seen".into(), json!(i));
+    let on = i.is_multiple_of(2);
+    let next = || if on { vec![THEN.to_string()] } else { Vec::new() };
+    Effect {
+        output: Some(JsonText::of(&json!({ "n": i }))),
+        sets,
+        deletes: vec!["gone".into()],
+        route: next(),
+        ready: next(),
+        inputs: next().into_iter().map(|t| (t, EdgeInput::Output)).collect(),
+        bound: next(),
+        ..Default::default()
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_member_gets_its_error_and_its_neighbours_are_committed() {
-    let pool = PgPool::shared(&pg()).unwrap();
-    let table = unique("members");
-    pool.batch("creating", &format!("CREATE TABLE {table} (id INT PRIMARY KEY, run TEXT NOT NULL)")).await.unwrap();
-    // ids repeat 7: the second insert of it violates the key, in whichever group it lands
-    let sql = format!("INSERT INTO {table} (id, run) VALUES ($1::int, $2::text) RETURNING id");
-    let group = CommitGroup::new(pool.clone(), vec![sql]);
-    let members: Vec<(i32, String)> =
-        (0..40).map(|i| (if i == 39 { 7 } else { i }, format!("run-{}", i % 5))).collect();
-    let calls = members.iter().map(|(id, run)| {
-        let params: Vec<Param> = vec![Box::new(*id), Box::new(run.clone())];
-        let group = group.clone();
-        let run = run.clone();
-        async move { group.query(&run, 0, params, false).await }
-    });
-    let results = futures_util::future::join_all(calls).await;
-    let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
-    // exactly one of the two inserts of 7 failed, with the key violation as its own error
-    assert_eq!(failed.len(), 1, "{results:?}");
-    assert!(members[failed[0]].0 == 7);
-    let err = results[failed[0]].as_ref().unwrap_err().to_string();
-    assert!(err.contains("duplicate key") || err.contains("23505"), "{err}");
-    let rows =
-        pool.query("counting", &format!("SELECT count(*)::int, count(DISTINCT id)::int FROM {table}"), &[]).await;
-    let row = &rows.unwrap()[0];
-    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (39, 39), "every other member was committed");
-    pool.batch("dropping", &format!("DROP TABLE {table}")).await.unwrap();
+#[test]
+fn commits_made_together_are_few_statements_and_each_applies_its_own_effect() {
+    rt().block_on(commits_made_together());
+}
+
+async fn commits_made_together() {
+    let t = Tables::new("gc_own").await;
+    let runs = runs(&t, 40).await;
+    let effects: Vec<Effect> = (0..runs.len()).map(effect).collect();
+    let before = t.store.commit_counts().unwrap();
+    let calls = runs.iter().zip(&effects).map(|(r, e)| t.store.commit(r, FIRST, e));
+    let commits = futures_util::future::join_all(calls).await;
+    let after = t.store.commit_counts().unwrap();
+    for (i, (r, c)) in runs.iter().zip(commits).enumerate() {
+        match c.unwrap() {
+            Commit::Applied { ready, finished } if i.is_multiple_of(2) => {
+                assert_eq!(ready.iter().map(|e| e.node_id.as_str()).collect::<Vec<_>>(), [THEN], "run {i}");
+                assert_eq!(finished, None, "run {i}");
+            }
+            Commit::Applied { ready, finished } => {
+                assert!(ready.is_empty(), "run {i}: {ready:?}");
+                assert_eq!(finished, Some(("completed".to_string(), None)), "run {i}");
+            }
+            Commit::AlreadyDone => panic!("run {i} was not applied"),
+        }
+        let s = t.store.load(r, THEN, &[FIRST.to_string()], true).await.unwrap();
+        let context = s.context.unwrap();
+        assert_eq!(context.get("who"), Some(&Value::from(r.as_str())), "run {i} has its own context");
+        assert_eq!(context.get("seen"), Some(&json!(i)));
+        assert!(!context.contains_key("gone"), "run {i}: {context:?}");
+        assert_eq!(context.get(&format!("_outputs.{FIRST}")), Some(&json!({ "n": i })));
+        let node = s.node.unwrap();
+        if i.is_multiple_of(2) {
+            assert_eq!(s.status.as_deref(), Some("running"));
+            assert_eq!(node.state, "queued");
+            assert!(node.bound);
+            let input = context.get(&format!("_inputs.{THEN}"));
+            assert_eq!(input, Some(&json!({ "n": i })), "THEN's input is FIRST's output");
+        } else {
+            assert_eq!(s.status.as_deref(), Some("completed"));
+            assert_eq!(node.state, "idle");
+        }
+    }
+    let (commits, statements) = (after.commits - before.commits, after.statements - before.statements);
+    assert_eq!(commits, 40);
+    assert!(statements <= 20, "40 commits made at once took {statements} statements");
+    // a redelivered job's commit changes nothing, in a group or alone
+    let again = runs.iter().zip(&effects).map(|(r, e)| t.store.commit(r, FIRST, e));
+    for c in futures_util::future::join_all(again).await {
+        assert!(matches!(c.unwrap(), Commit::AlreadyDone));
+    }
+    let s = t.store.load("run-0", THEN, &[], true).await.unwrap();
+    assert_eq!(s.context.unwrap().get("seen"), Some(&json!(0)));
+}
+
+#[test]
+fn a_commit_that_fails_fails_only_itself() {
+    rt().block_on(a_failing_commit());
+}
+
+async fn a_failing_commit() {
+    let t = Tables::new("gc_fail").await;
+    let runs = runs(&t, 12).await;
+    // a context row that is a scalar: a commit's context writes fail in PostgreSQL
+    let broken = format!("UPDATE \"{}\" SET context_data = '5'::jsonb WHERE run_id = 'run-5'", t.ctx);
+    t.store.pool().batch("breaking a row", &broken).await.unwrap();
+    let effects: Vec<Effect> = (0..runs.len()).map(|_| effect(0)).collect();
+    let calls = runs.iter().zip(&effects).map(|(r, e)| t.store.commit(r, FIRST, e));
+    let commits = futures_util::future::join_all(calls).await;
+    for (r, c) in runs.iter().zip(commits) {
+        if r == "run-5" {
+            let e = c.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("scalar") || e.contains("22023"), "{e}");
+        } else {
+            assert!(matches!(c.unwrap(), Commit::Applied { .. }), "{r}");
+            let s = t.store.load(r, THEN, &[], true).await.unwrap();
+            assert_eq!(s.node.unwrap().state, "queued", "{r}");
+        }
+    }
+    // nothing of the failed commit was kept
+    let s = t.store.load("run-5", FIRST, &[], true).await.unwrap();
+    assert_eq!(s.node.unwrap().state, "queued");
 }

@@ -2,85 +2,32 @@
 //! are one statement, each read still gets its own run's snapshot (node ids and keys of
 //! any spelling), and a read that fails fails only itself. Each test has its own tables.
 
+mod common;
+
+use common::{rt, Tables};
 use flowcraft_core::joins::Adopted;
-use flowcraft_core::pg::PgTarget;
-use flowcraft_core::run_store::RunStore;
 use serde_json::{json, Map, Value};
-
-/// One runtime for every test: the pool's connections live on the runtime that opened them.
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
-}
-
-fn pg() -> PgTarget {
-    PgTarget::from_url(
-        &std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-    )
-}
-
-fn unique(label: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("gr_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
 
 /// Node ids that an array literal must quote.
 const NODES: [&str; 4] = ["plain", "quo\"te", "com,ma", "back\\slash {x}"];
 
-struct Tables {
-    store: RunStore,
-    ctx: String,
-    st: String,
+/// A run whose context is its id and a big value; its first node queued.
+async fn run(t: &Tables, run_id: &str) {
+    let mut initial = Map::new();
+    initial.insert("who".into(), json!(run_id));
+    // over LAZY_VALUE_BYTES: left out unless the read names it
+    initial.insert("big".into(), json!("x".repeat(4000)));
+    let nodes: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
+    t.store.init_run(run_id, "bp", &initial, &nodes, &nodes[..1], &Adopted::default()).await.unwrap();
 }
 
-impl Tables {
-    async fn new(label: &str) -> Tables {
-        let (ctx, st) = (unique(&format!("{label}_ctx")), unique(&format!("{label}_st")));
-        let store = RunStore::new(&pg(), &ctx, &st).unwrap();
-        store.prepare_tables(true).await.unwrap();
-        Tables { store, ctx, st }
+/// `count` runs, `run-0`, `run-1`, ...
+async fn runs(t: &Tables, count: usize) -> Vec<String> {
+    let runs: Vec<String> = (0..count).map(|i| format!("run-{i}")).collect();
+    for r in &runs {
+        run(t, r).await;
     }
-
-    async fn run(&self, run_id: &str) {
-        let mut initial = Map::new();
-        initial.insert("who".into(), json!(run_id));
-        // over LAZY_VALUE_BYTES: left out unless the read names it
-        initial.insert("big".into(), json!("x".repeat(4000)));
-        let nodes: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
-        self.store.init_run(run_id, "bp", &initial, &nodes, &nodes[..1], &Adopted::default()).await.unwrap();
-    }
-
-    /// `count` runs, `run-0`, `run-1`, ...
-    async fn runs(&self, count: usize) -> Vec<String> {
-        let runs: Vec<String> = (0..count).map(|i| format!("run-{i}")).collect();
-        for r in &runs {
-            self.run(r).await;
-        }
-        runs
-    }
-}
-
-/// Drops the tables when the test ends, passed or failed (a connection of its own, on a
-/// thread of its own: the test's runtime may be unwinding).
-impl Drop for Tables {
-    fn drop(&mut self) {
-        let sql = format!(
-            "DROP TABLE IF EXISTS \"{c}\"; DROP TABLE IF EXISTS \"{c}_nodes\"; DROP TABLE IF EXISTS \"{s}\"",
-            c = self.ctx,
-            s = self.st
-        );
-        let url = std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client.batch_execute(&sql).await;
-                }
-            });
-        })
-        .join();
-    }
+    runs
 }
 
 #[test]
@@ -89,8 +36,8 @@ fn reads_made_together_are_one_statement_and_each_gets_its_own_run() {
 }
 
 async fn reads_made_together() {
-    let t = Tables::new("own").await;
-    let runs = t.runs(40).await;
+    let t = Tables::new("gr_own").await;
+    let runs = runs(&t, 40).await;
     let before = t.store.read_counts();
     let calls = runs.iter().enumerate().map(|(i, r)| {
         let node = NODES[i % NODES.len()];
@@ -132,8 +79,8 @@ fn a_read_that_fails_fails_only_itself() {
 }
 
 async fn a_failing_read() {
-    let t = Tables::new("fail").await;
-    let runs = t.runs(12).await;
+    let t = Tables::new("gr_fail").await;
+    let runs = runs(&t, 12).await;
     // a context row that is not an object: its partial read fails in PostgreSQL
     let broken = format!("UPDATE \"{}\" SET context_data = '[1]'::jsonb WHERE run_id = 'run-5'", t.ctx);
     t.store.pool().batch("breaking a row", &broken).await.unwrap();
