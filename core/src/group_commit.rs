@@ -302,7 +302,9 @@ impl CommitGroup {
             }
         }
         for (m, a) in group.into_iter().zip(answers) {
-            let _ = m.answer.send(a.unwrap_or_else(|| Ok(Vec::new())));
+            // (every member is answered above; an unanswered one is retried, never taken as done)
+            let unanswered = || Err(CoreError::Timeout("the group commit left this commit unanswered".into()));
+            let _ = m.answer.send(a.unwrap_or_else(unanswered));
         }
     }
 
@@ -361,12 +363,12 @@ impl CommitGroup {
 
 const COMMITTING: &str = "committing a node's output";
 
-/// A transaction with a set statement finds every row by its key. The planner does not
-/// know a set's size, and with the statistics of small tables (a new table, or one that
+/// A transaction with a set statement reads every table through an index. The planner does
+/// not know a set's size, and with the statistics of small tables (a new table, or one that
 /// grew since it was last analyzed, for as long as a connection keeps its cached plan) it
 /// chose sequential scans, which cost the set 3× a statement per member as the tables grew
 /// (bench, diamond). With them off, every table is read through its key's index, by the
-/// members' keys (`= ANY(...)` in `sql/commit_set.sql`); joins between the statement's own
+/// members' run ids (`run_id = ANY($1)` in `sql/commit_set.sql`); joins between the statement's own
 /// CTEs stay free to hash (turning hash joins off too made a set of 32 cost 1.6× as much:
 /// pgbench). The plans built under it are cached per connection and used only in these
 /// transactions: a group connection runs nothing else.

@@ -754,13 +754,13 @@ impl RunStore {
         self.reads.read(usize::from(all), read).await
     }
 
-    /// How many statements this store's reads of runs took.
     /// How many commits this store's group committer took, in how many statements (None:
     /// `FLOWCRAFT_GROUP_COMMIT=0`, one statement each).
     pub fn commit_counts(&self) -> Option<CommitCounts> {
         self.group.as_ref().map(|g| g.counts())
     }
 
+    /// How many statements this store's reads of runs took.
     pub fn read_counts(&self) -> ReadCounts {
         self.reads.counts()
     }

@@ -111,8 +111,7 @@ async fn a_failing_commit() {
     let t = Tables::new("gc_fail").await;
     let runs = runs(&t, 12).await;
     // a context row that is a scalar: a commit's context writes fail in PostgreSQL
-    let broken = format!("UPDATE \"{}\" SET context_data = '5'::jsonb WHERE run_id = 'run-5'", t.ctx);
-    t.store.pool().batch("breaking a row", &broken).await.unwrap();
+    t.break_context("run-5", "5").await;
     let effects: Vec<Effect> = (0..runs.len()).map(|_| effect(0)).collect();
     let calls = runs.iter().zip(&effects).map(|(r, e)| t.store.commit(r, FIRST, e));
     let commits = futures_util::future::join_all(calls).await;

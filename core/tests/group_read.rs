@@ -82,8 +82,7 @@ async fn a_failing_read() {
     let t = Tables::new("gr_fail").await;
     let runs = runs(&t, 12).await;
     // a context row that is not an object: its partial read fails in PostgreSQL
-    let broken = format!("UPDATE \"{}\" SET context_data = '[1]'::jsonb WHERE run_id = 'run-5'", t.ctx);
-    t.store.pool().batch("breaking a row", &broken).await.unwrap();
+    t.break_context("run-5", "[1]").await;
     let before = t.store.read_counts();
     let calls = runs.iter().map(|r| {
         let store = &t.store;

@@ -37,6 +37,13 @@ impl Tables {
         store.prepare_tables(true).await.unwrap();
         Tables { store, ctx, st }
     }
+
+    /// Writes `run_id`'s context row as `json` (SQL text), past the store: a row the store
+    /// would never write, to make a statement over it fail in PostgreSQL.
+    pub async fn break_context(&self, run_id: &str, json: &str) {
+        let sql = format!("UPDATE \"{}\" SET context_data = '{json}'::jsonb WHERE run_id = '{run_id}'", self.ctx);
+        self.store.pool().batch("breaking a row", &sql).await.unwrap();
+    }
 }
 
 /// Drops the tables when the test ends, passed or failed (a connection of its own, on a
